@@ -1,0 +1,75 @@
+import type { Message, MessagePage, Room, ServerStatus, User } from '@/api/types'
+
+/** An HTTP answer other than 2xx, with the contract's error body. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Seconds, from a Retry-After header (429). */
+    readonly retryAfter: number | null = null,
+  ) {
+    super(message)
+    this.name = 'ApiError'
+  }
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const init: RequestInit = {
+    method,
+    credentials: 'same-origin',
+    headers: { Accept: 'application/json' },
+  }
+  if (body !== undefined) {
+    init.headers = { ...init.headers, 'Content-Type': 'application/json' }
+    init.body = JSON.stringify(body)
+  }
+  const response = await fetch(path, init)
+  if (response.ok) {
+    return (response.status === 204 ? undefined : await response.json()) as T
+  }
+  throw await toApiError(response)
+}
+
+async function toApiError(response: Response): Promise<ApiError> {
+  let code = `http_${response.status}`
+  let message = response.statusText
+  try {
+    const payload = (await response.json()) as { error?: { code?: string; message?: string } }
+    code = payload.error?.code ?? code
+    message = payload.error?.message ?? message
+  } catch {
+    // Not the contract's error body (a proxy page, for example): keep the status.
+  }
+  const retryAfter = Number.parseInt(response.headers.get('Retry-After') ?? '', 10)
+  return new ApiError(response.status, code, message, Number.isNaN(retryAfter) ? null : retryAfter)
+}
+
+const room = (slug: string) => `/api/rooms/${encodeURIComponent(slug)}`
+
+export const api = {
+  me: () => request<{ user: User }>('GET', '/api/me'),
+  register: (username: string, password: string, display_name?: string) =>
+    request<{ user: User }>('POST', '/api/register', { username, password, display_name }),
+  login: (username: string, password: string) =>
+    request<{ user: User }>('POST', '/api/login', { username, password }),
+  logout: () => request<void>('POST', '/api/logout'),
+
+  rooms: () => request<{ rooms: Room[] }>('GET', '/api/rooms'),
+  createRoom: (slug: string, title: string, isPrivate: boolean) =>
+    request<{ room: Room }>('POST', '/api/rooms', { slug, title, private: isPrivate }),
+  addMember: (slug: string, username: string) =>
+    request<void>('POST', `${room(slug)}/members`, { username }),
+  removeMember: (slug: string, username: string) =>
+    request<void>('DELETE', `${room(slug)}/members/${encodeURIComponent(username)}`),
+
+  latestMessages: (slug: string, limit = 50) =>
+    request<MessagePage>('GET', `${room(slug)}/messages?limit=${limit}`),
+  messagesBefore: (slug: string, before: Message['id'], limit = 50) =>
+    request<MessagePage>(
+      'GET',
+      `${room(slug)}/messages?before=${encodeURIComponent(before)}&limit=${limit}`,
+    ),
+
+  adminStatus: () => request<ServerStatus>('GET', '/api/admin/status'),
+}

@@ -1,0 +1,72 @@
+/** Shapes of contract v1 (PRODUCT.md section 5). */
+
+export interface User {
+  id: number | string
+  username: string
+  display_name: string
+  is_admin?: boolean
+}
+
+export interface Room {
+  slug: string
+  title: string
+  private: boolean
+  online: number
+}
+
+export interface Message {
+  id: string
+  room: string
+  user: User
+  body: string
+  created_at: string
+  client_id?: string | null
+}
+
+export interface MessagePage {
+  messages: Message[]
+  has_more: boolean
+}
+
+export interface RoomCounters {
+  stream_length: number
+  backlog: number
+  pending: number
+  archived: number
+  dead_letters: number
+  oldest_unarchived_age_s: number | null
+  rows_per_s?: number
+}
+
+export interface ServerStatus {
+  rooms: Record<string, RoomCounters>
+  total: RoomCounters
+  redis: {
+    appendonly: boolean
+    maxmemory_policy: string
+    persistence_ok: boolean
+  }
+}
+
+export type ClientFrame =
+  | { type: 'subscribe'; room: string; since?: string }
+  | { type: 'unsubscribe'; room: string }
+  | { type: 'send'; room: string; body: string; client_id: string }
+  | { type: 'typing'; room: string }
+  | { type: 'ping' }
+
+export type ServerFrame =
+  | { type: 'subscribed'; room: string; last_id: string | null; online: User[] }
+  | ({ type: 'message' } & Message)
+  | { type: 'ack'; client_id: string; id: string }
+  | { type: 'presence'; room: string; user: User; state: 'join' | 'leave' }
+  | { type: 'typing'; room: string; user: User }
+  | { type: 'pong' }
+  | { type: 'resync'; room: string }
+  | {
+      type: 'error'
+      code: string
+      message: string
+      client_id?: string
+      retry_after_ms?: number
+    }

@@ -1,0 +1,223 @@
+import type { ClientFrame, ServerFrame } from '@/api/types'
+import { backoffDelay } from '@/lib/backoff'
+import { useConnectionStore } from '@/stores/connection'
+import { useMessagesStore } from '@/stores/messages'
+import { usePresenceStore } from '@/stores/presence'
+import { useRoomsStore } from '@/stores/rooms'
+
+export const PING_INTERVAL_MS = 25_000
+
+/** The part of the browser's WebSocket we use; tests inject a fake. */
+export interface SocketLike {
+  readonly readyState: number
+  onopen: ((event: Event) => void) | null
+  onmessage: ((event: MessageEvent) => void) | null
+  onclose: ((event: CloseEvent) => void) | null
+  onerror: ((event: Event) => void) | null
+  send(data: string): void
+  close(code?: number, reason?: string): void
+}
+
+export type SocketFactory = (url: string) => SocketLike
+
+export interface ChatSocketOptions {
+  url?: string
+  createSocket?: SocketFactory
+  /** For the backoff jitter. */
+  random?: () => number
+  /** Where online/offline events come from. */
+  events?: Pick<Window, 'addEventListener' | 'removeEventListener'>
+}
+
+const OPEN = 1
+
+function defaultUrl(): string {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws'
+  return `${scheme}://${location.host}/ws`
+}
+
+/**
+ * The one owner of the chat WebSocket: connects with the session cookie, reconnects with
+ * exponential backoff and jitter, subscribes every joined room again with `since` = the
+ * last id seen, pings every 25 s (no pong by the next ping: the connection is dead), and
+ * routes every server frame into the stores.
+ */
+export function useChatSocket(options: ChatSocketOptions = {}) {
+  const createSocket: SocketFactory = options.createSocket ?? ((url) => new WebSocket(url))
+  const random = options.random ?? Math.random
+  const events = options.events ?? window
+
+  const connection = useConnectionStore()
+  const messages = useMessagesStore()
+  const presence = usePresenceStore()
+  const rooms = useRoomsStore()
+
+  let socket: SocketLike | null = null
+  let running = false
+  let attempt = 0
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined
+  let pingTimer: ReturnType<typeof setInterval> | undefined
+  let awaitingPong = false
+
+  function transmit(frame: ClientFrame): boolean {
+    if (socket === null || socket.readyState !== OPEN) return false
+    socket.send(JSON.stringify(frame))
+    return true
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer)
+    connection.setState(attempt === 0 ? 'connecting' : 'reconnecting')
+    const current = createSocket(options.url ?? defaultUrl())
+    socket = current
+    current.onopen = () => {
+      attempt = 0
+      connection.setState('live')
+      for (const room of rooms.joined) transmit(messages.subscribeFrame(room))
+      messages.resendPending()
+      startPing()
+    }
+    current.onmessage = (event) => {
+      const frame = parse(event.data)
+      if (frame !== null) route(frame)
+    }
+    current.onclose = () => dropped(current)
+    current.onerror = () => {
+      // A close event always follows; reconnecting starts there.
+    }
+  }
+
+  /** The socket is gone (closed by the server, the network, or us): try again later. */
+  function dropped(gone: SocketLike) {
+    if (gone !== socket) return
+    detach(gone)
+    socket = null
+    stopPing()
+    if (!running) return
+    const delay = backoffDelay(attempt, random)
+    attempt += 1
+    connection.setState('reconnecting', Date.now() + delay)
+    reconnectTimer = setTimeout(connect, delay)
+  }
+
+  function detach(target: SocketLike) {
+    target.onopen = null
+    target.onmessage = null
+    target.onclose = null
+    target.onerror = null
+  }
+
+  /** Closes a socket we no longer trust without waiting for its close handshake. */
+  function abandon() {
+    const current = socket
+    if (current === null) return
+    dropped(current)
+    current.close(4000, 'abandoned')
+  }
+
+  function startPing() {
+    stopPing()
+    awaitingPong = false
+    pingTimer = setInterval(() => {
+      if (awaitingPong) {
+        abandon()
+        return
+      }
+      awaitingPong = transmit({ type: 'ping' })
+    }, PING_INTERVAL_MS)
+  }
+
+  function stopPing() {
+    clearInterval(pingTimer)
+    pingTimer = undefined
+  }
+
+  function route(frame: ServerFrame) {
+    switch (frame.type) {
+      case 'subscribed':
+        presence.setOnline(frame.room, frame.online)
+        if (!messages.timelines[frame.room]?.loaded) void messages.loadLatest(frame.room)
+        break
+      case 'message':
+        messages.receive(frame)
+        presence.stopTyping(frame.room, frame.user)
+        break
+      case 'ack':
+        messages.acknowledge(frame.client_id, frame.id)
+        break
+      case 'presence':
+        if (frame.state === 'join') presence.join(frame.room, frame.user)
+        else presence.leave(frame.room, frame.user)
+        break
+      case 'typing':
+        presence.startTyping(frame.room, frame.user)
+        break
+      case 'pong':
+        awaitingPong = false
+        break
+      case 'resync':
+        void messages.resync(frame.room)
+        break
+      case 'error':
+        if (frame.client_id !== undefined) {
+          messages.fail(frame.client_id, frame.code, frame.retry_after_ms ?? null)
+        } else {
+          connection.showNotice({
+            code: frame.code,
+            message: frame.message,
+            retryAfterMs: frame.retry_after_ms ?? null,
+          })
+        }
+        break
+    }
+  }
+
+  function onOffline() {
+    abandon()
+  }
+
+  /** The network is back: no reason to wait out the backoff. */
+  function onOnline() {
+    if (!running || socket !== null) return
+    attempt = 0
+    connect()
+  }
+
+  function start() {
+    if (running) return
+    running = true
+    attempt = 0
+    connection.bindTransport(transmit)
+    events.addEventListener('online', onOnline)
+    events.addEventListener('offline', onOffline)
+    connect()
+  }
+
+  function stop() {
+    running = false
+    clearTimeout(reconnectTimer)
+    events.removeEventListener('online', onOnline)
+    events.removeEventListener('offline', onOffline)
+    connection.bindTransport(null)
+    const current = socket
+    if (current !== null) {
+      dropped(current)
+      current.close(1000, 'bye')
+    }
+    connection.setState('idle')
+  }
+
+  return { start, stop }
+}
+
+function parse(data: unknown): ServerFrame | null {
+  if (typeof data !== 'string') return null
+  try {
+    const frame: unknown = JSON.parse(data)
+    return typeof frame === 'object' && frame !== null && 'type' in frame
+      ? (frame as ServerFrame)
+      : null
+  } catch {
+    return null
+  }
+}

@@ -1,0 +1,81 @@
+import { defineStore } from 'pinia'
+import { reactive } from 'vue'
+
+import type { User } from '@/api/types'
+import { useConnectionStore } from '@/stores/connection'
+import { useSessionStore } from '@/stores/session'
+
+/** How long "X is typing" stays after a typing frame. */
+export const TYPING_SHOWN_MS = 5_000
+/** We tell the room we are typing at most this often. */
+export const TYPING_THROTTLE_MS = 3_000
+
+const userKey = (user: User) => String(user.id)
+
+/** Who is in each room right now, and who is typing there. */
+export const usePresenceStore = defineStore('presence', () => {
+  const online = reactive<Record<string, User[]>>({})
+  const typing = reactive<Record<string, User[]>>({})
+
+  const typingTimers = new Map<string, ReturnType<typeof setTimeout>>()
+  const lastTypingSent = new Map<string, number>()
+
+  const connection = useConnectionStore()
+  const session = useSessionStore()
+
+  /** The `online` list of a `subscribed` frame: the full picture at that moment. */
+  function setOnline(room: string, users: User[]) {
+    const unique = new Map(users.map((user) => [userKey(user), user]))
+    online[room] = [...unique.values()]
+  }
+
+  function join(room: string, user: User) {
+    const users = online[room] ?? []
+    if (!users.some((other) => userKey(other) === userKey(user))) {
+      online[room] = [...users, user]
+    }
+  }
+
+  function leave(room: string, user: User) {
+    online[room] = (online[room] ?? []).filter((other) => userKey(other) !== userKey(user))
+    stopTyping(room, user)
+  }
+
+  function startTyping(room: string, user: User) {
+    if (session.isMe(user)) return
+    const key = `${room}\n${userKey(user)}`
+    const users = typing[room] ?? []
+    if (!users.some((other) => userKey(other) === userKey(user))) typing[room] = [...users, user]
+    clearTimeout(typingTimers.get(key))
+    typingTimers.set(
+      key,
+      setTimeout(() => stopTyping(room, user), TYPING_SHOWN_MS),
+    )
+  }
+
+  /** Their typing ends when it times out, when their message arrives, or when they leave. */
+  function stopTyping(room: string, user: User) {
+    const key = `${room}\n${userKey(user)}`
+    clearTimeout(typingTimers.get(key))
+    typingTimers.delete(key)
+    const users = typing[room]
+    if (users?.some((other) => userKey(other) === userKey(user))) {
+      typing[room] = users.filter((other) => userKey(other) !== userKey(user))
+    }
+  }
+
+  /** The user typed in the composer; tells the room, at most once per 3 s. */
+  function notifyTyping(room: string, now: number = Date.now()) {
+    const last = lastTypingSent.get(room)
+    if (last !== undefined && now - last < TYPING_THROTTLE_MS) return
+    if (connection.transmit({ type: 'typing', room })) lastTypingSent.set(room, now)
+  }
+
+  function forget(room: string) {
+    delete online[room]
+    for (const user of typing[room] ?? []) stopTyping(room, user)
+    delete typing[room]
+  }
+
+  return { online, typing, setOnline, join, leave, startTyping, stopTyping, notifyTyping, forget }
+})

@@ -1,0 +1,3 @@
+from chatroom.cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""The `chatroom` command: builds everything from settings; nothing imports it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from chatroom.backends import Backends, SchemaOutOfDate, open_backends, open_database
+from chatroom.backends import upgrade_database as run_upgrade
+from chatroom.embedded import EmbeddedServerError
+from chatroom.settings import ConfigError, Settings, load_settings
+from chatroom.status import collect_status, render_table
+from chatroom.streams.connection import connect
+from chatroom.streams.persistence import PersistenceAtRisk
+
+app = typer.Typer(
+    name="chatroom",
+    help="A self-hostable real-time chat server: Redis Streams for speed, SQL for history.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The SQL schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+T = TypeVar("T")
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="A TOML config file (or set CHATROOM_CONFIG).", exists=False),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"chatroom: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None, **overrides: object) -> Settings:
+    try:
+        settings = load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        fail(f"bad setting: {exc}", code=2)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Migration chatter and asyncmy's notes on constraint names are not news to an operator.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)
+    return settings
+
+
+@contextmanager
+def explained_failures(settings: Settings) -> Iterator[None]:
+    """Turn the failures an operator can fix into one line with the fix."""
+    try:
+        yield
+    except EmbeddedServerError as exc:
+        fail(str(exc))
+    except PersistenceAtRisk as exc:
+        fail(str(exc))
+    except SchemaOutOfDate as exc:
+        fail(str(exc))
+    except RedisError as exc:
+        where = settings.redis_url or "the embedded server"
+        fail(f"cannot use Redis at {where}: {exc} (check CHATROOM_REDIS_URL)")
+    except (SQLAlchemyError, OSError) as exc:
+        where = settings.database_url or "the SQLite file"
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        fail(f"cannot use the database at {where}: {reason} (check CHATROOM_DATABASE_URL)")
+
+
+def run_with_backends(settings: Settings, work: Callable[[Backends], Awaitable[T]]) -> T:
+    with explained_failures(settings):
+        backends = open_backends(settings)
+        try:
+            return asyncio.run(work(backends))
+        finally:
+            backends.close()
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Per room and in total: stream length, backlog, pending, archived, dead letters."""
+    settings = settings_from(config)
+
+    async def work(backends: Backends) -> str:
+        redis = connect(backends.redis_url)
+        engine = await open_database(settings, backends.database_url)
+        try:
+            found = await collect_status(redis, engine)
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+        return json.dumps(found.as_json(), indent=2) if as_json else render_table(found)
+
+    typer.echo(run_with_backends(settings, work))
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply the schema migrations (creating the MySQL/MariaDB database if needed)."""
+    settings = settings_from(config)
+    if settings.embedded_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with explained_failures(settings):
+        head = asyncio.run(run_upgrade(settings.sqlalchemy_url))
+    typer.echo(f"database schema at revision {head}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,141 @@
+"""The event envelope carried by a room stream, and its strict decoding.
+
+One stream entry holds one field, `event`: a JSON object with a version and a type.
+`message` is the only type today; edits and deletes will be further types travelling
+the same stream, so that every change to a room is ordered by one stream id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chatroom.domain.rules import (
+    CLIENT_ID,
+    DISPLAY_NAME_MAX,
+    SLUG,
+    STORED_BODY_MAX_CHARS,
+    USERNAME,
+    has_lone_surrogate,
+)
+from chatroom.domain.stream_ids import StreamId, iso_millis
+
+ENVELOPE_VERSION = 1
+
+
+class InvalidEvent(ValueError):
+    """An entry that cannot become a row; the message is the dead-letter reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    id: int
+    username: str
+    display_name: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "username": self.username, "display_name": self.display_name}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A message as appended to its room's stream, before it has an id."""
+
+    room: str
+    author: Author
+    body: str
+    client_id: str
+    type: str = "message"
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "v": ENVELOPE_VERSION,
+                "type": self.type,
+                "room": self.room,
+                "user": self.author.as_json(),
+                "body": self.body,
+                "client_id": self.client_id,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message with its stream id: what history pages and live frames carry."""
+
+    id: StreamId
+    room: str
+    author: Author
+    body: str
+    client_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "room": self.room,
+            "user": self.author.as_json(),
+            "body": self.body,
+            "created_at": iso_millis(self.id.ms),
+            "client_id": self.client_id,
+        }
+
+
+def _text(obj: dict[str, Any], key: str, *, max_chars: int) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise InvalidEvent(f"field {key!r} must be a string, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise InvalidEvent(f"field {key!r} is {len(value)} characters, over {max_chars}")
+    if has_lone_surrogate(value):
+        raise InvalidEvent(f"field {key!r} holds a lone surrogate")
+    return value
+
+
+def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
+    """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason."""
+    raw = fields.get(b"event")
+    if raw is None:
+        raise InvalidEvent(f"no 'event' field (fields: {sorted(k.decode('latin-1') for k in fields)})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc.msg} at {exc.pos}") from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"envelope must be a JSON object, got {type(obj).__name__}")
+    if obj.get("v") != ENVELOPE_VERSION:
+        raise InvalidEvent(f"unknown envelope version {obj.get('v')!r}")
+    if obj.get("type") != "message":
+        raise InvalidEvent(f"unknown event type {obj.get('type')!r}")
+    room = _text(obj, "room", max_chars=32)
+    if room != stream_room or not SLUG.match(room):
+        raise InvalidEvent(f"room {room!r} does not match its stream {stream_room!r}")
+    user = obj.get("user")
+    if not isinstance(user, dict):
+        raise InvalidEvent("field 'user' must be an object")
+    user_id = user.get("id")
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**63:
+        raise InvalidEvent("field 'user.id' must be a positive integer")
+    username = _text(user, "username", max_chars=32)
+    if not USERNAME.match(username):
+        raise InvalidEvent("field 'user.username' is not a valid username")
+    display_name = _text(user, "display_name", max_chars=DISPLAY_NAME_MAX)
+    body = _text(obj, "body", max_chars=STORED_BODY_MAX_CHARS)
+    if not body.strip():
+        raise InvalidEvent("field 'body' is empty")
+    client_id = _text(obj, "client_id", max_chars=64)
+    if not CLIENT_ID.match(client_id):
+        raise InvalidEvent("field 'client_id' is not 1-64 printable ASCII characters")
+    return MessageEvent(
+        room=room,
+        author=Author(user_id, username, display_name),
+        body=body,
+        client_id=client_id,
+    )

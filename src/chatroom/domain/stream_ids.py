@@ -1,0 +1,63 @@
+"""Redis stream ids as numbers: `1655188547271-10` sorts after `1655188547271-9`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
+_MAX = 2**64 - 1
+
+
+class InvalidStreamId(ValueError):
+    pass
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class StreamId:
+    ms: int
+    seq: int
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> StreamId:
+        if isinstance(text, bytes):
+            text = text.decode("ascii", "replace")
+        match = _ID.match(text)
+        if match is None:
+            raise InvalidStreamId(f"not a stream id: {text[:40]!r}")
+        ms, seq = int(match[1]), int(match[2])
+        if ms > _MAX or seq > _MAX:
+            raise InvalidStreamId(f"stream id out of range: {text[:40]!r}")
+        return cls(ms, seq)
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromtimestamp(self.ms / 1000, tz=UTC)
+
+    def next(self) -> StreamId:
+        """The smallest id after this one."""
+        if self.seq == _MAX:
+            return StreamId(self.ms + 1, 0)
+        return StreamId(self.ms, self.seq + 1)
+
+    def previous(self) -> StreamId:
+        """The largest id before this one (0-0 has none: it stays 0-0)."""
+        if self.seq > 0:
+            return StreamId(self.ms, self.seq - 1)
+        if self.ms == 0:
+            return self
+        return StreamId(self.ms - 1, _MAX)
+
+
+ZERO = StreamId(0, 0)
+MAX = StreamId(_MAX, _MAX)
+
+
+def iso_millis(ms: int) -> str:
+    """`2026-01-01T12:00:00.123Z`: UTC with milliseconds, as the contract writes times."""
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"

@@ -1,0 +1,73 @@
+"""Every Redis key and stream name Chatroom uses, in one place.
+
+Each key that belongs to a room carries the room slug in a hash tag (`{slug}`), so that
+a room's stream and its companions live in one Redis Cluster slot and can be touched by
+one script or transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "chatroom"
+
+# The consumer group of the archivers, one per room stream.
+ARCHIVER_GROUP = "archiver"
+
+# The one field of a stream entry: the JSON event envelope.
+EVENT_FIELD = b"event"
+
+# The set of room slugs that have a stream; archivers find new rooms through it.
+ROOMS_WITH_STREAMS = f"{PREFIX}:streams"
+
+
+def room_tag(slug: str) -> str:
+    return f"{PREFIX}:room:{{{slug}}}"
+
+
+def room_stream(slug: str) -> str:
+    """The room's event stream: messages now, edits and deletes later."""
+    return f"{room_tag(slug)}:stream"
+
+
+def room_of_stream(stream: str) -> str:
+    """The slug of a key made by room_stream()."""
+    start = stream.index("{") + 1
+    return stream[start : stream.index("}", start)]
+
+
+def sent_client_id(slug: str, user_id: int, client_id: str) -> str:
+    """The stream id a send of this (room, sender, client_id) got: idempotent resend."""
+    digest = hashlib.blake2b(client_id.encode(), digest_size=12).hexdigest()
+    return f"{room_tag(slug)}:sent:{user_id}:{digest}"
+
+
+def room_presence(slug: str) -> str:
+    """Sorted set of `user_id:connection` members scored by heartbeat expiry."""
+    return f"{room_tag(slug)}:presence"
+
+
+def session(session_hash: str) -> str:
+    return f"{PREFIX}:session:{session_hash}"
+
+
+def user_sessions(user_id: int) -> str:
+    return f"{PREFIX}:user:{user_id}:sessions"
+
+
+def throttle(scope: str, subject: str) -> str:
+    return f"{PREFIX}:throttle:{scope}:{subject}"
+
+
+def archiver_heartbeat(consumer: str) -> str:
+    return f"{PREFIX}:archiver:alive:{consumer}"
+
+
+def archiver_rate(slug: str) -> str:
+    """Rows archived per second over the last minute, as a hash of second -> count."""
+    return f"{room_tag(slug)}:archived_per_s"
+
+
+def archiver_missing(slug: str) -> str:
+    """Count of pending entries whose data was deleted before they were archived."""
+    return f"{room_tag(slug)}:missing"

@@ -1,0 +1,237 @@
+"""Configuration: `CHATROOM_*` environment variables over a TOML file over defaults.
+
+Every setting is one flat name: `archiver_batch_size` in the TOML file is
+`CHATROOM_ARCHIVER_BATCH_SIZE` in the environment. Only the entry points (the CLI,
+the app factory) build a `Settings`; everything else receives one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "CHATROOM_"
+CONFIG_ENV = "CHATROOM_CONFIG"
+
+
+class ArchiveSchedule(StrEnum):
+    continuous = "continuous"
+    interval = "interval"
+    cron = "cron"
+
+
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    # Where things live.
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; unset: a SQLite file in data_dir."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset: the embedded Valkey server in data_dir."
+    )
+    data_dir: Path = Field(default=Path("chatroom-data"), description="Embedded files.")
+    redis_require_persistence: bool = Field(
+        default=False,
+        description="Refuse to start when Redis could lose acknowledged messages.",
+    )
+    embedded_appendfsync: str = Field(
+        default="everysec", description="AOF fsync policy of the embedded server."
+    )
+
+    # The app node.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to open /ws; empty: the request's own host.",
+    )
+    cookie_secure: bool = Field(default=False, description="Set Secure on the session cookie.")
+    session_idle_s: int = Field(default=7 * 24 * 3600, ge=60)
+    session_absolute_s: int = Field(default=30 * 24 * 3600, ge=60)
+    message_max_chars: int = Field(default=4000, ge=1, le=16_000)
+    frame_max_bytes: int = Field(default=65536, ge=1024)
+    send_rate_per_s: float = Field(default=10.0, gt=0)
+    send_burst: int = Field(default=20, ge=1)
+    max_connections_per_user: int = Field(default=20, ge=1)
+    outbound_queue_max: int = Field(default=1000, ge=10)
+    client_id_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="How long Redis remembers a send's client_id."
+    )
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Archiver process metrics port."
+    )
+    log_level: str = "INFO"
+
+    # The archiver.
+    archiver_schedule: ArchiveSchedule = ArchiveSchedule.continuous
+    archiver_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    archiver_flush_ms: int = Field(default=100, ge=1)
+    archiver_block_ms: int = Field(default=1000, ge=1)
+    archiver_interval_s: float = Field(default=60.0, gt=0)
+    archiver_cron_window: str = Field(default="02:00-06:00", description="UTC HH:MM-HH:MM.")
+    archiver_valve_backlog: int = Field(default=100_000, ge=1)
+    archiver_valve_age_s: float = Field(default=3600.0, gt=0)
+    archiver_claim_idle_ms: int = Field(default=30_000, ge=100)
+    archiver_max_deliveries: int = Field(default=5, ge=1)
+    archiver_hot_window: int = Field(
+        default=1000, ge=0, description="Archived entries kept per stream for fast history."
+    )
+    archiver_consumer: str | None = Field(
+        default=None, description="Consumer name; unset: derived from host and data."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("mysql+asyncmy://", "mariadb+asyncmy://", "sqlite+aiosqlite://")):
+            raise ValueError(
+                "must start with mysql+asyncmy://, mariadb+asyncmy:// or sqlite+aiosqlite://"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("archiver_cron_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if not _WINDOW.match(value):
+            raise ValueError("must look like 02:00-06:00 (UTC, 24-hour clock)")
+        return value
+
+    @field_validator("embedded_appendfsync")
+    @classmethod
+    def _fsync(cls, value: str) -> str:
+        if value not in ("always", "everysec", "no"):
+            raise ValueError("must be always, everysec or no")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        # Accept a comma-separated string as well as a JSON list in the environment.
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _sessions(self) -> Settings:
+        if self.session_absolute_s < self.session_idle_s:
+            raise ValueError("session_absolute_s must not be shorter than session_idle_s")
+        return self
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.replace("mariadb+asyncmy://", "mysql+asyncmy://", 1)
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'chatroom.sqlite3'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+class ConfigError(Exception):
+    """A wrong setting: the message is the one line shown to the operator."""
+
+
+def _setting_label(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper()} ({name} in the config file)"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings, raising ConfigError with one clear line on any mistake."""
+    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                from_file = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        unknown = sorted(set(from_file) - set(Settings.model_fields))
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
+    env_names = {f"{ENV_PREFIX}{n.upper()}" for n in Settings.model_fields} | {CONFIG_ENV}
+    stray = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in env_names)
+    if stray:
+        raise ConfigError(f"unknown setting {stray[0]} in the environment")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, from_file))
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = error["loc"][0] if error["loc"] else ""
+        label = _setting_label(str(where)) if where else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        shown = f" (got {value!r})" if where and not isinstance(value, dict) else ""
+        raise ConfigError(f"{label}: {message}{shown}") from None
+    return loaded

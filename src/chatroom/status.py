@@ -1,0 +1,127 @@
+"""`chatroom status`: per room and in total, what is in the stream, in SQL, and between."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom import redis_keys
+from chatroom.domain.stream_ids import StreamId
+from chatroom.store.counts import archived_per_room, dead_letters_per_room, room_ids
+from chatroom.streams.persistence import check_persistence
+
+
+@dataclass
+class RoomStatus:
+    stream_length: int = 0
+    backlog: int = 0  # entries not yet archived: undelivered to the group, or pending
+    pending: int = 0  # delivered to an archiver, not yet acknowledged
+    archived: int = 0
+    dead_letters: int = 0
+    oldest_unarchived_age_s: float | None = None
+
+    def add(self, other: RoomStatus) -> None:
+        self.stream_length += other.stream_length
+        self.backlog += other.backlog
+        self.pending += other.pending
+        self.archived += other.archived
+        self.dead_letters += other.dead_letters
+        ages = [a for a in (self.oldest_unarchived_age_s, other.oldest_unarchived_age_s) if a]
+        self.oldest_unarchived_age_s = max(ages) if ages else None
+
+
+@dataclass
+class Status:
+    rooms: dict[str, RoomStatus] = field(default_factory=dict)
+    total: RoomStatus = field(default_factory=RoomStatus)
+    redis: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rooms": {slug: asdict(room) for slug, room in sorted(self.rooms.items())},
+            "total": asdict(self.total),
+            "redis": self.redis,
+        }
+
+
+async def _stream_status(redis: Redis, slug: str, now_ms: int) -> RoomStatus:
+    key = redis_keys.room_stream(slug)
+    room = RoomStatus()
+    try:
+        info = await redis.xinfo_stream(key)
+    except ResponseError:  # no stream yet
+        return room
+    room.stream_length = int(info["length"])
+    try:
+        groups = await redis.xinfo_groups(key)
+    except ResponseError:
+        groups = []
+    group = next((g for g in groups if g["name"] == redis_keys.ARCHIVER_GROUP.encode()), None)
+    if group is None:  # no archiver ever ran: everything in the stream is unarchived
+        room.backlog = room.stream_length
+        first = info.get("first-entry")
+        if first:
+            room.oldest_unarchived_age_s = (now_ms - StreamId.parse(first[0]).ms) / 1000
+        return room
+    room.pending = int(group["pending"])
+    last_delivered = StreamId.parse(group["last-delivered-id"])
+    undelivered = await redis.xrange(key, min=f"({last_delivered}", max="+", count=1)
+    lag = group.get("lag")
+    if lag is None:  # Redis cannot tell after some deletions: count the slow way
+        lag = len(await redis.xrange(key, min=f"({last_delivered}", max="+"))
+    room.backlog = int(lag) + room.pending
+    oldest: StreamId | None = None
+    if room.pending:
+        summary = await redis.xpending(key, redis_keys.ARCHIVER_GROUP)
+        if summary.get("min"):
+            oldest = StreamId.parse(summary["min"])
+    if oldest is None and undelivered:
+        oldest = StreamId.parse(undelivered[0][0])
+    if oldest is not None:
+        room.oldest_unarchived_age_s = max(0.0, (now_ms - oldest.ms) / 1000)
+    return room
+
+
+async def collect_status(redis: Redis, engine: AsyncEngine) -> Status:
+    now_ms = int(time.time() * 1000)
+    slugs = set(await room_ids(engine))
+    slugs |= {s.decode() for s in await redis.smembers(redis_keys.ROOMS_WITH_STREAMS)}
+    archived = await archived_per_room(engine)
+    dead = await dead_letters_per_room(engine)
+    status = Status(redis=(await check_persistence(redis)).as_json())
+    for slug in sorted(slugs):
+        room = await _stream_status(redis, slug, now_ms)
+        room.archived = archived.get(slug, 0)
+        room.dead_letters = dead.get(slug, 0)
+        status.rooms[slug] = room
+        status.total.add(room)
+    return status
+
+
+def render_table(status: Status) -> str:
+    header = ("room", "stream", "backlog", "pending", "archived", "dead", "oldest_s")
+    rows = [header]
+    for slug, room in [*status.rooms.items(), ("TOTAL", status.total)]:
+        age = room.oldest_unarchived_age_s
+        rows.append(
+            (
+                slug,
+                str(room.stream_length),
+                str(room.backlog),
+                str(room.pending),
+                str(room.archived),
+                str(room.dead_letters),
+                "-" if age is None else f"{age:.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    redis = status.redis
+    state = "ok" if redis.get("persistence_ok") else "AT RISK: " + "; ".join(redis["problems"])
+    lines.append(f"redis persistence: {state}")
+    return "\n".join(lines)

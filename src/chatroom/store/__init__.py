@@ -1,0 +1,1 @@
+"""The SQL side: tables, the engine, the archive's batch upsert and history pages."""

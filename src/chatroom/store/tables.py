@@ -1,0 +1,107 @@
+"""The SQL schema, as SQLAlchemy Core tables (the migrations create the same)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# MySQL/MariaDB: utf8mb4 with binary collation, so that text compares and stores exactly
+# as SQLite does (byte for byte; uniqueness is case-sensitive unless a column says not).
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+Moment = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql")
+Body = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+RawEntry = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(32), nullable=False, unique=True),
+    # Lower-cased username: `Alice` and `alice` cannot both register.
+    sa.Column("username_key", sa.String(32), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(64), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("created_at", Moment, nullable=False),
+    **MYSQL_TABLE,
+)
+
+rooms = sa.Table(
+    "rooms",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("slug", sa.String(32), nullable=False, unique=True),
+    sa.Column("title", sa.String(128), nullable=False),
+    sa.Column("is_private", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("owner_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("created_at", Moment, nullable=False),
+    **MYSQL_TABLE,
+)
+
+room_members = sa.Table(
+    "room_members",
+    metadata,
+    sa.Column("room_id", sa.BigInteger(), sa.ForeignKey("rooms.id"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("joined_at", Moment, nullable=False),
+    sa.Index("ix_room_members_user_id", "user_id"),
+    **MYSQL_TABLE,
+)
+
+# The archive. No foreign key on user_id: the archiver must never fail a whole batch on
+# one row, and users are never deleted; history joins users to show current names.
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("room_id", sa.BigInteger(), sa.ForeignKey("rooms.id"), nullable=False),
+    sa.Column("stream_ms", sa.BigInteger(), nullable=False),
+    sa.Column("stream_seq", sa.BigInteger(), nullable=False),
+    sa.Column("user_id", sa.BigInteger(), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("body", Body, nullable=False),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.UniqueConstraint("room_id", "stream_ms", "stream_seq", name="uq_messages_stream_id"),
+    sa.UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
+    **MYSQL_TABLE,
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(255), nullable=False),
+    sa.Column("stream_id", sa.String(41), nullable=False),
+    sa.Column("room_slug", sa.String(64), nullable=True),
+    sa.Column("raw", RawEntry, nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("delivery_count", sa.Integer(), nullable=False),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.UniqueConstraint("stream", "stream_id", name="uq_dead_letters_entry"),
+    **MYSQL_TABLE,
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    # SHA-256 of the secret: a leaked table does not leak usable tokens.
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.Column("last_used_at", Moment, nullable=True),
+    sa.Index("ix_api_tokens_user_id", "user_id"),
+    **MYSQL_TABLE,
+)

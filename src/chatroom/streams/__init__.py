@@ -1,0 +1,1 @@
+"""The Redis side: connections, the stream writer, stream reads, persistence checks."""

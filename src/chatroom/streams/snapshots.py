@@ -1,0 +1,66 @@
+"""Atomic reads of a room stream for the history merge.
+
+One MULTI/EXEC returns a range of entries together with the stream's first entry and
+last generated id at that same instant: what the merge needs to know which part of the
+history the stream held, and so which part only SQL can hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from chatroom import redis_keys
+from chatroom.domain.stream_ids import StreamId
+
+Entry = tuple[StreamId, dict[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSnapshot:
+    entries: list[Entry]  # in the order asked for (ascending, or descending for `newest`)
+    exhausted: bool  # fewer entries than asked: the range reached the stream's end
+    first_id: StreamId | None  # the stream's oldest entry; None when empty or missing
+    horizon: StreamId  # nothing newer than this existed at the snapshot
+
+
+def _time_ms(reply: Any) -> int:
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _entries(reply: Any) -> list[Entry]:
+    return [(StreamId.parse(entry_id), fields or {}) for entry_id, fields in reply]
+
+
+async def read_range(
+    redis: Redis, room: str, *, after: StreamId | None, before: StreamId | None, count: int
+) -> StreamSnapshot:
+    """Entries after `after` ascending, or (with `after=None`) before `before` descending."""
+    key = redis_keys.room_stream(room)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xinfo_stream(key)
+        if after is not None:
+            pipe.xrange(key, min=f"({after}", max="+", count=count)
+        else:
+            pipe.xrevrange(key, max=f"({before}" if before else "+", min="-", count=count)
+        pipe.time()
+        info, entries, now = await pipe.execute(raise_on_error=False)
+    if isinstance(entries, Exception) or isinstance(now, Exception):
+        raise entries if isinstance(entries, Exception) else now
+    if isinstance(info, ResponseError):  # no such key: the stream never existed (or was lost)
+        # Any entry appended later gets an id at or after this moment.
+        return StreamSnapshot([], True, None, StreamId(_time_ms(now), 0).previous())
+    if isinstance(info, Exception):
+        raise info
+    first = info.get("first-entry")
+    parsed = _entries(entries)
+    return StreamSnapshot(
+        entries=parsed,
+        exhausted=len(parsed) < count,
+        first_id=StreamId.parse(first[0]) if first else None,
+        horizon=StreamId.parse(info["last-generated-id"]),
+    )

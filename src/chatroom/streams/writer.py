@@ -1,0 +1,111 @@
+"""The stream writer: append an event to its room's stream and return the stream id.
+
+An append is one Lua script, so it is idempotent by (room, sender, client_id): the
+script returns the id an earlier append of the same client_id got instead of adding
+again. That makes a resend after a dropped connection safe, and a retried command
+(redis-py re-sends after a connection error whose reply was lost) safe too.
+
+Concurrent appends are queued and sent together in one pipeline per round trip: under
+load that is many appends per network write instead of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from chatroom import redis_keys
+from chatroom.domain.events import MessageEvent
+from chatroom.domain.stream_ids import StreamId
+
+# KEYS: stream, sent-client-id key. ARGV: event, ttl seconds.
+# Returns {1, id} for a new entry, {0, id} for a resend of a known client_id.
+_APPEND = """
+local known = redis.call('GET', KEYS[2])
+if known then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  return {0, known}
+end
+local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
+return {1, id}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    id: StreamId
+    duplicate: bool  # a resend: the id is the first append's, nothing new was stored
+
+
+class StreamWriter:
+    def __init__(self, redis: Redis, *, client_id_ttl_s: int, max_batch: int = 512) -> None:
+        self._redis = redis
+        self._ttl = client_id_ttl_s
+        self._max_batch = max_batch
+        self._script = redis.register_script(_APPEND)
+        self._queue: list[tuple[MessageEvent, asyncio.Future[Appended]]] = []
+        self._wakeup = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._known_rooms: set[str] = set()
+
+    async def append(self, event: MessageEvent) -> Appended:
+        """Append and wait for the stream id. Raises redis errors as they come."""
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, future))
+        self._wakeup.set()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_batches(), name="stream-writer")
+        return await future
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(ConnectionError("the stream writer is closed"))
+        self._queue.clear()
+
+    async def _send_batches(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._send(batch)
+
+    async def _send(self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]]) -> None:
+        new_rooms = {event.room for event, _ in batch} - self._known_rooms
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if new_rooms:
+                    pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *sorted(new_rooms))
+                for event, _ in batch:
+                    keys = [
+                        redis_keys.room_stream(event.room),
+                        redis_keys.sent_client_id(event.room, event.author.id, event.client_id),
+                    ]
+                    await self._script(keys=keys, args=[event.encode(), self._ttl], client=pipe)
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # a connection error: every append of the batch failed
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if new_rooms:
+            results = results[1:]
+            self._known_rooms |= new_rooms
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                created, stream_id = result
+                future.set_result(Appended(StreamId.parse(stream_id), duplicate=not created))

@@ -1,0 +1,135 @@
+"""Real services for the tests, chosen by CHATROOM_TEST_BACKENDS.
+
+`embedded`: the packaged Valkey server (one per test session) and a SQLite file per test.
+`mariadb`: the machine's Redis (database 9, flushed per test) and MariaDB (database
+`chatroom_test`, emptied per test). Every data-path test that takes the `backend`
+fixture runs once per backend named in CHATROOM_TEST_BACKENDS (default: both).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom.embedded import EmbeddedRedis
+from chatroom.store import migrate
+from chatroom.store.database import create_engine, ensure_database
+from chatroom.store.tables import metadata
+from chatroom.streams.connection import connect
+
+MARIADB_URL = os.environ.get(
+    "CHATROOM_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/chatroom_test"
+)
+REDIS_URL = os.environ.get("CHATROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+BACKENDS = [
+    b.strip() for b in os.environ.get("CHATROOM_TEST_BACKENDS", "embedded,mariadb").split(",")
+]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where one test's Redis and SQL are."""
+
+    name: str
+    redis_url: str
+    database_url: str
+
+    def env(self) -> dict[str, str]:
+        """Environment for a `chatroom` subprocess on this backend."""
+        return {
+            **os.environ,
+            "CHATROOM_REDIS_URL": self.redis_url,
+            "CHATROOM_DATABASE_URL": self.database_url,
+        }
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("embedded"))
+    url = server.acquire()
+    yield url
+    server.stop()
+
+
+_migrated: set[str] = set()
+
+
+async def _reset_mariadb(url: str) -> None:
+    if url not in _migrated:
+        await ensure_database(url)
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+                for table in [*reversed(metadata.sorted_tables), sa.table("alembic_version")]:
+                    await conn.execute(sa.text(f"DROP TABLE IF EXISTS `{table.name}`"))
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+        _migrated.add(url)
+        return
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in metadata.sorted_tables:
+                await conn.execute(sa.text(f"TRUNCATE TABLE `{table.name}`"))
+            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO rooms (slug, title, is_private, created_at) "
+                    "VALUES ('lobby', 'Lobby', 0, UTC_TIMESTAMP(3))"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Backend]:
+    """A clean Redis and a migrated, empty SQL database (but for the lobby room)."""
+    if request.param == "embedded":
+        redis_url = request.getfixturevalue("embedded_redis")
+        database_url = f"sqlite+aiosqlite:///{tmp_path / 'chatroom.sqlite3'}"
+        engine = create_engine(database_url)
+        await migrate.upgrade(engine)
+        await engine.dispose()
+    elif request.param == "mariadb":
+        redis_url, database_url = REDIS_URL, MARIADB_URL
+        await _reset_mariadb(database_url)
+    else:
+        raise pytest.UsageError(f"unknown backend {request.param!r} in CHATROOM_TEST_BACKENDS")
+    client = connect(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield Backend(request.param, redis_url, database_url)
+
+
+@pytest.fixture
+async def redis(backend: Backend) -> AsyncIterator[Redis]:
+    client = connect(backend.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
+    sql = create_engine(backend.database_url)
+    yield sql
+    await sql.dispose()
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter for `python -m chatroom` subprocesses."""
+    return sys.executable
