@@ -111,6 +111,47 @@ def status(
     typer.echo(run_with_backends(settings, work))
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    no_archiver: Annotated[
+        bool, typer.Option("--no-archiver", help="Leave archiving to `chatroom archive`.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """An app node: HTTP API, WebSocket, the web client, and an in-process archiver."""
+    from chatroom.web.process import run_server
+
+    settings = settings_from(config, host=host, port=port)
+    with explained_failures(settings):
+        backends = open_backends(settings)
+        try:
+            run_server(settings, backends, with_archiver=not no_archiver)
+        finally:
+            backends.close()
+
+
+@app.command()
+def archive(
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain the whole backlog, then exit (for cron).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """A standalone archiver: moves messages from the room streams into SQL."""
+    from chatroom.archiver.process import run_archiver
+
+    settings = settings_from(config)
+    with explained_failures(settings):
+        backends = open_backends(settings)
+        try:
+            code = run_archiver(settings, backends, once=once)
+        finally:
+            backends.close()
+    raise typer.Exit(code)
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply the schema migrations (creating the MySQL/MariaDB database if needed)."""

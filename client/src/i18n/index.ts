@@ -19,3 +19,11 @@ export const i18n = createI18n({
   fallbackLocale: 'en',
   messages: { en, 'zh-CN': zhCN },
 })
+
+/** A user-facing sentence for an error code of the contract (or 'timeout'). */
+export function describeError(code: string, message: string, retryAfterMs: number | null): string {
+  const { t, te } = i18n.global
+  const key = `errors.${code}`
+  if (!te(key)) return message || code
+  return t(key, { seconds: Math.max(1, Math.ceil((retryAfterMs ?? 0) / 1000)), message })
+}
