@@ -94,9 +94,7 @@ async def _reset_mariadb(url: str) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """A clean Redis and a migrated, empty SQL database (but for the lobby room)."""
     if request.param == "embedded":
         redis_url = request.getfixturevalue("embedded_redis")

@@ -6,10 +6,10 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from redis.exceptions import RedisError
@@ -81,7 +81,7 @@ def explained_failures(settings: Settings) -> Iterator[None]:
         fail(f"cannot use the database at {where}: {reason} (check CHATROOM_DATABASE_URL)")
 
 
-def run_with_backends(settings: Settings, work: Callable[[Backends], Awaitable[T]]) -> T:
+def run_with_backends(settings: Settings, work: Callable[[Backends], Coroutine[Any, Any, T]]) -> T:
     with explained_failures(settings):
         backends = open_backends(settings)
         try:

@@ -156,7 +156,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop it in order
-            preexec_fn=lambda: _die_with_parent(parent),  # noqa: PLW1509
+            preexec_fn=lambda: _die_with_parent(parent),
         )
         deadline = time.monotonic() + timeout
         while not _answers(url):
@@ -193,4 +193,3 @@ class EmbeddedRedis:
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
         log.info("stopped the embedded Valkey server")
-

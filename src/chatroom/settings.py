@@ -7,23 +7,29 @@ the app factory) build a `Settings`; everything else receives one.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 ENV_PREFIX = "CHATROOM_"
 CONFIG_ENV = "CHATROOM_CONFIG"
+# Environment variables that are not settings: the archiver's fault-test failpoints
+# (CHATROOM_FAILPOINT, CHATROOM_FAILPOINT_AFTER) and the test suite's own variables.
+NOT_SETTINGS = ("CHATROOM_FAILPOINT", "CHATROOM_TEST_")
 
 
 class ArchiveSchedule(StrEnum):
@@ -62,7 +68,7 @@ class Settings(BaseSettings):
     # The app node.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    allowed_origins: list[str] = Field(
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins allowed to open /ws; empty: the request's own host.",
     )
@@ -148,8 +154,14 @@ class Settings(BaseSettings):
     @classmethod
     def _origins(cls, value: Any) -> Any:
         # Accept a comma-separated string as well as a JSON list in the environment.
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [o.strip() for o in value.split(",") if o.strip()]
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("is neither a JSON list nor comma-separated origins") from None
+            return [o.strip() for o in text.split(",") if o.strip()]
         return value
 
     @model_validator(mode="after")
@@ -208,7 +220,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         if unknown:
             raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
     env_names = {f"{ENV_PREFIX}{n.upper()}" for n in Settings.model_fields} | {CONFIG_ENV}
-    stray = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in env_names)
+    stray = sorted(
+        k
+        for k in os.environ
+        if k.startswith(ENV_PREFIX) and k not in env_names and not k.startswith(NOT_SETTINGS)
+    )
     if stray:
         raise ConfigError(f"unknown setting {stray[0]} in the environment")
 
@@ -226,6 +242,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     try:
         loaded = _FromFile(**overrides)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     except ValidationError as exc:
         error = exc.errors()[0]
         where = error["loc"][0] if error["loc"] else ""

@@ -99,7 +99,8 @@ def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason."""
     raw = fields.get(b"event")
     if raw is None:
-        raise InvalidEvent(f"no 'event' field (fields: {sorted(k.decode('latin-1') for k in fields)})")
+        names = sorted(k.decode("latin-1") for k in fields)
+        raise InvalidEvent(f"no 'event' field (fields: {names})")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-USERNAME = re.compile(r"^[A-Za-z0-9_]{3,32}$")
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
-CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
+USERNAME = re.compile(r"^[A-Za-z0-9_]{3,32}\Z")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}\Z")
+CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,64}\Z")
 DISPLAY_NAME_MAX = 64
 PASSWORD_MIN = 8
 
@@ -53,7 +53,9 @@ def check_client_id(client_id: object) -> str:
 
 def check_slug(slug: object) -> str:
     if not isinstance(slug, str) or not SLUG.match(slug):
-        raise RuleError("invalid_slug", "a room slug is 2-32 of a-z, 0-9 and -, not starting with -")
+        raise RuleError(
+            "invalid_slug", "a room slug is 2-32 of a-z, 0-9 and -, not starting with -"
+        )
     return slug
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-_ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
+_ID = re.compile(r"(\d{1,19})-(\d{1,19})")
 _MAX = 2**64 - 1
 
 
@@ -23,7 +23,7 @@ class StreamId:
     def parse(cls, text: str | bytes) -> StreamId:
         if isinstance(text, bytes):
             text = text.decode("ascii", "replace")
-        match = _ID.match(text)
+        match = _ID.fullmatch(text)
         if match is None:
             raise InvalidStreamId(f"not a stream id: {text[:40]!r}")
         ms, seq = int(match[1]), int(match[2])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,7 +37,7 @@ def _before(bound: StreamId) -> sa.ColumnElement[bool]:
     )
 
 
-def _message(room_slug: str, row: sa.Row[tuple[object, ...]]) -> Message:
+def _message(room_slug: str, row: Any) -> Message:  # a Row of _COLUMNS
     author = Author(
         id=row.user_id,
         username=row.username or "deleted",

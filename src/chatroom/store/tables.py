@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -16,7 +18,11 @@ metadata = sa.MetaData(
 
 # MySQL/MariaDB: utf8mb4 with binary collation, so that text compares and stores exactly
 # as SQLite does (byte for byte; uniqueness is case-sensitive unless a column says not).
-MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+MYSQL_TABLE: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 Moment = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql")

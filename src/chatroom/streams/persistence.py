@@ -39,7 +39,7 @@ class PersistenceReport:
 
 async def _config(redis: Redis, name: str) -> str | None:
     try:
-        answer = await redis.config_get(name)
+        answer: dict[Any, Any] = await redis.config_get(name)
     except ResponseError:  # CONFIG is often disabled on managed Redis
         return None
     value = answer.get(name.encode()) or answer.get(name)

@@ -6,6 +6,7 @@ Create Date: 2026-11-27
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,7 +17,11 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+MYSQL_TABLE: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Moment = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql")
 

@@ -1,0 +1,78 @@
+"""Strict decoding of stream entries: every malformed entry has a reason."""
+
+import json
+
+import pytest
+
+from chatroom.domain.events import Author, InvalidEvent, MessageEvent, decode_event
+from chatroom.domain.rules import RuleError, clean_body
+
+ALICE = Author(1, "alice", "Alice")
+
+
+def _fields(obj: object) -> dict[bytes, bytes]:
+    return {b"event": json.dumps(obj).encode()}
+
+
+def _valid(**changes: object) -> dict[str, object]:
+    envelope: dict[str, object] = {
+        "v": 1,
+        "type": "message",
+        "room": "lobby",
+        "user": {"id": 1, "username": "alice", "display_name": "Alice"},
+        "body": "hello",
+        "client_id": "c1",
+    }
+    envelope.update(changes)
+    return envelope
+
+
+def test_round_trip_keeps_every_character() -> None:
+    body = "a\x00b \u202eevil\u202c 👩‍👩‍👧 🎉 '); DROP TABLE messages; --"
+    event = MessageEvent("lobby", ALICE, body, "c-1")
+    assert decode_event("lobby", {b"event": event.encode()}) == event
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({b"event": b'{"v":1,"type":"mess'}, "not JSON"),
+        ({b"event": b"null"}, "must be a JSON object"),
+        ({b"event": b"\xff\xfe"}, "not UTF-8"),
+        ({b"other": b"{}"}, "no 'event' field"),
+        (_fields(_valid(v=2)), "unknown envelope version"),
+        (_fields(_valid(type="edit")), "unknown event type"),
+        (_fields(_valid(room="other")), "does not match its stream"),
+        (_fields(_valid(user="alice")), "'user' must be an object"),
+        (_fields(_valid(user={"id": "1", "username": "alice", "display_name": "A"})), "user.id"),
+        (_fields(_valid(user={"id": True, "username": "alice", "display_name": "A"})), "user.id"),
+        (_fields(_valid(body=5)), "'body' must be a string"),
+        (_fields(_valid(body="   ")), "'body' is empty"),
+        (_fields(_valid(body="x" * 16_001)), "over 16000"),
+        (_fields(_valid(client_id="")), "client_id"),
+        (_fields(_valid(body="\ud800")), "lone surrogate"),
+    ],
+)
+def test_malformed_entries_say_why(fields: dict[bytes, bytes], reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=reason):
+        decode_event("lobby", fields)
+
+
+def test_body_rules() -> None:
+    assert clean_body("  hi \n", 10) == "hi"
+    assert clean_body("\x00", 10) == "\x00"
+    for body, code in [("   ", "empty_body"), ("x" * 11, "body_too_long"), (None, "missing_field")]:
+        with pytest.raises(RuleError) as caught:
+            clean_body(body, 10)
+        assert caught.value.code == code
+    # A 4-byte emoji is one character, not two or four.
+    assert clean_body("🎉" * 10, 10) == "🎉" * 10
+
+
+def test_names_refuse_a_trailing_newline() -> None:
+    from chatroom.domain.rules import check_client_id, check_slug, check_username
+
+    for check, good in [(check_username, "alice"), (check_slug, "lobby"), (check_client_id, "c1")]:
+        assert check(good) == good
+        with pytest.raises(RuleError):
+            check(good + "\n")

@@ -1,0 +1,73 @@
+"""The stream writer on real Redis/Valkey: ids, idempotent resend, batching under load."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from chatroom import redis_keys
+from chatroom.domain.events import Author, MessageEvent, decode_event
+from chatroom.domain.stream_ids import StreamId
+from chatroom.streams.connection import connect
+from chatroom.streams.writer import StreamWriter
+
+ALICE = Author(1, "alice", "Alice")
+BOB = Author(2, "bob", "Bob")
+
+
+async def test_append_returns_the_stream_id(redis: Redis) -> None:
+    writer = StreamWriter(redis, client_id_ttl_s=60)
+    appended = await writer.append(MessageEvent("lobby", ALICE, "hi", "c1"))
+    await writer.close()
+    assert not appended.duplicate
+    [(entry_id, fields)] = await redis.xrange(redis_keys.room_stream("lobby"))
+    assert StreamId.parse(entry_id) == appended.id
+    assert decode_event("lobby", fields).body == "hi"
+    assert await redis.smembers(redis_keys.ROOMS_WITH_STREAMS) == {b"lobby"}
+
+
+async def test_resend_with_the_same_client_id_stores_once(redis: Redis) -> None:
+    writer = StreamWriter(redis, client_id_ttl_s=60)
+    first = await writer.append(MessageEvent("lobby", ALICE, "once", "same"))
+    again = await asyncio.gather(
+        *(writer.append(MessageEvent("lobby", ALICE, "once", "same")) for _ in range(5))
+    )
+    # The same client_id from another sender, or in another room, is another message.
+    other_sender = await writer.append(MessageEvent("lobby", BOB, "mine", "same"))
+    other_room = await writer.append(MessageEvent("general", ALICE, "there", "same"))
+    await writer.close()
+    assert {a.id for a in again} == {first.id} and all(a.duplicate for a in again)
+    assert not other_sender.duplicate and other_sender.id != first.id
+    assert not other_room.duplicate
+    assert await redis.xlen(redis_keys.room_stream("lobby")) == 2
+
+
+async def test_concurrent_appends_keep_per_sender_order(redis: Redis) -> None:
+    writer = StreamWriter(redis, client_id_ttl_s=60, max_batch=64)
+
+    async def sender(author: Author) -> list[StreamId]:
+        ids = []
+        for i in range(300):
+            ids.append((await writer.append(MessageEvent("lobby", author, f"{i}", f"{i}"))).id)
+        return ids
+
+    per_sender = await asyncio.gather(sender(ALICE), sender(BOB))
+    burst = await asyncio.gather(
+        *(writer.append(MessageEvent("lobby", ALICE, "b", f"burst-{i}")) for i in range(1000))
+    )
+    await writer.close()
+    for ids in per_sender:
+        assert ids == sorted(ids)
+    assert len({a.id for a in burst}) == 1000
+    assert await redis.xlen(redis_keys.room_stream("lobby")) == 1600
+
+
+async def test_redis_errors_reach_the_caller(redis: Redis) -> None:
+    dead = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    writer = StreamWriter(dead, client_id_ttl_s=60)
+    with pytest.raises(Exception, match=r"(?i)connect"):
+        await writer.append(MessageEvent("lobby", ALICE, "lost?", "c1"))
+    await writer.close()
+    await dead.aclose()
