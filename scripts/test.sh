@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, the Python tests on both backends (embedded Valkey +
+# SQLite, and the machine's Redis + MariaDB), and the web client's lint, types, unit and
+# browser tests against a real `chatroom serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+scripts/services.sh
+
+echo "== ruff"
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest (backends: ${CHATROOM_TEST_BACKENDS:-embedded,mariadb})"
+.venv/bin/pytest
+
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "== installing Debian's chromium for the browser tests"
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  fi
+  echo "== client: lint, types, unit tests, browser tests"
+  (cd client && npm run --silent lint && npm run --silent typecheck \
+    && npm run --silent test:unit && CHATROOM_PYTHON="$PWD/../.venv/bin/python" npm run --silent test:e2e)
+fi
