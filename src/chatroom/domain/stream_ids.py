@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 _ID = re.compile(r"(\d{1,19})-(\d{1,19})")
-_MAX = 2**64 - 1
+# Redis allows 64-bit unsigned parts; SQL stores them as signed BIGINT, so ids beyond
+# that are refused here (no id Redis generates from a clock comes near it).
+_MAX = 2**63 - 1
 
 
 class InvalidStreamId(ValueError):
