@@ -37,6 +37,11 @@ export default tseslint.config(
     },
   },
   {
+    // TypeScript checks names itself (and knows DOM types such as ScrollBehavior).
+    files: ['**/*.ts', '**/*.vue'],
+    rules: { 'no-undef': 'off' },
+  },
+  {
     files: ['scripts/**', 'e2e/**', '*.config.*'],
     languageOptions: { globals: { ...globals.node } },
     rules: { 'no-console': 'off' },

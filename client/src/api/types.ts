@@ -12,6 +12,8 @@ export interface Room {
   title: string
   private: boolean
   online: number
+  /** Extension of the Python server: you own the room (and manage its members). */
+  owned?: boolean
 }
 
 export interface Message {
@@ -35,7 +37,9 @@ export interface RoomCounters {
   archived: number
   dead_letters: number
   oldest_unarchived_age_s: number | null
+  /** Archived rows per second; the Python server names it `archived_per_s`. */
   rows_per_s?: number
+  archived_per_s?: number
 }
 
 export interface ServerStatus {
@@ -45,6 +49,7 @@ export interface ServerStatus {
     appendonly: boolean
     maxmemory_policy: string
     persistence_ok: boolean
+    problems?: string[]
   }
 }
 

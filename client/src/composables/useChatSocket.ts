@@ -18,11 +18,12 @@ export interface SocketLike {
   close(code?: number, reason?: string): void
 }
 
-export type SocketFactory = (url: string) => SocketLike
+export type SocketClass = new (url: string) => SocketLike
 
 export interface ChatSocketOptions {
   url?: string
-  createSocket?: SocketFactory
+  /** The WebSocket class (the browser's by default). */
+  socketClass?: SocketClass
   /** For the backoff jitter. */
   random?: () => number
   /** Where online/offline events come from. */
@@ -43,7 +44,7 @@ function defaultUrl(): string {
  * routes every server frame into the stores.
  */
 export function useChatSocket(options: ChatSocketOptions = {}) {
-  const createSocket: SocketFactory = options.createSocket ?? ((url) => new WebSocket(url))
+  const Socket: SocketClass = options.socketClass ?? WebSocket
   const random = options.random ?? Math.random
   const events = options.events ?? window
 
@@ -68,7 +69,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
   function connect() {
     clearTimeout(reconnectTimer)
     connection.setState(attempt === 0 ? 'connecting' : 'reconnecting')
-    const current = createSocket(options.url ?? defaultUrl())
+    const current = new Socket(options.url ?? defaultUrl())
     socket = current
     current.onopen = () => {
       attempt = 0
@@ -76,6 +77,8 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
       for (const room of rooms.joined) transmit(messages.subscribeFrame(room))
       messages.resendPending()
       startPing()
+      // Rooms may have been created, or access changed, while we were away.
+      connection.background(rooms.load())
     }
     current.onmessage = (event) => {
       const frame = parse(event.data)
@@ -136,7 +139,9 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     switch (frame.type) {
       case 'subscribed':
         presence.setOnline(frame.room, frame.online)
-        if (!messages.timelines[frame.room]?.loaded) void messages.loadLatest(frame.room)
+        if (!messages.timelines[frame.room]?.loaded) {
+          connection.background(messages.loadLatest(frame.room))
+        }
         break
       case 'message':
         messages.receive(frame)
@@ -156,12 +161,14 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
         awaitingPong = false
         break
       case 'resync':
-        void messages.resync(frame.room)
+        connection.background(messages.resync(frame.room))
         break
       case 'error':
         if (frame.client_id !== undefined) {
           messages.fail(frame.client_id, frame.code, frame.retry_after_ms ?? null)
-        } else {
+        } else if (frame.code !== 'room_not_found') {
+          // (A room we cannot see is handled where it shows: its pane says so and the
+          // room list drops it, see rooms.load.)
           connection.showNotice({
             code: frame.code,
             message: frame.message,

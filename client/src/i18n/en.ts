@@ -85,13 +85,11 @@ export const en = {
     room_not_found: 'Room not found',
     forbidden: 'Not allowed',
     timeout: 'No answer from the server',
-    generic: '{message}',
   },
   account: {
     signOut: 'Sign out',
     admin: 'Server status',
     language: 'Language',
-    theme: 'Theme',
     toDark: 'Switch to dark theme',
     toLight: 'Switch to light theme',
   },

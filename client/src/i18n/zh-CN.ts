@@ -87,13 +87,11 @@ export const zhCN: LocaleMessages = {
     room_not_found: '聊天室不存在',
     forbidden: '没有权限',
     timeout: '服务器没有响应',
-    generic: '{message}',
   },
   account: {
     signOut: '退出登录',
     admin: '服务器状态',
     language: '语言',
-    theme: '主题',
     toDark: '切换到深色主题',
     toLight: '切换到浅色主题',
   },

@@ -47,9 +47,27 @@ export const useConnectionStore = defineStore('connection', () => {
     noticeTimer = setTimeout(dismissNotice, NOTICE_MS)
   }
 
+  /** Runs work nobody awaits (a history load, say); a failure becomes a notice, not a silent gap. */
+  function background(work: Promise<unknown>) {
+    work.catch((error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error)
+      showNotice({ code: 'request_failed', message, retryAfterMs: null })
+    })
+  }
+
   function dismissNotice() {
     notice.value = null
   }
 
-  return { state, retryAt, notice, bindTransport, transmit, setState, showNotice, dismissNotice }
+  return {
+    state,
+    retryAt,
+    notice,
+    bindTransport,
+    transmit,
+    setState,
+    showNotice,
+    background,
+    dismissNotice,
+  }
 })

@@ -4,7 +4,7 @@ import { ref } from 'vue'
 /** Which side panels are open (the room drawer on phones, the online list). */
 export const useLayoutStore = defineStore('layout', () => {
   const drawerOpen = ref(false)
-  const onlineOpen = ref(false)
+  const onlineOpen = ref(window.matchMedia?.('(min-width: 1100px)').matches ?? false)
 
   function setDrawer(open: boolean) {
     drawerOpen.value = open

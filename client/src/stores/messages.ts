@@ -3,6 +3,7 @@ import { reactive } from 'vue'
 
 import { ApiError, api } from '@/api/http'
 import type { ClientFrame, Message } from '@/api/types'
+import { characterCount } from '@/lib/rules'
 import { compareIds, idTime } from '@/lib/streamId'
 import { useConnectionStore } from '@/stores/connection'
 import { useSessionStore } from '@/stores/session'
@@ -42,7 +43,8 @@ export interface OutgoingMessage {
 /** Trims like the server does; null when the body cannot be sent. */
 export function sendableBody(body: string): string | null {
   const trimmed = body.trim()
-  return trimmed.length > 0 && trimmed.length <= MAX_BODY_LENGTH ? trimmed : null
+  const length = characterCount(trimmed)
+  return length > 0 && length <= MAX_BODY_LENGTH ? trimmed : null
 }
 
 /** Message history per room, merged from HTTP pages and live frames, and our outbox. */

@@ -56,8 +56,13 @@ export const useRoomsStore = defineStore('rooms', () => {
     }
   }
 
+  /** Loads the rooms we can see, and drops joined rooms that are gone or closed to us. */
   async function load() {
     rooms.value = (await api.rooms()).rooms
+    const visible = new Set(rooms.value.map((room) => room.slug))
+    for (const slug of joined.value) {
+      if (!visible.has(slug)) leave(slug, false)
+    }
   }
 
   function upsert(room: Room) {
@@ -75,10 +80,11 @@ export const useRoomsStore = defineStore('rooms', () => {
     }
   }
 
-  function leave(slug: string) {
+  /** Unsubscribes; `tellServer` is false for a room we can no longer see at all. */
+  function leave(slug: string, tellServer = true) {
     joined.value = joined.value.filter((candidate) => candidate !== slug)
     persistJoined()
-    connection.transmit({ type: 'unsubscribe', room: slug })
+    if (tellServer) connection.transmit({ type: 'unsubscribe', room: slug })
     messages.forget(slug)
     presence.forget(slug)
   }
@@ -91,7 +97,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     join(slug)
     if (!messages.timelines[slug]?.loaded) await messages.loadLatest(slug)
     if (messages.timelines[slug]?.missing) {
-      leave(slug)
+      leave(slug, false)
       activeMissing.value = active.value === slug
     }
   }

@@ -1,0 +1,92 @@
+import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test'
+
+export const DESKTOP = { width: 1280, height: 800 }
+export const PHONE = { width: 390, height: 844 }
+export const PASSWORD = 'correct horse battery'
+
+const SCREENSHOTS = new URL('./screenshots/', import.meta.url).pathname
+
+/** A name unique to this run, valid as a username and as a room slug suffix. */
+export function unique(prefix: string): string {
+  const stamp = Date.now().toString(36)
+  const random = Math.random().toString(36).slice(2, 6)
+  return `${prefix}${stamp}${random}`.toLowerCase().slice(0, 32)
+}
+
+export interface Person {
+  username: string
+  displayName: string
+  context: BrowserContext
+  page: Page
+  /** Set when a dialog (alert, confirm...) opened in this person's page. */
+  dialogs: string[]
+}
+
+/** A new browser context that signs up through the UI (English, light theme). */
+export async function signUp(browser: Browser, prefix: string, displayName: string): Promise<Person> {
+  const context = await browser.newContext({ viewport: DESKTOP, locale: 'en-US', colorScheme: 'light' })
+  const page = await context.newPage()
+  const dialogs: string[] = []
+  page.on('dialog', (dialog) => {
+    dialogs.push(dialog.message())
+    void dialog.dismiss()
+  })
+  const username = unique(prefix)
+  await page.goto('/signup')
+  await page.getByLabel('Username').fill(username)
+  await page.getByLabel('Display name').fill(displayName)
+  await page.getByLabel('Password').fill(PASSWORD)
+  await page.getByRole('button', { name: 'Sign up' }).click()
+  await expect(page.getByTestId('me')).toHaveText(displayName)
+  await expect(page.getByRole('status').getByText('Live')).toBeVisible()
+  return { username, displayName, context, page, dialogs }
+}
+
+export function messageList(page: Page) {
+  return page.getByTestId('messages')
+}
+
+/** Messages shown in the list whose text is exactly `body`. */
+export function messagesWithBody(page: Page, body: string) {
+  return messageList(page).locator('.message .body').filter({ hasText: new RegExp(`^${escape(body)}$`) })
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+export async function createRoom(page: Page, title: string, slug: string, isPrivate = false) {
+  await page.getByRole('button', { name: 'New room' }).click()
+  const dialog = page.getByRole('dialog', { name: 'New room' })
+  await dialog.getByLabel('Title').fill(title)
+  await dialog.getByLabel('Address').fill(slug)
+  if (isPrivate) await dialog.getByRole('radio', { name: /Private/ }).check()
+  await dialog.getByRole('button', { name: 'New room' }).click()
+  await expect(page).toHaveURL(new RegExp(`/r/${slug}$`))
+  await expect(page.getByTestId('room-title')).toHaveText(title)
+}
+
+/** Opens a room from the room list, reloading the list first so new rooms show up. */
+export async function openRoom(page: Page, slug: string) {
+  await page.goto('/')
+  await page.locator(`[data-room="${slug}"]`).click()
+  await expect(page).toHaveURL(new RegExp(`/r/${slug}$`))
+}
+
+export async function send(page: Page, body: string) {
+  const composer = page.getByTestId('composer')
+  await composer.fill(body)
+  await composer.press('Enter')
+  await expect(messagesWithBody(page, body)).toHaveCount(1)
+  await expect(page.locator('.message[data-status="pending"]')).toHaveCount(0)
+}
+
+export async function setTheme(page: Page, theme: 'light' | 'dark') {
+  const current = await page.locator('html').getAttribute('data-theme')
+  if (current !== theme) await page.getByTestId('theme').first().click()
+  await expect(page.locator('html')).toHaveAttribute('data-theme', theme)
+}
+
+export async function screenshot(page: Page, name: string) {
+  await page.screenshot({ path: `${SCREENSHOTS}${name}.png`, animations: 'disabled' })
+}

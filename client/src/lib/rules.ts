@@ -1,0 +1,21 @@
+/** The input rules of contract v1, checked before a request so errors show at once. */
+
+export const USERNAME_PATTERN = /^[A-Za-z0-9_]{3,32}$/
+export const SLUG_PATTERN = /^[a-z0-9][a-z0-9-]{1,31}$/
+export const PASSWORD_MIN = 8
+export const DISPLAY_NAME_MAX = 64
+
+/** Length in characters (code points), as the server counts it. */
+export const characterCount = (text: string) => [...text].length
+
+/** A slug suggested from a room title ("Team Standup" -> "team-standup"). */
+export function slugFromTitle(title: string): string {
+  return title
+    .toLowerCase()
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+/, '')
+    .slice(0, 32)
+    .replace(/-+$/, '')
+}

@@ -1,0 +1,138 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+
+import { ApiError, api } from '@/api/http'
+import { useConnectionStore } from '@/stores/connection'
+import { MAX_BODY_LENGTH, sendableBody, useMessagesStore } from '@/stores/messages'
+
+import { alice, bob, message, signedIn } from './fakes'
+
+vi.mock('@/api/http', async (importOriginal) => {
+  const original = await importOriginal<object>()
+  return {
+    ...original,
+    api: { latestMessages: vi.fn(), messagesBefore: vi.fn() },
+  }
+})
+
+beforeEach(() => {
+  signedIn(alice)
+})
+
+afterEach(() => {
+  vi.clearAllMocks()
+})
+
+describe('messages store', () => {
+  it('keeps each room in id order, whatever order messages arrive in', () => {
+    const messages = useMessagesStore()
+    messages.receive(message('1000-1'))
+    messages.receive(message('999-0'))
+    messages.receive(message('1000-0'))
+    messages.receive(message('1000-10'))
+    messages.receive(message('1000-2'))
+
+    expect(messages.timeline('lobby').messages.map((m) => m.id)).toEqual([
+      '999-0',
+      '1000-0',
+      '1000-1',
+      '1000-2',
+      '1000-10',
+    ])
+  })
+
+  it('loads older pages with before= and keeps has_more', async () => {
+    const messages = useMessagesStore()
+    vi.mocked(api.latestMessages).mockResolvedValue({
+      messages: [message('3-0'), message('4-0')],
+      has_more: true,
+    })
+    vi.mocked(api.messagesBefore).mockResolvedValue({
+      messages: [message('1-0'), message('2-0'), message('3-0')],
+      has_more: false,
+    })
+
+    await messages.loadLatest('lobby')
+    await messages.loadOlder('lobby')
+
+    expect(api.messagesBefore).toHaveBeenCalledWith('lobby', '3-0', 50)
+    const lobby = messages.timeline('lobby')
+    expect(lobby.messages.map((m) => m.id)).toEqual(['1-0', '2-0', '3-0', '4-0'])
+    expect(lobby.hasOlder).toBe(false)
+
+    await messages.loadOlder('lobby')
+    expect(api.messagesBefore).toHaveBeenCalledTimes(1)
+  })
+
+  it('loads the latest page once even when asked twice at the same time', async () => {
+    const messages = useMessagesStore()
+    vi.mocked(api.latestMessages).mockResolvedValue({ messages: [], has_more: false })
+    await Promise.all([messages.loadLatest('lobby'), messages.loadLatest('lobby')])
+    expect(api.latestMessages).toHaveBeenCalledTimes(1)
+  })
+
+  it('marks an unknown or forbidden room as missing', async () => {
+    const messages = useMessagesStore()
+    vi.mocked(api.latestMessages).mockRejectedValue(new ApiError(404, 'room_not_found', 'no'))
+    await messages.loadLatest('secret')
+    expect(messages.timeline('secret').missing).toBe(true)
+  })
+
+  it('counts unread messages of others after what was read', async () => {
+    const messages = useMessagesStore()
+    vi.mocked(api.latestMessages).mockResolvedValue({ messages: [message('1-0')], has_more: false })
+    await messages.loadLatest('lobby')
+    expect(messages.unreadCount('lobby')).toBe(0)
+
+    messages.receive(message('2-0', bob))
+    messages.receive(message('3-0', alice))
+    messages.receive(message('4-0', bob))
+    expect(messages.unreadCount('lobby')).toBe(2)
+
+    messages.markRead('lobby')
+    expect(messages.unreadCount('lobby')).toBe(0)
+  })
+
+  it('refuses empty and too long bodies, counting characters like the server', () => {
+    expect(sendableBody('   ')).toBeNull()
+    expect(sendableBody(' hi ')).toBe('hi')
+    expect(sendableBody('x'.repeat(MAX_BODY_LENGTH))).not.toBeNull()
+    expect(sendableBody('x'.repeat(MAX_BODY_LENGTH + 1))).toBeNull()
+    // Emoji are one character each, though two UTF-16 units.
+    expect(sendableBody('😀'.repeat(MAX_BODY_LENGTH))).not.toBeNull()
+  })
+
+  it('keeps a message pending when the socket is down; nothing is lost', () => {
+    const messages = useMessagesStore()
+    useConnectionStore().bindTransport(() => false)
+    expect(messages.send('lobby', 'hello')).toBe(true)
+    expect(messages.pendingIn('lobby')).toMatchObject([{ body: 'hello', status: 'pending' }])
+    expect(messages.pendingIn('dev')).toEqual([])
+  })
+
+  it('settles our own message when its fan-out copy comes before the ack', () => {
+    const messages = useMessagesStore()
+    messages.send('lobby', 'hello')
+    const clientId = messages.outbox[0]!.clientId
+    messages.receive({ ...message('5-0', alice, 'lobby', 'hello'), client_id: clientId })
+    expect(messages.outbox).toEqual([])
+    messages.acknowledge(clientId, '5-0')
+    expect(messages.timeline('lobby').messages).toHaveLength(1)
+  })
+
+  it('does not settle our message when someone else uses the same client_id', () => {
+    const messages = useMessagesStore()
+    messages.send('lobby', 'hello')
+    const clientId = messages.outbox[0]!.clientId
+    messages.receive({ ...message('5-0', bob), client_id: clientId })
+    expect(messages.outbox).toHaveLength(1)
+  })
+
+  it('gives each message its own client_id', () => {
+    const messages = useMessagesStore()
+    messages.send('lobby', 'one')
+    messages.send('lobby', 'two')
+    const [first, second] = messages.outbox
+    expect(first!.clientId).not.toBe(second!.clientId)
+    expect(first!.clientId).toMatch(/^[0-9a-f-]{36}$/)
+  })
+})
