@@ -44,8 +44,9 @@ class Backend:
 
     def env(self) -> dict[str, str]:
         """Environment for a `chatroom` subprocess on this backend."""
+        # CHATROOM_TEST_* are the tests' own: `chatroom` refuses unknown CHATROOM_ names.
         return {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("CHATROOM_TEST_")},
             "CHATROOM_REDIS_URL": self.redis_url,
             "CHATROOM_DATABASE_URL": self.database_url,
         }

@@ -17,7 +17,20 @@ def test_ids_order_numerically() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "1", "1-", "-1", "a-1", "1-1-1", " 1-1", "1-1\n", "99999999999999999999-0", "9223372036854775808-0", "1-9223372036854775808"]
+    "text",
+    [
+        "",
+        "1",
+        "1-",
+        "-1",
+        "a-1",
+        "1-1-1",
+        " 1-1",
+        "1-1\n",
+        "99999999999999999999-0",
+        "9223372036854775808-0",
+        "1-9223372036854775808",
+    ],
 )
 def test_malformed_ids_are_refused(text: str) -> None:
     with pytest.raises(InvalidStreamId):

@@ -71,3 +71,12 @@ async def test_redis_errors_reach_the_caller(redis: Redis) -> None:
         await writer.append(MessageEvent("lobby", ALICE, "lost?", "c1"))
     await writer.close()
     await dead.aclose()
+
+
+async def test_a_room_is_registered_again_after_redis_lost_its_data(redis: Redis) -> None:
+    writer = StreamWriter(redis, client_id_ttl_s=60)
+    await writer.append(MessageEvent("lobby", ALICE, "before", "c1"))
+    await redis.flushdb()  # what a restart without persistence looks like
+    await writer.append(MessageEvent("lobby", ALICE, "after", "c2"))
+    await writer.close()
+    assert await redis.smembers(redis_keys.ROOMS_WITH_STREAMS) == {b"lobby"}

@@ -43,8 +43,37 @@ def sent_client_id(slug: str, user_id: int, client_id: str) -> str:
 
 
 def room_presence(slug: str) -> str:
-    """Sorted set of `user_id:connection` members scored by heartbeat expiry."""
+    """Sorted set of the room's online user ids, scored by their latest heartbeat expiry (ms)."""
     return f"{room_tag(slug)}:presence"
+
+
+def room_presence_connections(slug: str, user_id: int) -> str:
+    """Sorted set of one user's connections to the room, scored by heartbeat expiry (ms)."""
+    return f"{room_tag(slug)}:presence:{user_id}"
+
+
+def room_presence_profiles(slug: str) -> str:
+    """Hash of user id -> the online user's JSON (id, username, display_name)."""
+    return f"{room_tag(slug)}:presence:profiles"
+
+
+def room_signals(database: int) -> str:
+    """Pub/sub channel of ephemeral room frames (presence, typing) between app nodes.
+
+    Channels are not scoped by Redis database number, so the name carries it: two
+    deployments on one Redis server (databases 0 and 1) must not hear each other.
+    """
+    return f"{PREFIX}:signals:{database}"
+
+
+def node_wakeup(node_id: str) -> str:
+    """A tiny stream an app node adds to, to wake its own blocked XREAD of the room streams."""
+    return f"{PREFIX}:node:{node_id}:wakeup"
+
+
+def user_connections(user_id: int) -> str:
+    """Sorted set of a user's open WebSockets on every node, scored by heartbeat expiry (ms)."""
+    return f"{PREFIX}:user:{user_id}:connections"
 
 
 def session(session_hash: str) -> str:

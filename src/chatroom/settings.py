@@ -81,10 +81,26 @@ class Settings(BaseSettings):
     send_burst: int = Field(default=20, ge=1)
     max_connections_per_user: int = Field(default=20, ge=1)
     outbound_queue_max: int = Field(default=1000, ge=10)
+    presence_expiry_s: float = Field(
+        default=20.0,
+        ge=2,
+        le=60,
+        description="A node's heartbeat keeps its users online this long: a dead node's "
+        "users leave within this plus a quarter of it.",
+    )
     client_id_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="How long Redis remembers a send's client_id."
     )
     login_attempts_per_minute: int = Field(default=10, ge=1)
+    login_attempts_per_address_per_minute: int = Field(
+        default=30, ge=1, description="Login attempts per client address, any usernames."
+    )
+    registrations_per_address_per_hour: int = Field(default=10, ge=1)
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are "
+        "trusted (the client address for throttling); unset: none.",
+    )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Archiver process metrics port."
     )

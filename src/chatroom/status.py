@@ -24,6 +24,8 @@ class RoomStatus:
     archived: int = 0
     dead_letters: int = 0
     oldest_unarchived_age_s: float | None = None
+    archived_per_s: float = 0.0  # rows archived per second, averaged over the last minute
+    missing: int = 0  # pending entries deleted before they could be archived
 
     def add(self, other: RoomStatus) -> None:
         self.stream_length += other.stream_length
@@ -31,6 +33,8 @@ class RoomStatus:
         self.pending += other.pending
         self.archived += other.archived
         self.dead_letters += other.dead_letters
+        self.archived_per_s = round(self.archived_per_s + other.archived_per_s, 2)
+        self.missing += other.missing
         ages = [a for a in (self.oldest_unarchived_age_s, other.oldest_unarchived_age_s) if a]
         self.oldest_unarchived_age_s = max(ages) if ages else None
 
@@ -49,7 +53,8 @@ class Status:
         }
 
 
-async def _stream_status(redis: Redis, slug: str, now_ms: int) -> RoomStatus:
+async def stream_status(redis: Redis, slug: str, now_ms: int) -> RoomStatus:
+    """What Redis knows of a room: stream length, backlog, pending, oldest unarchived."""
     key = redis_keys.room_stream(slug)
     room = RoomStatus()
     try:
@@ -70,10 +75,11 @@ async def _stream_status(redis: Redis, slug: str, now_ms: int) -> RoomStatus:
         return room
     room.pending = int(group["pending"])
     last_delivered = StreamId.parse(group["last-delivered-id"])
-    undelivered = await redis.xrange(key, min=f"({last_delivered}", max="+", count=1)
+    undelivered: Any = await redis.xrange(key, min=f"({last_delivered}", max="+", count=1)
     lag = group.get("lag")
     if lag is None:  # Redis cannot tell after some deletions: count the slow way
-        lag = len(await redis.xrange(key, min=f"({last_delivered}", max="+"))
+        rest: Any = await redis.xrange(key, min=f"({last_delivered}", max="+")
+        lag = len(rest)
     room.backlog = int(lag) + room.pending
     oldest: StreamId | None = None
     if room.pending:
@@ -87,15 +93,37 @@ async def _stream_status(redis: Redis, slug: str, now_ms: int) -> RoomStatus:
     return room
 
 
+RATE_WINDOW_S = 60
+
+
+async def archiver_progress(redis: Redis, slug: str, now_ms: int) -> tuple[float, int]:
+    """Rows/s archived over the last minute (archivers count per second in a hash), and
+    the pending entries found deleted."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(redis_keys.archiver_rate(slug))
+        pipe.get(redis_keys.archiver_missing(slug))
+        per_second, missing = await pipe.execute()
+    now_s = now_ms // 1000
+    # The current second is still filling: the minute is the 60 whole seconds before it.
+    recent = sum(
+        int(count)
+        for second, count in per_second.items()
+        if now_s - RATE_WINDOW_S <= int(second) < now_s
+    )
+    return round(recent / RATE_WINDOW_S, 2), int(missing or 0)
+
+
 async def collect_status(redis: Redis, engine: AsyncEngine) -> Status:
     now_ms = int(time.time() * 1000)
     slugs = set(await room_ids(engine))
-    slugs |= {s.decode() for s in await redis.smembers(redis_keys.ROOMS_WITH_STREAMS)}
+    members: Any = await redis.smembers(redis_keys.ROOMS_WITH_STREAMS)
+    slugs |= {s.decode() if isinstance(s, bytes) else str(s) for s in members}
     archived = await archived_per_room(engine)
     dead = await dead_letters_per_room(engine)
     status = Status(redis=(await check_persistence(redis)).as_json())
     for slug in sorted(slugs):
-        room = await _stream_status(redis, slug, now_ms)
+        room = await stream_status(redis, slug, now_ms)
+        room.archived_per_s, room.missing = await archiver_progress(redis, slug, now_ms)
         room.archived = archived.get(slug, 0)
         room.dead_letters = dead.get(slug, 0)
         status.rooms[slug] = room
@@ -104,7 +132,7 @@ async def collect_status(redis: Redis, engine: AsyncEngine) -> Status:
 
 
 def render_table(status: Status) -> str:
-    header = ("room", "stream", "backlog", "pending", "archived", "dead", "oldest_s")
+    header = ("room", "stream", "backlog", "pending", "archived", "dead", "oldest_s", "rows/s")
     rows = [header]
     for slug, room in [*status.rooms.items(), ("TOTAL", status.total)]:
         age = room.oldest_unarchived_age_s
@@ -117,6 +145,7 @@ def render_table(status: Status) -> str:
                 str(room.archived),
                 str(room.dead_letters),
                 "-" if age is None else f"{age:.1f}",
+                f"{room.archived_per_s:.1f}",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

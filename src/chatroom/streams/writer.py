@@ -50,7 +50,6 @@ class StreamWriter:
         self._queue: list[tuple[MessageEvent, asyncio.Future[Appended]]] = []
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
-        self._known_rooms: set[str] = set()
 
     async def append(self, event: MessageEvent) -> Appended:
         """Append and wait for the stream id. Raises redis errors as they come."""
@@ -81,11 +80,12 @@ class StreamWriter:
                 await self._send(batch)
 
     async def _send(self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]]) -> None:
-        new_rooms = {event.room for event, _ in batch} - self._known_rooms
+        # Registered on every batch, not once per process: after Redis lost its data the
+        # archivers must find the room again. One SADD per round trip costs nothing.
+        rooms = sorted({event.room for event, _ in batch})
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                if new_rooms:
-                    pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *sorted(new_rooms))
+                pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *rooms)
                 for event, _ in batch:
                     keys = [
                         redis_keys.room_stream(event.room),
@@ -98,10 +98,7 @@ class StreamWriter:
                 if not future.done():
                     future.set_exception(exc)
             return
-        if new_rooms:
-            results = results[1:]
-            self._known_rooms |= new_rooms
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, future), result in zip(batch, results[1:], strict=True):
             if future.done():
                 continue
             if isinstance(result, Exception):

@@ -1,0 +1,310 @@
+"""Benchmark the archiver against the blog's algorithm and the raw SQL limit.
+
+    python bench/archiver.py --messages 200000
+
+Fills 50 room streams with a backlog, then, side by side in one run:
+  ours:  `Archiver.drain()` (multi-row idempotent upserts, one transaction per batch,
+         pipelined XACK, reads overlapping writes);
+  blog:  the origin blog's loop (XREADGROUP COUNT 100, then one INSERT and one XACK per
+         message, back to back), on the first --blog-messages messages;
+  raw:   the same rows by a plain executemany of 1,000-row batches, without Redis;
+then send-to-durable latency (send to SQL commit) in continuous mode at a steady
+--rate messages/s. Uses MariaDB database `chatroom_bench` and Redis database 14 unless
+told otherwise. The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom import redis_keys
+from chatroom.archiver.batching import StreamEntry
+from chatroom.archiver.service import Archiver
+from chatroom.domain.events import Author, MessageEvent, decode_event
+from chatroom.domain.stream_ids import StreamId
+from chatroom.settings import Settings
+from chatroom.store import migrate
+from chatroom.store.archive_writes import ArchivedMessage
+from chatroom.store.counts import room_ids
+from chatroom.store.database import create_engine, ensure_database
+from chatroom.store.tables import messages, metadata, rooms
+from chatroom.streams.connection import connect
+from chatroom.streams.writer import StreamWriter
+
+ROOMS = [f"bench-{i:02d}" for i in range(50)]
+AUTHOR = Author(1, "bencher", "Bench User")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def reset_database(url: str) -> AsyncEngine:
+    await ensure_database(url)
+    engine = create_engine(url, pool_size=8)
+    async with engine.begin() as conn:
+        if conn.dialect.name == "mysql":
+            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in [*reversed(metadata.sorted_tables), sa.table("alembic_version")]:
+            await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table.name}"))
+    await migrate.upgrade(engine)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(rooms), [{"slug": s, "title": s, "created_at": now} for s in ROOMS]
+        )
+    return engine
+
+
+async def truncate_messages(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.delete(messages))
+
+
+async def count_messages(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(messages)
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def fill_backlog(redis: Redis, total: int) -> None:
+    """XADD `total` messages round-robin over the rooms, 5,000 per pipeline."""
+    await redis.sadd(redis_keys.ROOMS_WITH_STREAMS, *ROOMS)
+    sent = 0
+    while sent < total:
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(sent, min(total, sent + 5000)):
+                room = ROOMS[i % len(ROOMS)]
+                body = f"message number {i}: the quick brown fox jumps over the lazy dog"
+                event = MessageEvent(room, AUTHOR, body, f"bench-{i}")
+                pipe.xadd(redis_keys.room_stream(room), {"event": event.encode()})
+            await pipe.execute()
+        sent = min(total, sent + 5000)
+
+
+async def rows_from_streams(redis: Redis, ids: dict[str, int]) -> list[ArchivedMessage]:
+    """The rows the backlog becomes, for the raw executemany baseline."""
+    rows = []
+    for room in ROOMS:
+        for entry_id, fields in await redis.xrange(redis_keys.room_stream(room)):
+            event = decode_event(room, fields)
+            rows.append(
+                ArchivedMessage(ids[room], StreamId.parse(entry_id), 1, event.client_id, event.body)
+            )
+    return rows
+
+
+async def blog_algorithm(
+    redis: Redis, engine: AsyncEngine, ids: dict[str, int], limit: int
+) -> float:
+    """The blog's loop: COUNT 100, one INSERT and one XACK per message. Returns rows/s."""
+    for room in ROOMS:
+        await redis.xgroup_create(redis_keys.room_stream(room), "blog", id="0")
+    done = 0
+    started = time.perf_counter()
+    while done < limit:
+        moved = 0
+        for room in ROOMS:
+            key = redis_keys.room_stream(room)
+            reply: Any = await redis.xreadgroup("blog", "c1", {key: ">"}, count=100)
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    event = decode_event(room, fields)
+                    row = ArchivedMessage(
+                        ids[room], StreamId.parse(entry_id), 1, event.client_id, event.body
+                    ).row()
+                    async with engine.begin() as conn:
+                        await conn.execute(sa.insert(messages).values(row))
+                    await redis.xack(key, "blog", entry_id)
+                    done += 1
+                    moved += 1
+                    if done >= limit:
+                        break
+                if done >= limit:
+                    break
+            if done >= limit:
+                break
+        if not moved:
+            break
+    elapsed = time.perf_counter() - started
+    for room in ROOMS:
+        await redis.xgroup_destroy(redis_keys.room_stream(room), "blog")
+    return done / elapsed
+
+
+async def raw_executemany(engine: AsyncEngine, rows: list[ArchivedMessage]) -> float:
+    """Plain executemany of 1,000-row batches, one transaction each. Returns rows/s."""
+    prepared = [m.row() for m in rows]
+    started = time.perf_counter()
+    for start in range(0, len(prepared), 1000):
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(messages), prepared[start : start + 1000])
+    return len(prepared) / (time.perf_counter() - started)
+
+
+async def latency(
+    settings: Settings, redis_url: str, engine: AsyncEngine, rate: int, seconds: float
+) -> dict[str, float]:
+    """Send at a steady `rate` for `seconds` while the archiver runs continuously; the
+    send-to-durable time of each message is from the send call to its SQL commit."""
+    redis = connect(redis_url)
+    writer = StreamWriter(redis, client_id_ttl_s=600)
+    archiver = Archiver(settings, redis_url, engine, consumer="bench-latency")
+    durable: dict[tuple[str, StreamId], float] = {}  # ids repeat across rooms
+    commit = archiver._commit  # instrumented: the moment each row's transaction committed
+
+    async def timed_commit(
+        batch: list[tuple[StreamEntry, ArchivedMessage]], letters: list[Any]
+    ) -> list[Any]:
+        result = await commit(batch, letters)
+        now = time.perf_counter()
+        for entry, _ in batch:
+            durable.setdefault((entry.room, entry.id), now)
+        return result
+
+    archiver._commit = timed_commit  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(archiver.run(stop))
+    # Warm up: every room has a stream and the archiver has found it (new rooms are
+    # found within a second); the figures are for steady traffic.
+    warm = [
+        await writer.append(MessageEvent(room, AUTHOR, "warm-up", f"warm-{room}")) for room in ROOMS
+    ]
+    while len(durable) < len(warm):
+        await asyncio.sleep(0.05)
+    durable.clear()
+    sent: dict[tuple[str, StreamId], float] = {}
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    serial = 0
+    started = time.perf_counter()
+
+    async def send_one(event: MessageEvent) -> None:
+        at = time.perf_counter()
+        appended = await writer.append(event)
+        sent[(event.room, appended.id)] = at
+
+    pending: set[asyncio.Task[None]] = set()
+    while time.perf_counter() - started < seconds:
+        for _ in range(per_tick):
+            serial += 1
+            room = ROOMS[serial % len(ROOMS)]
+            event = MessageEvent(room, AUTHOR, f"live message {serial}", f"live-{serial}")
+            task = asyncio.create_task(send_one(event))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        serial_target = int((time.perf_counter() - started) / tick) + 1
+        next_at = started + serial_target * tick
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    await asyncio.gather(*pending)
+    sent_rate = len(sent) / (time.perf_counter() - started)
+    deadline = time.perf_counter() + 30
+    while len(durable.keys() & sent.keys()) < len(sent) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await running
+    await writer.close()
+    await redis.aclose()
+    waits = sorted((durable[i] - at) * 1000 for i, at in sent.items() if i in durable)
+    return {
+        "latency_messages": len(sent),
+        "latency_rate_per_s": round(sent_rate, 1),
+        "latency_p50_ms": round(statistics.median(waits), 1),
+        "latency_p99_ms": round(waits[int(len(waits) * 0.99) - 1], 1),
+        "latency_max_ms": round(waits[-1], 1),
+        "latency_missing": len(sent) - len(waits),
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    redis = connect(args.redis_url)
+    await redis.flushdb()
+    engine = await reset_database(args.database_url)
+    ids = await room_ids(engine)
+    data_dir = Path(tempfile.mkdtemp(prefix="chatroom-bench-"))
+    settings = Settings(data_dir=data_dir, database_url=args.database_url, redis_url=args.redis_url)
+    result: dict[str, Any] = {"messages": args.messages, "rooms": len(ROOMS)}
+
+    say(f"filling {args.messages} messages over {len(ROOMS)} rooms ...")
+    started = time.perf_counter()
+    await fill_backlog(redis, args.messages)
+    say(f"  filled in {time.perf_counter() - started:.1f} s")
+    rows = await rows_from_streams(redis, ids)
+
+    blog_n = min(args.messages, args.blog_messages)
+    say(f"blog algorithm on {blog_n} messages ...")
+    result["blog_rows_per_s"] = round(await blog_algorithm(redis, engine, ids, blog_n), 1)
+    result["blog_messages"] = blog_n
+    say(f"  {result['blog_rows_per_s']} rows/s")
+    await truncate_messages(engine)
+
+    say(f"our archiver draining {args.messages} messages ...")
+    started = time.perf_counter()
+    archived = await Archiver(settings, args.redis_url, engine, consumer="bench").drain()
+    elapsed = time.perf_counter() - started
+    stored = await count_messages(engine)
+    if archived != args.messages or stored != args.messages:
+        raise SystemExit(f"archived {archived}, stored {stored}, expected {args.messages}")
+    result["rows_per_s"] = round(archived / elapsed, 1)
+    result["drain_s"] = round(elapsed, 2)
+    say(f"  {result['rows_per_s']} rows/s ({elapsed:.1f} s)")
+
+    await truncate_messages(engine)
+    say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
+    result["raw_rows_per_s"] = round(await raw_executemany(engine, rows), 1)
+    say(f"  {result['raw_rows_per_s']} rows/s")
+    result["vs_raw"] = round(result["rows_per_s"] / result["raw_rows_per_s"], 2)
+    result["vs_blog"] = round(result["rows_per_s"] / result["blog_rows_per_s"], 1)
+
+    await truncate_messages(engine)
+    await redis.flushdb()
+    say(f"send-to-durable latency at {args.rate} messages/s for {args.seconds} s ...")
+    result.update(await latency(settings, args.redis_url, engine, args.rate, args.seconds))
+    say(f"  p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms")
+
+    await redis.flushdb()
+    await redis.aclose()
+    await engine.dispose()
+    return result
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000, help="backlog size")
+    parser.add_argument(
+        "--blog-messages",
+        type=int,
+        default=20_000,
+        help="messages for the blog's loop (it is slow; rows/s does not depend on the count)",
+    )
+    parser.add_argument("--rate", type=int, default=2000, help="messages/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency run")
+    parser.add_argument(
+        "--database-url", default="mysql+asyncmy://root@127.0.0.1:3306/chatroom_bench"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.rate < 1 or args.seconds <= 0:
+        parser.error("--messages, --rate and --seconds must be positive")
+    return args
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)  # notes on constraint names
+    figures = asyncio.run(main(parse_args(sys.argv[1:])))
+    print(json.dumps(figures))

@@ -1,0 +1,116 @@
+"""`chatroom archive [--once]`: the standalone archiver process.
+
+Opens SQL (migrating only in embedded mode), refuses or warns about a Redis that could
+lose acknowledged messages, serves Prometheus metrics when `metrics_port` is set, and
+runs the archiver until SIGTERM or SIGINT, which finish the batch in hand and exit 0.
+Redis or SQL unreachable at start is waited out like any later outage (logged once);
+a wrong setup (schema out of date, persistence required and off) exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from prometheus_client import start_http_server
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom.archiver.backoff import Backoff, OutageState
+from chatroom.archiver.failpoints import Failpoints, UnknownFailpoint
+from chatroom.archiver.service import Archiver
+from chatroom.backends import Backends, open_database
+from chatroom.settings import Settings
+from chatroom.streams.connection import connect
+from chatroom.streams.persistence import PersistenceReport, enforce_persistence
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def run_archiver(settings: Settings, backends: Backends, *, once: bool) -> int:
+    """Run until stopped (or, with `once`, until the backlog is drained); the exit code."""
+    try:
+        Failpoints.from_env()
+    except UnknownFailpoint as exc:
+        log.error("%s", exc)
+        return 2
+    return asyncio.run(_archive(settings, backends, once=once))
+
+
+async def _archive(settings: Settings, backends: Backends, *, once: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _stopper(stop, signum))
+
+    async def sql() -> AsyncEngine:
+        return await open_database(settings, backends.database_url)
+
+    engine = await _when_reachable("SQL", sql, (SQLAlchemyError, OSError), stop)
+    if engine is None:
+        return 0
+    try:
+
+        async def redis_check() -> PersistenceReport:
+            redis = connect(backends.redis_url)
+            try:
+                return await enforce_persistence(redis, strict=settings.redis_require_persistence)
+            finally:
+                await redis.aclose()
+
+        redis_down = (RedisConnectionError, RedisTimeoutError, OSError)
+        if await _when_reachable("Redis", redis_check, redis_down, stop) is None:
+            return 0
+        if settings.metrics_port is not None:
+            server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+            log.info("archiver metrics on http://%s:%d/metrics", settings.host, server.server_port)
+        archiver = Archiver(settings, backends.redis_url, engine)
+        if once:
+            rows = await archiver.drain(stop)
+            log.info("drained the backlog: %d rows archived", rows)
+        else:
+            await archiver.run(stop)
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _when_reachable(
+    name: str,
+    attempt: Callable[[], Awaitable[T]],
+    unreachable: tuple[type[BaseException], ...],
+    stop: asyncio.Event,
+) -> T | None:
+    """`attempt()` once `name` answers; None if stopped first. Other errors raise."""
+    state, backoff = OutageState(name), Backoff()
+    while True:
+        try:
+            result = await attempt()
+        except unreachable as exc:
+            line = state.failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 0)
+            if line:
+                log.warning("%s", line.replace("the backlog stays in Redis", "before starting"))
+            try:
+                await asyncio.wait_for(stop.wait(), backoff.next_delay())
+            except TimeoutError:
+                continue
+            return None
+        if state.down:
+            log.warning("%s answers: starting", name)
+        return result
+
+
+def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
+    def handle() -> None:
+        if not stop.is_set():
+            log.info("%s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    return handle

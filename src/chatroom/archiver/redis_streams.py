@@ -1,0 +1,246 @@
+"""The archiver's Redis side: the consumer group, reads, claims, acks and safe trims.
+
+Thin wrappers over the stream commands; every decision is the caller's. Entries come
+back as `StreamEntry`, an entry deleted while pending as one with no fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from chatroom import redis_keys
+from chatroom.archiver.batching import StreamEntry
+from chatroom.domain.stream_ids import StreamId
+
+GROUP = redis_keys.ARCHIVER_GROUP
+
+# Trim below what is archived and acknowledged, keeping the newest `hot` entries:
+# the bound is the oldest pending entry of the group, or the first entry the group has
+# not delivered yet; below both, every entry was acknowledged (after its SQL commit).
+# KEYS: stream. ARGV: group, hot window. Returns the number of entries removed.
+_SAFE_TRIM = """
+local key, group, hot = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', key) == 0 then return 0 end
+local function parse(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local function less(a, b)
+  local ams, aseq = parse(a)
+  local bms, bseq = parse(b)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+local delivered = nil
+local groups = redis.call('XINFO', 'GROUPS', key)
+for _, info in ipairs(groups) do
+  local name, last = nil, nil
+  for i = 1, #info, 2 do
+    if info[i] == 'name' then name = info[i + 1] end
+    if info[i] == 'last-delivered-id' then last = info[i + 1] end
+  end
+  if name == group then delivered = last end
+end
+if delivered == nil then return 0 end
+-- The first entry not yet delivered (or none): everything before it was delivered.
+local bound = nil
+local undelivered = redis.call('XRANGE', key, '(' .. delivered, '+', 'COUNT', 1)
+if #undelivered > 0 then bound = undelivered[1][1] end
+local pending = redis.call('XPENDING', key, group)
+if pending[2] and (bound == nil or less(pending[2], bound)) then bound = pending[2] end
+local keep = nil
+if hot > 0 then
+  local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', hot)
+  if #newest < hot then return 0 end
+  keep = newest[#newest][1]
+end
+local minid = bound
+if keep ~= nil and (minid == nil or less(keep, minid)) then minid = keep end
+if minid == nil then
+  -- Everything delivered and acknowledged, and no hot window: trim all but nothing new.
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #last == 0 then return 0 end
+  local id = last[1][1]
+  local dash = string.find(id, '-', 1, true)
+  local seq = tonumber(string.sub(id, dash + 1)) + 1
+  minid = string.sub(id, 1, dash - 1) .. '-' .. string.format('%d', seq)
+end
+return redis.call('XTRIM', key, 'MINID', minid)
+"""
+
+
+def _stream_id(raw: bytes | str) -> StreamId:
+    # Redis wrote these ids itself: a split is enough, and much cheaper than a regex.
+    if isinstance(raw, str):
+        raw = raw.encode()
+    ms, _, seq = raw.partition(b"-")
+    return StreamId(int(ms), int(seq))
+
+
+def _entries(room: str, raw: Iterable[Any], deliveries: int = 1) -> list[StreamEntry]:
+    return [
+        StreamEntry(room, _stream_id(entry_id), fields or {}, deliveries)
+        for entry_id, fields in raw
+        if entry_id is not None
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    entries: list[StreamEntry]
+    deleted: list[StreamId]  # pending entries whose data was gone: now out of the PEL
+    next_start: str  # "0-0": the scan of this stream's PEL is complete
+
+
+class GroupStreams:
+    """One archiver's view of the consumer group over the room streams."""
+
+    def __init__(self, redis: Redis, blocking: Redis, consumer: str) -> None:
+        self._redis = redis
+        self._blocking = blocking  # no socket timeout: for XREADGROUP with BLOCK
+        self.consumer = consumer
+        self._trim = redis.register_script(_SAFE_TRIM)
+
+    async def rooms(self) -> set[str]:
+        members: Any = await self._redis.smembers(redis_keys.ROOMS_WITH_STREAMS)
+        return {slug.decode() if isinstance(slug, bytes) else str(slug) for slug in members}
+
+    async def ensure_group(self, room: str) -> bool:
+        """Create the group from the stream's first entry (id 0), with the stream if need
+        be; True when this call created it."""
+        try:
+            await self._redis.xgroup_create(
+                redis_keys.room_stream(room), GROUP, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" in str(exc):
+                return False
+            raise
+        return True
+
+    async def read_new(
+        self, rooms: Iterable[str], *, count: int, block_ms: int | None
+    ) -> list[StreamEntry]:
+        """New entries of every room (delivered to us now), waiting up to `block_ms`."""
+        streams: Any = {redis_keys.room_stream(room): ">" for room in rooms}
+        if not streams:
+            return []
+        client = self._blocking if block_ms is not None else self._redis
+        reply: Any = await client.xreadgroup(
+            GROUP, self.consumer, streams, count=count, block=block_ms
+        )
+        found: list[StreamEntry] = []
+        for key, raw in reply or []:
+            found += _entries(redis_keys.room_of_stream(key.decode()), raw)
+        return found
+
+    async def read_own_pending(
+        self, room: str, *, after: StreamId, count: int
+    ) -> list[StreamEntry]:
+        """Entries delivered to this consumer and not acknowledged, after `after`, with
+        their delivery counts (this read counts as one more delivery)."""
+        key = redis_keys.room_stream(room)
+        reply: Any = await self._redis.xreadgroup(
+            GROUP, self.consumer, {key: str(after)}, count=count
+        )
+        raw = reply[0][1] if reply else []
+        entries = _entries(room, raw)
+        if not entries:
+            return []
+        counts = await self._deliveries(key, entries[0].id, entries[-1].id, len(entries))
+        return [
+            StreamEntry(e.room, e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries
+        ]
+
+    async def _deliveries(
+        self, key: str, first: StreamId, last: StreamId, count: int
+    ) -> dict[StreamId, int]:
+        rows: Any = await self._redis.xpending_range(
+            key, GROUP, min=str(first), max=str(last), count=count, consumername=self.consumer
+        )
+        return {StreamId.parse(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    async def claim_stale(self, room: str, *, min_idle_ms: int, start: str, count: int) -> Claimed:
+        """Take over entries another consumer left pending for `min_idle_ms` (it died)."""
+        key = redis_keys.room_stream(room)
+        reply: Any = await self._redis.xautoclaim(
+            key, GROUP, self.consumer, min_idle_ms, start_id=start, count=count
+        )
+        next_start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        entries = _entries(room, reply[1])
+        deleted = [StreamId.parse(i) for i in (reply[2] if len(reply) > 2 else [])]
+        if entries:
+            counts = await self._deliveries(key, entries[0].id, entries[-1].id, len(entries))
+            entries = [
+                StreamEntry(e.room, e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries
+            ]
+        return Claimed(entries, deleted, next_start)
+
+    async def ack(self, acks: Mapping[str, list[StreamId]]) -> None:
+        """Acknowledge archived entries, every room in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room, ids in acks.items():
+                if ids:
+                    pipe.xack(redis_keys.room_stream(room), GROUP, *[str(i) for i in ids])
+            await pipe.execute()
+
+    async def report_progress(
+        self, archived: Mapping[tuple[str, int], int], missing: Mapping[str, int]
+    ) -> None:
+        """Add rows archived per (room, second) for the rows/s figure of `chatroom status`,
+        and pending entries found deleted, per room."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (room, second), rows in archived.items():
+                rate = redis_keys.archiver_rate(room)
+                pipe.hincrby(rate, str(second), rows)
+                pipe.expire(rate, 120)
+            for room, gone in missing.items():
+                pipe.incrby(redis_keys.archiver_missing(room), gone)
+            await pipe.execute()
+
+    async def prune_rates(self, room: str, older_than_s: int) -> None:
+        rate = redis_keys.archiver_rate(room)
+        fields: Any = await self._redis.hkeys(rate)
+        old = [f for f in fields if int(f) < older_than_s]
+        if old:
+            await self._redis.hdel(rate, *old)
+
+    async def trim(self, room: str, hot_window: int) -> int:
+        return int(await self._trim(keys=[redis_keys.room_stream(room)], args=[GROUP, hot_window]))
+
+    async def heartbeat(self, ttl_s: int) -> None:
+        await self._redis.set(redis_keys.archiver_heartbeat(self.consumer), "1", ex=ttl_s)
+
+    async def forget_heartbeat(self) -> None:
+        await self._redis.delete(redis_keys.archiver_heartbeat(self.consumer))
+
+    async def remove_gone_consumers(self, room: str, *, idle_ms: int) -> list[str]:
+        """Remove consumers of the group that are dead (no heartbeat, idle) and hold
+        nothing pending: removing one with pending entries would orphan them."""
+        key = redis_keys.room_stream(room)
+        removed = []
+        consumers: Any = await self._redis.xinfo_consumers(key, GROUP)
+        for info in consumers:
+            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+            if name == self.consumer or int(info["pending"]) or int(info["idle"]) < idle_ms:
+                continue
+            if await self._redis.exists(redis_keys.archiver_heartbeat(name)):
+                continue
+            await self._redis.xgroup_delconsumer(key, GROUP, name)
+            removed.append(name)
+        return removed
+
+    async def remove_self_if_idle(self, room: str) -> bool:
+        """On a clean stop: leave the group when nothing of ours is pending."""
+        key = redis_keys.room_stream(room)
+        consumers: Any = await self._redis.xinfo_consumers(key, GROUP)
+        for info in consumers:
+            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+            if name == self.consumer and not int(info["pending"]):
+                await self._redis.xgroup_delconsumer(key, GROUP, name)
+                return True
+        return False

@@ -1,0 +1,378 @@
+"""The archiver loop on real Redis and SQL (both backends): exactly once, exact bytes,
+new rooms, dead letters, safe trimming, competing and adopting consumers, schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom import redis_keys
+from chatroom.archiver.redis_streams import GroupStreams
+from chatroom.archiver.service import Archiver
+from chatroom.domain.stream_ids import StreamId
+from chatroom.history import History
+from chatroom.status import archiver_progress, collect_status
+from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
+from chatroom.store.counts import room_ids
+from chatroom.store.history_pages import ArchivedPages
+from chatroom.store.tables import messages, rooms
+from conftest import Backend
+from test_archiver_support import (
+    ALICE,
+    Traffic,
+    archived_rows,
+    archived_total,
+    archiver_settings,
+    assert_exactly_once,
+    create_room,
+    dead_letter_rows,
+    pending_count,
+    wait_for,
+)
+
+
+def _metric(name: str, room: str) -> float:
+    return REGISTRY.get_sample_value(name, {"room": room}) or 0.0
+
+
+async def test_drain_archives_every_message_once_with_exact_bytes(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await create_room(engine, "dev")
+    traffic = Traffic(redis)
+    await traffic.send("lobby", 450)
+    await traffic.send("dev", 130)
+    before = _metric("chatroom_archiver_archived_rows_total", "dev")
+    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
+    assert await archiver.drain() == 580
+    await assert_exactly_once(redis, engine, traffic)
+    assert _metric("chatroom_archiver_archived_rows_total", "dev") - before == 130
+    # A second run finds nothing, and a replay of the same rows is a no-op.
+    assert await archiver.drain() == 0
+    room_id = (await room_ids(engine))["lobby"]
+    first = next(iter(traffic.sent["lobby"]))
+    client_id, body = traffic.sent["lobby"][first]
+    async with engine.begin() as conn:
+        await upsert_messages(conn, [ArchivedMessage(room_id, first, 7, client_id, body)])
+    await assert_exactly_once(redis, engine, traffic)
+    # Status: nothing left, and the rows/s of the last minute include this drain.
+    found = (await collect_status(redis, engine)).as_json()
+    assert found["rooms"]["lobby"]["backlog"] == 0
+    assert found["rooms"]["lobby"]["archived"] == 450
+    assert found["total"]["archived"] == 580
+    assert "archived_per_s" in found["total"] and "missing" in found["total"]
+    rate, missing = await archiver_progress(redis, "dev", int(time.time() * 1000) + 1500)
+    assert rate == round(130 / 60, 2) and missing == 0
+    await traffic.close()
+
+
+async def test_entries_written_before_the_group_existed(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    await traffic.send("lobby", 120)
+    groups: Any = await redis.xinfo_groups(redis_keys.room_stream("lobby"))
+    assert groups == []  # nobody created a group by hand
+    settings = archiver_settings(tmp_path)
+    assert await Archiver(settings, backend.redis_url, engine).drain() == 120
+    await assert_exactly_once(redis, engine, traffic)
+    await traffic.close()
+
+
+async def test_continuous_run_finds_new_rooms_and_stops_cleanly(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    stop = asyncio.Event()
+    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine)
+    running = asyncio.create_task(archiver.run(stop))
+    await traffic.send("lobby", 50)
+    await wait_for(lambda: _has(engine, 50), what="lobby archived")
+    await create_room(engine, "late-room")
+    await traffic.send("late-room", 40)
+    await wait_for(lambda: _has(engine, 90), what="the new room archived")
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    await assert_exactly_once(redis, engine, traffic)
+    # A clean stop leaves the group: nothing of ours was pending.
+    consumers: Any = await redis.xinfo_consumers(redis_keys.room_stream("lobby"), "archiver")
+    assert consumers == []
+    await traffic.close()
+
+
+async def _has(engine: AsyncEngine, count: int) -> bool:
+    return await archived_total(engine) >= count
+
+
+async def test_bad_entries_end_in_dead_letters_and_the_rest_goes_on(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    key = redis_keys.room_stream("lobby")
+    good = {"v": 1, "type": "message", "room": "lobby", "user": ALICE.as_json(), "client_id": "x"}
+    bad: dict[str, bytes] = {
+        "truncated JSON": b'{"v":1,"type":"mess',
+        "null": b"null",
+        "wrong types": json.dumps({**good, "user": {**ALICE.as_json(), "id": "7"}}).encode(),
+        "non-UTF-8 bytes": b'{"v":1,"body":"\xff\xfe"}',
+        "oversized body": json.dumps({**good, "body": "x" * 20_000}).encode(),
+    }
+    await traffic.send("lobby", 5)
+    for raw in bad.values():
+        await redis.xadd(key, {"event": raw})
+    await redis.xadd(key, {"something": b"else"})
+    # A room with a stream but no row in SQL.
+    await redis.sadd(redis_keys.ROOMS_WITH_STREAMS, "ghost-room")
+    ghost = await redis.xadd(redis_keys.room_stream("ghost-room"), {"event": b"{}"})
+    await traffic.send("lobby", 5)
+    # Two pending entries whose data is deleted: one of ours, one of a dead consumer.
+    await redis.xgroup_create(key, "archiver", id="0", mkstream=True)
+    lost_ours = await redis.xadd(key, {"event": b"gone"})
+    await redis.xreadgroup("archiver", "a1", {key: ">"}, count=100)
+    lost_theirs = await redis.xadd(key, {"event": b"gone too"})
+    await redis.xreadgroup("archiver", "dead-one", {key: ">"}, count=1)
+    await redis.xdel(key, lost_ours, lost_theirs)
+    await traffic.send("lobby", 5)
+    await asyncio.sleep(0.15)  # past the claim idle time
+
+    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
+    assert await archiver.drain() == 15
+    await assert_exactly_once(redis, engine, traffic)
+    letters = await dead_letter_rows(engine)
+    reasons = {row["stream_id"]: row["reason"] for row in letters}
+    assert len(letters) == len(bad) + 4
+    by_raw = {bytes(row["raw"]): row["reason"] for row in letters}
+    assert "not JSON" in by_raw[bad["truncated JSON"]]
+    assert "must be a JSON object" in by_raw[bad["null"]]
+    assert "user.id" in by_raw[bad["wrong types"]]
+    assert "not UTF-8" in by_raw[bad["non-UTF-8 bytes"]]
+    assert "over 16000" in by_raw[bad["oversized body"]]
+    assert "no 'event' field" in by_raw[b"something=else"]
+    assert "unknown room 'ghost-room'" in reasons[ghost.decode()]
+    for lost in (lost_ours, lost_theirs):
+        assert "deleted from the stream" in reasons[lost.decode()]
+    assert await pending_count(redis, "lobby") == 0
+    assert await pending_count(redis, "ghost-room") == 0
+    found = (await collect_status(redis, engine)).as_json()
+    assert found["rooms"]["lobby"]["missing"] == 2
+    assert found["rooms"]["lobby"]["dead_letters"] == len(bad) + 3
+    await traffic.close()
+
+
+async def test_an_entry_delivered_too_often_is_dead_lettered(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    key = redis_keys.room_stream("lobby")
+    await redis.xgroup_create(key, "archiver", id="0", mkstream=True)
+    await traffic.send("lobby", 1)
+    for _ in range(3):  # three crashed attempts of consumer a1 on the same entry
+        await redis.xreadgroup("archiver", "a1", {key: "0" if _ else ">"}, count=10)
+    later = await traffic.send("lobby", 2)
+    settings = archiver_settings(tmp_path, archiver_max_deliveries=3)
+    assert await Archiver(settings, backend.redis_url, engine, consumer="a1").drain() == 2
+    letters = await dead_letter_rows(engine)
+    assert len(letters) == 1 and "delivered 4 times" in letters[0]["reason"]
+    assert [r[0] for r in await archived_rows(engine, "lobby")] == later
+    assert await pending_count(redis, "lobby") == 0
+    await traffic.close()
+
+
+async def test_a_row_sql_rejects_is_isolated_into_the_dead_letters(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await create_room(engine, "doomed")
+    traffic = Traffic(redis)
+    await traffic.send("doomed", 1)
+    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
+    assert await archiver.drain() == 1
+    # The room disappears from SQL while the archiver still knows its id: its next
+    # rows break the foreign key; the other rooms' rows of the same batch must not care.
+    async with engine.begin() as conn:
+        await conn.execute(sa.delete(messages))
+        await conn.execute(sa.delete(rooms).where(rooms.c.slug == "doomed"))
+    lobby = await traffic.send("lobby", 40)
+    doomed = await traffic.send("doomed", 3)
+    assert await archiver.drain() == 40
+    assert [r[0] for r in await archived_rows(engine, "lobby")] == lobby
+    letters = await dead_letter_rows(engine)
+    assert sorted(row["stream_id"] for row in letters) == sorted(str(i) for i in doomed)
+    assert all(row["reason"].startswith("rejected by SQL") for row in letters)
+    assert await pending_count(redis, "doomed") == 0
+    await traffic.close()
+
+
+async def test_trimming_keeps_the_hot_window_and_never_drops_unarchived(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await create_room(engine, "blind")
+    traffic = Traffic(redis)
+    await traffic.send("lobby", 60)
+    settings = archiver_settings(tmp_path, archiver_hot_window=25)
+    archiver = Archiver(settings, backend.redis_url, engine, consumer="a1")
+    assert await archiver.drain() == 60
+    stream = redis_keys.room_stream("lobby")
+    assert await redis.xlen(stream) == 25  # the hot window, all archived
+    await assert_exactly_once(redis, engine, traffic)
+
+    # Unarchived entries (never read, or pending with a slow consumer) stay.
+    streams = GroupStreams(redis, redis, "a1")
+    await traffic.send("lobby", 30)
+    await redis.xreadgroup("archiver", "slow", {stream: ">"}, count=10)
+    assert await streams.trim("lobby", 0) == 25  # only the archived ones went
+    assert await redis.xlen(stream) == 30
+
+    # Control: the blog's blind MAXLEN on a room whose last 30 are not archived yet.
+    sent = await traffic.send("blind", 30)
+    await redis.xtrim(redis_keys.room_stream("blind"), maxlen=10, approximate=False)
+    await asyncio.sleep(0.15)
+    await archiver.drain()
+    blind = [r[0] for r in await archived_rows(engine, "blind")]
+    assert blind == sent[-10:]  # 20 acknowledged messages are gone for good
+    assert len(set(sent) - set(blind)) == 20
+    # Ours, on the same traffic: everything arrives.
+    assert [r[0] for r in await archived_rows(engine, "lobby")] == sorted(traffic.sent["lobby"])
+    await traffic.close()
+
+
+async def test_two_archivers_at_once_share_the_work_exactly_once(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    for slug in ("r1", "r2", "r3"):
+        await create_room(engine, slug)
+    traffic = Traffic(redis)
+    # Both alive: neither may claim the other's entries (with a claim time shorter than a
+    # slow SQLite commit each would archive some twice, as a no-op, and count them twice).
+    settings = archiver_settings(tmp_path, archiver_batch_size=50, archiver_claim_idle_ms=60_000)
+    stop = asyncio.Event()
+    first = Archiver(settings, backend.redis_url, engine)
+    second = Archiver(settings, backend.redis_url, engine)
+    tasks = [asyncio.create_task(a.run(stop)) for a in (first, second)]
+    for _ in range(20):
+        for slug in ("lobby", "r1", "r2", "r3"):
+            await traffic.send(slug, 15)
+        await asyncio.sleep(0.01)
+    await wait_for(lambda: _has(engine, traffic.count()), what="everything archived")
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert first.consumer != second.consumer
+    assert first.archived + second.archived == traffic.count() == 1200
+    await assert_exactly_once(redis, engine, traffic)
+    await traffic.close()
+
+
+async def test_a_dead_consumers_pending_entries_are_adopted(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    key = redis_keys.room_stream("lobby")
+    await traffic.send("lobby", 150)
+    await redis.xgroup_create(key, "archiver", id="0")
+    await redis.xreadgroup("archiver", "crashed-host-0", {key: ">"}, count=100)
+    assert await pending_count(redis, "lobby") == 100
+    await asyncio.sleep(0.15)
+    settings = archiver_settings(tmp_path)
+    assert await Archiver(settings, backend.redis_url, engine, consumer="heir").drain() == 150
+    await assert_exactly_once(redis, engine, traffic)
+    # The dead consumer holds nothing now and has no heartbeat: it is removed.
+    streams = GroupStreams(redis, redis, "heir")
+    await redis.xreadgroup("archiver", "busy", {key: ">"}, count=1)  # nothing new: no pending
+    await traffic.send("lobby", 1)
+    await redis.xreadgroup("archiver", "busy", {key: ">"}, count=1)
+    removed = await streams.remove_gone_consumers("lobby", idle_ms=0)
+    assert "crashed-host-0" in removed and "busy" not in removed  # busy holds one entry
+    await traffic.close()
+
+
+async def test_interval_and_cron_schedules(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    stop = asyncio.Event()
+    interval = archiver_settings(tmp_path, archiver_schedule="interval", archiver_interval_s=0.2)
+    running = asyncio.create_task(Archiver(interval, backend.redis_url, engine).run(stop))
+    await traffic.send("lobby", 30)
+    await wait_for(lambda: _has(engine, 30), timeout=5, what="the interval run")
+    stop.set()
+    await running
+
+    # Cron: the window is never now; the valve opens at a backlog of 50.
+    hour = time.gmtime().tm_hour
+    window = f"{(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00"
+    cron = archiver_settings(
+        tmp_path,
+        archiver_schedule="cron",
+        archiver_cron_window=window,
+        archiver_valve_backlog=50,
+        archiver_interval_s=0.1,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(Archiver(cron, backend.redis_url, engine).run(stop))
+    await traffic.send("lobby", 30)
+    await asyncio.sleep(0.6)
+    assert await archived_total(engine) == 30  # outside the window, under the valve
+    await traffic.send("lobby", 30)
+    await wait_for(lambda: _has(engine, 90), timeout=5, what="the valve")
+    stop.set()
+    await running
+    await assert_exactly_once(redis, engine, traffic)
+    await traffic.close()
+
+
+async def test_big_batches_are_chunked_under_the_packet_limit(
+    backend: Backend, redis: Redis, engine: AsyncEngine
+) -> None:
+    room_id = (await room_ids(engine))["lobby"]
+    batch = [
+        ArchivedMessage(room_id, StreamId(1_700_000_000_000 + i, 0), 7, f"big-{i}", "é" * 4000)
+        for i in range(60)
+    ]
+    async with engine.begin() as conn:
+        # 60 rows of ~16 KB each with a 100 KB statement limit: many statements, one commit.
+        await upsert_messages(conn, batch, max_bytes=100_000)
+    rows = await archived_rows(engine, "lobby")
+    assert len(rows) == 60 and all(body == "é" * 4000 for _, _, body in rows)
+
+
+async def test_history_stays_gapless_while_the_archiver_moves_and_trims(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    settings = archiver_settings(tmp_path, archiver_hot_window=5, archiver_batch_size=20)
+    stop = asyncio.Event()
+    running = asyncio.create_task(Archiver(settings, backend.redis_url, engine).run(stop))
+    room_id = (await room_ids(engine))["lobby"]
+    history = History(redis, ArchivedPages(engine))
+    walks: list[list[StreamId]] = []
+
+    async def walk() -> None:
+        seen: list[StreamId] = []
+        page = await history.page(room_id, "lobby", limit=17)
+        while True:
+            seen = [m.id for m in page.messages] + seen
+            if not page.has_more:
+                break
+            page = await history.page(room_id, "lobby", before=page.messages[0].id, limit=17)
+        walks.append(seen)
+
+    for _ in range(25):
+        await traffic.send("lobby", 12)
+        await walk()
+    await wait_for(lambda: _has(engine, traffic.count()), what="everything archived")
+    stop.set()
+    await running
+    everything = sorted(traffic.sent["lobby"])
+    for seen in walks:
+        # Each walk is exactly the messages sent before it: no gap, no duplicate.
+        assert seen == everything[: len(seen)] and len(seen) >= 12
+    assert await redis.xlen(redis_keys.room_stream("lobby")) <= 25  # trimmed meanwhile
+    await assert_exactly_once(redis, engine, traffic)
+    await traffic.close()

@@ -1,0 +1,155 @@
+"""Helpers shared by the archiver tests (no tests here): rooms, traffic, and the one
+check every archiver test ends with."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom import redis_keys
+from chatroom.domain.events import Author, MessageEvent
+from chatroom.domain.stream_ids import StreamId
+from chatroom.history import History
+from chatroom.settings import Settings
+from chatroom.store.counts import room_ids
+from chatroom.store.history_pages import ArchivedPages
+from chatroom.store.tables import dead_letters, messages, rooms
+from chatroom.streams.writer import StreamWriter
+
+ALICE = Author(7, "alice", "Alice")
+# Bodies that catch encoding mistakes: accents, CJK, emoji, NUL, bidi, quotes, backslash.
+TRICKY = ["héllo", "你好，世界", "🎉👍🏽", "nul\x00inside", "\u202eevil", 'it\'s "q" \\ done']
+
+
+def archiver_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "archiver_batch_size": 200,
+        "archiver_flush_ms": 20,
+        "archiver_block_ms": 100,
+        "archiver_hot_window": 0,
+        "archiver_claim_idle_ms": 100,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def create_room(engine: AsyncEngine, slug: str) -> int:
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(rooms).values(
+                slug=slug, title=slug.title(), created_at=datetime.now(UTC).replace(tzinfo=None)
+            )
+        )
+    return (await room_ids(engine))[slug]
+
+
+class Traffic:
+    """Sends messages through the real stream writer and remembers what was acknowledged."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.writer = StreamWriter(redis, client_id_ttl_s=3600)
+        self.sent: dict[str, dict[StreamId, tuple[str, str]]] = {}
+        self._serial = 0
+
+    async def send(self, room: str, count: int, body: str = "message") -> list[StreamId]:
+        events = []
+        for _ in range(count):
+            self._serial += 1
+            text = f"{body} {self._serial} {TRICKY[self._serial % len(TRICKY)]}"
+            events.append(MessageEvent(room, ALICE, text, f"c-{self._serial}"))
+        for attempt in range(20):
+            try:
+                results = await asyncio.gather(*(self.writer.append(e) for e in events))
+                break
+            except RedisConnectionError:
+                # What a client does when a send fails: resend with the same client_ids
+                # (what was stored keeps its first id).
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.1)
+        for event, result in zip(events, results, strict=True):
+            self.sent.setdefault(room, {})[result.id] = (event.client_id, event.body)
+        return [r.id for r in results]
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.sent.values())
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+
+async def archived_rows(engine: AsyncEngine, room: str) -> list[tuple[StreamId, str, str]]:
+    room_id = (await room_ids(engine))[room]
+    query = (
+        sa.select(
+            messages.c.stream_ms, messages.c.stream_seq, messages.c.client_id, messages.c.body
+        )
+        .where(messages.c.room_id == room_id)
+        .order_by(messages.c.stream_ms, messages.c.stream_seq)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [(StreamId(r[0], r[1]), r[2], r[3]) for r in rows]
+
+
+async def dead_letter_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(dead_letters).order_by(dead_letters.c.id))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def pending_count(redis: Redis, room: str) -> int:
+    try:
+        summary: Any = await redis.xpending(redis_keys.room_stream(room), redis_keys.ARCHIVER_GROUP)
+    except Exception:  # no stream or no group: nothing pending
+        return 0
+    return int(summary["pending"])
+
+
+async def assert_exactly_once(redis: Redis, engine: AsyncEngine, traffic: Traffic) -> None:
+    """Every acknowledged message is in SQL once with its exact bytes, nothing is pending,
+    and history reads back gapless."""
+    ids = await room_ids(engine)
+    for room, sent in traffic.sent.items():
+        rows = await archived_rows(engine, room)
+        assert [r[0] for r in rows] == sorted(sent), f"{room}: archived ids differ from sent"
+        for stream_id, client_id, body in rows:
+            assert (client_id, body) == sent[stream_id]
+            assert body.encode("utf-8") == sent[stream_id][1].encode("utf-8")
+        assert await pending_count(redis, room) == 0
+        history = History(redis, ArchivedPages(engine))
+        seen: list[StreamId] = []
+        page = await history.page(ids[room], room, limit=97)
+        while True:
+            seen = [m.id for m in page.messages] + seen
+            if not page.has_more:
+                break
+            page = await history.page(ids[room], room, before=page.messages[0].id, limit=97)
+        assert seen == sorted(sent), f"{room}: history has a gap or a duplicate"
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def archived_total(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(
+            (await conn.execute(sa.select(sa.func.count()).select_from(messages))).scalar_one()
+        )
