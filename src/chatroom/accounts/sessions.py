@@ -1,0 +1,124 @@
+"""Login sessions kept in Redis, so every app node sees them and a logout is immediate.
+
+The cookie holds a random session id; Redis holds only its SHA-256, so a copy of the
+Redis data does not hold usable session ids. A session ends after `idle_s` without use
+or `absolute_s` after login, whichever comes first, and when revoked (logout).
+The user's name travels with the session: no SQL query per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+
+from redis.asyncio import Redis
+
+from chatroom import redis_keys
+from chatroom.domain.users import User
+
+SESSION_COOKIE = "chatroom_session"
+
+# KEYS: the session hash. ARGV: now ms, idle ms, absolute ms.
+# Returns the session's fields, or nil (expired, revoked, or past its absolute limit).
+_TOUCH = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return nil end
+local created = tonumber(redis.call('HGET', KEYS[1], 'created_ms'))
+local left = created + tonumber(ARGV[3]) - tonumber(ARGV[1])
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+  return nil
+end
+redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[2]), left))
+return fields
+"""
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _plausible(session_id: str) -> bool:
+    # token_urlsafe(32) gives 43 characters; anything far off is not ours.
+    return 20 <= len(session_id) <= 100 and session_id.isascii()
+
+
+class SessionStore:
+    def __init__(self, redis: Redis, *, idle_s: float, absolute_s: float) -> None:
+        self._redis = redis
+        self._idle_ms = int(idle_s * 1000)
+        self._absolute_ms = int(absolute_s * 1000)
+        self._absolute_s = math.ceil(absolute_s)
+        self._touch = redis.register_script(_TOUCH)
+
+    async def create(self, user: User) -> str:
+        """A new session for `user`; returns the session id for the cookie."""
+        session_id = secrets.token_urlsafe(32)
+        digest = _digest(session_id)
+        key = redis_keys.session(digest)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "user_id": user.id,
+                    "username": user.username,
+                    "display_name": user.display_name,
+                    "is_admin": int(user.is_admin),
+                    "created_ms": int(time.time() * 1000),
+                },
+            )
+            pipe.pexpire(key, min(self._idle_ms, self._absolute_ms))
+            pipe.sadd(redis_keys.user_sessions(user.id), digest)
+            pipe.expire(redis_keys.user_sessions(user.id), self._absolute_s)
+            await pipe.execute()
+        return session_id
+
+    async def user(self, session_id: str) -> User | None:
+        """The session's user, extending its idle expiry; None if it is not a live session."""
+        if not _plausible(session_id):
+            return None
+        key = redis_keys.session(_digest(session_id))
+        now_ms = int(time.time() * 1000)
+        reply = await self._touch(keys=[key], args=[now_ms, self._idle_ms, self._absolute_ms])
+        if not reply:
+            return None
+        fields = {
+            reply[i].decode(): reply[i + 1].decode("utf-8", "replace")
+            for i in range(0, len(reply), 2)
+        }
+        try:
+            return User(
+                id=int(fields["user_id"]),
+                username=fields["username"],
+                display_name=fields["display_name"],
+                is_admin=fields.get("is_admin") == "1",
+            )
+        except (KeyError, ValueError):
+            return None
+
+    async def revoke(self, session_id: str) -> None:
+        if not _plausible(session_id):
+            return
+        digest = _digest(session_id)
+        key = redis_keys.session(digest)
+        user_id = await self._redis.hget(key, "user_id")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(key)
+            if user_id is not None:
+                pipe.srem(redis_keys.user_sessions(int(user_id)), digest)
+            await pipe.execute()
+
+    async def revoke_all(self, user_id: int) -> int:
+        """End every session of a user (all devices); returns how many were live."""
+        digests = await self._redis.smembers(redis_keys.user_sessions(user_id))
+        keys = [redis_keys.session(d.decode() if isinstance(d, bytes) else d) for d in digests]
+        ended = 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.delete(key)
+            pipe.delete(redis_keys.user_sessions(user_id))
+            results = await pipe.execute()
+        ended = sum(int(r) for r in results[: len(keys)])
+        return ended

@@ -1,0 +1,266 @@
+"""The WebSocket frames of contract v1: client frames parsed into typed objects, server
+frames built as JSON text, and the error and close codes, as named constants.
+
+Pure: no socket, no Redis. A bad client frame raises `FrameError` with a stable `code`
+(the `error` frame's code); the connection answers it and stays open. Only a frame over
+the size limit closes the socket (1009), and that is checked before parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chatroom.domain.events import Author, Message
+from chatroom.domain.rules import CLIENT_ID, SLUG, RuleError, clean_body
+from chatroom.domain.stream_ids import InvalidStreamId, StreamId
+
+
+class ErrorCode:
+    """Codes of the `error` frame. Stable: clients and bots switch on them."""
+
+    # The frame itself is malformed.
+    INVALID_JSON = "invalid_json"  # not UTF-8 JSON, not an object, or nested too deep
+    UNKNOWN_TYPE = "unknown_type"  # `type` is missing a known value
+    MISSING_FIELD = "missing_field"  # a required field is absent or of the wrong JSON type
+    # A field is there but its value breaks a rule.
+    EMPTY_BODY = "empty_body"  # nothing left after trimming
+    BODY_TOO_LONG = "body_too_long"  # over the configured characters (4,000 by default)
+    INVALID_BODY = "invalid_body"  # a lone surrogate: not valid Unicode
+    INVALID_CLIENT_ID = "invalid_client_id"  # not 1-64 printable ASCII characters
+    INVALID_SINCE = "invalid_since"  # not a stream id like 1655188547271-0
+    # The room.
+    ROOM_NOT_FOUND = "room_not_found"  # no such room, or a private room you are not in
+    FORBIDDEN = "forbidden"  # the room exists and is visible, but this is not allowed
+    # The server.
+    RATE_LIMITED = "rate_limited"  # too many sends: carries retry_after_ms
+    UNAVAILABLE = "unavailable"  # Redis down or full: the message was not taken
+
+
+class CloseCode:
+    """Close codes of /ws.
+
+    1000-1015 are the standard codes (RFC 6455); the server uses 1001 (the node is
+    shutting down: reconnect), 1009 (a frame over the size limit), 1011 (an unexpected
+    server error) and 1013 (storage unreachable), the last two: reconnect with backoff.
+
+    4000-4499: the server closed this connection, reconnecting (with backoff) is right.
+    4500-4999: reconnecting as is will fail the same way; a person has to act first.
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # the node stops; another node (or this one, restarted) takes over
+    MESSAGE_TOO_BIG = 1009  # a frame over frame_max_bytes (64 KiB by default)
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013  # the server cannot reach Redis to admit the connection
+    SLOW_CONSUMER = 4000  # the client read too slowly: its outbound queue filled up
+    TOO_MANY_CONNECTIONS = 4500  # this user already has max_connections_per_user sockets
+    SIGNED_OUT = 4501  # the session was ended (logout, expiry) or the token revoked
+
+
+SQL_ID_PART_LIMIT = 2**63
+
+# Typing frames are advisory: at most one per user, room and connection per this interval.
+TYPING_INTERVAL_S = 1.0
+
+
+class FrameError(ValueError):
+    """A bad client frame; the `error` frame sent back is `as_frame()`."""
+
+    def __init__(self, code: str, message: str, *, client_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.client_id = client_id
+
+    def as_frame(self) -> str:
+        return error(self.code, self.message, client_id=self.client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    room: str
+    since: StreamId | None  # the last id the client saw; None: live messages only
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    room: str
+    body: str  # already trimmed and checked
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping
+
+
+def frame_too_big(frame: str | bytes, max_bytes: int) -> bool:
+    """Whether a frame is over the limit, counting UTF-8 bytes (encoding only when needed)."""
+    if isinstance(frame, bytes):
+        return len(frame) > max_bytes
+    if len(frame) * 4 <= max_bytes:  # a character is at most 4 bytes
+        return False
+    return len(frame.encode("utf-8", "surrogatepass")) > max_bytes
+
+
+def _load(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, bytes):
+        try:
+            frame = frame.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FrameError(ErrorCode.INVALID_JSON, "a frame is UTF-8 JSON text") from None
+    try:
+        obj = json.loads(frame)
+    except RecursionError:
+        raise FrameError(ErrorCode.INVALID_JSON, "the frame is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers over Python's digit limit
+        raise FrameError(ErrorCode.INVALID_JSON, f"the frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise FrameError(ErrorCode.INVALID_JSON, "a frame is a JSON object with a type")
+    return obj
+
+
+def _room(obj: dict[str, Any], client_id: str | None = None) -> str:
+    room = obj.get("room")
+    if room is None:
+        raise FrameError(ErrorCode.MISSING_FIELD, "the frame needs a room", client_id=client_id)
+    if not isinstance(room, str):
+        raise FrameError(
+            ErrorCode.MISSING_FIELD, "room must be a string (the room's slug)", client_id=client_id
+        )
+    if not SLUG.match(room):  # no room can have this name
+        raise FrameError(
+            ErrorCode.ROOM_NOT_FOUND, f"there is no room {room[:40]!r}", client_id=client_id
+        )
+    return room
+
+
+def _subscribe(obj: dict[str, Any]) -> Subscribe:
+    room = _room(obj)
+    since = obj.get("since")
+    if since is None:
+        return Subscribe(room, None)
+    if not isinstance(since, str):
+        raise FrameError(ErrorCode.INVALID_SINCE, "since must be a message id string")
+    try:
+        since_id = StreamId.parse(since)
+    except InvalidStreamId:
+        since_id = None
+    # SQL stores the parts as signed 64-bit integers: no message has a larger id.
+    if since_id is None or since_id.ms >= SQL_ID_PART_LIMIT or since_id.seq >= SQL_ID_PART_LIMIT:
+        raise FrameError(ErrorCode.INVALID_SINCE, "since must be a message id like 1655188547271-0")
+    return Subscribe(room, since_id)
+
+
+def _send(obj: dict[str, Any], body_max_chars: int) -> Send:
+    client_id = obj.get("client_id")
+    if client_id is None:
+        raise FrameError(ErrorCode.MISSING_FIELD, "a send needs a client_id")
+    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+        raise FrameError(
+            ErrorCode.INVALID_CLIENT_ID, "client_id must be 1-64 printable ASCII characters"
+        )
+    room = _room(obj, client_id)
+    body = obj.get("body")
+    if body is None:
+        raise FrameError(ErrorCode.MISSING_FIELD, "a send needs a body", client_id=client_id)
+    try:
+        cleaned = clean_body(body, body_max_chars)
+    except RuleError as exc:
+        raise FrameError(exc.code, exc.message, client_id=client_id) from None
+    return Send(room, cleaned, client_id)
+
+
+def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFrame:
+    """The typed frame, or FrameError with the code to answer with."""
+    obj = _load(frame)
+    kind = obj.get("type")
+    if kind is None:
+        raise FrameError(ErrorCode.MISSING_FIELD, "a frame needs a type")
+    if kind == "send":
+        return _send(obj, body_max_chars)
+    if kind == "subscribe":
+        return _subscribe(obj)
+    if kind == "unsubscribe":
+        return Unsubscribe(_room(obj))
+    if kind == "typing":
+        return Typing(_room(obj))
+    if kind == "ping":
+        return Ping()
+    shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
+    raise FrameError(
+        ErrorCode.UNKNOWN_TYPE,
+        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, typing or ping",
+    )
+
+
+# Server frames, as JSON text: one encoding per frame, however many sockets it goes to.
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(
+    code: str, message: str, *, client_id: str | None = None, retry_after_ms: int | None = None
+) -> str:
+    obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if client_id is not None:
+        obj["client_id"] = client_id
+    if retry_after_ms is not None:
+        obj["retry_after_ms"] = retry_after_ms
+    return _dump(obj)
+
+
+def subscribed(room: str, last_id: StreamId, online: list[Author]) -> str:
+    return _dump(
+        {
+            "type": "subscribed",
+            "room": room,
+            "last_id": str(last_id),
+            "online": [user.as_json() for user in online],
+        }
+    )
+
+
+def unsubscribed(room: str) -> str:
+    return _dump({"type": "unsubscribed", "room": room})
+
+
+def message(msg: Message) -> str:
+    return _dump({"type": "message", **msg.as_json()})
+
+
+def ack(client_id: str, message_id: StreamId) -> str:
+    return _dump({"type": "ack", "client_id": client_id, "id": str(message_id)})
+
+
+def presence(room: str, user: Author, state: str) -> str:
+    return _dump({"type": "presence", "room": room, "user": user.as_json(), "state": state})
+
+
+def typing(room: str, user: Author) -> str:
+    return _dump({"type": "typing", "room": room, "user": user.as_json()})
+
+
+def pong() -> str:
+    return _dump({"type": "pong"})
+
+
+def resync(room: str) -> str:
+    return _dump({"type": "resync", "room": room})

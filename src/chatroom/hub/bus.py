@@ -1,0 +1,136 @@
+"""The cross-node fan-out: each app node reads the room streams themselves.
+
+One task per node runs XREAD BLOCK over the streams of the rooms that have subscribers
+on this node, each from the last id it delivered. Order is therefore the stream's own,
+and any number of nodes needs nothing else: a message appended through node 1 is read
+from its stream by node 2 like any other. When the set of rooms changes while the read
+is blocked, the node adds an entry to its own small wake-up stream, which is part of
+every read, so the change takes effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from chatroom import redis_keys
+from chatroom.domain.stream_ids import StreamId
+from chatroom.streams.snapshots import Entry
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 1000
+BLOCK_MS = 10_000
+RETRY_S = 0.5
+WAKEUP_TTL_S = 3600
+
+OnEntries = Callable[[str, list[Entry]], None]
+
+
+class StreamBus:
+    """Reads the watched rooms' streams in id order and hands each batch to `on_entries`."""
+
+    def __init__(self, redis: Redis, blocking_redis: Redis, node_id: str, on_entries: OnEntries):
+        self._redis = redis
+        self._blocking = blocking_redis  # XREAD BLOCK holds its connection: a client of its own
+        self._wakeup_key = redis_keys.node_wakeup(node_id)
+        self._wakeup_id = StreamId(0, 0)
+        self._on_entries = on_entries
+        self._cursors: dict[str, StreamId] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def rooms(self) -> set[str]:
+        return set(self._cursors)
+
+    def cursor(self, room: str) -> StreamId | None:
+        return self._cursors.get(room)
+
+    async def start(self) -> None:
+        self._wakeup_id = StreamId.parse(await self._wake())
+        self._task = asyncio.create_task(self._run(), name="stream-bus")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(self._wakeup_key)
+
+    async def watch(self, room: str, after: StreamId) -> None:
+        """Deliver the room's entries after `after` from now on (no-op if watched)."""
+        if room in self._cursors:
+            return
+        self._cursors[room] = after
+        await self._nudge()
+
+    def unwatch(self, room: str) -> None:
+        # No wake-up needed: a result for an unwatched room is dropped.
+        self._cursors.pop(room, None)
+
+    async def _wake(self) -> str:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self._wakeup_key, {"w": "1"}, maxlen=10, approximate=False)
+            pipe.expire(self._wakeup_key, WAKEUP_TTL_S)
+            entry_id, _ = await pipe.execute()
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def _nudge(self) -> None:
+        self._changed.set()
+        try:
+            await self._wake()
+        except (RedisError, OSError) as exc:
+            # The read loop retries on its own; it picks the room up within BLOCK_MS.
+            log.warning("could not wake the stream reader: %s", exc)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._cursors:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            streams: dict[str, str] = {
+                redis_keys.room_stream(room): str(after) for room, after in self._cursors.items()
+            }
+            streams[self._wakeup_key] = str(self._wakeup_id)
+            try:
+                reply: Any = await self._blocking.xread(
+                    streams,  # type: ignore[arg-type]
+                    count=READ_COUNT,
+                    block=BLOCK_MS,
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("reading the room streams failed, retrying: %s", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            for raw_key, raw_entries in reply or []:
+                key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                entries: list[Entry] = [
+                    (StreamId.parse(i), fields or {}) for i, fields in raw_entries
+                ]
+                if not entries:
+                    continue
+                if key == self._wakeup_key:
+                    self._wakeup_id = entries[-1][0]
+                    continue
+                room = redis_keys.room_of_stream(key)
+                cursor = self._cursors.get(room)
+                if cursor is None:
+                    continue  # unwatched while the read was on its way
+                # Watched anew meanwhile from a later id: only what is after that is news.
+                entries = [entry for entry in entries if entry[0] > cursor]
+                if not entries:
+                    continue
+                self._cursors[room] = entries[-1][0]
+                try:
+                    self._on_entries(room, entries)
+                except Exception:  # one room's bad batch must not stop every room's fan-out
+                    log.exception("fan-out of room %s failed", room)

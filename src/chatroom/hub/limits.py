@@ -1,0 +1,119 @@
+"""Per-user limits: sends per second (a token bucket) and open connections.
+
+The send bucket is shared by all of a user's connections to this node; the connection
+count is kept in Redis, so it holds across every node.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from chatroom import redis_keys
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up."""
+
+    rate: float
+    burst: int
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float:
+        """Take a token: 0.0 when allowed, else the seconds until one is there."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class SendLimiter:
+    """One bucket per user, dropped when the user's last connection here closes."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._clock = clock
+        self._buckets: dict[int, TokenBucket] = {}
+
+    def retry_after_ms(self, user_id: int) -> int:
+        """0 when the user may send now; else the milliseconds to wait (at least 1)."""
+        now = self._clock()
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            bucket = TokenBucket(self._rate, self._burst, float(self._burst), now)
+            self._buckets[user_id] = bucket
+        wait = bucket.take(now)
+        return 0 if wait == 0.0 else max(1, math.ceil(wait * 1000))
+
+    def forget(self, user_id: int) -> None:
+        self._buckets.pop(user_id, None)
+
+
+# KEYS: the user's connections. ARGV: connection id, expiry ms, now ms, the maximum.
+# Forgets connections whose node stopped refreshing them, then admits if under the maximum.
+_ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) - tonumber(ARGV[3]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+# KEYS: the user's connections. ARGV: connection id, expiry ms, now ms.
+# Only a connection still listed is refreshed: one closed meanwhile stays closed.
+_REFRESH = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) - tonumber(ARGV[3]) then
+    redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  end
+end
+return 0
+"""
+
+
+class ConnectionLimit:
+    """At most `maximum` open connections per user, counted across all nodes."""
+
+    def __init__(self, redis: Redis, maximum: int, expiry_ms: int) -> None:
+        self._redis = redis
+        self._maximum = maximum
+        self._expiry_ms = expiry_ms
+        self._admit = redis.register_script(_ADMIT)
+        self._refresh = redis.register_script(_REFRESH)
+
+    async def admit(self, user_id: int, connection_id: str) -> bool:
+        now = int(time.time() * 1000)
+        keys = [redis_keys.user_connections(user_id)]
+        args: list[str | int] = [connection_id, now + self._expiry_ms, now, self._maximum]
+        return bool(await self._admit(keys=keys, args=args))
+
+    async def refresh(self, connections: list[tuple[int, str]]) -> None:
+        """Keep these (user id, connection id) counted: the node's heartbeat."""
+        if not connections:
+            return
+        now = int(time.time() * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id, connection_id in connections:
+                keys = [redis_keys.user_connections(user_id)]
+                args: list[str | int] = [connection_id, now + self._expiry_ms, now]
+                await self._refresh(keys=keys, args=args, client=pipe)
+            await pipe.execute()
+
+    async def release(self, user_id: int, connection_id: str) -> None:
+        await self._redis.zrem(redis_keys.user_connections(user_id), connection_id)

@@ -1,0 +1,27 @@
+"""The seam between a socket and the hub.
+
+The hub talks to a `Transport`, never to Starlette or websockets: the web layer adapts its
+socket to this protocol, and unit tests drive the hub with an in-memory fake.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class TransportClosed(Exception):
+    """The peer is gone (or the socket failed): nothing more can be read or sent."""
+
+
+class Transport(Protocol):
+    async def receive(self) -> str | bytes:
+        """The next frame from the client; raises TransportClosed when the peer is gone."""
+        ...
+
+    async def send(self, frame: str) -> None:
+        """Send one text frame; raises TransportClosed when the peer is gone."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a code; never raises for an already closed socket."""
+        ...

@@ -1,0 +1,1 @@
+"""Rooms: the directory of public and private rooms and who may see them."""

@@ -1,0 +1,211 @@
+"""The room directory in SQL: rooms, their members, and who may see which.
+
+Rooms are never renamed, deleted or turned public/private, so a room found once is
+cached by slug for the life of the node: the WebSocket hub asks `visible` for every frame.
+Membership is not cached: a member removed on one node is out on every node at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from chatroom.accounts.users_table import inserted_id, now_utc, username_key
+from chatroom.domain.refusals import Conflict, Forbidden, NotFound, room_not_found
+from chatroom.domain.rooms import TITLE_MAX, Room
+from chatroom.domain.rules import SLUG, USERNAME, RuleError, check_slug, has_lone_surrogate
+from chatroom.domain.users import User
+from chatroom.store.tables import room_members, rooms, users
+
+_ROOM_COLUMNS = (rooms.c.id, rooms.c.slug, rooms.c.title, rooms.c.is_private, rooms.c.owner_id)
+_ROOMS_CACHED_MAX = 10_000
+
+
+def _room(row: sa.Row[*tuple[Any, ...]]) -> Room:
+    owner = row.owner_id
+    return Room(
+        id=int(row.id),
+        slug=row.slug,
+        title=row.title,
+        is_private=bool(row.is_private),
+        owner_id=None if owner is None else int(owner),
+    )
+
+
+def check_title(title: object) -> str:
+    if not isinstance(title, str):
+        raise RuleError("invalid_title", "title must be a string")
+    trimmed = title.strip()
+    if not 1 <= len(trimmed) <= TITLE_MAX or has_lone_surrogate(trimmed):
+        raise RuleError("invalid_title", f"a room title is 1-{TITLE_MAX} characters")
+    return trimmed
+
+
+@dataclass(frozen=True, slots=True)
+class ListedRoom:
+    room: Room
+    joined: bool
+
+
+class RoomDirectory:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._by_slug: dict[str, Room] = {}
+
+    async def find(self, slug: str) -> Room | None:
+        """The room of this slug, visible or not."""
+        room = self._by_slug.get(slug)
+        if room is not None:
+            return room
+        if not isinstance(slug, str) or not SLUG.match(slug):
+            return None
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(*_ROOM_COLUMNS).where(rooms.c.slug == slug))
+            ).first()
+        if row is None:
+            return None
+        room = _room(row)
+        if len(self._by_slug) < _ROOMS_CACHED_MAX:
+            self._by_slug[slug] = room
+        return room
+
+    async def is_member(self, room: Room, user: User) -> bool:
+        async with self._engine.connect() as conn:
+            return await self._member(conn, room.id, user.id)
+
+    async def visible(self, user: User, slug: str) -> Room | None:
+        """The room if `user` may see it: public, or private with `user` a member."""
+        room = await self.find(slug)
+        if room is None:
+            return None
+        if room.is_private and not await self.is_member(room, user):
+            return None
+        return room
+
+    async def require_visible(self, user: User, slug: str) -> Room:
+        room = await self.visible(user, slug)
+        if room is None:
+            raise room_not_found(slug)
+        return room
+
+    async def listing(self, user: User) -> list[ListedRoom]:
+        """Public rooms and the private rooms `user` is a member of, by slug."""
+        membership = sa.select(room_members.c.room_id).where(room_members.c.user_id == user.id)
+        query = (
+            sa.select(*_ROOM_COLUMNS, rooms.c.id.in_(membership).label("joined"))
+            .where(sa.or_(rooms.c.is_private == sa.false(), rooms.c.id.in_(membership)))
+            .order_by(rooms.c.slug)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [ListedRoom(_room(row), bool(row.joined)) for row in rows]
+
+    async def create(self, owner: User, slug: object, title: object, private: bool) -> Room:
+        """A new room, owned by `owner`, who is its first member."""
+        checked_slug = check_slug(slug)
+        checked_title = check_title(title)
+        now = now_utc()
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    rooms.insert().values(
+                        slug=checked_slug,
+                        title=checked_title,
+                        is_private=private,
+                        owner_id=owner.id,
+                        created_at=now,
+                    )
+                )
+                room_id = inserted_id(result)
+                await conn.execute(
+                    room_members.insert().values(room_id=room_id, user_id=owner.id, joined_at=now)
+                )
+        except IntegrityError:
+            raise Conflict("room_exists", f"the room {checked_slug!r} exists already") from None
+        return Room(room_id, checked_slug, checked_title, private, owner.id)
+
+    async def join(self, user: User, room: Room) -> None:
+        """Become a member of a public room (a private room's owner adds its members)."""
+        if room.is_private:
+            if await self.is_member(room, user):
+                return
+            raise room_not_found(room.slug)
+        await self._add(room, user.id)
+
+    async def leave(self, user: User, room: Room) -> None:
+        if room.owner_id == user.id and room.is_private:
+            raise Conflict("owner_cannot_leave", "the owner of a private room cannot leave it")
+        await self._remove(room, user.id)
+
+    async def members(self, room: Room) -> list[User]:
+        query = (
+            sa.select(users.c.id, users.c.username, users.c.display_name, users.c.is_admin)
+            .select_from(room_members.join(users, users.c.id == room_members.c.user_id))
+            .where(room_members.c.room_id == room.id)
+            .order_by(users.c.username_key)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [User(int(r.id), r.username, r.display_name, bool(r.is_admin)) for r in rows]
+
+    async def add_member(self, acting: User, room: Room, username: object) -> None:
+        member = await self._manageable(acting, room, username)
+        await self._add(room, member)
+
+    async def remove_member(self, acting: User, room: Room, username: object) -> None:
+        member = await self._manageable(acting, room, username)
+        if member == room.owner_id:
+            raise Conflict("owner_cannot_leave", "the owner of a private room cannot be removed")
+        await self._remove(room, member)
+
+    async def _manageable(self, acting: User, room: Room, username: object) -> int:
+        """The id of the user `acting` may add to or remove from `room`."""
+        if room.owner_id != acting.id:
+            raise Forbidden("forbidden", "only the room's owner manages its members")
+        if not room.is_private:
+            raise Conflict(
+                "room_is_public", "a public room has no member list to manage: anyone may join"
+            )
+        if not isinstance(username, str) or not USERNAME.match(username):
+            raise NotFound("user_not_found", "there is no such user")
+        async with self._engine.connect() as conn:
+            user_id = await conn.scalar(
+                sa.select(users.c.id).where(users.c.username_key == username_key(username))
+            )
+        if user_id is None:
+            raise NotFound("user_not_found", f"there is no user {username[:40]!r}")
+        return int(user_id)
+
+    async def _member(self, conn: AsyncConnection, room_id: int, user_id: int) -> bool:
+        found = await conn.scalar(
+            sa.select(room_members.c.user_id).where(
+                room_members.c.room_id == room_id, room_members.c.user_id == user_id
+            )
+        )
+        return found is not None
+
+    async def _add(self, room: Room, user_id: int) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                if await self._member(conn, room.id, user_id):
+                    return
+                await conn.execute(
+                    room_members.insert().values(
+                        room_id=room.id, user_id=user_id, joined_at=now_utc()
+                    )
+                )
+        except IntegrityError:
+            return  # added at the same moment by another request: the outcome is the same
+
+    async def _remove(self, room: Room, user_id: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                room_members.delete().where(
+                    room_members.c.room_id == room.id, room_members.c.user_id == user_id
+                )
+            )

@@ -1,0 +1,93 @@
+"""For the operator: liveness, readiness, Prometheus metrics and the admin status."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from chatroom.domain.refusals import Forbidden
+from chatroom.status import collect_status
+from chatroom.streams.persistence import check_persistence
+from chatroom.web.dependencies import CurrentUser, State
+from chatroom.web.schemas import Health, Readiness, errors
+
+router = APIRouter(tags=["operations"])
+
+CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _probe(check: Any) -> str:
+    try:
+        await asyncio.wait_for(check, CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT_S:g} s"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}"
+    return "ok"
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Redis or SQL unreachable."}},
+    summary="Readiness: Redis and SQL reachable; whether Redis persistence is at risk",
+)
+async def readyz(state: State, response: Response) -> dict[str, Any]:
+    async def sql_answers() -> None:
+        async with state.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    redis_state, database_state = await asyncio.gather(
+        _probe(state.redis.ping()), _probe(sql_answers())
+    )
+    persistence: dict[str, Any] = state.persistence.as_json()
+    if redis_state == "ok":
+        try:
+            report = await asyncio.wait_for(check_persistence(state.redis), CHECK_TIMEOUT_S)
+            persistence = report.as_json()
+        except Exception as exc:
+            persistence = {**persistence, "problems": [f"cannot check now: {exc}"]}
+    ready = redis_state == "ok" and database_state == "ok"
+    if not ready:
+        response.status_code = 503
+    return {
+        "status": "ready" if ready else "unavailable",
+        "redis": redis_state,
+        "database": database_state,
+        "persistence": persistence,
+    }
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+    summary="Prometheus metrics",
+)
+async def metrics(state: State) -> Response:
+    if state.archiver_status_metrics is not None:
+        await state.archiver_status_metrics.refresh()
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/api/admin/status",
+    response_model=dict[str, Any],
+    responses=errors(401, 403),
+    tags=["admin"],
+    summary="Backlog, pending, archived and dead letters per room (`chatroom status --json`)",
+)
+async def admin_status(user: CurrentUser, state: State) -> dict[str, Any]:
+    if not user.is_admin:
+        raise Forbidden("forbidden", "only an admin may see the server status")
+    found = await collect_status(state.redis, state.engine)
+    return found.as_json()

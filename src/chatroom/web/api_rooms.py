@@ -1,0 +1,206 @@
+"""Rooms over HTTP: list, create, join, leave, members, who is online, and history.
+
+A private room the caller is not a member of answers 404 on every path, exactly as a
+room that does not exist: its name is not confirmed to outsiders.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from chatroom.domain.refusals import room_not_found
+from chatroom.domain.rooms import Room
+from chatroom.domain.rules import RuleError
+from chatroom.domain.stream_ids import InvalidStreamId, StreamId
+from chatroom.domain.users import User
+from chatroom.history import PAGE_MAX
+from chatroom.hub import presence
+from chatroom.web.dependencies import CurrentUser, State
+from chatroom.web.schemas import (
+    CreateRoomRequest,
+    MemberList,
+    MemberRequest,
+    MessagePage,
+    OnlineList,
+    RoomEnvelope,
+    RoomList,
+    errors,
+)
+from chatroom.web.state import AppState
+
+router = APIRouter(prefix="/api/rooms", tags=["rooms"])
+
+# SQL integers are signed 64-bit: larger id parts cannot name a stored message.
+_ID_PART_MAX = 2**63 - 1
+PAGE_DEFAULT = 50
+
+
+def parse_message_id(text: str, name: str) -> StreamId:
+    """A message id from a query parameter, or a 422 `invalid_id`."""
+    try:
+        parsed = StreamId.parse(text)
+    except InvalidStreamId:
+        raise RuleError("invalid_id", f"{name} must be a message id like 1655188547271-0") from None
+    if parsed.ms > _ID_PART_MAX or parsed.seq > _ID_PART_MAX:
+        raise RuleError("invalid_id", f"{name} is out of range")
+    return parsed
+
+
+def _author(user: Any) -> dict[str, Any]:
+    found: dict[str, Any] = user.as_json()
+    return {"id": found["id"], "username": found["username"], "display_name": found["display_name"]}
+
+
+async def _room_json(state: AppState, user: User, room: Room, joined: bool) -> dict[str, Any]:
+    counts = await presence.online_counts(state.redis, [room.slug])
+    return room.as_json(
+        online=counts.get(room.slug, 0), joined=joined, owned=room.owner_id == user.id
+    )
+
+
+@router.get("", response_model=RoomList, responses=errors(401), summary="Rooms you can see")
+async def list_rooms(user: CurrentUser, state: State) -> dict[str, object]:
+    listed = await state.rooms.listing(user)
+    counts = await presence.online_counts(state.redis, [entry.room.slug for entry in listed])
+    return {
+        "rooms": [
+            entry.room.as_json(
+                online=counts.get(entry.room.slug, 0),
+                joined=entry.joined,
+                owned=entry.room.owner_id == user.id,
+            )
+            for entry in listed
+        ]
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RoomEnvelope,
+    responses=errors(401, 403, 409, 422),
+    summary="Create a room; you are its owner and first member",
+)
+async def create_room(
+    body: CreateRoomRequest, user: CurrentUser, state: State
+) -> dict[str, object]:
+    room = await state.rooms.create(user, body.slug, body.title, body.private)
+    return {"room": await _room_json(state, user, room, joined=True)}
+
+
+@router.get("/{slug}", response_model=RoomEnvelope, responses=errors(401, 404), summary="One room")
+async def get_room(slug: str, user: CurrentUser, state: State) -> dict[str, object]:
+    room = await state.rooms.require_visible(user, slug)
+    joined = await state.rooms.is_member(room, user)
+    return {"room": await _room_json(state, user, room, joined=joined)}
+
+
+@router.post(
+    "/{slug}/join",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 403, 404),
+    summary="Join a public room (extension)",
+)
+async def join_room(slug: str, user: CurrentUser, state: State) -> Response:
+    room = await state.rooms.require_visible(user, slug)
+    await state.rooms.join(user, room)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{slug}/leave",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 403, 404, 409),
+    summary="Leave a room (extension); leaving a private room ends your access to it",
+)
+async def leave_room(slug: str, user: CurrentUser, state: State) -> Response:
+    room = await state.rooms.require_visible(user, slug)
+    await state.rooms.leave(user, room)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{slug}/members",
+    response_model=MemberList,
+    responses=errors(401, 404),
+    summary="The room's members (extension)",
+)
+async def list_members(slug: str, user: CurrentUser, state: State) -> dict[str, object]:
+    room = await state.rooms.require_visible(user, slug)
+    return {"members": [m.as_json() for m in await state.rooms.members(room)]}
+
+
+@router.post(
+    "/{slug}/members",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 403, 404, 409, 422),
+    summary="Add a member to your private room (owner only)",
+)
+async def add_member(slug: str, body: MemberRequest, user: CurrentUser, state: State) -> Response:
+    room = await state.rooms.require_visible(user, slug)
+    await state.rooms.add_member(user, room, body.username)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/{slug}/members/{username}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 403, 404, 409),
+    summary="Remove a member from your private room (owner only)",
+)
+async def remove_member(slug: str, username: str, user: CurrentUser, state: State) -> Response:
+    room = await state.rooms.require_visible(user, slug)
+    await state.rooms.remove_member(user, room, username)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{slug}/online",
+    response_model=OnlineList,
+    responses=errors(401, 404),
+    summary="Who is in the room now",
+)
+async def online(slug: str, user: CurrentUser, state: State) -> dict[str, object]:
+    room = await state.rooms.require_visible(user, slug)
+    return {"online": [_author(u) for u in await presence.online_users(state.redis, room.slug)]}
+
+
+@router.get(
+    "/{slug}/messages",
+    response_model=MessagePage,
+    responses=errors(401, 404, 422),
+    summary="A page of the room's history, oldest first",
+)
+async def messages(
+    slug: str,
+    user: CurrentUser,
+    state: State,
+    before: Annotated[
+        str | None, Query(description="Messages older than this id (exclusive).")
+    ] = None,
+    after: Annotated[
+        str | None, Query(description="Messages newer than this id (exclusive).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="How many messages.")] = (
+        PAGE_DEFAULT
+    ),
+) -> dict[str, object]:
+    room = await state.rooms.visible(user, slug)
+    if room is None:
+        raise room_not_found(slug)
+    if before is not None and after is not None:
+        raise RuleError("invalid_query", "give before or after, not both")
+    page = await state.history.page(
+        room.id,
+        room.slug,
+        before=None if before is None else parse_message_id(before, "before"),
+        after=None if after is None else parse_message_id(after, "after"),
+        limit=limit,
+    )
+    return {"messages": [m.as_json() for m in page.messages], "has_more": page.has_more}

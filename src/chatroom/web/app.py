@@ -1,0 +1,163 @@
+"""The app factory: one FastAPI app per node, its state built by the lifespan.
+
+Nothing here is a module global: `create_app` closes over its settings and backends, and
+the lifespan hands the node's `AppState` to every request as `request.state.chat`
+(Starlette's lifespan state). Tests build as many apps as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client.registry import Collector
+
+from chatroom import __version__
+from chatroom.accounts.service import Accounts
+from chatroom.backends import Backends, open_database
+from chatroom.history import History
+from chatroom.rooms.directory import RoomDirectory
+from chatroom.settings import Settings
+from chatroom.store.history_pages import ArchivedPages
+from chatroom.streams.connection import connect
+from chatroom.streams.persistence import enforce_persistence
+from chatroom.streams.writer import StreamWriter
+from chatroom.web import api_accounts, api_operations, api_rooms, ws
+from chatroom.web.client import DIST, WebClient
+from chatroom.web.errors import install_error_handlers
+from chatroom.web.metrics import (
+    ArchiverStatusMetrics,
+    HttpMetricsMiddleware,
+    HubMetrics,
+    register,
+    unregister,
+)
+from chatroom.web.security_headers import SecurityHeadersMiddleware
+from chatroom.web.state import STATE_KEY, AppState
+
+log = logging.getLogger(__name__)
+
+# How long shutdown waits for the in-process archiver to finish its batch.
+ARCHIVER_STOP_TIMEOUT_S = 30.0
+
+DESCRIPTION = """
+The HTTP half of Chatroom's contract v1: accounts, rooms, history and operations.
+Live messages, presence and typing go over the WebSocket at `/ws` (see docs/protocol.md).
+
+Authenticate with the `chatroom_session` cookie set by `POST /api/login`, or send
+`Authorization: Bearer <secret>` with an API token from `POST /api/tokens`.
+Every error answer is `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def create_app(settings: Settings, backends: Backends, *, with_archiver: bool) -> FastAPI:
+    client = WebClient(DIST)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+        async with AsyncExitStack() as stack:
+            state = await _open_state(stack, settings, backends)
+            # The realtime hub starts here (it stops after the archiver, before the state).
+            state.hub = await stack.enter_async_context(ws.running_hub(state))
+            stack.enter_context(_registered(HubMetrics(lambda: state.hub.stats)))
+            if with_archiver:
+                await stack.enter_async_context(_running_archiver(state))
+            else:
+                stack.enter_context(_archiver_status_metrics(state))
+            yield {STATE_KEY: state}
+
+    app = FastAPI(
+        title="Chatroom",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app, client.page)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.include_router(api_accounts.router)
+    app.include_router(api_rooms.router)
+    app.include_router(api_operations.router)
+    # The realtime endpoint: include the /ws router here.
+    app.include_router(ws.router)
+    client.mount(app)
+    return app
+
+
+async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backends) -> AppState:
+    """Connect to Redis and SQL and build the services; the stack closes them."""
+    redis = connect(backends.redis_url)
+    stack.push_async_callback(redis.aclose)
+    persistence = await enforce_persistence(redis, strict=settings.redis_require_persistence)
+    engine = await open_database(settings, backends.database_url)
+    stack.push_async_callback(engine.dispose)
+    writer = StreamWriter(redis, client_id_ttl_s=settings.client_id_ttl_s)
+    stack.push_async_callback(writer.close)
+    return AppState(
+        settings=settings,
+        redis=redis,
+        redis_url=backends.redis_url,
+        engine=engine,
+        writer=writer,
+        history=History(redis, ArchivedPages(engine)),
+        accounts=Accounts(settings, redis, engine),
+        rooms=RoomDirectory(engine),
+        persistence=persistence,
+    )
+
+
+@asynccontextmanager
+async def _running_archiver(state: AppState) -> AsyncIterator[None]:
+    from chatroom.archiver.service import Archiver
+
+    stop = asyncio.Event()
+    archiver = Archiver(state.settings, state.redis_url, state.engine)
+    task = asyncio.create_task(archiver.run(stop), name="archiver")
+    task.add_done_callback(_report_archiver_end)
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), ARCHIVER_STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "the archiver did not stop within %.0f s; cancelling it", ARCHIVER_STOP_TIMEOUT_S
+            )
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except Exception:  # noqa: S110 (already logged by _report_archiver_end)
+            pass
+
+
+def _report_archiver_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the in-process archiver stopped on an error", exc_info=task.exception())
+
+
+@contextlib.contextmanager
+def _archiver_status_metrics(state: AppState) -> Iterator[None]:
+    collector = ArchiverStatusMetrics(state.redis, state.engine)
+    with _registered(collector) as shown:
+        if shown:
+            state.archiver_status_metrics = collector
+        yield
+
+
+@contextlib.contextmanager
+def _registered(collector: Collector) -> Iterator[bool]:
+    """Show `collector` on /metrics while the app runs; yields False if its names are
+    taken (an in-process archiver's own metrics, or another app in this process)."""
+    shown = register(collector)
+    try:
+        yield shown
+    finally:
+        if shown:
+            unregister(collector)

@@ -1,0 +1,204 @@
+"""The app node's Prometheus metrics, on prometheus_client's default registry.
+
+HTTP requests are counted by route template (never the raw path: one series per route,
+whatever slugs or ids clients send). When the archiver runs in another process, its
+backlog, lag and dead letters are still shown here, computed from `collect_status`
+(Redis and SQL) at most every few seconds, under the names the archiver itself uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatroom.status import Status, collect_status
+
+log = logging.getLogger(__name__)
+
+HTTP_REQUESTS = Counter(
+    "chatroom_http_requests",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "chatroom_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request (pure ASGI: WebSockets pass straight through)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or _unrouted(scope)
+            method = str(scope.get("method", "GET"))
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+
+
+def _unrouted(scope: Scope) -> str:
+    path = str(scope.get("path", ""))
+    return "/assets" if path.startswith("/assets/") else "other"
+
+
+class ArchiverStatusMetrics(Collector):
+    """The archiver's backlog, pending, oldest age, archived rows and dead letters per
+    room, read from Redis and SQL, for a node whose archiver runs elsewhere."""
+
+    def __init__(self, redis: Redis, engine: AsyncEngine, *, max_age_s: float = 5.0) -> None:
+        self._redis = redis
+        self._engine = engine
+        self._max_age_s = max_age_s
+        self._status: Status | None = None
+        self._taken = 0.0
+
+    async def refresh(self) -> None:
+        """Re-read the status if the last reading is older than `max_age_s`."""
+        if self._status is not None and time.monotonic() - self._taken < self._max_age_s:
+            return
+        try:
+            self._status = await collect_status(self._redis, self._engine)
+        except Exception as exc:  # a scrape must not fail because a backend is down
+            log.warning("cannot read the archiver status for /metrics: %s", exc)
+            return
+        self._taken = time.monotonic()
+
+    def describe(self) -> Iterable[Metric]:
+        # Names known before the first reading: registering clashes with an in-process
+        # archiver's metrics at once, not at the first scrape.
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        status = self._status
+        if status is None:
+            return []
+        backlog, pending, age, archived, dead = families = self._families()
+        for slug, room in status.rooms.items():
+            backlog.add_metric([slug], room.backlog)
+            pending.add_metric([slug], room.pending)
+            age.add_metric([slug], room.oldest_unarchived_age_s or 0.0)
+            archived.add_metric([slug], room.archived)
+            dead.add_metric([slug], room.dead_letters)
+        return families
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily | CounterMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "chatroom_archiver_backlog",
+                "Stream entries not yet archived (undelivered or pending), per room.",
+                labels=["room"],
+            ),
+            GaugeMetricFamily(
+                "chatroom_archiver_pending",
+                "Entries delivered to an archiver and not yet acknowledged, per room.",
+                labels=["room"],
+            ),
+            GaugeMetricFamily(
+                "chatroom_archiver_oldest_unarchived_age_seconds",
+                "Age of the oldest entry not yet archived, per room (0 when none).",
+                labels=["room"],
+            ),
+            CounterMetricFamily(
+                "chatroom_archiver_archived_rows", "Messages in SQL, per room.", labels=["room"]
+            ),
+            CounterMetricFamily(
+                "chatroom_archiver_dead_letters",
+                "Entries in the dead letters, per room.",
+                labels=["room"],
+            ),
+        ]
+
+
+class HubStatsLike(Protocol):
+    connections: int
+    messages_in: int
+    messages_out: int
+    slow_consumers: int
+    fanout_lag_ms: float
+
+
+class HubMetrics(Collector):
+    """The realtime hub's counters (chatroom.hub.hub.HubStats), read at each scrape."""
+
+    def __init__(self, stats: Callable[[], HubStatsLike | None]) -> None:
+        self._stats = stats
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._stats()
+        if stats is None:
+            return []
+        connections, received, sent, slow, lag = families = self._families()
+        connections.add_metric([], stats.connections)
+        received.add_metric([], stats.messages_in)
+        sent.add_metric([], stats.messages_out)
+        slow.add_metric([], stats.slow_consumers)
+        lag.add_metric([], stats.fanout_lag_ms / 1000)
+        return families
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily | CounterMetricFamily]:
+        return [
+            GaugeMetricFamily("chatroom_ws_connections", "Open WebSocket connections."),
+            CounterMetricFamily(
+                "chatroom_ws_messages_in", "Messages sent by clients and acknowledged."
+            ),
+            CounterMetricFamily(
+                "chatroom_ws_messages_out", "Message frames queued to sockets, replays included."
+            ),
+            CounterMetricFamily(
+                "chatroom_ws_slow_consumers", "Connections closed for falling behind."
+            ),
+            GaugeMetricFamily(
+                "chatroom_fanout_latency_seconds",
+                "Latest fan-out batch: from the newest message's id time to its fan-out.",
+            ),
+        ]
+
+
+def register(collector: Collector) -> bool:
+    """Show `collector` on /metrics; False if its names are already shown."""
+    try:
+        REGISTRY.register(collector)
+    except ValueError:  # an in-process archiver's own metrics, or another app's
+        return False
+    return True
+
+
+def unregister(collector: Collector) -> None:
+    try:
+        REGISTRY.unregister(collector)
+    except KeyError:
+        return

@@ -1,0 +1,70 @@
+"""`chatroom serve`: one app node under uvicorn (uvloop, httptools, websockets).
+
+Before uvicorn starts, a preflight opens Redis and SQL once, so that a fixable problem
+(no persistence in strict mode, schema out of date, a backend unreachable) reaches the
+operator as the CLI's one-line explanation rather than a lifespan traceback.
+On SIGTERM or SIGINT uvicorn stops accepting, lets requests finish (at most
+GRACEFUL_SHUTDOWN_S), and then the lifespan stops the archiver and closes connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+
+from chatroom.backends import Backends, open_database
+from chatroom.settings import Settings
+from chatroom.streams.connection import connect
+from chatroom.streams.persistence import enforce_persistence
+from chatroom.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_S = 10
+
+
+async def _preflight(settings: Settings, backends: Backends) -> None:
+    redis = connect(backends.redis_url)
+    try:
+        await redis.ping()
+        if settings.redis_require_persistence:  # else the lifespan warns, once
+            await enforce_persistence(redis, strict=True)
+    finally:
+        await redis.aclose()
+    engine = await open_database(settings, backends.database_url)
+    await engine.dispose()
+
+
+def uvicorn_config(
+    settings: Settings, backends: Backends, *, with_archiver: bool
+) -> uvicorn.Config:
+    trusted_proxies = settings.forwarded_allow_ips
+    return uvicorn.Config(
+        create_app(settings, backends, with_archiver=with_archiver),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=settings.frame_max_bytes,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        # X-Forwarded-For/-Proto only from configured proxies: otherwise any client could
+        # pick the address its login attempts are counted against.
+        proxy_headers=trusted_proxies is not None,
+        forwarded_allow_ips=trusted_proxies,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        # Logging is configured by the CLI; uvicorn's loggers propagate to it.
+        log_config=None,
+    )
+
+
+def run_server(settings: Settings, backends: Backends, *, with_archiver: bool) -> None:
+    asyncio.run(_preflight(settings, backends))
+    server = uvicorn.Server(uvicorn_config(settings, backends, with_archiver=with_archiver))
+    server.run()
+    if not server.started:
+        raise SystemExit(1)

@@ -1,0 +1,49 @@
+"""What every request and WebSocket of one app node shares, built by the app's lifespan.
+
+Handlers reach it as `request.state.chat` (or `websocket.state.chat`): Starlette copies
+the lifespan's state into every connection's scope, so there is no module global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
+
+from chatroom.history import History
+from chatroom.settings import Settings
+from chatroom.streams.persistence import PersistenceReport
+from chatroom.streams.writer import StreamWriter
+from chatroom.web.metrics import ArchiverStatusMetrics
+
+if TYPE_CHECKING:
+    from chatroom.accounts.service import Accounts
+    from chatroom.rooms.directory import RoomDirectory
+
+STATE_KEY = "chat"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    redis: Redis
+    redis_url: str
+    engine: AsyncEngine
+    writer: StreamWriter
+    history: History
+    accounts: Accounts
+    rooms: RoomDirectory
+    persistence: PersistenceReport
+    # Set when the archiver runs in another process: its figures, read for /metrics.
+    archiver_status_metrics: ArchiverStatusMetrics | None = None
+    # The realtime hub (chatroom.hub), set by the lifespan once it is started.
+    hub: Any = None
+
+
+def app_state(conn: HTTPConnection) -> AppState:
+    """The node's state, from a request or a WebSocket."""
+    state: AppState = getattr(conn.state, STATE_KEY)
+    return state

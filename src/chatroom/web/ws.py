@@ -1,0 +1,124 @@
+"""The WebSocket endpoint `/ws`: the upgrade's checks, then the hub serves the socket.
+
+The upgrade is refused (an HTTP answer, never an open socket) when the Origin is not one
+of the site's (cross-site WebSocket hijacking: a page elsewhere cannot use the visitor's
+cookie), when there is no Origin and no bearer token, and when there is no valid session
+or token. After that every frame is authorized by the hub through `visible_room`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from chatroom.accounts.authentication import authenticate, bearer_secret
+from chatroom.domain.events import Author
+from chatroom.hub.hub import Hub
+from chatroom.hub.subscription import RoomRef
+from chatroom.hub.transport import TransportClosed
+from chatroom.rooms.access import visible_room
+from chatroom.store.history_pages import ArchivedPages
+from chatroom.streams.connection import connect
+from chatroom.web.origins import origin_allowed
+from chatroom.web.state import AppState, app_state
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+class WebSocketTransport:
+    """Starlette's WebSocket as the hub's Transport."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def receive(self) -> str | bytes:
+        try:
+            message = await self._websocket.receive()
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise TransportClosed(str(exc)) from None
+        if message["type"] == "websocket.disconnect":
+            raise TransportClosed("the client left")
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        data = message.get("bytes")
+        return bytes(data) if data is not None else b""
+
+    async def send(self, frame: str) -> None:
+        try:
+            await self._websocket.send_text(frame)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise TransportClosed(str(exc)) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self._websocket.close(code, reason)
+
+
+async def _refuse(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    await websocket.send_denial_response(
+        JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    )
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    state = app_state(websocket)
+    if not origin_allowed(websocket, state.settings):
+        await _refuse(websocket, 403, "origin_not_allowed", "this origin may not open /ws")
+        return
+    if websocket.headers.get("origin") is None and bearer_secret(websocket) is None:
+        await _refuse(
+            websocket, 403, "origin_required", "a browser must send its Origin; bots a token"
+        )
+        return
+    try:
+        user = await authenticate(state, websocket)
+    except (RedisError, SQLAlchemyError, OSError) as exc:
+        log.warning("cannot authenticate a WebSocket: %s", exc)
+        await _refuse(websocket, 503, "unavailable", "the server cannot check sessions now")
+        return
+    if user is None:
+        await _refuse(websocket, 401, "not_authenticated", "log in first (or send a token)")
+        return
+    await websocket.accept()
+
+    async def access(_author: Author, slug: str) -> RoomRef | None:
+        room = await visible_room(state, user, slug)
+        return None if room is None else RoomRef(room.id, room.slug, room.is_private)
+
+    async def signed_in() -> bool:
+        return await authenticate(state, websocket) is not None
+
+    hub: Hub = state.hub
+    await hub.serve(WebSocketTransport(websocket), user.author, access, signed_in)
+
+
+@asynccontextmanager
+async def running_hub(state: AppState) -> AsyncIterator[Hub]:
+    """The node's hub, started; stopped (sockets closed with 1001) on exit."""
+    blocking = connect(state.redis_url, blocking=True)
+    hub = Hub(
+        settings=state.settings,
+        redis=state.redis,
+        blocking_redis=blocking,
+        writer=state.writer,
+        history=state.history,
+        archive=ArchivedPages(state.engine),
+    )
+    try:
+        await hub.start()
+        yield hub
+    finally:
+        await hub.stop()
+        await blocking.aclose()

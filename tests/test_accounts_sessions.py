@@ -1,0 +1,87 @@
+"""Sessions, throttle counters and password hashing, on real Redis (both backends)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from argon2 import PasswordHasher, extract_parameters
+from argon2 import Type as Argon2Type
+from redis.asyncio import Redis
+
+from chatroom import redis_keys
+from chatroom.accounts.passwords import Passwords
+from chatroom.accounts.sessions import SessionStore
+from chatroom.accounts.throttle import Limit, Throttle
+from chatroom.domain.users import User
+
+ALICE = User(7, "alice", "Alice 🦊", is_admin=True)
+
+
+async def test_session_keeps_the_user_and_only_a_hash_of_its_id(redis: Redis) -> None:
+    sessions = SessionStore(redis, idle_s=60, absolute_s=120)
+    session_id = await sessions.create(ALICE)
+    assert await sessions.user(session_id) == ALICE
+    digest = hashlib.sha256(session_id.encode()).hexdigest()
+    keys = {key.decode() for key in await redis.keys("*")}
+    assert redis_keys.session(digest) in keys
+    assert not any(session_id in key for key in keys)
+    assert await redis.smembers(redis_keys.user_sessions(ALICE.id)) == {digest.encode()}
+    assert 0 < await redis.ttl(redis_keys.session(digest)) <= 60
+    # Ids that were never issued are not sessions, whatever they look like.
+    for forged in ("", "x", session_id[:-1] + "A", "é" * 43, digest):
+        assert await sessions.user(forged) is None
+
+
+async def test_idle_expiry_is_extended_by_use_and_absolute_expiry_is_not(redis: Redis) -> None:
+    sessions = SessionStore(redis, idle_s=0.4, absolute_s=1.0)
+    session_id = await sessions.create(ALICE)
+    for _ in range(3):  # used every 250 ms: kept alive past the idle limit
+        await asyncio.sleep(0.25)
+        assert await sessions.user(session_id) == ALICE
+    await asyncio.sleep(0.35)  # past the absolute limit (1 s after login), however used
+    assert await sessions.user(session_id) is None
+
+    idle_id = await sessions.create(ALICE)
+    await asyncio.sleep(0.6)  # unused for longer than the idle limit
+    assert await sessions.user(idle_id) is None
+
+
+async def test_revoke_one_and_all(redis: Redis) -> None:
+    sessions = SessionStore(redis, idle_s=60, absolute_s=120)
+    first, second, third = [await sessions.create(ALICE) for _ in range(3)]
+    assert len({first, second, third}) == 3
+    await sessions.revoke(first)
+    assert await sessions.user(first) is None
+    assert await sessions.user(second) == ALICE
+    assert await sessions.revoke_all(ALICE.id) == 2
+    assert await sessions.user(second) is None and await sessions.user(third) is None
+    await sessions.revoke("never-issued-session-id-xxxxxxxxxxxxxx")  # no error
+
+
+async def test_throttle_counts_per_subject_and_says_when_to_retry(redis: Redis) -> None:
+    throttle = Throttle(redis)
+    limit = [Limit("login-user", "grace", 3, 60)]
+    assert [await throttle.hit(limit) for _ in range(3)] == [0, 0, 0]
+    wait = await throttle.hit(limit)
+    assert 59 <= wait <= 60
+    assert await throttle.hit([Limit("login-user", "heidi", 3, 60)]) == 0
+    # Several limits at once: the longest wait wins.
+    both = [Limit("login-user", "ivan", 5, 60), Limit("login-address", "10.0.0.1", 1, 3600)]
+    assert await throttle.hit(both) == 0
+    assert 3590 <= await throttle.hit(both) <= 3600
+
+
+async def test_passwords_are_argon2id_with_the_owasp_minimum() -> None:
+    passwords = Passwords()
+    stored = await passwords.hash("correct horse battery")
+    parameters = extract_parameters(stored)
+    assert parameters.type is Argon2Type.ID
+    assert parameters.memory_cost >= 19 * 1024 and parameters.time_cost >= 2
+    assert await passwords.verify(stored, "correct horse battery")
+    assert not await passwords.verify(stored, "correct horse batterY")
+    assert not await passwords.verify("not a hash", "correct horse battery")
+    assert not passwords.needs_rehash(stored)
+    weaker = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("pw pw pw pw")
+    assert passwords.needs_rehash(weaker)
+    await passwords.verify_nobody("anything at all")

@@ -1,0 +1,443 @@
+"""The hub on real Redis and SQL, driven through fake transports (no HTTP server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom import redis_keys
+from chatroom.domain.events import Author, MessageEvent, decode_event
+from chatroom.domain.frames import CloseCode
+from chatroom.domain.stream_ids import StreamId
+from chatroom.history import History
+from chatroom.hub.hub import Hub
+from chatroom.hub.presence import Presence, online_counts, online_users
+from chatroom.hub.subscription import RoomRef
+from chatroom.settings import Settings
+from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
+from chatroom.store.counts import room_ids
+from chatroom.store.history_pages import ArchivedPages
+from chatroom.store.tables import rooms
+from chatroom.streams.connection import connect
+from chatroom.streams.writer import StreamWriter
+from conftest import Backend
+from fake_transport import FakeTransport
+
+ALICE = Author(1, "alice", "Alice")
+BOB = Author(2, "bob", "Bob")
+CAROL = Author(3, "carol", "Carol")
+SECRET_MEMBERS = {ALICE.id}
+
+
+@dataclass
+class Node:
+    hub: Hub
+    access: Callable[[Author, str], Awaitable[RoomRef | None]]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def connect(self, user: Author) -> FakeTransport:
+        transport = FakeTransport()
+        self.tasks.append(asyncio.create_task(self.hub.serve(transport, user, self.access)))
+        return transport
+
+
+NodeFactory = Callable[..., Awaitable[Node]]
+
+
+@pytest.fixture
+async def room_refs(engine: AsyncEngine) -> dict[str, RoomRef]:
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(rooms).values(
+                slug="secret", title="Secret", is_private=True, created_at=sa.func.now()
+            )
+        )
+    ids = await room_ids(engine)
+    return {
+        "lobby": RoomRef(ids["lobby"], "lobby", False),
+        "secret": RoomRef(ids["secret"], "secret", True),
+    }
+
+
+@pytest.fixture
+async def make_node(
+    backend: Backend, engine: AsyncEngine, room_refs: dict[str, RoomRef]
+) -> AsyncIterator[NodeFactory]:
+    closers: list[Callable[[], Awaitable[Any]]] = []
+
+    async def access(user: Author, slug: str) -> RoomRef | None:
+        room = room_refs.get(slug)
+        if room is None or (room.private and user.id not in SECRET_MEMBERS):
+            return None
+        return room
+
+    async def make(writer_url: str | None = None, **overrides: Any) -> Node:
+        options: dict[str, Any] = {"presence_expiry_s": 2, **overrides}
+        settings = Settings(
+            redis_url=backend.redis_url, database_url=backend.database_url, **options
+        )
+        redis = connect(backend.redis_url)
+        blocking = connect(backend.redis_url, blocking=True)
+        writer_redis = connect(writer_url) if writer_url else redis
+        writer = StreamWriter(writer_redis, client_id_ttl_s=3600)
+        archive = ArchivedPages(engine)
+        hub = Hub(
+            settings=settings,
+            redis=redis,
+            blocking_redis=blocking,
+            writer=writer,
+            history=History(redis, archive),
+            archive=archive,
+        )
+        await hub.start()
+        node = Node(hub, access)
+
+        async def close() -> None:
+            for transport_task in node.tasks:
+                transport_task.cancel()
+            await asyncio.gather(*node.tasks, return_exceptions=True)
+            await hub.stop()
+            await writer.close()
+            for client in {redis, blocking, writer_redis}:
+                await client.aclose()
+
+        closers.append(close)
+        return node
+
+    yield make
+    for close in reversed(closers):
+        await close()
+
+
+async def subscribe(
+    transport: FakeTransport, room: str = "lobby", since: str | None = None
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "subscribe", "room": room}
+    if since is not None:
+        frame["since"] = since
+    transport.push(frame)
+    return await transport.next("subscribed")
+
+
+async def send(transport: FakeTransport, body: str, client_id: str, room: str = "lobby") -> str:
+    transport.push({"type": "send", "room": room, "body": body, "client_id": client_id})
+    ack = await transport.next("ack")
+    assert ack["client_id"] == client_id
+    return str(ack["id"])
+
+
+async def messages(transport: FakeTransport, count: int) -> list[dict[str, Any]]:
+    return [await transport.next("message") for _ in range(count)]
+
+
+async def append(redis: Redis, count: int, prefix: str = "m") -> list[StreamId]:
+    writer = StreamWriter(redis, client_id_ttl_s=3600)
+    try:
+        results = await asyncio.gather(
+            *(
+                writer.append(MessageEvent("lobby", BOB, f"{prefix} {i}", f"{prefix}-{i}"))
+                for i in range(count)
+            )
+        )
+    finally:
+        await writer.close()
+    return [r.id for r in results]
+
+
+async def archive_and_trim(redis: Redis, engine: AsyncEngine, room_id: int, upto: StreamId) -> None:
+    """What the archiver does: copy into SQL (committed), then trim the stream."""
+    key = redis_keys.room_stream("lobby")
+    entries = await redis.xrange(key, min="-", max=str(upto))
+    batch = []
+    for entry_id, fields in entries:
+        event = decode_event("lobby", fields)
+        batch.append(
+            ArchivedMessage(
+                room_id, StreamId.parse(entry_id), event.author.id, event.client_id, event.body
+            )
+        )
+    async with engine.begin() as conn:
+        await upsert_messages(conn, batch)
+    await redis.xtrim(key, minid=str(upto.next()), approximate=False)
+
+
+async def test_send_acks_and_fans_out_to_every_subscriber_in_order(make_node: NodeFactory) -> None:
+    node = await make_node()
+    alice, bob = node.connect(ALICE), node.connect(BOB)
+    first = await subscribe(alice)
+    assert first["online"] == [ALICE.as_json()]
+    assert (await subscribe(bob))["online"] == [ALICE.as_json(), BOB.as_json()]
+    ids = [await send(alice, f"hello {i}", f"a-{i}") for i in range(5)]
+    for transport in (alice, bob):
+        got = await messages(transport, 5)
+        assert [m["id"] for m in got] == ids
+        assert got[0]["user"] == ALICE.as_json() and got[0]["body"] == "hello 0"
+
+
+async def test_a_resend_with_the_same_client_id_returns_the_first_id(
+    make_node: NodeFactory, redis: Redis
+) -> None:
+    node = await make_node()
+    alice = node.connect(ALICE)
+    first = await send(alice, "once", "same-id")
+    assert await send(alice, "once again", "same-id") == first
+    assert await redis.xlen(redis_keys.room_stream("lobby")) == 1
+
+
+async def test_subscribe_since_replays_from_sql_and_stream_then_goes_live(
+    make_node: NodeFactory, redis: Redis, engine: AsyncEngine, room_refs: dict[str, RoomRef]
+) -> None:
+    ids = await append(redis, 300)
+    await archive_and_trim(redis, engine, room_refs["lobby"].id, ids[149])
+    node = await make_node()
+    alice = node.connect(ALICE)
+    subscribed = await subscribe(alice, since=str(ids[49]))
+    assert subscribed["last_id"] == str(ids[-1])
+    replayed = await messages(alice, 250)
+    assert [m["id"] for m in replayed] == [str(i) for i in ids[50:]]
+    live = await send(alice, "after the replay", "live-1")
+    assert (await alice.next("message"))["id"] == live
+
+
+async def test_subscribe_since_while_messages_keep_coming_has_no_gap_or_duplicate(
+    make_node: NodeFactory, redis: Redis
+) -> None:
+    first = await append(redis, 100, prefix="old")
+    node = await make_node(outbound_queue_max=50)
+    alice = node.connect(ALICE)
+
+    async def keep_sending() -> list[StreamId]:
+        sent = []
+        for i in range(10):
+            sent += await append(redis, 30, prefix=f"new{i}")
+            await asyncio.sleep(0.005)
+        return sent
+
+    sending = asyncio.create_task(keep_sending())
+    await subscribe(alice, since=str(first[9]))
+    later = await sending
+    expected = [str(i) for i in first[10:] + sorted(later)]
+    got = [m["id"] for m in await messages(alice, len(expected))]
+    assert got == expected
+
+
+async def test_resync_when_the_stream_was_lost(make_node: NodeFactory, redis: Redis) -> None:
+    ids = await append(redis, 3)
+    node = await make_node()
+    alice = node.connect(ALICE)
+    # A since newer than anything Redis or SQL know.
+    alice.push({"type": "subscribe", "room": "lobby", "since": f"{ids[-1].ms + 10_000}-0"})
+    assert (await alice.next())["type"] == "subscribed"
+    assert await alice.next() == {"type": "resync", "room": "lobby"}
+    # Redis came back empty: the stream is missing while since is set.
+    await redis.delete(redis_keys.room_stream("lobby"))
+    bob = node.connect(BOB)
+    bob.push({"type": "subscribe", "room": "lobby", "since": str(ids[0])})
+    assert (await bob.next())["type"] == "subscribed"
+    assert await bob.next() == {"type": "resync", "room": "lobby"}
+    # Both stay subscribed, live.
+    live = await send(bob, "after the loss", "b-1")
+    assert (await alice.next("message"))["id"] == live
+
+
+async def test_since_zero_on_an_empty_room_is_no_resync(make_node: NodeFactory) -> None:
+    node = await make_node()
+    alice = node.connect(ALICE)
+    subscribed = await subscribe(alice, since="0-0")
+    assert subscribed["last_id"] == "0-0"
+    live = await send(alice, "first ever", "a-1")
+    assert (await alice.next("message"))["id"] == live
+    assert not any('"resync"' in f for f in alice.sent)
+
+
+async def test_presence_joins_and_leaves_once_per_user_however_many_tabs(
+    make_node: NodeFactory, redis: Redis
+) -> None:
+    node = await make_node()
+    carol = node.connect(CAROL)
+    await subscribe(carol)
+    tab1, tab2 = node.connect(ALICE), node.connect(ALICE)
+    await subscribe(tab1)
+    await subscribe(tab2)
+    assert await carol.next("presence") == {
+        "type": "presence",
+        "room": "lobby",
+        "user": ALICE.as_json(),
+        "state": "join",
+    }
+    assert [u.username for u in await online_users(redis, "lobby")] == ["alice", "carol"]
+    assert await online_counts(redis, ["lobby", "secret"]) == {"lobby": 2, "secret": 0}
+    tab1.leave()
+    tab2.push({"type": "ping"})
+    assert (await tab2.next("pong")) == {"type": "pong"}
+    tab2.leave()
+    leave = await carol.next("presence")
+    assert leave["state"] == "leave" and leave["user"]["username"] == "alice"
+    assert [u.username for u in await online_users(redis, "lobby")] == ["carol"]
+    # Exactly one join and one leave reached carol.
+    carol.push({"type": "ping"})
+    await carol.next("pong")
+    presence = [f for f in carol.sent if '"presence"' in f]
+    assert len(presence) == 2
+
+
+async def test_a_dead_nodes_users_leave_after_their_heartbeat_expires(
+    make_node: NodeFactory,
+) -> None:
+    node = await make_node(presence_expiry_s=2)
+    carol = node.connect(CAROL)
+    await subscribe(carol)
+    # A node that joined bob, then died: no heartbeat, no leave.
+    assert await node.hub.presence.join(Presence("lobby", BOB, "dead-node-connection"))
+    online = await asyncio.wait_for(carol.next("presence"), 5)
+    assert online["state"] == "leave" and online["user"]["username"] == "bob"
+
+
+async def test_presence_and_messages_cross_nodes_in_the_same_order(
+    make_node: NodeFactory,
+) -> None:
+    one, two = await make_node(), await make_node()
+    alice, bob = one.connect(ALICE), two.connect(BOB)
+    await subscribe(alice)
+    await subscribe(bob)
+    assert (await alice.next("presence"))["user"]["username"] == "bob"
+    tasks = [
+        asyncio.create_task(send(t, f"{n} {i}", f"{n}-{i}"))
+        for i in range(20)
+        for n, t in (("a", alice), ("b", bob))
+    ]
+    await asyncio.gather(*tasks)
+    seen_one = [m["id"] for m in await messages(alice, 40)]
+    seen_two = [m["id"] for m in await messages(bob, 40)]
+    assert seen_one == seen_two == sorted(seen_one, key=StreamId.parse)
+
+
+async def test_typing_reaches_others_and_is_never_stored(
+    make_node: NodeFactory, redis: Redis
+) -> None:
+    one, two = await make_node(), await make_node()
+    alice, bob = one.connect(ALICE), two.connect(BOB)
+    await subscribe(alice)
+    await subscribe(bob)
+    alice.push({"type": "typing", "room": "lobby"})
+    assert await bob.next("typing") == {"type": "typing", "room": "lobby", "user": ALICE.as_json()}
+    alice.push({"type": "ping"})
+    await alice.next("pong")
+    assert not any('"typing"' in f for f in alice.sent)  # not echoed to the typist
+    assert await redis.exists(redis_keys.room_stream("lobby")) == 0
+
+
+async def test_sends_over_the_rate_are_refused_with_retry_after(make_node: NodeFactory) -> None:
+    node = await make_node(send_rate_per_s=1, send_burst=3)
+    alice = node.connect(ALICE)
+    for i in range(3):
+        await send(alice, "ok", f"ok-{i}")
+    alice.push({"type": "send", "room": "lobby", "body": "one more", "client_id": "late"})
+    refused = await alice.next("error")
+    assert refused["code"] == "rate_limited" and refused["client_id"] == "late"
+    assert 0 < refused["retry_after_ms"] <= 1000
+
+
+async def test_a_user_over_the_connection_limit_is_closed(make_node: NodeFactory) -> None:
+    node = await make_node(max_connections_per_user=2)
+    first, second = node.connect(ALICE), node.connect(ALICE)
+    first.push({"type": "ping"})
+    second.push({"type": "ping"})
+    await first.next("pong")
+    await second.next("pong")
+    third = node.connect(ALICE)
+    code, _ = await third.wait_closed()
+    assert code == CloseCode.TOO_MANY_CONNECTIONS
+    first.leave()
+    await asyncio.sleep(0.2)
+    fourth = node.connect(ALICE)
+    fourth.push({"type": "ping"})
+    assert await fourth.next("pong") == {"type": "pong"}
+
+
+async def test_private_rooms_are_closed_to_non_members(make_node: NodeFactory) -> None:
+    node = await make_node()
+    alice, bob = node.connect(ALICE), node.connect(BOB)
+    await subscribe(alice, room="secret")
+    for frame in (
+        {"type": "subscribe", "room": "secret"},
+        {"type": "send", "room": "secret", "body": "hi", "client_id": "b-1"},
+        {"type": "typing", "room": "secret"},
+    ):
+        bob.push(frame)
+        refused = await bob.next("error")
+        assert refused["code"] == "room_not_found"
+    await send(alice, "members only", "a-1", room="secret")
+    assert (await alice.next("message"))["body"] == "members only"
+    bob.push({"type": "ping"})
+    await bob.next("pong")
+    assert {json.loads(f)["type"] for f in bob.sent} == {"error", "pong"}
+
+
+async def test_a_send_while_redis_is_down_is_unavailable(make_node: NodeFactory) -> None:
+    node = await make_node(writer_url="redis://127.0.0.1:1/0")
+    alice = node.connect(ALICE)
+    alice.push({"type": "send", "room": "lobby", "body": "lost?", "client_id": "x-1"})
+    refused = await alice.next("error", timeout=15)
+    assert refused["code"] == "unavailable" and refused["client_id"] == "x-1"
+    alice.push({"type": "ping"})
+    assert await alice.next("pong") == {"type": "pong"}
+
+
+async def test_a_frame_over_the_limit_closes_with_1009(make_node: NodeFactory) -> None:
+    node = await make_node(frame_max_bytes=1024)
+    alice = node.connect(ALICE)
+    alice.push('{"type":"ping","pad":"' + "x" * 2000 + '"}')
+    code, _ = await alice.wait_closed()
+    assert code == CloseCode.MESSAGE_TOO_BIG
+
+
+async def test_a_slow_subscriber_is_closed_and_the_others_keep_going(
+    make_node: NodeFactory,
+) -> None:
+    node = await make_node(outbound_queue_max=10, send_rate_per_s=1000, send_burst=1000)
+    slow, alice = node.connect(CAROL), node.connect(ALICE)
+    await subscribe(slow)
+    await subscribe(alice)
+    slow.reading.clear()
+    ids = [await send(alice, f"m {i}", f"a-{i}") for i in range(30)]
+    code, _ = await slow.wait_closed()
+    assert code == CloseCode.SLOW_CONSUMER
+    assert [m["id"] for m in await messages(alice, 30)] == ids
+    for _ in range(100):
+        if node.hub.stats.slow_consumers:
+            break
+        await asyncio.sleep(0.02)
+    assert node.hub.stats.slow_consumers == 1
+
+
+async def test_a_member_removed_from_a_private_room_loses_the_subscription(
+    make_node: NodeFactory,
+) -> None:
+    node = await make_node(presence_expiry_s=2)  # a heartbeat every half second
+    alice = node.connect(ALICE)
+    await subscribe(alice, room="secret")
+    SECRET_MEMBERS.discard(ALICE.id)
+    try:
+        refused = await alice.next("error")
+        assert refused["code"] == "forbidden"
+        assert await alice.next("unsubscribed") == {"type": "unsubscribed", "room": "secret"}
+    finally:
+        SECRET_MEMBERS.add(ALICE.id)
+
+
+async def test_stopping_the_node_closes_its_sockets_with_1001(make_node: NodeFactory) -> None:
+    node = await make_node()
+    alice = node.connect(ALICE)
+    await subscribe(alice)
+    await node.hub.stop()
+    code, _ = await alice.wait_closed()
+    assert code == CloseCode.GOING_AWAY

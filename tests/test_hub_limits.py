@@ -1,0 +1,61 @@
+"""The per-user send bucket (pure, with a fake clock) and the cross-node connection count."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from chatroom.hub.limits import ConnectionLimit, SendLimiter, TokenBucket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_allows_the_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=2.0, burst=3, tokens=3.0, updated=0.0)
+    assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take(0.0) == 0.5  # one token every half second
+    assert bucket.take(0.25) == 0.25
+    assert bucket.take(0.5) == 0.0
+    assert bucket.take(100.0) == 0.0  # a long pause saves up at most the burst
+    assert bucket.tokens == 2.0
+
+
+def test_the_limiter_keeps_one_bucket_per_user() -> None:
+    clock = Clock()
+    limiter = SendLimiter(rate=10.0, burst=2, clock=clock)
+    assert [limiter.retry_after_ms(1) for _ in range(2)] == [0, 0]
+    assert limiter.retry_after_ms(1) == 100
+    assert limiter.retry_after_ms(2) == 0  # another user has their own bucket
+    clock.now += 0.11
+    assert limiter.retry_after_ms(1) == 0
+    limiter.forget(1)
+    assert limiter.retry_after_ms(1) == 0  # a fresh bucket after the user left
+
+
+async def test_connections_are_counted_across_nodes_and_expire(redis: Redis) -> None:
+    node_one = ConnectionLimit(redis, maximum=2, expiry_ms=60_000)
+    node_two = ConnectionLimit(redis, maximum=2, expiry_ms=60_000)
+    assert await node_one.admit(7, "a")
+    assert await node_two.admit(7, "b")
+    assert not await node_one.admit(7, "c")
+    assert await node_one.admit(8, "d")  # per user
+    await node_two.release(7, "b")
+    assert await node_one.admit(7, "c")
+    # A dead node's connections stop counting once their heartbeat expires;
+    # a live node's heartbeat keeps its own counted.
+    short = ConnectionLimit(redis, maximum=1, expiry_ms=300)
+    assert await short.admit(9, "dead")
+    assert not await short.admit(9, "new")
+    await asyncio.sleep(0.4)
+    assert await short.admit(9, "new")
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        await short.refresh([(9, "new")])
+    assert not await short.admit(9, "another")
