@@ -23,5 +23,5 @@ if command -v npm >/dev/null 2>&1; then
   fi
   echo "== client: lint, types, unit tests, browser tests"
   (cd client && npm run --silent lint && npm run --silent typecheck \
-    && npm run --silent test:unit && CHATROOM_PYTHON="$PWD/../.venv/bin/python" npm run --silent test:e2e)
+    && npm run --silent test:unit && E2E_PYTHON="$PWD/../.venv/bin/python" npm run --silent test:e2e)
 fi

@@ -6,7 +6,7 @@ set -euo pipefail
 
 client="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 repo="$(cd "$client/.." && pwd)"
-python="${CHATROOM_PYTHON:-$repo/.venv/bin/python}"
+python="${E2E_PYTHON:-$repo/.venv/bin/python}"
 
 cd "$client"
 npm run build
