@@ -137,3 +137,13 @@ def test_the_cli_prints_one_line_and_exits_non_zero(tmp_path: Path) -> None:
     )
     assert no_sql.returncode == 1 and "Traceback" not in no_sql.stderr
     assert "cannot use the database at mysql+asyncmy://root@127.0.0.1:1/chat" in no_sql.stderr
+
+
+def test_the_configuration_doc_lists_every_setting() -> None:
+    from chatroom.settings import reference_markdown
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    assert reference_markdown() in doc, (
+        "docs/configuration.md is out of date: paste in the output of "
+        "python -c 'from chatroom.settings import reference_markdown as r; print(r())'"
+    )

@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset: the embedded Valkey server in data_dir."
     )
-    data_dir: Path = Field(default=Path("chatroom-data"), description="Embedded files.")
+    data_dir: Path = Field(
+        default=Path("chatroom-data"),
+        description="Folder of the embedded Valkey files and the SQLite file.",
+    )
     redis_require_persistence: bool = Field(
         default=False,
         description="Refuse to start when Redis could lose acknowledged messages.",
@@ -66,21 +69,37 @@ class Settings(BaseSettings):
     )
 
     # The app node.
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins allowed to open /ws; empty: the request's own host.",
     )
     cookie_secure: bool = Field(default=False, description="Set Secure on the session cookie.")
-    session_idle_s: int = Field(default=7 * 24 * 3600, ge=60)
-    session_absolute_s: int = Field(default=30 * 24 * 3600, ge=60)
-    message_max_chars: int = Field(default=4000, ge=1, le=16_000)
-    frame_max_bytes: int = Field(default=65536, ge=1024)
-    send_rate_per_s: float = Field(default=10.0, gt=0)
-    send_burst: int = Field(default=20, ge=1)
-    max_connections_per_user: int = Field(default=20, ge=1)
-    outbound_queue_max: int = Field(default=1000, ge=10)
+    session_idle_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="A session unused this long expires."
+    )
+    session_absolute_s: int = Field(
+        default=30 * 24 * 3600, ge=60, description="A session expires this long after login."
+    )
+    message_max_chars: int = Field(
+        default=4000, ge=1, le=16_000, description="Longest message body, in characters."
+    )
+    frame_max_bytes: int = Field(
+        default=65536, ge=1024, description="Largest WebSocket frame; larger ones close 1009."
+    )
+    send_rate_per_s: float = Field(
+        default=10.0, gt=0, description="Messages per user per second (token bucket refill)."
+    )
+    send_burst: int = Field(
+        default=20, ge=1, description="Messages a user may send at once (bucket size)."
+    )
+    max_connections_per_user: int = Field(
+        default=20, ge=1, description="Open WebSockets per user, across all nodes."
+    )
+    outbound_queue_max: int = Field(
+        default=1000, ge=10, description="Frames queued for one slow client before it is closed."
+    )
     presence_expiry_s: float = Field(
         default=20.0,
         ge=2,
@@ -91,11 +110,15 @@ class Settings(BaseSettings):
     client_id_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="How long Redis remembers a send's client_id."
     )
-    login_attempts_per_minute: int = Field(default=10, ge=1)
+    login_attempts_per_minute: int = Field(
+        default=10, ge=1, description="Login attempts per username per minute."
+    )
     login_attempts_per_address_per_minute: int = Field(
         default=30, ge=1, description="Login attempts per client address, any usernames."
     )
-    registrations_per_address_per_hour: int = Field(default=10, ge=1)
+    registrations_per_address_per_hour: int = Field(
+        default=10, ge=1, description="Registrations per client address per hour."
+    )
     forwarded_allow_ips: str | None = Field(
         default=None,
         description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are "
@@ -104,19 +127,41 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Archiver process metrics port."
     )
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     # The archiver.
-    archiver_schedule: ArchiveSchedule = ArchiveSchedule.continuous
-    archiver_batch_size: int = Field(default=1000, ge=1, le=100_000)
-    archiver_flush_ms: int = Field(default=100, ge=1)
-    archiver_block_ms: int = Field(default=1000, ge=1)
-    archiver_interval_s: float = Field(default=60.0, gt=0)
-    archiver_cron_window: str = Field(default="02:00-06:00", description="UTC HH:MM-HH:MM.")
-    archiver_valve_backlog: int = Field(default=100_000, ge=1)
-    archiver_valve_age_s: float = Field(default=3600.0, gt=0)
-    archiver_claim_idle_ms: int = Field(default=30_000, ge=100)
-    archiver_max_deliveries: int = Field(default=5, ge=1)
+    archiver_schedule: ArchiveSchedule = Field(
+        default=ArchiveSchedule.continuous, description="continuous, interval or cron."
+    )
+    archiver_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Entries per batch (one transaction)."
+    )
+    archiver_flush_ms: int = Field(
+        default=100, ge=1, description="continuous: flush a partial batch after this long."
+    )
+    archiver_block_ms: int = Field(
+        default=1000, ge=1, description="continuous: longest blocking read of new entries."
+    )
+    archiver_interval_s: float = Field(
+        default=60.0, gt=0, description="interval: seconds between drains."
+    )
+    archiver_cron_window: str = Field(
+        default="02:00-06:00", description="cron: archive inside this UTC window, HH:MM-HH:MM."
+    )
+    archiver_valve_backlog: int = Field(
+        default=100_000, ge=1, description="cron: drain outside the window past this backlog."
+    )
+    archiver_valve_age_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="cron: drain outside the window when the oldest entry is this old.",
+    )
+    archiver_claim_idle_ms: int = Field(
+        default=30_000, ge=100, description="Claim a pending entry idle this long (XAUTOCLAIM)."
+    )
+    archiver_max_deliveries: int = Field(
+        default=5, ge=1, description="Deliveries before an entry goes to the dead letters."
+    )
     archiver_hot_window: int = Field(
         default=1000, ge=0, description="Archived entries kept per stream for fast history."
     )
@@ -269,3 +314,22 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         shown = f" (got {value!r})" if where and not isinstance(value, dict) else ""
         raise ConfigError(f"{label}: {message}{shown}") from None
     return loaded
+
+
+def reference_markdown() -> str:
+    """The table of every setting for docs/configuration.md (a test keeps the doc true)."""
+    rows = [
+        "| setting (TOML) | environment variable | default | what it is |",
+        "|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = (
+            "unset"
+            if default is None
+            else json.dumps(str(default) if isinstance(default, (Path, StrEnum)) else default)
+        )
+        rows.append(
+            f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | `{shown}` | {field.description} |"
+        )
+    return "\n".join(rows) + "\n"
