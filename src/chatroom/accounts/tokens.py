@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom.accounts.users_table import inserted_id, now_utc
 from chatroom.domain.refusals import Conflict, NotFound
-from chatroom.domain.rules import RuleError, has_lone_surrogate
+from chatroom.domain.rules import clean_label
 from chatroom.domain.stream_ids import iso_millis
 from chatroom.domain.users import User
 from chatroom.store.tables import api_tokens, users
@@ -43,12 +43,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def check_token_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise RuleError("invalid_name", "name must be a string")
-    trimmed = name.strip()
-    if not 1 <= len(trimmed) <= NAME_MAX or has_lone_surrogate(trimmed):
-        raise RuleError("invalid_name", f"a token name is 1-{NAME_MAX} characters")
-    return trimmed
+    return clean_label(name, field="name", max_chars=NAME_MAX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,10 +65,17 @@ def check_username(username: object) -> str:
     return username
 
 
-def check_display_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise RuleError("invalid_display_name", "display_name must be a string")
-    trimmed = name.strip()
-    if not 1 <= len(trimmed) <= DISPLAY_NAME_MAX or has_lone_surrogate(trimmed):
-        raise RuleError("invalid_display_name", "display_name is 1-64 characters")
+def clean_label(value: object, *, field: str, max_chars: int) -> str:
+    """A short human text (a display name, a room title, a token name): trimmed,
+    1..max_chars characters of any script, no lone surrogates; else `invalid_<field>`."""
+    code = f"invalid_{field}"
+    if not isinstance(value, str):
+        raise RuleError(code, f"{field} must be a string")
+    trimmed = value.strip()
+    if not 1 <= len(trimmed) <= max_chars or has_lone_surrogate(trimmed):
+        raise RuleError(code, f"{field} is 1-{max_chars} characters")
     return trimmed
+
+
+def check_display_name(name: object) -> str:
+    return clean_label(name, field="display_name", max_chars=DISPLAY_NAME_MAX)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from chatroom.accounts.users_table import inserted_id, now_utc, username_key
 from chatroom.domain.refusals import Conflict, Forbidden, NotFound, room_not_found
 from chatroom.domain.rooms import TITLE_MAX, Room
-from chatroom.domain.rules import SLUG, USERNAME, RuleError, check_slug, has_lone_surrogate
+from chatroom.domain.rules import SLUG, USERNAME, check_slug, clean_label
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
 
@@ -37,12 +37,7 @@ def _room(row: sa.Row[*tuple[Any, ...]]) -> Room:
 
 
 def check_title(title: object) -> str:
-    if not isinstance(title, str):
-        raise RuleError("invalid_title", "title must be a string")
-    trimmed = title.strip()
-    if not 1 <= len(trimmed) <= TITLE_MAX or has_lone_surrogate(trimmed):
-        raise RuleError("invalid_title", f"a room title is 1-{TITLE_MAX} characters")
-    return trimmed
+    return clean_label(title, field="title", max_chars=TITLE_MAX)
 
 
 @dataclass(frozen=True, slots=True)
