@@ -80,3 +80,17 @@ async def test_a_room_is_registered_again_after_redis_lost_its_data(redis: Redis
     await writer.append(MessageEvent("lobby", ALICE, "after", "c2"))
     await writer.close()
     assert await redis.smembers(redis_keys.ROOMS_WITH_STREAMS) == {b"lobby"}
+
+
+async def test_appends_go_on_after_the_script_cache_is_flushed(redis: Redis) -> None:
+    writer = StreamWriter(redis, client_id_ttl_s=60)
+    first = await writer.append(MessageEvent("lobby", ALICE, "one", "c1"))
+    await redis.script_flush()  # what a Redis restart does to the script cache
+    burst = await asyncio.gather(
+        *(writer.append(MessageEvent("lobby", ALICE, f"{i}", f"after-{i}")) for i in range(20))
+    )
+    again = await writer.append(MessageEvent("lobby", ALICE, "one", "c1"))
+    await writer.close()
+    assert again.id == first.id and again.duplicate
+    assert sorted(a.id for a in burst) == [a.id for a in burst]
+    assert await redis.xlen(redis_keys.room_stream("lobby")) == 21

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from chatroom import redis_keys
 from chatroom.domain.events import MessageEvent
@@ -46,7 +48,7 @@ class StreamWriter:
         self._redis = redis
         self._ttl = client_id_ttl_s
         self._max_batch = max_batch
-        self._script = redis.register_script(_APPEND)
+        self._sha: str | None = None  # the append script, once loaded
         self._queue: list[tuple[MessageEvent, asyncio.Future[Appended]]] = []
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
@@ -80,25 +82,21 @@ class StreamWriter:
                 await self._send(batch)
 
     async def _send(self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]]) -> None:
-        # Registered on every batch, not once per process: after Redis lost its data the
-        # archivers must find the room again. One SADD per round trip costs nothing.
-        rooms = sorted({event.room for event, _ in batch})
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *rooms)
-                for event, _ in batch:
-                    keys = [
-                        redis_keys.room_stream(event.room),
-                        redis_keys.sent_client_id(event.room, event.author.id, event.client_id),
-                    ]
-                    await self._script(keys=keys, args=[event.encode(), self._ttl], client=pipe)
-                results = await pipe.execute(raise_on_error=False)
+            if self._sha is None:
+                self._sha = await self._redis.script_load(_APPEND)
+            results = await self._pipeline(batch)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # Redis restarted (or SCRIPT FLUSH) since we loaded the script. No append
+                # of this batch ran, and each is idempotent anyway: load it and go again.
+                self._sha = await self._redis.script_load(_APPEND)
+                results = await self._pipeline(batch)
         except Exception as exc:  # a connection error: every append of the batch failed
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), result in zip(batch, results[1:], strict=True):
+        for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, Exception):
@@ -106,3 +104,29 @@ class StreamWriter:
             else:
                 created, stream_id = result
                 future.set_result(Appended(StreamId.parse(stream_id), duplicate=not created))
+
+    async def _pipeline(
+        self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]]
+    ) -> list[Any]:
+        """One round trip: the room registrations, then one EVALSHA per append, in order.
+
+        EVALSHA directly rather than redis-py's Script object, which asks SCRIPT EXISTS
+        before every pipeline: a second round trip per batch.
+        """
+        assert self._sha is not None
+        # Registered on every batch, not once per process: after Redis lost its data the
+        # archivers must find the room again. One SADD per round trip costs nothing.
+        rooms = sorted({event.room for event, _ in batch})
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *rooms)
+            for event, _ in batch:
+                pipe.evalsha(
+                    self._sha,
+                    2,
+                    redis_keys.room_stream(event.room),
+                    redis_keys.sent_client_id(event.room, event.author.id, event.client_id),
+                    event.encode(),
+                    self._ttl,
+                )
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results[1:]
