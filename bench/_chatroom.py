@@ -1,0 +1,171 @@
+"""Chatroom as a bench target: fresh backends, the server processes, accounts, bot tokens.
+
+The bench runs Chatroom in its production shape: the machine's Redis (database 13) and
+MariaDB (database `chatroom_bench_fanout`, dropped and migrated afresh on every run), an
+app node started with `chatroom serve --no-archiver` and a separate `chatroom archive`
+process. Accounts are made through the public HTTP API (register, login, POST /api/tokens)
+and every bench socket authenticates its upgrade with `Authorization: Bearer <secret>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import redis.asyncio as redis_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from _servers import REPO_DIR, Server, ServerSet, free_port
+from chatroom.settings import Settings
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
+DATABASE = "chatroom_bench_fanout"
+DATABASE_URL = f"{MARIADB_SERVER}/{DATABASE}"
+PASSWORD = "bench-password-1"
+
+
+class SetupFailed(Exception):
+    """Chatroom refused a setup request the bench depends on."""
+
+
+async def flush_bench_redis() -> None:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+async def drop_bench_database() -> None:
+    # MariaDB's note "database doesn't exist" is logged by asyncmy; that is the point here.
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)
+    engine = create_async_engine(f"{MARIADB_SERVER}/")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP DATABASE IF EXISTS `{DATABASE}`"))
+    finally:
+        await engine.dispose()
+
+
+def chatroom_env(data_dir: Path, *, connections_per_user: int) -> dict[str, str]:
+    wanted = {
+        "redis_url": REDIS_URL,
+        "database_url": DATABASE_URL,
+        "data_dir": str(data_dir),
+        "log_level": "WARNING",
+        # The bench measures throughput, not the abuse limits: lift them far away. Every
+        # bench account is made from 127.0.0.1, which the address throttles would stop.
+        "send_rate_per_s": "1000000",
+        "send_burst": "1000000",
+        "max_connections_per_user": str(connections_per_user),
+        "registrations_per_address_per_hour": "100000",
+        "login_attempts_per_minute": "100000",
+        "login_attempts_per_address_per_minute": "100000",
+    }
+    # Settings refuses unknown CHATROOM_* names: pass only those this version has.
+    known = Settings.model_fields
+    return {f"CHATROOM_{name.upper()}": value for name, value in wanted.items() if name in known}
+
+
+async def fresh_backends(env: dict[str, str]) -> None:
+    """Empty Redis db 13 and a newly migrated MariaDB database."""
+    await flush_bench_redis()
+    await drop_bench_database()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "chatroom", "db", "upgrade"],
+        env={**_base_env(), **env},
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SetupFailed(f"chatroom db upgrade failed: {done.stderr.strip() or done.stdout}")
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("CHATROOM_")}
+
+
+def start_chatroom(
+    servers: ServerSet, log_dir: Path, env: dict[str, str], *, archiver: str
+) -> tuple[Server, Server | None]:
+    """The app node, and the archiver: `separate` (own process) or `inprocess`."""
+    port = free_port()
+    argv = [sys.executable, "-m", "chatroom", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if archiver == "separate":
+        argv.append("--no-archiver")
+    clean = {**_base_env(), **env}
+    app = Server("chatroom", argv, env=clean, log_dir=log_dir, port=port)
+    app.env = clean
+    servers.add(app)
+    archive = None
+    if archiver == "separate":
+        archive = Server(
+            "chatroom-archiver",
+            [sys.executable, "-m", "chatroom", "archive"],
+            env=clean,
+            log_dir=log_dir,
+        )
+        archive.env = clean
+        servers.add(archive)
+    return app, archive
+
+
+async def _post(client: httpx.AsyncClient, path: str, body: dict[str, object]) -> httpx.Response:
+    """POST, waiting out throttling (429 + Retry-After) a bounded number of times."""
+    for _ in range(20):
+        response = await client.post(path, json=body)
+        if response.status_code != 429:
+            return response
+        await asyncio.sleep(min(float(response.headers.get("retry-after", "1")), 10.0))
+    raise SetupFailed(f"POST {path} still throttled after 20 tries")
+
+
+async def bot_token(base_url: str, username: str, rooms: tuple[str, ...] = ()) -> str:
+    """Register `username` (or reuse it), log in, create `rooms`, and an API token: its secret."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+        registered = await _post(
+            client, "/api/register", {"username": username, "password": PASSWORD}
+        )
+        if registered.status_code not in (201, 409):
+            raise SetupFailed(f"register {username}: {registered.status_code} {registered.text}")
+        login = await _post(client, "/api/login", {"username": username, "password": PASSWORD})
+        if login.status_code != 200:
+            raise SetupFailed(f"login {username}: {login.status_code} {login.text}")
+        for slug in rooms:
+            created = await _post(client, "/api/rooms", {"slug": slug, "title": f"Bench {slug}"})
+            if created.status_code not in (200, 201, 409):
+                raise SetupFailed(f"create room {slug}: {created.status_code} {created.text}")
+        token = await _post(client, "/api/tokens", {"name": "bench"})
+        if token.status_code not in (200, 201):
+            raise SetupFailed(f"token for {username}: {token.status_code} {token.text}")
+        return str(token.json()["token"]["secret"])
+
+
+async def archive_status(env: dict[str, str]) -> dict[str, object]:
+    """`chatroom status --json` of the bench backends."""
+    import json
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "chatroom", "status", "--json"],
+        env={**_base_env(), **env},
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SetupFailed(f"chatroom status failed: {done.stderr.strip()}")
+    found: dict[str, object] = json.loads(done.stdout)
+    return found
