@@ -17,10 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom import redis_keys
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.service import Archiver
+from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
 from chatroom.status import archiver_progress, collect_status
-from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
+from chatroom.store.archive_writes import (
+    ArchivedMessage,
+    Duplicate,
+    upsert_messages,
+    write_batch,
+)
 from chatroom.store.counts import room_ids
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.store.tables import messages, rooms
@@ -376,3 +382,82 @@ async def test_history_stays_gapless_while_the_archiver_moves_and_trims(
     assert await redis.xlen(redis_keys.room_stream("lobby")) <= 25  # trimmed meanwhile
     await assert_exactly_once(redis, engine, traffic)
     await traffic.close()
+
+
+async def test_a_resend_after_redis_forgot_its_client_id_is_a_visible_dead_letter(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    event = MessageEvent("lobby", ALICE, "sent once, resent a week later", "resent-1")
+    first = await traffic.writer.append(event)
+    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
+    assert await archiver.drain() == 1
+    # Redis forgot the client_id (its TTL passed, or it was evicted): the resend is
+    # appended again, under a new id the sender is told about.
+    await redis.delete(redis_keys.sent_client_id("lobby", ALICE.id, "resent-1"))
+    again = await traffic.writer.append(event)
+    assert not again.duplicate and again.id > first.id
+    archived_before = _metric("chatroom_archiver_archived_rows_total", "lobby")
+    dead_before = _metric("chatroom_archiver_dead_letters_total", "lobby")
+    assert await archiver.drain() == 0
+    # SQL stores the message once; the late copy is a dead letter naming the first id.
+    assert await archived_rows(engine, "lobby") == [(first.id, "resent-1", event.body)]
+    letters = await dead_letter_rows(engine)
+    assert [(row["stream_id"], row["reason"]) for row in letters] == [
+        (str(again.id), f"duplicate client_id of {first.id}")
+    ]
+    assert bytes(letters[0]["raw"]) == event.encode()
+    assert (archiver.archived, archiver.dead_lettered) == (1, 1)
+    assert _metric("chatroom_archiver_archived_rows_total", "lobby") == archived_before
+    assert _metric("chatroom_archiver_dead_letters_total", "lobby") == dead_before + 1
+    found = (await collect_status(redis, engine)).as_json()["rooms"]["lobby"]
+    assert (found["archived"], found["dead_letters"]) == (1, 1)
+    assert (found["backlog"], found["pending"]) == (0, 0)
+    rate, _ = await archiver_progress(redis, "lobby", int(time.time() * 1000) + 1500)
+    assert rate == round(1 / 60, 2)  # the late copy did not count as archived
+    await traffic.close()
+
+
+async def test_a_client_id_appended_twice_in_one_batch_and_replays_of_archived_entries(
+    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    traffic = Traffic(redis)
+    event = MessageEvent("lobby", ALICE, "twice in one batch", "resent-2")
+    first = await traffic.writer.append(event)
+    await redis.delete(redis_keys.sent_client_id("lobby", ALICE.id, "resent-2"))
+    again = await traffic.writer.append(event)
+    others = await traffic.send("lobby", 3)
+    settings = archiver_settings(tmp_path, archiver_hot_window=100)
+    archiver = Archiver(settings, backend.redis_url, engine, consumer="a1")
+    assert await archiver.drain() == 4
+    assert [r[0] for r in await archived_rows(engine, "lobby")] == [first.id, *others]
+    letters = await dead_letter_rows(engine)
+    assert [(row["stream_id"], row["reason"]) for row in letters] == [
+        (str(again.id), f"duplicate client_id of {first.id}")
+    ]
+    # A replay of archived entries (as after a crash between COMMIT and XACK) is a silent
+    # no-op for the rows; the late copy stays one dead letter.
+    await redis.xgroup_setid(redis_keys.room_stream("lobby"), "archiver", "0")
+    assert await archiver.drain() == 4
+    assert [r[0] for r in await archived_rows(engine, "lobby")] == [first.id, *others]
+    assert len(await dead_letter_rows(engine)) == 1
+    assert await pending_count(redis, "lobby") == 0
+    await traffic.close()
+
+
+async def test_write_batch_finds_client_id_duplicates_on_any_engine(
+    backend: Backend, engine: AsyncEngine
+) -> None:
+    # The test engine is a plain one: on MySQL its row counts include duplicates
+    # (CLIENT_FOUND_ROWS), so write_batch must look rather than trust them.
+    room_id = (await room_ids(engine))["lobby"]
+    stored = ArchivedMessage(room_id, StreamId(1_700_000_000_000, 0), 7, "same", "hi")
+    late = ArchivedMessage(room_id, StreamId(1_700_000_000_500, 0), 7, "same", "hi")
+    fresh = ArchivedMessage(room_id, StreamId(1_700_000_000_600, 0), 7, "other", "yo")
+    async with engine.begin() as conn:
+        assert await write_batch(conn, [stored], [], max_bytes=1_000_000) == []
+    async with engine.begin() as conn:
+        found = await write_batch(conn, [stored, late, fresh], [], max_bytes=1_000_000)
+    assert found == [Duplicate(1, stored.id)]  # the replay of `stored` is no duplicate
+    rows = await archived_rows(engine, "lobby")
+    assert [r[0] for r in rows] == [stored.id, fresh.id]

@@ -346,6 +346,20 @@ async def test_sends_over_the_rate_are_refused_with_retry_after(make_node: NodeF
     assert 0 < refused["retry_after_ms"] <= 1000
 
 
+async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: NodeFactory) -> None:
+    node = await make_node(send_rate_per_s=0.5, send_burst=3)
+    alice = node.connect(ALICE)
+    for i in range(3):
+        await send(alice, "ok", f"ok-{i}")
+    alice.leave()
+    await node.tasks[-1]  # that socket is gone, and the hub is done with it
+    again = node.connect(ALICE)
+    again.push({"type": "send", "room": "lobby", "body": "a fresh burst?", "client_id": "late"})
+    refused = await again.next("error")
+    assert refused["code"] == "rate_limited" and refused["client_id"] == "late"
+    assert 1000 < refused["retry_after_ms"] <= 2000
+
+
 async def test_a_user_over_the_connection_limit_is_closed(make_node: NodeFactory) -> None:
     node = await make_node(max_connections_per_user=2)
     first, second = node.connect(ALICE), node.connect(ALICE)
@@ -432,6 +446,39 @@ async def test_a_member_removed_from_a_private_room_loses_the_subscription(
         assert await alice.next("unsubscribed") == {"type": "unsubscribed", "room": "secret"}
     finally:
         SECRET_MEMBERS.add(ALICE.id)
+
+
+async def test_a_removed_member_loses_the_room_on_every_node_at_once(
+    make_node: NodeFactory, redis: Redis
+) -> None:
+    # A heartbeat every 15 s: what ends the subscription here is the signal, not the recheck.
+    one, two = await make_node(presence_expiry_s=60), await make_node(presence_expiry_s=60)
+    alice, alice_tab, bob = two.connect(ALICE), one.connect(ALICE), two.connect(BOB)
+    SECRET_MEMBERS.add(BOB.id)
+    try:
+        await subscribe(alice, room="secret")
+        await subscribe(bob, room="secret")
+        await send(alice_tab, "still in", "t-1", room="secret")  # that tab has a cached yes
+        SECRET_MEMBERS.discard(ALICE.id)  # what the owner's DELETE did in SQL
+        await one.hub.access_lost("secret", ALICE.id)
+        async with asyncio.timeout(2):
+            refused = await alice.next("error")
+            assert refused["code"] == "forbidden"
+            assert await alice.next("unsubscribed") == {"type": "unsubscribed", "room": "secret"}
+            leave = await bob.next("presence")
+        assert (leave["user"]["username"], leave["state"]) == ("alice", "leave")
+        # The other tab's cached yes is gone: its next send asks again and is refused.
+        alice_tab.push({"type": "send", "room": "secret", "body": "x", "client_id": "t-2"})
+        assert (await alice_tab.next("error", timeout=2))["code"] == "room_not_found"
+        # Live messages of the room no longer reach alice.
+        after = await send(bob, "alice is out", "b-1", room="secret")
+        assert [m["id"] for m in await messages(bob, 2)][-1] == after
+        alice.push({"type": "ping"})
+        await alice.next("pong")
+        assert not [f for f in alice.sent if '"alice is out"' in f]
+    finally:
+        SECRET_MEMBERS.add(ALICE.id)
+        SECRET_MEMBERS.discard(BOB.id)
 
 
 async def test_stopping_the_node_closes_its_sockets_with_1001(make_node: NodeFactory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from redis.asyncio import Redis
 
 from chatroom import redis_keys
@@ -13,6 +14,7 @@ from chatroom.hub.bus import BLOCK_MS, StreamBus
 from chatroom.streams.connection import connect
 from chatroom.streams.snapshots import Entry
 from conftest import Backend
+from redis_proxy import RedisProxy
 
 
 class Received:
@@ -66,3 +68,37 @@ async def test_rooms_are_read_in_id_order_and_a_new_room_is_picked_up_at_once(
         await bus.stop()
         await blocking.aclose()
     assert not await redis.exists(redis_keys.node_wakeup("test-node"))
+
+
+async def test_a_hung_read_is_dropped_and_resumes_from_the_last_id_delivered(
+    backend: Backend, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    received = Received()
+    async with RedisProxy(backend.redis_url) as proxy:
+        blocking = connect(proxy.url, blocking=True)
+        bus = StreamBus(redis, blocking, "test-node", received, block_ms=200, hang_s=0.3)
+        await bus.start()
+        try:
+            await bus.watch("lobby", ZERO)
+            before = await _add(redis, "lobby", 2)
+            assert await received.wait_for("lobby", 2) == before
+            # Half-open: the reader's connection, and any new one, answers nothing. Every
+            # read now hangs past its BLOCK and is dropped; the outage is logged once.
+            proxy.black_hole = True
+            during = await _add(redis, "lobby", 3)
+            await asyncio.sleep(1.6)  # three or so hung reads
+            assert received.ids("lobby") == before
+            connections = proxy.connections
+            assert connections >= 3  # each retry on a fresh connection
+            proxy.black_hole = False  # the network heals: new connections work
+            after = await _add(redis, "lobby", 2)
+            # No gap and no duplicate: the next read starts after the last id delivered.
+            assert await received.wait_for("lobby", 7) == before + during + after
+            await asyncio.sleep(0.3)
+            assert received.ids("lobby") == before + during + after
+        finally:
+            await bus.stop()
+            await blocking.aclose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "chatroom.hub.bus"]
+    assert len(lines) == 2, lines  # once when it stopped, once when it works again
+    assert "stopped" in lines[0] and "works again" in lines[1]

@@ -35,8 +35,21 @@ def test_the_limiter_keeps_one_bucket_per_user() -> None:
     assert limiter.retry_after_ms(2) == 0  # another user has their own bucket
     clock.now += 0.11
     assert limiter.retry_after_ms(1) == 0
-    limiter.forget(1)
-    assert limiter.retry_after_ms(1) == 0  # a fresh bucket after the user left
+
+
+def test_a_bucket_is_forgotten_only_once_it_has_refilled() -> None:
+    clock = Clock()
+    limiter = SendLimiter(rate=2.0, burst=4, clock=clock)
+    assert [limiter.retry_after_ms(1) for _ in range(5)] == [0, 0, 0, 0, 500]
+    assert limiter.retry_after_ms(2) == 0
+    clock.now += 1.0
+    limiter.forget_full()  # user 2 is full again; user 1 has 2 of 4 tokens
+    assert len(limiter) == 1
+    assert [limiter.retry_after_ms(1) for _ in range(3)] == [0, 0, 500]  # no fresh burst
+    clock.now += 2.0
+    limiter.forget_full()
+    assert len(limiter) == 0  # idle senders cost no memory
+    assert [limiter.retry_after_ms(1) for _ in range(5)] == [0, 0, 0, 0, 500]
 
 
 async def test_connections_are_counted_across_nodes_and_expire(redis: Redis) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import pytest
 from redis.asyncio import Redis
 
 from chatroom import redis_keys
 from chatroom.hub.signals import RoomSignals
 from chatroom.streams.connection import connect
 from conftest import Backend
+from redis_proxy import RedisProxy
 
 
 async def test_a_signal_reaches_every_node_with_its_skip_user(
@@ -44,3 +47,57 @@ async def test_the_channel_is_scoped_to_the_redis_database() -> None:
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def test_a_silent_subscription_is_found_by_ping_and_subscribed_anew(
+    backend: Backend, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: asyncio.Queue[tuple[str, str, int | None]] = asyncio.Queue()
+    async with RedisProxy(backend.redis_url) as proxy:
+        blocking = connect(proxy.url, blocking=True)
+        node = RoomSignals(
+            redis, blocking, lambda *signal: heard.put_nowait(signal), ping_every_s=0.2, hang_s=0.3
+        )
+        await node.start()
+        try:
+            await node.publish("lobby", "{}")
+            assert (await asyncio.wait_for(heard.get(), 5))[0] == "lobby"
+            # Half-open: the subscription hears nothing, and its PINGs get no answer.
+            proxy.black_hole = True
+            await node.publish("lost", "{}")  # published while nobody can hear it
+            await asyncio.sleep(2.0)  # several dead connections, each found and dropped
+            assert proxy.connections >= 3
+            assert heard.empty()
+            proxy.black_hole = False
+            # Subscribed again on a fresh connection within a PING period or so.
+            async with asyncio.timeout(5):
+                while True:
+                    await node.publish("music", "{}")
+                    with contextlib.suppress(TimeoutError):
+                        if (await asyncio.wait_for(heard.get(), 0.2))[0] == "music":
+                            break
+        finally:
+            await node.stop()
+            await blocking.aclose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "chatroom.hub.signals"]
+    assert len(lines) == 2, lines  # once when it stopped, once when it works again
+    assert "stopped" in lines[0] and "works again" in lines[1]
+
+
+async def test_access_lost_reaches_every_node(backend: Backend, redis: Redis) -> None:
+    blocking = connect(backend.redis_url, blocking=True)
+    lost: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    nodes = [
+        RoomSignals(redis, blocking, print, lambda *signal: lost.put_nowait(signal))
+        for _ in range(2)
+    ]
+    for node in nodes:
+        await node.start()
+    try:
+        await nodes[0].publish_access_lost("hideout", 7)
+        got = [await asyncio.wait_for(lost.get(), 5) for _ in range(2)]
+        assert got == [("hideout", 7)] * 2
+    finally:
+        for node in nodes:
+            await node.stop()
+        await blocking.aclose()

@@ -83,3 +83,41 @@ async def test_the_users_of_a_dead_node_leave(backend: Backend, tmp_path: Path) 
         await alice.close()
         for client in (alice_http, bob_http):
             await client.aclose()
+
+
+async def test_a_member_removed_on_one_node_loses_the_room_on_the_other_at_once(
+    backend: Backend, tmp_path: Path
+) -> None:
+    # A heartbeat every 15 s: what ends bob's subscription here is the removal's signal.
+    settings = {**SETTINGS, "presence_expiry_s": "60"}
+    async with (
+        running_server(backend, tmp_path, settings=settings) as one,
+        running_server(backend, tmp_path, settings=settings) as two,
+    ):
+        owner_http, bob_http = await signed_up(one, "owner"), await signed_up(one, "bob")
+        created = await owner_http.post(
+            "/api/rooms", json={"slug": "hideout", "title": "Hideout", "private": True}
+        )
+        assert created.status_code == 201, created.text
+        added = await owner_http.post("/api/rooms/hideout/members", json={"username": "bob"})
+        assert added.status_code == 204, added.text
+        bob = await open_socket(two, bob_http)
+        await bob.subscribe("hideout")
+        await bob.send({"type": "send", "room": "hideout", "body": "hi", "client_id": "b1"})
+        await bob.next("ack")  # bob's yes for hideout is now cached on node 2
+
+        removed_at = time.monotonic()
+        removed = await owner_http.delete("/api/rooms/hideout/members/bob")
+        assert removed.status_code == 204, removed.text
+        assert (await bob.next("error", timeout=3))["code"] == "forbidden"
+        assert await bob.next("unsubscribed", timeout=3) == {
+            "type": "unsubscribed",
+            "room": "hideout",
+        }
+        assert time.monotonic() - removed_at < 3
+        await bob.send({"type": "send", "room": "hideout", "body": "still?", "client_id": "b2"})
+        refused = await bob.next("error", timeout=3)
+        assert (refused["code"], refused["client_id"]) == ("room_not_found", "b2")
+        await bob.close()
+        for client in (owner_http, bob_http):
+            await client.aclose()

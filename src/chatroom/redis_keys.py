@@ -88,8 +88,10 @@ def throttle(scope: str, subject: str) -> str:
     return f"{PREFIX}:throttle:{scope}:{subject}"
 
 
-def archiver_heartbeat(consumer: str) -> str:
-    return f"{PREFIX}:archiver:alive:{consumer}"
+def archiver_heartbeat(slug: str, consumer: str) -> str:
+    """Set while the archiver `consumer` is alive, one per room it reads: in the stream's
+    slot, so that one script can check it and remove a gone consumer atomically."""
+    return f"{room_tag(slug)}:archiver_alive:{consumer}"
 
 
 def archiver_rate(slug: str) -> str:

@@ -73,6 +73,33 @@ return redis.call('XTRIM', key, 'MINID', minid)
 """
 
 
+# Remove a consumer that is gone, checking and deleting in one step: a consumer that
+# reads between a separate check and XGROUP DELCONSUMER would be deleted with the entries
+# it just read (delivered, no longer pending: a safe trim could then drop them unarchived).
+# Gone: no heartbeat key, nothing pending, idle at least the limit.
+# KEYS: stream, the consumer's heartbeat key. ARGV: group, consumer, idle limit (ms).
+# Returns 1 when the consumer was removed.
+_REMOVE_IF_GONE = """
+local key, alive = KEYS[1], KEYS[2]
+local group, name, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', alive) == 1 then return 0 end
+for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', key, group)) do
+  local this, pending, idle = false, nil, nil
+  for i = 1, #info, 2 do
+    if info[i] == 'name' then this = info[i + 1] == name end
+    if info[i] == 'pending' then pending = info[i + 1] end
+    if info[i] == 'idle' then idle = info[i + 1] end
+  end
+  if this then
+    if pending ~= 0 or idle < limit then return 0 end
+    redis.call('XGROUP', 'DELCONSUMER', key, group, name)
+    return 1
+  end
+end
+return 0
+"""
+
+
 def _stream_id(raw: bytes | str) -> StreamId:
     # Redis wrote these ids itself: a split is enough, and much cheaper than a regex.
     if isinstance(raw, str):
@@ -104,6 +131,7 @@ class GroupStreams:
         self._blocking = blocking  # no socket timeout: for XREADGROUP with BLOCK
         self.consumer = consumer
         self._trim = redis.register_script(_SAFE_TRIM)
+        self._remove_if_gone = redis.register_script(_REMOVE_IF_GONE)
 
     async def rooms(self) -> set[str]:
         members: Any = await self._redis.smembers(redis_keys.ROOMS_WITH_STREAMS)
@@ -212,27 +240,40 @@ class GroupStreams:
     async def trim(self, room: str, hot_window: int) -> int:
         return int(await self._trim(keys=[redis_keys.room_stream(room)], args=[GROUP, hot_window]))
 
-    async def heartbeat(self, ttl_s: int) -> None:
-        await self._redis.set(redis_keys.archiver_heartbeat(self.consumer), "1", ex=ttl_s)
+    async def heartbeat(self, rooms: Iterable[str], ttl_s: float) -> None:
+        """Say this consumer is alive, in each room it reads (the key lives in the room's
+        slot, next to the stream the removal script checks)."""
+        ttl_ms = max(1, int(ttl_s * 1000))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.set(redis_keys.archiver_heartbeat(room, self.consumer), "1", px=ttl_ms)
+            if len(pipe):
+                await pipe.execute()
 
-    async def forget_heartbeat(self) -> None:
-        await self._redis.delete(redis_keys.archiver_heartbeat(self.consumer))
+    async def forget_heartbeat(self, rooms: Iterable[str]) -> None:
+        keys = [redis_keys.archiver_heartbeat(room, self.consumer) for room in rooms]
+        if keys:
+            await self._redis.delete(*keys)
 
     async def remove_gone_consumers(self, room: str, *, idle_ms: int) -> list[str]:
         """Remove consumers of the group that are dead (no heartbeat, idle) and hold
         nothing pending: removing one with pending entries would orphan them."""
-        key = redis_keys.room_stream(room)
+        consumers: Any = await self._redis.xinfo_consumers(redis_keys.room_stream(room), GROUP)
         removed = []
-        consumers: Any = await self._redis.xinfo_consumers(key, GROUP)
         for info in consumers:
             name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+            # A cheap first look; the script decides, atomically.
             if name == self.consumer or int(info["pending"]) or int(info["idle"]) < idle_ms:
                 continue
-            if await self._redis.exists(redis_keys.archiver_heartbeat(name)):
-                continue
-            await self._redis.xgroup_delconsumer(key, GROUP, name)
-            removed.append(name)
+            if await self.remove_consumer_if_gone(room, name, idle_ms=idle_ms):
+                removed.append(name)
         return removed
+
+    async def remove_consumer_if_gone(self, room: str, name: str, *, idle_ms: int) -> bool:
+        """Remove consumer `name` if, at this instant, it has no heartbeat in this room,
+        nothing pending, and has been idle `idle_ms`: checked and done in one script."""
+        keys = [redis_keys.room_stream(room), redis_keys.archiver_heartbeat(room, name)]
+        return bool(await self._remove_if_gone(keys=keys, args=[GROUP, name, idle_ms]))
 
     async def remove_self_if_idle(self, room: str) -> bool:
         """On a clean stop: leave the group when nothing of ours is pending."""

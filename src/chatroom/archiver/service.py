@@ -45,11 +45,14 @@ from chatroom.settings import ArchiveSchedule, Settings
 from chatroom.store.archive_writes import (
     ArchivedMessage,
     DeadLetter,
+    Duplicate,
+    insert_dead_letters,
     statement_limit,
     write_batch,
 )
 from chatroom.store.counts import room_ids
-from chatroom.streams.connection import connect
+from chatroom.store.database import create_engine
+from chatroom.streams.connection import connect, read_limit_s
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,6 @@ ROOMS_EVERY_S = 1.0  # new rooms are found within this long
 HEARTBEAT_TTL_S = 15
 METRICS_EVERY_S = 5.0
 TRIM_EVERY_S = 1.0  # trims run at most this often, off the write path
-READ_HANG_S = 10.0  # on top of BLOCK: a read that takes longer is a hung connection
 
 
 class _Stopped(Exception):
@@ -86,6 +88,18 @@ class _Prepared:
     started: float
 
 
+def _late_copy(entry: StreamEntry, duplicate: Duplicate) -> DeadLetter:
+    first = "an earlier message" if duplicate.first is None else str(duplicate.first)
+    return DeadLetter(
+        redis_keys.room_stream(entry.room),
+        str(entry.id),
+        entry.room,
+        entry.raw,
+        f"duplicate client_id of {first}",
+        entry.deliveries,
+    )
+
+
 class Archiver:
     """Moves messages from every room stream into SQL; see the module docstring."""
 
@@ -100,6 +114,8 @@ class Archiver:
         self._settings = settings
         self._redis_url = redis_url
         self._engine = engine
+        # The engine batches are written through (set by _open): see _open.
+        self._writes = engine
         self._consumer = consumer or settings.archiver_consumer
         self._failpoints = Failpoints.from_env()
         self._redis_state = OutageState("Redis")
@@ -157,9 +173,15 @@ class Archiver:
         """Archive the whole backlog once (own pending, stale, then new), return the rows
         archived; `stop` (optional) ends it early, after the batch in hand."""
         self._open(stop or asyncio.Event(), "draining the backlog once")
+        # A drain may outlast the heartbeat's TTL: without one, another archiver could
+        # take it for a gone consumer.
+        keep_alive = asyncio.create_task(self._keep_alive(), name="archiver-heartbeat")
         try:
             return await self._drain()
         finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
             await self._close()
 
     def _open(self, stop: asyncio.Event, mode: str) -> None:
@@ -174,6 +196,12 @@ class Archiver:
             self._lease = lease_consumer_name(self._settings.data_dir / "archiver")
             name = self._lease.name
         self._streams = GroupStreams(self._redis, self._reader, name)
+        if self._engine.dialect.name == "mysql":
+            # SQLAlchemy's MySQL connections count a duplicate the upsert skipped as a row
+            # (CLIENT_FOUND_ROWS): batches go through a small pool of our own without it,
+            # so that fewer rows counted than sent means a duplicate to look up.
+            url = self._engine.url.render_as_string(hide_password=False)
+            self._writes = create_engine(url, pool_size=2, changed_rows=True)
         self._rooms = set()
         self._pending_scan = {}
         log.info("archiver %s started (%s)", name, mode)
@@ -187,12 +215,15 @@ class Archiver:
                 await self._report_progress()
                 for room in sorted(self._rooms):
                     await self._streams.remove_self_if_idle(room)
-                await self._streams.forget_heartbeat()
+                await self._streams.forget_heartbeat(sorted(self._rooms))
         for client in (self._redis, self._reader):
             if client is not None:
                 with contextlib.suppress(*REDIS_DOWN):
                     await client.aclose()
         self._redis = self._reader = None
+        if self._writes is not self._engine:
+            await self._writes.dispose()
+            self._writes = self._engine
         if self._lease is not None:
             self._lease.release()
             self._lease = None
@@ -298,7 +329,7 @@ class Archiver:
         assert self._streams is not None
         streams = self._streams
         rooms = sorted(self._rooms)
-        limit = READ_HANG_S + (block_ms or 0) / 1000
+        limit = read_limit_s(block_ms)  # a read that takes longer is a hung connection
         # COUNT is per stream: share the batch among the rooms that had entries last
         # time, so that a read is about one batch and the next read overlaps its write.
         busy = len(self._busy_rooms & self._rooms) or len(self._rooms) or 1
@@ -474,17 +505,23 @@ class Archiver:
     async def _commit(
         self, rows: list[tuple[StreamEntry, ArchivedMessage]], letters: list[DeadLetter]
     ) -> list[DeadLetter]:
-        """Write rows and dead letters in one transaction. When SQL rejects a row (a
-        constraint or a value), find it by halving and dead-letter it alone: one bad row
-        never holds back the others. Returns the dead letters so added."""
+        """Write rows and dead letters in one transaction. A row whose (room, sender,
+        client_id) SQL already holds under another stream id (a resend appended again after
+        Redis forgot its client_id) is dead-lettered in the same transaction. When SQL
+        rejects a row (a constraint or a value), find it by halving and dead-letter it
+        alone: one bad row never holds back the others. Returns the dead letters so added."""
         if self._max_bytes is None:
-            async with self._engine.connect() as conn:
+            async with self._writes.connect() as conn:
                 self._max_bytes = await statement_limit(conn)
         try:
-            async with self._engine.begin() as conn:
-                await write_batch(conn, [m for _, m in rows], letters, max_bytes=self._max_bytes)
+            async with self._writes.begin() as conn:
+                found = await write_batch(
+                    conn, [m for _, m in rows], letters, max_bytes=self._max_bytes
+                )
+                late = [_late_copy(rows[duplicate.index][0], duplicate) for duplicate in found]
+                await insert_dead_letters(conn, late, max_bytes=self._max_bytes)
                 self._failpoints.reach("after_insert_before_commit")
-            return []
+            return late
         except SQL_REJECTED as exc:
             if len(rows) > 1:
                 first, second = split_for_retry(rows)
@@ -500,7 +537,7 @@ class Archiver:
                 f"rejected by SQL: {_first_line(exc)}",
                 entry.deliveries,
             )
-            async with self._engine.begin() as conn:
+            async with self._writes.begin() as conn:
                 await write_batch(conn, [], [*letters, letter], max_bytes=self._max_bytes)
             return [letter]
 
@@ -574,17 +611,30 @@ class Archiver:
             async def join(room: str = room) -> bool:
                 return await streams.ensure_group(room)
 
+            async def beat(room: str = room) -> None:
+                # Alive in the room before the first read from it.
+                await streams.heartbeat([room], HEARTBEAT_TTL_S)
+
             if await self._redis_call(join):
                 log.info("created the archiver group of %s", room)
+            await self._redis_call(beat)
             self._rooms.add(room)
             self._pending_scan.setdefault(room, StreamId(0, 0))
 
     async def _load_room_ids(self) -> None:
         self._room_ids = await room_ids(self._engine)
 
+    async def _keep_alive(self) -> None:
+        """The heartbeat alone, for drain() (run() has it in _upkeep)."""
+        assert self._streams is not None
+        while True:
+            with contextlib.suppress(*REDIS_DOWN, ResponseError):
+                await self._streams.heartbeat(sorted(self._rooms), HEARTBEAT_TTL_S)
+            await asyncio.sleep(HEARTBEAT_TTL_S / 3)
+
     async def _heartbeat_and_tidy(self) -> None:
         assert self._streams is not None
-        await self._streams.heartbeat(HEARTBEAT_TTL_S)
+        await self._streams.heartbeat(sorted(self._rooms), HEARTBEAT_TTL_S)
         idle_ms = max(60_000, 2 * self._settings.archiver_claim_idle_ms)
         for room in sorted(self._rooms):
             await self._streams.prune_rates(room, int(time.time()) - 60)

@@ -6,6 +6,11 @@ and any number of nodes needs nothing else: a message appended through node 1 is
 from its stream by node 2 like any other. When the set of rooms changes while the read
 is blocked, the node adds an entry to its own small wake-up stream, which is part of
 every read, so the change takes effect at once.
+
+A read that outlasts its BLOCK by `READ_HANG_S` is on a hung connection (half-open after
+a failover, a NAT timeout, a paused VM): it is dropped, and the next read, on a fresh
+connection, starts again from the last id delivered per room, so nothing is lost and
+nothing is delivered twice.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from redis.exceptions import RedisError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
+from chatroom.hub.redis_link import ReadLink
+from chatroom.streams.connection import READ_HANG_S
 from chatroom.streams.snapshots import Entry
 
 log = logging.getLogger(__name__)
@@ -36,9 +43,21 @@ OnEntries = Callable[[str, list[Entry]], None]
 class StreamBus:
     """Reads the watched rooms' streams in id order and hands each batch to `on_entries`."""
 
-    def __init__(self, redis: Redis, blocking_redis: Redis, node_id: str, on_entries: OnEntries):
+    def __init__(
+        self,
+        redis: Redis,
+        blocking_redis: Redis,
+        node_id: str,
+        on_entries: OnEntries,
+        *,
+        block_ms: int = BLOCK_MS,
+        hang_s: float = READ_HANG_S,
+    ):
         self._redis = redis
         self._blocking = blocking_redis  # XREAD BLOCK holds its connection: a client of its own
+        self._block_ms = block_ms
+        self._read_limit_s = block_ms / 1000 + hang_s
+        self._link = ReadLink("reading the room streams", log)
         self._wakeup_key = redis_keys.node_wakeup(node_id)
         self._wakeup_id = StreamId(0, 0)
         self._on_entries = on_entries
@@ -88,8 +107,15 @@ class StreamBus:
         try:
             await self._wake()
         except (RedisError, OSError) as exc:
-            # The read loop retries on its own; it picks the room up within BLOCK_MS.
+            # The read loop picks the room up at its next read, within BLOCK_MS.
             log.warning("could not wake the stream reader: %s", exc)
+
+    async def _drop_connection(self) -> None:
+        """Close the hung read's connection (back in the pool, idle) so that the next read
+        opens a new one; the pub/sub connection, in use, is not touched."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(self._read_limit_s):
+                await self._blocking.connection_pool.disconnect(inuse_connections=False)
 
     async def _run(self) -> None:
         while True:
@@ -102,15 +128,23 @@ class StreamBus:
             }
             streams[self._wakeup_key] = str(self._wakeup_id)
             try:
-                reply: Any = await self._blocking.xread(
-                    streams,  # type: ignore[arg-type]
-                    count=READ_COUNT,
-                    block=BLOCK_MS,
+                reply: Any = await asyncio.wait_for(
+                    self._blocking.xread(
+                        streams,  # type: ignore[arg-type]
+                        count=READ_COUNT,
+                        block=self._block_ms,
+                    ),
+                    self._read_limit_s,
                 )
+            except TimeoutError:
+                self._link.failed(f"no answer within {self._read_limit_s:g} s")
+                await self._drop_connection()
+                continue  # at once: the cursors still hold the last ids delivered
             except (RedisError, OSError) as exc:
-                log.warning("reading the room streams failed, retrying: %s", exc)
+                self._link.failed(str(exc) or type(exc).__name__)
                 await asyncio.sleep(RETRY_S)
                 continue
+            self._link.working()
             for raw_key, raw_entries in reply or []:
                 key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
                 entries: list[Entry] = [

@@ -30,6 +30,7 @@ from chatroom.hub.bus import StreamBus
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
 from chatroom.hub.presence import Presence, PresenceBoard, online_users
+from chatroom.hub.replies import Replies
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.hub.transport import Transport
@@ -47,7 +48,8 @@ SignedIn = Callable[[], Awaitable[bool]]
 
 REPLAY_PAGE = 200
 # A send or typing frame reuses a yes from the room check for this long; a subscribe asks
-# afresh, and subscriptions to private rooms are checked again at every heartbeat.
+# afresh. A removal from a private room clears it at once on every node (`access_lost`),
+# and subscriptions to private rooms are checked again at every heartbeat all the same.
 ACCESS_CACHE_S = 5.0
 STOP_TIMEOUT_S = 5.0
 _STORE_ERRORS = (RedisError, SQLAlchemyError, OSError)
@@ -67,12 +69,23 @@ class HubStats:
 class _Client:
     """What the hub keeps for one connection."""
 
+    __slots__ = (
+        "access",
+        "allowed",
+        "connection",
+        "replies",
+        "signed_in",
+        "subscriptions",
+        "typed_at",
+    )
+
     def __init__(
         self, connection: Connection, access: RoomAccess, signed_in: SignedIn | None
     ) -> None:
         self.connection = connection
         self.access = access
         self.signed_in = signed_in
+        self.replies = Replies(connection)
         self.subscriptions: dict[str, Subscription] = {}
         self.allowed: dict[str, tuple[RoomRef, float]] = {}
         self.typed_at: dict[str, float] = {}
@@ -116,7 +129,7 @@ class Hub:
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
         self._sends = SendLimiter(settings.send_rate_per_s, settings.send_burst)
         self._bus = StreamBus(redis, blocking_redis, self.node_id, self._on_entries)
-        self._signals = RoomSignals(redis, blocking_redis, self._on_signal)
+        self._signals = RoomSignals(redis, blocking_redis, self._on_signal, self._on_access_lost)
         self._clients: dict[str, _Client] = {}
         self._rooms: dict[str, set[Subscription]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -175,7 +188,10 @@ class Hub:
         finally:
             if connection.close_code == CloseCode.SLOW_CONSUMER:
                 self.stats.slow_consumers += 1
-            await self._disconnect(client)
+            try:
+                await client.replies.settle(STOP_TIMEOUT_S)
+            finally:
+                await self._disconnect(client)
 
     async def _disconnect(self, client: _Client) -> None:
         user = client.connection.user
@@ -187,26 +203,31 @@ class Hub:
         finally:
             del self._clients[client.connection.id]
             self.stats.connections -= 1
-            if not any(c.connection.user.id == user.id for c in self._clients.values()):
-                self._sends.forget(user.id)
+            # The send bucket stays: a reconnect must not buy a fresh burst.
             if not self._clients:
                 self._all_gone.set()
 
     async def _on_frame(self, client: _Client, raw: str | bytes) -> None:
         connection = client.connection
+        replies = client.replies
         if frames.frame_too_big(raw, self.settings.frame_max_bytes):
             limit = self.settings.frame_max_bytes
             connection.close(CloseCode.MESSAGE_TOO_BIG, f"a frame is at most {limit} bytes")
             return
+        await replies.room_for_one()  # backpressure: a full window stops the reading
         try:
             frame = frames.parse_client_frame(raw, body_max_chars=self.settings.message_max_chars)
         except FrameError as exc:
-            connection.offer(exc.as_frame())
+            replies.answer(exc.as_frame())
             return
         try:
             if isinstance(frame, frames.Send):
                 await self._send(client, frame)
-            elif isinstance(frame, frames.Subscribe):
+                return
+            # Any other frame waits for the sends before it: its reply never passes their
+            # acks, and a subscribe after a send sees that message.
+            await replies.drained()
+            if isinstance(frame, frames.Subscribe):
                 await self._subscribe(client, frame)
             elif isinstance(frame, frames.Unsubscribe):
                 subscription = client.subscriptions.get(frame.room)
@@ -220,23 +241,18 @@ class Hub:
         except _STORE_ERRORS as exc:
             log.warning("a %s frame failed: %s", type(frame).__name__.lower(), exc)
             client_id = frame.client_id if isinstance(frame, frames.Send) else None
-            connection.offer(
-                frames.error(
-                    ErrorCode.UNAVAILABLE,
-                    "the server cannot reach its storage right now; try again",
-                    client_id=client_id,
-                )
-            )
+            replies.answer(_unavailable(client_id))
 
     # Frames.
 
     async def _send(self, client: _Client, send: frames.Send) -> None:
-        connection = client.connection
-        user = connection.user
+        """Check the send now and start its append; its reply comes in turn (`Replies`)."""
+        replies = client.replies
+        user = client.connection.user
         wait_ms = self._sends.retry_after_ms(user.id)
         if wait_ms:
             rate = self.settings.send_rate_per_s
-            connection.offer(
+            replies.answer(
                 frames.error(
                     ErrorCode.RATE_LIMITED,
                     f"too many messages: at most {rate:g} per second",
@@ -247,13 +263,28 @@ class Hub:
             return
         room = await client.room(send.room, fresh=False)
         if room is None:
-            answer_room_not_found(send.room, send.client_id, connection)
+            replies.answer(
+                FrameError(
+                    ErrorCode.ROOM_NOT_FOUND,
+                    f"there is no room {send.room!r}",
+                    client_id=send.client_id,
+                ).as_frame()
+            )
             return
-        appended = await self._writer.append(
-            MessageEvent(room.slug, user, send.body, send.client_id)
-        )
+        # A task's first step queues the append in the stream writer, and tasks start in
+        # the order they are created: a sender's messages reach the stream in the order
+        # they arrived, while the reader goes on to the next frame.
+        replies.follow(asyncio.create_task(self._append(room.slug, user, send)))
+
+    async def _append(self, slug: str, user: Author, send: frames.Send) -> str:
+        """Append a send to its room's stream; the reply: its ack, or why it failed."""
+        try:
+            appended = await self._writer.append(MessageEvent(slug, user, send.body, send.client_id))
+        except _STORE_ERRORS as exc:
+            log.warning("a send failed: %s", exc)
+            return _unavailable(send.client_id)
         self.stats.messages_in += 1
-        connection.offer(frames.ack(send.client_id, appended.id))
+        return frames.ack(send.client_id, appended.id)
 
     async def _typing(self, client: _Client, typing: frames.Typing) -> None:
         now = time.monotonic()
@@ -429,12 +460,38 @@ class Hub:
             if subscription.announced and connection.user.id != skip_user:
                 connection.offer(frame)
 
+    # Access taken away (a member removed from a private room).
+
+    async def access_lost(self, slug: str, user_id: int) -> None:
+        """Tell every node that the user may no longer use the room: their subscriptions
+        to it end at once, and no cached yes lets one more send through."""
+        try:
+            await self._signals.publish_access_lost(slug, user_id)
+        except _STORE_ERRORS as exc:  # the heartbeat's recheck ends them within 5 s
+            log.warning("could not announce that user %s left %s: %s", user_id, slug, exc)
+
+    def _on_access_lost(self, slug: str, user_id: int) -> None:
+        for client in list(self._clients.values()):
+            if client.connection.user.id != user_id:
+                continue
+            client.allowed.pop(slug, None)
+            subscription = client.subscriptions.get(slug)
+            if subscription is None:
+                continue
+            self._drop(client, subscription)  # now: not one more live message
+            client.connection.offer(
+                frames.error(ErrorCode.FORBIDDEN, f"you are no longer a member of {slug}")
+            )
+            client.connection.offer(frames.unsubscribed(slug))
+            client.connection.spawn(self._unsubscribe(client, subscription), name=f"leave {slug}")
+
     # Heartbeat: presence and connection counts stay alive, dead nodes' users leave,
     # sessions and private rooms are checked again.
 
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_s)
+            self._sends.forget_full()
             try:
                 await self._beat_once()
             except _STORE_ERRORS as exc:
@@ -467,6 +524,14 @@ class Hub:
                         frames.error(ErrorCode.FORBIDDEN, f"you are no longer a member of {slug}")
                     )
                     client.connection.offer(frames.unsubscribed(slug))
+
+
+def _unavailable(client_id: str | None) -> str:
+    return frames.error(
+        ErrorCode.UNAVAILABLE,
+        "the server cannot reach its storage right now; try again",
+        client_id=client_id,
+    )
 
 
 def answer_room_not_found(slug: str, client_id: str | None, connection: Connection) -> None:

@@ -1,7 +1,9 @@
 """Per-user limits: sends per second (a token bucket) and open connections.
 
-The send bucket is shared by all of a user's connections to this node; the connection
-count is kept in Redis, so it holds across every node.
+The send bucket is shared by all of a user's connections to this node, and it outlives
+them until it has refilled: a disconnect and reconnect buys no fresh burst. It is kept in
+memory, not in Redis, so a send costs no extra round trip. The connection count is kept
+in Redis, so it holds across every node.
 """
 
 from __future__ import annotations
@@ -27,16 +29,22 @@ class TokenBucket:
 
     def take(self, now: float) -> float:
         """Take a token: 0.0 when allowed, else the seconds until one is there."""
-        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.tokens = self.level(now)
         self.updated = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.rate
 
+    def level(self, now: float) -> float:
+        """The tokens saved up at `now`."""
+        return min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+
 
 class SendLimiter:
-    """One bucket per user, dropped when the user's last connection here closes."""
+    """One bucket per user. A bucket is forgotten only once it is full again, since a
+    full bucket and a new one are the same: whether the user is connected does not
+    matter, so reconnecting cannot reset it."""
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
@@ -45,6 +53,9 @@ class SendLimiter:
         self._burst = burst
         self._clock = clock
         self._buckets: dict[int, TokenBucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def retry_after_ms(self, user_id: int) -> int:
         """0 when the user may send now; else the milliseconds to wait (at least 1)."""
@@ -56,8 +67,13 @@ class SendLimiter:
         wait = bucket.take(now)
         return 0 if wait == 0.0 else max(1, math.ceil(wait * 1000))
 
-    def forget(self, user_id: int) -> None:
-        self._buckets.pop(user_id, None)
+    def forget_full(self) -> None:
+        """Drop the buckets that have refilled (the hub calls this at every heartbeat):
+        memory holds only users who sent within the last burst / rate seconds."""
+        now = self._clock()
+        full = [user for user, b in self._buckets.items() if b.level(now) >= self._burst]
+        for user_id in full:
+            del self._buckets[user_id]
 
 
 # KEYS: the user's connections. ARGV: connection id, expiry ms, now ms, the maximum.

@@ -1,8 +1,16 @@
-"""Ephemeral room frames (presence, typing) between app nodes, over Redis pub/sub.
+"""Ephemeral room signals between app nodes, over Redis pub/sub.
 
-These are never stored: a node that misses one (a reconnect to Redis) loses nothing that
-matters, since the online list is read from Redis with every `subscribed`. Every node,
-the sender's included, delivers a signal when it comes back from the channel: one path.
+Two kinds: a frame for a room's subscribers (presence, typing), and "this user lost
+access to this room" (a member removed from a private room), on which every node ends
+that user's subscription at once. Frames are never stored: a node that misses one (a
+reconnect to Redis) loses nothing that matters, since the online list is read from Redis
+with every `subscribed`, and a lost access is found by the heartbeat's recheck anyway.
+Every node, the sender's included, acts on a signal when it comes back from the channel:
+one path.
+
+The subscription is watched: after `PING_EVERY_S` of silence the node PINGs on the
+pub/sub connection, and a connection that answers nothing within `READ_HANG_S` (half-open
+after a failover, a NAT timeout, a paused VM) is dropped and the channel subscribed anew.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -19,69 +28,169 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from chatroom import redis_keys
+from chatroom.hub.redis_link import ReadLink
+from chatroom.streams.connection import READ_HANG_S
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 0.5
+PING_EVERY_S = 5.0
+_PING = "chatroom-signals"  # told apart from redis-py's own health check PING
 
 # room, the frame's JSON text, a user id whose own connections skip it (or None).
 OnSignal = Callable[[str, str, int | None], None]
+# room, the user who may no longer use it.
+OnAccessLost = Callable[[str, int], None]
 
 
-def _decode(data: Any) -> tuple[str, str, int | None] | None:
+@dataclass(frozen=True, slots=True)
+class RoomFrame:
+    room: str
+    frame: str
+    skip_user: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLost:
+    room: str
+    user_id: int
+
+
+class _Silent(Exception):
+    """The pub/sub connection answered nothing, not even a PING."""
+
+
+def decode_signal(data: Any) -> RoomFrame | AccessLost | None:
     try:
         obj = json.loads(data)
+        if "lost" in obj:
+            return AccessLost(str(obj["room"]), int(obj["lost"]))
         skip = obj.get("skip")
-        return str(obj["room"]), str(obj["frame"]), int(skip) if skip is not None else None
+        return RoomFrame(
+            str(obj["room"]), str(obj["frame"]), int(skip) if skip is not None else None
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
+def _ignore_access_lost(_room: str, _user_id: int) -> None:
+    return None
+
+
 class RoomSignals:
-    def __init__(self, redis: Redis, blocking_redis: Redis, on_signal: OnSignal) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        blocking_redis: Redis,
+        on_signal: OnSignal,
+        on_access_lost: OnAccessLost = _ignore_access_lost,
+        *,
+        ping_every_s: float = PING_EVERY_S,
+        hang_s: float = READ_HANG_S,
+    ) -> None:
         self._redis = redis
         self._blocking = blocking_redis
         self._on_signal = on_signal
+        self._on_access_lost = on_access_lost
+        self._ping_every_s = ping_every_s
+        self._hang_s = hang_s
         self._pubsub: PubSub | None = None
         database = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
         self.channel = redis_keys.room_signals(database)
+        self._link = ReadLink("listening to the room signals", log)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._pubsub = self._blocking.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self.channel)
-        self._task = asyncio.create_task(self._run(self._pubsub), name="room-signals")
+        """Subscribe (confirmed by Redis: a signal published after this is heard)."""
+        self._pubsub = await self._subscribe()
+        self._task = asyncio.create_task(self._run(), name="room-signals")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._close()
 
     async def publish(self, room: str, frame: str, *, skip_user: int | None = None) -> None:
         payload = json.dumps({"room": room, "frame": frame, "skip": skip_user}, ensure_ascii=False)
         await self._redis.publish(self.channel, payload)
 
-    async def _run(self, pubsub: PubSub) -> None:
+    async def publish_access_lost(self, room: str, user_id: int) -> None:
+        await self._redis.publish(self.channel, json.dumps({"room": room, "lost": user_id}))
+
+    async def _subscribe(self) -> PubSub:
+        pubsub = self._blocking.pubsub()
+        try:
+            async with asyncio.timeout(self._hang_s):
+                await pubsub.subscribe(self.channel)
+                while True:
+                    message = await pubsub.get_message(timeout=self._hang_s)
+                    if message is not None and message.get("type") == "subscribe":
+                        return pubsub
+        except BaseException:
+            await self._drop(pubsub)
+            raise
+
+    async def _close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await self._drop(pubsub)
+
+    async def _drop(self, pubsub: PubSub) -> None:
+        """Close the pub/sub connection: a hung one is never handed back to be reused."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(self._hang_s):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _run(self) -> None:
         while True:
             try:
-                message = await pubsub.get_message(timeout=None)
-            except (RedisError, OSError) as exc:
-                log.warning("room signals: %s; resubscribing", exc)
+                if self._pubsub is None:
+                    self._pubsub = await self._subscribe()
+                    self._link.working()
+                await self._listen(self._pubsub)
+            except (RedisError, OSError, TimeoutError, _Silent) as exc:
+                self._link.failed(str(exc) or type(exc).__name__)
+                await self._close()
                 await asyncio.sleep(RETRY_S)
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.subscribe(self.channel)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        """Deliver signals until the connection fails or falls silent (raises)."""
+        loop = asyncio.get_running_loop()
+        heard = loop.time()  # when the connection last gave anything, a pong included
+        pinged: float | None = None
+        wait_s = min(self._ping_every_s, self._hang_s)
+        while True:
+            # get_message returns None after `wait_s`; the bound is for a read that hangs
+            # regardless (a reconnect's handshake has no timeout on this client).
+            message = await asyncio.wait_for(
+                pubsub.get_message(timeout=wait_s), wait_s + self._hang_s
+            )
+            now = loop.time()
+            if message is None:
+                if pinged is not None:
+                    if now - pinged > self._hang_s:
+                        raise _Silent(f"no answer to PING within {self._hang_s:g} s")
+                elif now - heard >= self._ping_every_s:
+                    async with asyncio.timeout(self._hang_s):
+                        await pubsub.ping(_PING)
+                    pinged = now
                 continue
-            if message is None or message.get("type") != "message":
-                continue
-            signal = _decode(message["data"])
-            if signal is None:
-                log.warning("room signals: dropped a malformed signal")
-                continue
-            try:
-                self._on_signal(*signal)
-            except Exception:
-                log.exception("room signal delivery failed")
+            heard, pinged = now, None
+            self._link.working()
+            if message.get("type") == "message":
+                self._deliver(message["data"])
+
+    def _deliver(self, data: Any) -> None:
+        signal = decode_signal(data)
+        if signal is None:
+            log.warning("room signals: dropped a malformed signal")
+            return
+        try:
+            if isinstance(signal, AccessLost):
+                self._on_access_lost(signal.room, signal.user_id)
+            else:
+                self._on_signal(signal.room, signal.frame, signal.skip_user)
+        except Exception:
+            log.exception("room signal delivery failed")

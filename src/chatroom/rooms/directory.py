@@ -152,11 +152,13 @@ class RoomDirectory:
         member = await self._manageable(acting, room, username)
         await self._add(room, member)
 
-    async def remove_member(self, acting: User, room: Room, username: object) -> None:
+    async def remove_member(self, acting: User, room: Room, username: object) -> int:
+        """Remove a member of a private room; the removed user's id."""
         member = await self._manageable(acting, room, username)
         if member == room.owner_id:
             raise Conflict("owner_cannot_leave", "the owner of a private room cannot be removed")
         await self._remove(room, member)
+        return member
 
     async def _manageable(self, acting: User, room: Room, username: object) -> int:
         """The id of the user `acting` may add to or remove from `room`."""

@@ -1,10 +1,15 @@
 """Writing the archive: one idempotent multi-row upsert per chunk of messages.
 
 Idempotent by the unique keys (room, stream id) and (room, sender, client_id): an entry
-archived twice (a crash between commit and XACK) or a resend that slipped past Redis'
-memory of its client_id becomes a no-op, while any other error still raises. The no-op
-is explicit (ON DUPLICATE KEY UPDATE id = id, ON CONFLICT DO NOTHING); never INSERT
-IGNORE, which would also swallow truncations and bad values.
+archived twice (a crash between commit and XACK) becomes a no-op, while any other error
+still raises. The no-op is explicit (ON DUPLICATE KEY UPDATE id = id, ON CONFLICT DO
+NOTHING); never INSERT IGNORE, which would also swallow truncations and bad values.
+
+A resend that slipped past Redis' memory of its client_id (appended again, under a new
+stream id) is a no-op too, but not a silent one: when fewer rows were inserted than
+submitted, the batch's stream ids missing from SQL are looked up in the same transaction
+and returned as duplicates, with the id the message is stored under, for the caller to
+dead-letter.
 
 Chunks stay under the server's max_allowed_packet (a statement over it fails), and the
 dead letters of a batch are written in the same transaction as its messages: after the
@@ -23,6 +28,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatroom.domain.stream_ids import StreamId
+from chatroom.store.database import counts_changed_rows
 from chatroom.store.tables import dead_letters, messages
 
 EPOCH = datetime(1970, 1, 1)  # naive UTC, as the DATETIME columns store it
@@ -30,6 +36,7 @@ EPOCH = datetime(1970, 1, 1)  # naive UTC, as the DATETIME columns store it
 ROW_OVERHEAD_BYTES = 160
 # SQLite has no packet limit; this only keeps its statements reasonable.
 SQLITE_STATEMENT_BYTES = 64 * 1024 * 1024
+LOOKUP_CHUNK = 500  # values per IN list when looking for duplicates
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs more, and archivers make many
@@ -83,6 +90,15 @@ class DeadLetter:
         return ROW_OVERHEAD_BYTES + 2 * (len(self.raw) + len(self.reason.encode()) + 300)
 
 
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A message of the batch not stored under its own stream id: SQL already holds its
+    (room, sender, client_id), appended twice to the stream."""
+
+    index: int  # in the batch
+    first: StreamId | None  # the id the message is stored under (None: gone meanwhile)
+
+
 def chunk_bounds(sizes: Sequence[int], *, max_rows: int, max_bytes: int) -> list[range]:
     """Consecutive ranges of rows, each at most `max_rows` rows and `max_bytes` bytes
     (a row bigger than `max_bytes` alone gets its own chunk: the server says if it fits)."""
@@ -130,17 +146,66 @@ async def upsert_messages(
     *,
     chunk_rows: int = 1000,
     max_bytes: int = SQLITE_STATEMENT_BYTES,
-) -> None:
+) -> int:
     """Insert the batch in multi-row statements of at most `chunk_rows` rows and
-    `max_bytes` bytes, inside the caller's transaction."""
+    `max_bytes` bytes, inside the caller's transaction. Returns the driver's row count:
+    the rows inserted where `counts_changed_rows(conn)`, else at most the batch size."""
     if not batch:
-        return
+        return 0
     statement = _message_upsert(conn.dialect.name)
     sizes = [m.statement_bytes() for m in batch]
+    inserted = 0
     for chunk in chunk_bounds(sizes, max_rows=chunk_rows, max_bytes=max_bytes):
         # executemany of one compiled statement: the driver sends it as one multi-row
         # INSERT (MySQL) or one prepared statement run per row (SQLite).
-        await conn.execute(statement, [batch[i].row() for i in chunk])
+        result = await conn.execute(statement, [batch[i].row() for i in chunk])
+        inserted += max(0, result.rowcount)
+    return inserted
+
+
+async def find_duplicates(
+    conn: AsyncConnection, batch: Sequence[ArchivedMessage]
+) -> list[Duplicate]:
+    """After the batch's upsert, in its transaction: the messages SQL does not hold under
+    their own stream id. Each lost to the unique (room, sender, client_id), so an earlier
+    append of the same message is stored; an entry archived before under its own id (a
+    replay) is not a duplicate. Lookups use the unique indexes' leading columns."""
+    by_room: dict[int, list[int]] = {}
+    for index, message in enumerate(batch):
+        by_room.setdefault(message.room_id, []).append(index)
+    missing: list[int] = []
+    for room_id, indexes in by_room.items():
+        stored: set[tuple[int, int]] = set()
+        moments = sorted({batch[i].id.ms for i in indexes})
+        for start in range(0, len(moments), LOOKUP_CHUNK):
+            query = sa.select(messages.c.stream_ms, messages.c.stream_seq).where(
+                messages.c.room_id == room_id,
+                messages.c.stream_ms.in_(moments[start : start + LOOKUP_CHUNK]),
+            )
+            stored.update((ms, seq) for ms, seq in (await conn.execute(query)).all())
+        missing += [i for i in indexes if (batch[i].id.ms, batch[i].id.seq) not in stored]
+    if not missing:
+        return []
+    by_sender: dict[tuple[int, int], set[str]] = {}
+    for i in missing:
+        by_sender.setdefault((batch[i].room_id, batch[i].user_id), set()).add(batch[i].client_id)
+    first: dict[tuple[int, int, str], StreamId] = {}
+    for (room_id, user_id), client_ids in by_sender.items():
+        wanted = sorted(client_ids)
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            query = sa.select(
+                messages.c.client_id, messages.c.stream_ms, messages.c.stream_seq
+            ).where(
+                messages.c.room_id == room_id,
+                messages.c.user_id == user_id,
+                messages.c.client_id.in_(wanted[start : start + LOOKUP_CHUNK]),
+            )
+            for row in (await conn.execute(query)).all():
+                first[(room_id, user_id, row.client_id)] = StreamId(row.stream_ms, row.stream_seq)
+    return [
+        Duplicate(i, first.get((batch[i].room_id, batch[i].user_id, batch[i].client_id)))
+        for i in sorted(missing)
+    ]
 
 
 async def insert_dead_letters(
@@ -166,7 +231,13 @@ async def write_batch(
     *,
     max_bytes: int,
     chunk_rows: int = 1000,
-) -> None:
-    """A batch's messages and dead letters, inside the caller's one transaction."""
-    await upsert_messages(conn, batch, chunk_rows=chunk_rows, max_bytes=max_bytes)
+) -> list[Duplicate]:
+    """A batch's messages and dead letters, inside the caller's one transaction; returns
+    the messages that were duplicates of stored ones (see `find_duplicates`)."""
+    inserted = await upsert_messages(conn, batch, chunk_rows=chunk_rows, max_bytes=max_bytes)
+    duplicates: list[Duplicate] = []
+    # Where row counts are exact, look only when something was not inserted (rare).
+    if batch and (inserted < len(batch) or not counts_changed_rows(conn)):
+        duplicates = await find_duplicates(conn, batch)
     await insert_dead_letters(conn, letters, max_bytes=max_bytes)
+    return duplicates

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # Strict mode: a value that does not fit is an error, never a silent truncation.
 MYSQL_SQL_MODE = (
@@ -15,17 +15,33 @@ MYSQL_SQL_MODE = (
 )
 
 
+# An execution option of engines whose rowcount is the rows a statement changed: SQLite
+# always; MySQL/MariaDB only without CLIENT_FOUND_ROWS, which SQLAlchemy turns on, and
+# under which a no-op ON DUPLICATE KEY UPDATE counts a duplicate as one row, like an insert.
+CHANGED_ROWS = "chatroom_changed_rows"
+CLIENT_FOUND_ROWS = 2  # the capability flag's value in the MySQL protocol
+
+
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+def counts_changed_rows(conn: AsyncConnection) -> bool:
+    """Whether `rowcount` on this connection counts the rows actually inserted or changed."""
+    return conn.dialect.name == "sqlite" or bool(
+        conn.sync_engine.get_execution_options().get(CHANGED_ROWS)
+    )
+
+
+def create_engine(url: str, *, pool_size: int = 5, changed_rows: bool = False) -> AsyncEngine:
+    """`changed_rows`: MySQL/MariaDB connections without CLIENT_FOUND_ROWS, so that an
+    upsert's rowcount is the rows it inserted (only for statements that expect that)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -36,6 +52,14 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
             "init_command": f"SET SESSION sql_mode='{MYSQL_SQL_MODE}'",
         },
     )
+    if changed_rows:
+        sa.event.listen(engine.sync_engine, "do_connect", _without_found_rows)
+        engine = engine.execution_options(**{CHANGED_ROWS: True})
+    return engine
+
+
+def _without_found_rows(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    params["client_flag"] = int(params.get("client_flag", 0)) & ~CLIENT_FOUND_ROWS
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,6 +1,10 @@
-"""Redis clients with explicit timeouts and retries."""
+"""Redis clients with explicit timeouts, retries and TCP keepalive."""
 
 from __future__ import annotations
+
+import socket
+from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -8,14 +12,41 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+# A blocking read (XREAD BLOCK, a pub/sub wait) still unanswered this long after its own
+# block time ends is on a hung connection: half-open after a failover, a NAT timeout or
+# a paused VM. Nothing else bounds it, since blocking clients have no socket timeout.
+READ_HANG_S = 10.0
+
+# TCP keepalive: the kernel finds a dead peer after 30 s idle + 3 probes 5 s apart, even
+# on an idle connection (the OS default waits two hours before its first probe).
+_KEEPALIVE = {
+    name: value
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, name)
+}
+
+
+def read_limit_s(block_ms: int | None) -> float:
+    """How long a read that blocks up to `block_ms` may take before it counts as hung."""
+    return READ_HANG_S + (block_ms or 0) / 1000
+
+
+def keepalive_options(url: str) -> dict[str, Any]:
+    """TCP keepalive for a TCP URL; nothing for a unix socket, which refuses the option."""
+    if urlsplit(url).scheme not in ("redis", "rediss"):
+        return {}
+    options = {getattr(socket, name): value for name, value in _KEEPALIVE.items()}
+    return {"socket_keepalive": True, "socket_keepalive_options": options}
+
 
 def connect(url: str, *, blocking: bool = False, max_connections: int = 64) -> Redis:
     """A client for `url`.
 
-    `blocking=True` is for XREAD/XREADGROUP with BLOCK: no socket read timeout, since
-    redis-py's would otherwise fire before a long BLOCK ends. Retries are on: every
-    command Chatroom sends is idempotent or made so (appends go through a script keyed
-    by client_id, group reads re-read their own pending entries after any error).
+    `blocking=True` is for XREAD/XREADGROUP with BLOCK and pub/sub: no socket read
+    timeout, since redis-py's would otherwise fire before a long BLOCK ends; the callers
+    bound each read themselves (`read_limit_s`). Retries are on: every command Chatroom
+    sends is idempotent or made so (appends go through a script keyed by client_id,
+    group reads re-read their own pending entries after any error).
     """
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=2)
     return Redis.from_url(
@@ -26,4 +57,5 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 64) -> R
         retry=retry,
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         max_connections=max_connections,
+        **keepalive_options(url),
     )

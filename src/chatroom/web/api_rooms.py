@@ -120,6 +120,8 @@ async def join_room(slug: str, user: CurrentUser, state: State) -> Response:
 async def leave_room(slug: str, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
     await state.rooms.leave(user, room)
+    if room.is_private and state.hub is not None:  # their other tabs lose it too
+        await state.hub.access_lost(room.slug, user.id)
     return Response(status_code=204)
 
 
@@ -156,7 +158,9 @@ async def add_member(slug: str, body: MemberRequest, user: CurrentUser, state: S
 )
 async def remove_member(slug: str, username: str, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
-    await state.rooms.remove_member(user, room, username)
+    removed = await state.rooms.remove_member(user, room, username)
+    if state.hub is not None:  # their open sockets lose the room now, on every node
+        await state.hub.access_lost(room.slug, removed)
     return Response(status_code=204)
 
 

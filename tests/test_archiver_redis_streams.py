@@ -1,0 +1,121 @@
+"""The archiver's Redis side on real Redis (both backends): removing gone consumers is
+one atomic check-and-delete, and an archiver keeps its heartbeat while it drains."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom import redis_keys
+from chatroom.archiver import service
+from chatroom.archiver.redis_streams import GroupStreams
+from chatroom.archiver.service import Archiver
+from chatroom.store.counts import room_ids
+from chatroom.store.tables import messages
+from conftest import Backend
+from test_archiver_support import ALICE, Traffic, archiver_settings, wait_for
+
+STREAM = redis_keys.room_stream("lobby")
+
+
+async def _consumers(redis: Redis) -> set[str]:
+    found: Any = await redis.xinfo_consumers(STREAM, "archiver")
+    return {info["name"].decode() for info in found}
+
+
+async def _group_with(redis: Redis, traffic: Traffic, readers: dict[str, int]) -> None:
+    """The lobby's group, with each named consumer having read that many new entries."""
+    await traffic.send("lobby", sum(readers.values()) or 1)
+    await redis.xgroup_create(STREAM, "archiver", id="0")
+    for name, count in readers.items():
+        if count:
+            await redis.xreadgroup("archiver", name, {STREAM: ">"}, count=count)
+        else:
+            await redis.xgroup_createconsumer(STREAM, "archiver", name)
+
+
+async def test_a_consumer_holding_pending_entries_is_never_removed(
+    backend: Backend, redis: Redis
+) -> None:
+    traffic = Traffic(redis)
+    await _group_with(redis, traffic, {"reader": 2, "finished": 0})
+    tidy = GroupStreams(redis, redis, "tidy")
+    # Called directly, past any pre-filter: the script itself refuses.
+    assert not await tidy.remove_consumer_if_gone("lobby", "reader", idle_ms=0)
+    assert await tidy.remove_consumer_if_gone("lobby", "finished", idle_ms=0)
+    assert await _consumers(redis) == {"reader"}
+    assert await tidy.remove_gone_consumers("lobby", idle_ms=0) == []
+    await traffic.close()
+
+
+async def test_a_consumer_with_a_live_heartbeat_or_recent_activity_is_never_removed(
+    backend: Backend, redis: Redis
+) -> None:
+    traffic = Traffic(redis)
+    await _group_with(redis, traffic, {"alive": 0, "recent": 0, "gone": 0})
+    await GroupStreams(redis, redis, "alive").heartbeat(["lobby"], 15)
+    tidy = GroupStreams(redis, redis, "tidy")
+    assert not await tidy.remove_consumer_if_gone("lobby", "alive", idle_ms=0)
+    assert not await tidy.remove_consumer_if_gone("lobby", "recent", idle_ms=60_000)
+    assert not await tidy.remove_consumer_if_gone("lobby", "nobody", idle_ms=0)
+    assert await tidy.remove_gone_consumers("lobby", idle_ms=0) == ["gone", "recent"]
+    assert await _consumers(redis) == {"alive"}
+    # The heartbeat is per room (one Cluster slot with the stream); once it lapses, a
+    # consumer holding nothing goes too.
+    await redis.delete(redis_keys.archiver_heartbeat("lobby", "alive"))
+    assert await tidy.remove_gone_consumers("lobby", idle_ms=0) == ["alive"]
+    await traffic.close()
+
+
+async def test_a_drain_held_up_by_sql_keeps_its_heartbeat_alive(
+    backend: Backend,
+    redis: Redis,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service, "HEARTBEAT_TTL_S", 0.6)  # refreshed every 0.2 s
+    traffic = Traffic(redis)
+    [first] = await traffic.send("lobby", 1)
+    room_id = (await room_ids(engine))["lobby"]
+    alive = redis_keys.archiver_heartbeat("lobby", "once")
+    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="once")
+    async with engine.connect() as blocker:
+        # An uncommitted row with the same stream id holds the drain's INSERT (a row lock
+        # on MariaDB, the write lock on SQLite) for several heartbeat TTLs.
+        await blocker.execute(
+            sa.insert(messages).values(
+                room_id=room_id,
+                stream_ms=first.ms,
+                stream_seq=first.seq,
+                user_id=ALICE.id,
+                client_id="blocker",
+                body="",
+                created_at=datetime(2026, 1, 1),
+            )
+        )
+        draining = asyncio.create_task(archiver.drain())
+        await wait_for(lambda: _exists(redis, alive), timeout=5, what="the first heartbeat")
+        held_until = time.monotonic() + 1.5
+        while time.monotonic() < held_until:
+            assert await redis.exists(alive), "the heartbeat lapsed while the drain waited"
+            assert not draining.done()
+            await asyncio.sleep(0.02)
+        await blocker.rollback()
+    assert await draining == 1
+    # Stopped cleanly: no heartbeat left behind, and out of the group.
+    assert not await redis.exists(alive)
+    assert await _consumers(redis) == set()
+    await traffic.close()
+
+
+async def _exists(redis: Redis, key: str) -> bool:
+    return bool(await redis.exists(key))
