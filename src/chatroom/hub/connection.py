@@ -97,6 +97,10 @@ class Connection:
     def queued(self) -> int:
         return self._queued
 
+    @property
+    def queue_max(self) -> int:
+        return self._queue_max
+
     def offer(self, frame: str) -> bool:
         """Queue a frame for the client, never waiting; False if it was not taken."""
         if self._close is not None:

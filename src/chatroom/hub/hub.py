@@ -30,7 +30,7 @@ from chatroom.hub.bus import StreamBus
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
 from chatroom.hub.presence import Presence, PresenceBoard, online_users
-from chatroom.hub.replies import Replies
+from chatroom.hub.replies import SEND_WINDOW, Replies
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.hub.transport import Transport
@@ -85,7 +85,8 @@ class _Client:
         self.connection = connection
         self.access = access
         self.signed_in = signed_in
-        self.replies = Replies(connection)
+        # The replies of a full window fit in the outbound queue with room to spare.
+        self.replies = Replies(connection, window=min(SEND_WINDOW, connection.queue_max // 2))
         self.subscriptions: dict[str, Subscription] = {}
         self.allowed: dict[str, tuple[RoomRef, float]] = {}
         self.typed_at: dict[str, float] = {}
@@ -189,7 +190,7 @@ class Hub:
             if connection.close_code == CloseCode.SLOW_CONSUMER:
                 self.stats.slow_consumers += 1
             try:
-                await client.replies.settle(STOP_TIMEOUT_S)
+                await client.replies.settle(within_s=STOP_TIMEOUT_S)
             finally:
                 await self._disconnect(client)
 
@@ -279,7 +280,9 @@ class Hub:
     async def _append(self, slug: str, user: Author, send: frames.Send) -> str:
         """Append a send to its room's stream; the reply: its ack, or why it failed."""
         try:
-            appended = await self._writer.append(MessageEvent(slug, user, send.body, send.client_id))
+            appended = await self._writer.append(
+                MessageEvent(slug, user, send.body, send.client_id)
+            )
         except _STORE_ERRORS as exc:
             log.warning("a send failed: %s", exc)
             return _unavailable(send.client_id)

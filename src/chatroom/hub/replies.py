@@ -61,13 +61,13 @@ class Replies:
         """Wait until every reply so far is offered (a frame that must not pass them)."""
         await self._wait_until(0)
 
-    async def settle(self, timeout: float) -> None:
+    async def settle(self, *, within_s: float) -> None:
         """At the connection's end: let sends in flight finish (what the client sent is
-        stored, as when it was read), at most `timeout`; cancel what is left."""
+        stored, as when it was read), at most `within_s`; cancel what is left."""
         tasks = [item for item in self._queue or () if isinstance(item, asyncio.Task)]
         if not tasks:
             return
-        _, late = await asyncio.wait(tasks, timeout=timeout)
+        _, late = await asyncio.wait(tasks, timeout=within_s)
         for task in late:
             task.cancel()
         if late:
