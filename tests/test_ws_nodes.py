@@ -42,6 +42,10 @@ async def test_clients_on_two_nodes_see_the_same_sequence_and_presence(
         await asyncio.gather(_send_many(alice, "a", 150), _send_many(bob, "b", 150))
         seen_one = [m["id"] for m in await alice.messages(300)]
         seen_two = [m["id"] for m in await bob.messages(300)]
+        # Every send acked. Read too so that no client holds over 16 unread frames: the
+        # websockets client then stops reading and its close waits out close_timeout.
+        for socket in (alice, bob):
+            assert len([await socket.next("ack") for _ in range(150)]) == 150
         assert seen_one == seen_two == sorted(seen_one, key=StreamId.parse)
 
         await bob.send({"type": "typing", "room": "lobby"})

@@ -47,6 +47,7 @@ class Connection:
         "_reader_done",
         "_room_waiter",
         "_send_cancelled",
+        "_send_now",
         "_sending",
         "_task",
         "_transport",
@@ -67,6 +68,7 @@ class Connection:
         self.id = connection_id or secrets.token_hex(8)
         self.user = user
         self._transport = transport
+        self._send_now: Callable[[str], bool] | None = getattr(transport, "send_now", None)
         # Frames not yet handed to the writer; `_queued` also counts the batch it sends.
         self._queue: list[str] = []
         self._queued = 0
@@ -111,6 +113,12 @@ class Connection:
                 f"too slow: {self._queue_max} frames waiting to be read",
             )
             return False
+        # Nothing queued, nothing being sent: a frame the socket takes at once goes out
+        # now, in order, without waking the writer.
+        send_now = self._send_now
+        if not self._queued and not self._sending and send_now is not None and send_now(frame):
+            self.frames_sent += 1
+            return True
         self._queue.append(frame)
         self._queued += 1
         _resolve(self._wakeup)

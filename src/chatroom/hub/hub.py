@@ -33,7 +33,7 @@ from chatroom.hub.presence import Presence, PresenceBoard, online_users
 from chatroom.hub.replies import SEND_WINDOW, Replies
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
-from chatroom.hub.transport import Transport
+from chatroom.hub.transport import SharedText, Transport
 from chatroom.settings import Settings
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.snapshots import Entry
@@ -449,8 +449,8 @@ class Hub:
                 event = decode_event(room, fields)
             except InvalidEvent:
                 continue  # the archiver puts it in the dead letters, with the reason
-            frame = frames.message(
-                Message(entry_id, room, event.author, event.body, event.client_id)
+            frame = SharedText(
+                frames.message(Message(entry_id, room, event.author, event.body, event.client_id))
             )
             for subscription in subscriptions:
                 subscription.deliver(entry_id, frame)

@@ -19,6 +19,7 @@ from chatroom.settings import Settings
 from chatroom.streams.connection import connect
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.web.app import create_app
+from chatroom.web.ws_protocol import ChatroomWebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def uvicorn_config(
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=ChatroomWebSocketProtocol,  # uvicorn's websockets-sansio, plus `send_wire`
         ws_max_size=settings.frame_max_bytes,
         ws_per_message_deflate=False,
         lifespan="on",

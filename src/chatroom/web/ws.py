@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter
@@ -23,12 +23,13 @@ from chatroom.accounts.authentication import authenticate, bearer_secret
 from chatroom.domain.events import Author
 from chatroom.hub.hub import Hub
 from chatroom.hub.subscription import RoomRef
-from chatroom.hub.transport import TransportClosed
+from chatroom.hub.transport import SharedText, TransportClosed
 from chatroom.rooms.access import visible_room
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.connection import connect
 from chatroom.web.origins import origin_allowed
 from chatroom.web.state import AppState, app_state
+from chatroom.web.ws_protocol import SEND_WIRE, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,19 @@ router = APIRouter()
 
 
 class WebSocketTransport:
-    """Starlette's WebSocket as the hub's Transport."""
+    """Starlette's WebSocket as the hub's Transport. Frames go out by the node's protocol's
+    `send_wire` when it offers it (`ChatroomWebSocketProtocol`): straight to the socket,
+    a room's live message encoded once for all its subscribers."""
+
+    __slots__ = ("_send_wire", "_send_wire_now", "_websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
+        extension = websocket.scope.get("extensions", {}).get(SEND_WIRE)
+        self._send_wire: Callable[[bytes], Awaitable[None]] | None = None
+        self._send_wire_now: Callable[[bytes], bool] | None = None
+        if extension:
+            self._send_wire, self._send_wire_now = extension["send"], extension["send_now"]
 
     async def receive(self) -> str | bytes:
         try:
@@ -55,14 +65,33 @@ class WebSocketTransport:
         return bytes(data) if data is not None else b""
 
     async def send(self, frame: str) -> None:
+        send_wire = self._send_wire
         try:
-            await self._websocket.send_text(frame)
+            if send_wire is None:
+                await self._websocket.send_text(frame)
+                return
+            await send_wire(_wire(frame))
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             raise TransportClosed(str(exc)) from None
+
+    def send_now(self, frame: str) -> bool:
+        """Send at once if the socket takes it without waiting; False: use `send`."""
+        send_wire_now = self._send_wire_now
+        return send_wire_now is not None and send_wire_now(_wire(frame))
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await self._websocket.close(code, reason)
+
+
+def _wire(frame: str) -> bytes:
+    """The frame as a WebSocket text frame; a shared frame is framed once for all."""
+    if not isinstance(frame, SharedText):
+        return text_frame(frame.encode())
+    wire = frame.wire
+    if wire is None:
+        wire = frame.wire = text_frame(frame.encode())
+    return wire
 
 
 async def _refuse(websocket: WebSocket, status: int, code: str, message: str) -> None:
@@ -71,7 +100,6 @@ async def _refuse(websocket: WebSocket, status: int, code: str, message: str) ->
     )
 
 
-@router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     state = app_state(websocket)
     if not origin_allowed(websocket, state.settings):
@@ -102,6 +130,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
     hub: Hub = state.hub
     await hub.serve(WebSocketTransport(websocket), user.author, access, signed_in)
+
+
+# A plain Starlette route, not FastAPI's `@router.websocket`: the endpoint needs no
+# dependency injection, and FastAPI's keeps several kilobytes per open socket.
+router.add_websocket_route("/ws", websocket_endpoint)
 
 
 @asynccontextmanager

@@ -1,0 +1,74 @@
+"""The node's WebSocket protocol: uvicorn's, plus a direct send of ready-made frames.
+
+A server's text frame is not masked, so every subscriber of a room gets the same bytes:
+the hub builds a message's WebSocket frame once (`SharedText.wire`) and each connection
+writes those bytes to its socket. Through ASGI every connection would encode the text and
+build the frame again, and each send would go down the whole middleware chain.
+
+`ChatroomWebSocketProtocol` offers `send_wire(frame)` to the app in the connection's scope
+(extension `chatroom.send_wire`), and `send_wire_now(frame)`, which writes only when that
+needs no wait (the hub's fan-out writes a message to every idle subscriber's socket back to
+back, without waking a task per connection). Both keep uvicorn's flow control (nothing is
+written while the socket's buffer is over its high-water mark) and send only while the
+WebSocket is open.
+Frames are whole (never fragmented) and uncompressed: permessage-deflate is off by
+default, and even with it on an uncompressed message (RSV1 clear) is valid (RFC 7692).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
+
+SEND_WIRE = "chatroom.send_wire"
+
+_FIN_TEXT = 0x81  # FIN bit and opcode 1 (text)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((_FIN_TEXT, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", _FIN_TEXT, 126, size) + payload
+    return struct.pack("!BBQ", _FIN_TEXT, 127, size) + payload
+
+
+class ChatroomWebSocketProtocol(WebSocketsSansIOProtocol):
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when the upgrade was refused
+        if scope is not None:
+            scope["extensions"][SEND_WIRE] = {
+                "send": self.send_wire,
+                "send_now": self.send_wire_now,
+            }
+
+    async def send_wire(self, frame: bytes) -> None:
+        """Write one ready-made frame; raises ClientDisconnected when it cannot be sent."""
+        await self.writable.wait()
+        if not self._open():
+            raise ClientDisconnected()
+        self.transport.write(frame)
+
+    def send_wire_now(self, frame: bytes) -> bool:
+        """Write one ready-made frame if the socket takes it now; False: it did not (its
+        buffer is full, or the WebSocket is not open), and the caller queues it."""
+        if not self.writable.is_set() or not self._open():
+            return False
+        self.transport.write(frame)
+        return True
+
+    def _open(self) -> bool:
+        return not (
+            self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.conn.state is not State.OPEN
+            or self.transport.is_closing()
+        )
