@@ -7,7 +7,8 @@ Fills 50 room streams with a backlog, then, side by side in one run:
          pipelined XACK, reads overlapping writes);
   blog:  the origin blog's loop (XREADGROUP COUNT 100, then one INSERT and one XACK per
          message, back to back), on the first --blog-messages messages;
-  raw:   the same rows by a plain executemany of 1,000-row batches, without Redis;
+  raw:   the rows ours wrote, read back and written again by a plain executemany of
+         1,000-row batches, without Redis, on the archiver's writer connection settings;
 then send-to-durable latency (send to SQL commit) in continuous mode at a steady
 --rate messages/s. Uses MariaDB database `chatroom_bench` and Redis database 14 unless
 told otherwise. The last line printed is one JSON object with the figures.
@@ -33,12 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.archiver.batching import StreamEntry
+from chatroom.archiver.process import settle_heap
 from chatroom.archiver.service import Archiver
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 from chatroom.settings import Settings
 from chatroom.store import migrate
-from chatroom.store.archive_writes import ArchivedMessage
+from chatroom.store.archive_writes import MESSAGE_COLUMNS, ArchivedMessage, create_writes_engine
 from chatroom.store.counts import room_ids
 from chatroom.store.database import create_engine, ensure_database
 from chatroom.store.tables import messages, metadata, rooms
@@ -96,16 +98,14 @@ async def fill_backlog(redis: Redis, total: int) -> None:
         sent = min(total, sent + 5000)
 
 
-async def rows_from_streams(redis: Redis, ids: dict[str, int]) -> list[ArchivedMessage]:
-    """The rows the backlog becomes, for the raw executemany baseline."""
-    rows = []
-    for room in ROOMS:
-        for entry_id, fields in await redis.xrange(redis_keys.room_stream(room)):
-            event = decode_event(room, fields)
-            rows.append(
-                ArchivedMessage(ids[room], StreamId.parse(entry_id), 1, event.client_id, event.body)
-            )
-    return rows
+async def archived_rows(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    """The rows our archiver wrote, read back in MESSAGE_COLUMNS order: the raw baseline
+    writes exactly these (read after our run, so that our run does not carry them in
+    memory: every garbage collection during it would walk them too)."""
+    columns = [messages.c[name] for name in MESSAGE_COLUMNS]
+    async with engine.connect() as conn:
+        result = await conn.execute(sa.select(*columns).order_by(messages.c.id))
+        return [tuple(row) for row in result.all()]
 
 
 async def blog_algorithm(
@@ -146,14 +146,22 @@ async def blog_algorithm(
     return done / elapsed
 
 
-async def raw_executemany(engine: AsyncEngine, rows: list[ArchivedMessage]) -> float:
-    """Plain executemany of 1,000-row batches, one transaction each. Returns rows/s."""
-    prepared = [m.row() for m in rows]
-    started = time.perf_counter()
-    for start in range(0, len(prepared), 1000):
-        async with engine.begin() as conn:
-            await conn.execute(sa.insert(messages), prepared[start : start + 1000])
-    return len(prepared) / (time.perf_counter() - started)
+async def raw_executemany(url: str, rows: list[tuple[Any, ...]]) -> float:
+    """Plain executemany of 1,000-row batches of ready tuples, one transaction each, on
+    a connection set up exactly like the archiver's writers (`create_writes_engine`: on
+    MariaDB a bulk execution per batch), warmed up first. Returns rows/s."""
+    engine = create_writes_engine(url, pool_size=1)
+    insert = sa.insert(messages).compile(dialect=engine.dialect, column_keys=list(MESSAGE_COLUMNS))
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        started = time.perf_counter()
+        for start in range(0, len(rows), 1000):
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql(str(insert), rows[start : start + 1000])
+        return len(rows) / (time.perf_counter() - started)
+    finally:
+        await engine.dispose()
 
 
 async def latency(
@@ -176,7 +184,7 @@ async def latency(
             durable.setdefault((entry.room, entry.id), now)
         return result
 
-    archiver._commit = timed_commit  # type: ignore[method-assign]
+    archiver._commit = timed_commit  # type: ignore[method-assign,assignment]
     stop = asyncio.Event()
     running = asyncio.create_task(archiver.run(stop))
     # Warm up: every room has a stream and the archiver has found it (new rooms are
@@ -243,7 +251,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     await fill_backlog(redis, args.messages)
     say(f"  filled in {time.perf_counter() - started:.1f} s")
-    rows = await rows_from_streams(redis, ids)
 
     blog_n = min(args.messages, args.blog_messages)
     say(f"blog algorithm on {blog_n} messages ...")
@@ -253,6 +260,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await truncate_messages(engine)
 
     say(f"our archiver draining {args.messages} messages ...")
+    settle_heap()  # as `chatroom archive` does once it has started
     started = time.perf_counter()
     archived = await Archiver(settings, args.redis_url, engine, consumer="bench").drain()
     elapsed = time.perf_counter() - started
@@ -263,9 +271,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     result["drain_s"] = round(elapsed, 2)
     say(f"  {result['rows_per_s']} rows/s ({elapsed:.1f} s)")
 
+    rows = await archived_rows(engine)
     await truncate_messages(engine)
     say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
-    result["raw_rows_per_s"] = round(await raw_executemany(engine, rows), 1)
+    result["raw_rows_per_s"] = round(await raw_executemany(args.database_url, rows), 1)
+    del rows
     say(f"  {result['raw_rows_per_s']} rows/s")
     result["vs_raw"] = round(result["rows_per_s"] / result["raw_rows_per_s"], 2)
     result["vs_blog"] = round(result["rows_per_s"] / result["blog_rows_per_s"], 1)

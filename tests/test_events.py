@@ -51,6 +51,15 @@ def test_round_trip_keeps_every_character() -> None:
         (_fields(_valid(body="x" * 16_001)), "over 16000"),
         (_fields(_valid(client_id="")), "client_id"),
         (_fields(_valid(body="\ud800")), "lone surrogate"),
+        # What the fast decoder (orjson) refuses or reads differently gets json's reason.
+        ({b"event": b'{"v":1,"type":"message","body":"\\udc00"}'}, "'room' must be a string"),
+        (_fields(_valid(user={"id": 1, "username": "alice", "display_name": "\udfff"})), "lone"),
+        (_fields(_valid(v=2**70)), f"unknown envelope version {2**70}$"),
+        (_fields(_valid(room=2**70)), "'room' must be a string, got int$"),
+        (_fields(_valid(user={"id": 2**64, "username": "a", "display_name": "A"})), "user.id"),
+        ({b"event": b'{"v":NaN}'}, "unknown envelope version nan"),
+        ({b"event": b'"\xed\xa0\x80"'}, "not UTF-8"),
+        (_fields(_valid(user={"id": 1, "username": "alice", "display_name": 5})), "display_name"),
     ],
 )
 def test_malformed_entries_say_why(fields: dict[bytes, bytes], reason: str) -> None:

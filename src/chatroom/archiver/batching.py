@@ -12,9 +12,9 @@ from chatroom.domain.stream_ids import StreamId
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs more, and there is one per entry
 class StreamEntry:
-    """One entry as the archiver received it from a room stream."""
+    """One entry as the archiver received it from a room stream (never changed after)."""
 
     room: str
     id: StreamId

@@ -10,6 +10,7 @@ a wrong setup (schema out of date, persistence required and off) exits at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -72,6 +73,7 @@ async def _archive(settings: Settings, backends: Backends, *, once: bool) -> int
             server, _ = start_http_server(settings.metrics_port, addr=settings.host)
             log.info("archiver metrics on http://%s:%d/metrics", settings.host, server.server_port)
         archiver = Archiver(settings, backends.redis_url, engine)
+        settle_heap()
         if once:
             rows = await archiver.drain(stop)
             log.info("drained the backlog: %d rows archived", rows)
@@ -105,6 +107,22 @@ async def _when_reachable(
         if state.down:
             log.warning("%s answers: starting", name)
         return result
+
+
+# Allocations between two young-generation collections (Python's default is 700).
+YOUNG_COLLECTION_EVERY = 50_000
+
+
+def settle_heap() -> None:
+    """Take what the process built at its start (modules, tables, settings: about 100,000
+    objects) out of the garbage collector's walks, and collect the young generation less
+    often. The archiver makes about fifteen objects per entry that live as long as their
+    batch: with the defaults, collections walked the startup heap again and again, about a
+    fifth of the archiver's CPU. Memory is not at stake: cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, old)
 
 
 def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:

@@ -46,12 +46,12 @@ from chatroom.store.archive_writes import (
     ArchivedMessage,
     DeadLetter,
     Duplicate,
+    create_writes_engine,
     insert_dead_letters,
     statement_limit,
     write_batch,
 )
 from chatroom.store.counts import room_ids
-from chatroom.store.database import create_engine
 from chatroom.streams.connection import connect, read_limit_s
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,11 @@ class Archiver:
         self._room_ids: dict[str, int] = {}
         self._max_bytes: int | None = None
         self._pending_scan: dict[str, StreamId] = {}
+        # The batch being written (then acknowledged), set when its transaction ended;
+        # and the batch before it, committed and being acknowledged meanwhile.
         self._inflight: asyncio.Task[int] | None = None
+        self._inflight_written = asyncio.Event()
+        self._acking: asyncio.Task[int] | None = None
         self._last: dict[str, float] = defaultdict(float)
         self._stop = asyncio.Event()
         self._busy_rooms: set[str] = set()
@@ -197,11 +201,10 @@ class Archiver:
             name = self._lease.name
         self._streams = GroupStreams(self._redis, self._reader, name)
         if self._engine.dialect.name == "mysql":
-            # SQLAlchemy's MySQL connections count a duplicate the upsert skipped as a row
-            # (CLIENT_FOUND_ROWS): batches go through a small pool of our own without it,
-            # so that fewer rows counted than sent means a duplicate to look up.
+            # Batches go through a small pool of our own, made for them: exact row counts
+            # and bulk executions (see create_writes_engine).
             url = self._engine.url.render_as_string(hide_password=False)
-            self._writes = create_engine(url, pool_size=2, changed_rows=True)
+            self._writes = create_writes_engine(url)
         self._rooms = set()
         self._pending_scan = {}
         log.info("archiver %s started (%s)", name, mode)
@@ -257,7 +260,7 @@ class Archiver:
             clock.add(len(got), now)
             # Flush at N entries or T ms, and at once when SQL has nothing in flight:
             # batches grow only while the previous one is being written (no idle wait).
-            writer_idle = self._inflight is None or self._inflight.done()
+            writer_idle = self._inflight is None or self._inflight_written.is_set()
             if batch and (clock.due(now) or not got or writer_idle or self._stop.is_set()):
                 with contextlib.suppress(_Stopped):
                     await self._submit(batch)
@@ -408,13 +411,35 @@ class Archiver:
             return
         self._failpoints.reach("after_read")
         prepared = await self._prepare(entries)
-        await self._finish_inflight()
-        self._inflight = asyncio.create_task(self._archive(prepared), name="archiver-batch")
+        await self._writer_free()
+        written = asyncio.Event()
+        self._inflight = asyncio.create_task(
+            self._archive(prepared, written), name="archiver-batch"
+        )
+        self._inflight_written = written
+
+    async def _writer_free(self) -> None:
+        """Wait until the batch in SQL has committed (its XACK may still be under way: it
+        overlaps the next write) and the batch before it is acknowledged. A batch whose
+        write failed raises here, before any later batch is written."""
+        acking, self._acking = self._acking, None
+        if acking is not None:
+            await acking
+        task, self._inflight = self._inflight, None
+        if task is None:
+            return
+        await self._inflight_written.wait()
+        if task.done():
+            await task  # its error, if any
+        else:
+            self._acking = task
 
     async def _finish_inflight(self) -> None:
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
+        """Wait until every batch in hand is written and acknowledged."""
+        await self._writer_free()
+        acking, self._acking = self._acking, None
+        if acking is not None:
+            await acking
 
     async def _prepare(self, entries: list[StreamEntry]) -> _Prepared:
         if any(e.room not in self._room_ids for e in entries if not e.deleted):
@@ -440,15 +465,18 @@ class Archiver:
         ]
         return _Prepared(entries, rows, letters, plan.deleted, time.perf_counter())
 
-    async def _archive(self, prepared: _Prepared) -> int:
+    async def _archive(self, prepared: _Prepared, written: asyncio.Event) -> int:
         """One batch: SQL transaction, commit, XACK. Returns rows archived (0 when stop
-        came during an outage: the batch stays pending for the next run)."""
+        came during an outage: the batch stays pending for the next run). `written` is
+        set once the transaction has ended, however it ended."""
         try:
-            return await self._archive_batch(prepared)
+            return await self._archive_batch(prepared, written)
         except _Stopped:
             return 0
+        finally:
+            written.set()
 
-    async def _archive_batch(self, prepared: _Prepared) -> int:
+    async def _archive_batch(self, prepared: _Prepared, written: asyncio.Event) -> int:
         assert self._streams is not None
         streams = self._streams
         entries, rows, letters = prepared.entries, prepared.rows, prepared.letters
@@ -460,6 +488,7 @@ class Archiver:
             rejected.extend(await self._commit(rows, letters))
 
         await self._sql_call(commit)
+        written.set()  # the next batch may be written while this one is acknowledged
         self._failpoints.reach("after_commit_before_ack")
         acks: dict[str, list[StreamId]] = defaultdict(list)
         for entry in entries:
@@ -467,7 +496,7 @@ class Archiver:
         rejected_ids = {(letter.room_slug, letter.stream_id) for letter in rejected}
         archived: dict[str, int] = defaultdict(int)
         for entry, _ in rows:
-            if (entry.room, str(entry.id)) not in rejected_ids:
+            if not rejected_ids or (entry.room, str(entry.id)) not in rejected_ids:
                 archived[entry.room] += 1
         missing: dict[str, int] = defaultdict(int)
         for entry in prepared.deleted:

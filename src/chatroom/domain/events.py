@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from chatroom.domain.rules import (
     CLIENT_ID,
     DISPLAY_NAME_MAX,
@@ -84,19 +86,44 @@ class Message:
         }
 
 
-def _text(obj: dict[str, Any], key: str, *, max_chars: int) -> str:
+# Authors already checked, by (id, username, display_name): the same few senders write
+# most entries, and their checks and Author are then not redone for each.
+_VALID_AUTHORS_MAX = 4096
+_valid_authors: dict[tuple[int, str, str], Author] = {}
+
+
+def _text(obj: dict[str, Any], key: str, *, max_chars: int, strict: bool) -> str:
     value = obj.get(key)
     if not isinstance(value, str):
         raise InvalidEvent(f"field {key!r} must be a string, got {type(value).__name__}")
     if len(value) > max_chars:
         raise InvalidEvent(f"field {key!r} is {len(value)} characters, over {max_chars}")
-    if has_lone_surrogate(value):
+    if strict and has_lone_surrogate(value):
         raise InvalidEvent(f"field {key!r} holds a lone surrogate")
     return value
 
 
 def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason."""
+    raw = fields.get(b"event")
+    if raw is not None:
+        # Fast path for the common, valid entry: orjson refuses invalid UTF-8 and lone
+        # surrogates itself, so their checks are skipped here. Anything it or the rules
+        # refuse is decoded again by the standard library below, which gives the reason
+        # (orjson's messages, and its float for a huge integer, differ from json's).
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            try:
+                return _event(stream_room, obj, strict=False)
+            except InvalidEvent:
+                pass
+    return _decode_strictly(stream_room, fields)
+
+
+def _decode_strictly(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     raw = fields.get(b"event")
     if raw is None:
         names = sorted(k.decode("latin-1") for k in fields)
@@ -109,13 +136,19 @@ def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"not JSON: {exc.msg} at {exc.pos}") from None
+    return _event(stream_room, obj, strict=True)
+
+
+def _event(stream_room: str, obj: Any, *, strict: bool) -> MessageEvent:
+    """The envelope's rules. `strict`: also look for lone surrogates (a JSON `\\ud800`
+    escape decodes to one), which only the standard library's decoder lets through."""
     if not isinstance(obj, dict):
         raise InvalidEvent(f"envelope must be a JSON object, got {type(obj).__name__}")
     if obj.get("v") != ENVELOPE_VERSION:
         raise InvalidEvent(f"unknown envelope version {obj.get('v')!r}")
     if obj.get("type") != "message":
         raise InvalidEvent(f"unknown event type {obj.get('type')!r}")
-    room = _text(obj, "room", max_chars=32)
+    room = _text(obj, "room", max_chars=32, strict=strict)
     if room != stream_room or not SLUG.match(room):
         raise InvalidEvent(f"room {room!r} does not match its stream {stream_room!r}")
     user = obj.get("user")
@@ -124,19 +157,23 @@ def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     user_id = user.get("id")
     if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**63:
         raise InvalidEvent("field 'user.id' must be a positive integer")
-    username = _text(user, "username", max_chars=32)
-    if not USERNAME.match(username):
-        raise InvalidEvent("field 'user.username' is not a valid username")
-    display_name = _text(user, "display_name", max_chars=DISPLAY_NAME_MAX)
-    body = _text(obj, "body", max_chars=STORED_BODY_MAX_CHARS)
+    username, display_name = user.get("username"), user.get("display_name")
+    author = None
+    if type(username) is str and type(display_name) is str:
+        author = _valid_authors.get((user_id, username, display_name))
+    if author is None:
+        username = _text(user, "username", max_chars=32, strict=strict)
+        if not USERNAME.match(username):
+            raise InvalidEvent("field 'user.username' is not a valid username")
+        display_name = _text(user, "display_name", max_chars=DISPLAY_NAME_MAX, strict=strict)
+        author = Author(user_id, username, display_name)
+        if len(_valid_authors) >= _VALID_AUTHORS_MAX:
+            _valid_authors.clear()
+        _valid_authors[(user_id, username, display_name)] = author
+    body = _text(obj, "body", max_chars=STORED_BODY_MAX_CHARS, strict=strict)
     if not body.strip():
         raise InvalidEvent("field 'body' is empty")
-    client_id = _text(obj, "client_id", max_chars=64)
+    client_id = _text(obj, "client_id", max_chars=64, strict=strict)
     if not CLIENT_ID.match(client_id):
         raise InvalidEvent("field 'client_id' is not 1-64 printable ASCII characters")
-    return MessageEvent(
-        room=room,
-        author=Author(user_id, username, display_name),
-        body=body,
-        client_id=client_id,
-    )
+    return MessageEvent(room=room, author=author, body=body, client_id=client_id)

@@ -33,9 +33,14 @@ def counts_changed_rows(conn: AsyncConnection) -> bool:
     )
 
 
-def create_engine(url: str, *, pool_size: int = 5, changed_rows: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 5, changed_rows: bool = False, prepared_statements: int = 0
+) -> AsyncEngine:
     """`changed_rows`: MySQL/MariaDB connections without CLIENT_FOUND_ROWS, so that an
-    upsert's rowcount is the rows it inserted (only for statements that expect that)."""
+    upsert's rowcount is the rows it inserted (only for statements that expect that).
+    `prepared_statements`: MySQL/MariaDB connections that run parameterized statements as
+    server-side prepared statements (binary protocol, no escaping), keeping this many per
+    connection; on MariaDB an executemany is then one bulk execution (for bulk writers)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -50,6 +55,7 @@ def create_engine(url: str, *, pool_size: int = 5, changed_rows: bool = False) -
         connect_args={
             "charset": "utf8mb4",
             "init_command": f"SET SESSION sql_mode='{MYSQL_SQL_MODE}'",
+            **({"stmt_cache_size": prepared_statements} if prepared_statements else {}),
         },
     )
     if changed_rows:
