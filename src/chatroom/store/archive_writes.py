@@ -3,7 +3,7 @@
 Idempotent by the unique keys (room, stream id) and (room, sender, client_id): an entry
 archived twice (a crash between commit and XACK) becomes a no-op, while any other error
 still raises. The no-op is explicit (ON DUPLICATE KEY UPDATE id = id, ON CONFLICT DO
-NOTHING); never INSERT IGNORE, which would also swallow truncations and bad values.
+NOTHING); never the IGNORE modifier, which would also swallow truncations and bad values.
 
 A resend that slipped past Redis' memory of its client_id (appended again, under a new
 stream id) is a no-op too, but not a silent one: when fewer rows were inserted than
