@@ -77,17 +77,7 @@ async def fresh_backends(env: dict[str, str]) -> None:
     """Empty Redis db 13 and a newly migrated MariaDB database."""
     await flush_bench_redis()
     await drop_bench_database()
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "chatroom", "db", "upgrade"],
-        env={**_base_env(), **env},
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SetupFailed(f"chatroom db upgrade failed: {done.stderr.strip() or done.stdout}")
+    await _chatroom_command(env, "db", "upgrade")
 
 
 def _base_env() -> dict[str, str]:
@@ -156,9 +146,15 @@ async def archive_status(env: dict[str, str]) -> dict[str, object]:
     """`chatroom status --json` of the bench backends."""
     import json
 
+    found: dict[str, object] = json.loads(await _chatroom_command(env, "status", "--json"))
+    return found
+
+
+async def _chatroom_command(env: dict[str, str], *args: str) -> str:
+    """Run `python -m chatroom ARGS` on the bench backends; its stdout, or SetupFailed."""
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "chatroom", "status", "--json"],
+        [sys.executable, "-m", "chatroom", *args],
         env={**_base_env(), **env},
         cwd=REPO_DIR,
         capture_output=True,
@@ -166,6 +162,6 @@ async def archive_status(env: dict[str, str]) -> dict[str, object]:
         check=False,
     )
     if done.returncode != 0:
-        raise SetupFailed(f"chatroom status failed: {done.stderr.strip()}")
-    found: dict[str, object] = json.loads(done.stdout)
-    return found
+        reason = done.stderr.strip() or done.stdout
+        raise SetupFailed(f"chatroom {' '.join(args)} failed: {reason}")
+    return done.stdout
