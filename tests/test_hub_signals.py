@@ -81,7 +81,7 @@ async def test_a_silent_subscription_is_found_by_ping_and_subscribed_anew(
             await blocking.aclose()
     lines = [r.getMessage() for r in caplog.records if r.name == "chatroom.hub.signals"]
     assert len(lines) == 2, lines  # once when it stopped, once when it works again
-    assert "stopped" in lines[0] and "works again" in lines[1]
+    assert "is unreachable" in lines[0] and "is back after" in lines[1]
 
 
 async def test_access_lost_reaches_every_node(backend: Backend, redis: Redis) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from chatroom.backends import Backends, SchemaOutOfDate, open_backends, open_database
 from chatroom.backends import upgrade_database as run_upgrade
 from chatroom.embedded import EmbeddedServerError
+from chatroom.outages import first_line
 from chatroom.settings import ConfigError, Settings, load_settings
 from chatroom.status import collect_status, render_table
 from chatroom.streams.connection import connect
@@ -77,8 +78,7 @@ def explained_failures(settings: Settings) -> Iterator[None]:
         fail(f"cannot use Redis at {where}: {exc} (check CHATROOM_REDIS_URL)")
     except (SQLAlchemyError, OSError) as exc:
         where = settings.database_url or "the SQLite file"
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        fail(f"cannot use the database at {where}: {reason} (check CHATROOM_DATABASE_URL)")
+        fail(f"cannot use the database at {where}: {first_line(exc)} (check CHATROOM_DATABASE_URL)")
 
 
 def run_with_backends(settings: Settings, work: Callable[[Backends], Coroutine[Any, Any, T]]) -> T:

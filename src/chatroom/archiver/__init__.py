@@ -2,5 +2,6 @@
 
 `service.Archiver` is the loop (used in process by `chatroom serve`), `process` the
 standalone `chatroom archive` command; the pure decisions live in `batching`,
-`schedules`, `backoff` and `failpoints`, the Redis side in `redis_streams`.
+`schedules` and `failpoints`, the Redis side in `redis_streams`; outages are waited out
+through `chatroom.outages`.
 """

@@ -13,26 +13,20 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
 from prometheus_client import start_http_server
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatroom.archiver.backoff import Backoff, OutageState
 from chatroom.archiver.failpoints import Failpoints, UnknownFailpoint
 from chatroom.archiver.service import Archiver
 from chatroom.backends import Backends, open_database
+from chatroom.outages import REDIS_DOWN, SQL_DOWN, when_reachable
 from chatroom.settings import Settings
 from chatroom.streams.connection import connect
 from chatroom.streams.persistence import PersistenceReport, enforce_persistence
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def run_archiver(settings: Settings, backends: Backends, *, once: bool) -> int:
@@ -54,7 +48,7 @@ async def _archive(settings: Settings, backends: Backends, *, once: bool) -> int
     async def sql() -> AsyncEngine:
         return await open_database(settings, backends.database_url)
 
-    engine = await _when_reachable("SQL", sql, (SQLAlchemyError, OSError), stop)
+    engine = await when_reachable("SQL", sql, SQL_DOWN, stop, log)
     if engine is None:
         return 0
     try:
@@ -66,8 +60,7 @@ async def _archive(settings: Settings, backends: Backends, *, once: bool) -> int
             finally:
                 await redis.aclose()
 
-        redis_down = (RedisConnectionError, RedisTimeoutError, OSError)
-        if await _when_reachable("Redis", redis_check, redis_down, stop) is None:
+        if await when_reachable("Redis", redis_check, REDIS_DOWN, stop, log) is None:
             return 0
         if settings.metrics_port is not None:
             server, _ = start_http_server(settings.metrics_port, addr=settings.host)
@@ -82,31 +75,6 @@ async def _archive(settings: Settings, backends: Backends, *, once: bool) -> int
     finally:
         await engine.dispose()
     return 0
-
-
-async def _when_reachable(
-    name: str,
-    attempt: Callable[[], Awaitable[T]],
-    unreachable: tuple[type[BaseException], ...],
-    stop: asyncio.Event,
-) -> T | None:
-    """`attempt()` once `name` answers; None if stopped first. Other errors raise."""
-    state, backoff = OutageState(name), Backoff()
-    while True:
-        try:
-            result = await attempt()
-        except unreachable as exc:
-            line = state.failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 0)
-            if line:
-                log.warning("%s", line.replace("the backlog stays in Redis", "before starting"))
-            try:
-                await asyncio.wait_for(stop.wait(), backoff.next_delay())
-            except TimeoutError:
-                continue
-            return None
-        if state.down:
-            log.warning("%s answers: starting", name)
-        return result
 
 
 # Allocations between two young-generation collections (Python's default is 700).

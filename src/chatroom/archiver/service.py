@@ -26,21 +26,18 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys, status
 from chatroom.archiver import metrics
-from chatroom.archiver.backoff import Backoff, OutageState
 from chatroom.archiver.batching import BatchClock, StreamEntry, split_for_retry, triage
 from chatroom.archiver.consumer_name import ConsumerLease, lease_consumer_name
 from chatroom.archiver.failpoints import Failpoints
 from chatroom.archiver.redis_streams import Claimed, GroupStreams
 from chatroom.archiver.schedules import CHECK_EVERY_S, Valve, Window, decide
 from chatroom.domain.stream_ids import StreamId
+from chatroom.outages import REDIS_DOWN, SQL_DOWN, SQL_REJECTED, Backoff, Outage, first_line
 from chatroom.settings import ArchiveSchedule, Settings
 from chatroom.store.archive_writes import (
     ArchivedMessage,
@@ -58,10 +55,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
-SQL_DOWN = (SQLAlchemyError, OSError, asyncio.TimeoutError)
-SQL_REJECTED = (IntegrityError, DataError)
-
 ROOMS_EVERY_S = 1.0  # new rooms are found within this long
 HEARTBEAT_TTL_S = 15
 METRICS_EVERY_S = 5.0
@@ -70,11 +63,6 @@ TRIM_EVERY_S = 1.0  # trims run at most this often, off the write path
 
 class _Stopped(Exception):
     """Stop was asked during an outage: leave the batch pending for the next run."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
-    return text.splitlines()[0][:300]
 
 
 @dataclass(slots=True)
@@ -118,8 +106,8 @@ class Archiver:
         self._writes = engine
         self._consumer = consumer or settings.archiver_consumer
         self._failpoints = Failpoints.from_env()
-        self._redis_state = OutageState("Redis")
-        self._sql_state = OutageState("SQL")
+        self._redis_state = Outage("Redis", "waiting it out, the backlog stays in Redis", log)
+        self._sql_state = Outage("SQL", "waiting it out, the backlog stays in Redis", log)
         self._backoff = {"redis": Backoff(), "sql": Backoff()}
         self.archived = 0  # rows archived by this instance
         self.dead_lettered = 0
@@ -563,7 +551,7 @@ class Archiver:
                 str(entry.id),
                 entry.room,
                 entry.raw,
-                f"rejected by SQL: {_first_line(exc)}",
+                f"rejected by SQL: {first_line(exc)}",
                 entry.deliveries,
             )
             async with self._writes.begin() as conn:
@@ -727,10 +715,8 @@ class Archiver:
             self._recovered("sql", self._sql_state)
             return result
 
-    async def _outage(self, dependency: str, state: OutageState, exc: BaseException) -> None:
-        line = state.failed(_first_line(exc), time.monotonic())
-        if line is not None:
-            log.warning("%s", line)
+    async def _outage(self, dependency: str, state: Outage, exc: BaseException) -> None:
+        if state.failed(first_line(exc)) is not None:
             metrics.OUTAGE.labels(dependency).set(1)
         if self._stop.is_set():
             raise _Stopped
@@ -738,9 +724,7 @@ class Archiver:
         if self._stop.is_set():
             raise _Stopped
 
-    def _recovered(self, dependency: str, state: OutageState) -> None:
-        line = state.recovered(time.monotonic())
+    def _recovered(self, dependency: str, state: Outage) -> None:
         self._backoff[dependency].reset()
-        if line is not None:
-            log.warning("%s", line)
+        if state.recovered() is not None:
             metrics.OUTAGE.labels(dependency).set(0)

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
-from chatroom.hub.redis_link import ReadLink
+from chatroom.outages import Outage, first_line
 from chatroom.streams.connection import READ_HANG_S
 from chatroom.streams.snapshots import Entry
 
@@ -57,7 +57,11 @@ class StreamBus:
         self._blocking = blocking_redis  # XREAD BLOCK holds its connection: a client of its own
         self._block_ms = block_ms
         self._read_limit_s = block_ms / 1000 + hang_s
-        self._link = ReadLink("reading the room streams", log)
+        self._link = Outage(
+            "Redis (reading the room streams)",
+            "reading again on a fresh connection; nothing is skipped",
+            log,
+        )
         self._wakeup_key = redis_keys.node_wakeup(node_id)
         self._wakeup_id = StreamId(0, 0)
         self._on_entries = on_entries
@@ -141,10 +145,10 @@ class StreamBus:
                 await self._drop_connection()
                 continue  # at once: the cursors still hold the last ids delivered
             except (RedisError, OSError) as exc:
-                self._link.failed(str(exc) or type(exc).__name__)
+                self._link.failed(first_line(exc))
                 await asyncio.sleep(RETRY_S)
                 continue
-            self._link.working()
+            self._link.recovered()
             for raw_key, raw_entries in reply or []:
                 key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
                 entries: list[Entry] = [

@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
 from chatroom import redis_keys
 from chatroom.domain import frames
@@ -34,6 +32,7 @@ from chatroom.hub.replies import SEND_WINDOW, Replies
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.hub.transport import SharedText, Transport
+from chatroom.outages import STORE_ERRORS
 from chatroom.settings import Settings
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.snapshots import Entry
@@ -52,7 +51,6 @@ REPLAY_PAGE = 200
 # and subscriptions to private rooms are checked again at every heartbeat all the same.
 ACCESS_CACHE_S = 5.0
 STOP_TIMEOUT_S = 5.0
-_STORE_ERRORS = (RedisError, SQLAlchemyError, OSError)
 
 
 @dataclass
@@ -172,7 +170,7 @@ class Hub:
         connection = Connection(transport, user, queue_max=self.settings.outbound_queue_max)
         try:
             admitted = await self._limit.admit(user.id, connection.id)
-        except _STORE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             log.warning("cannot count connections (Redis): %s", exc)
             await transport.close(CloseCode.TRY_AGAIN_LATER, "the server is unavailable")
             return
@@ -199,7 +197,7 @@ class Hub:
         try:
             for subscription in list(client.subscriptions.values()):
                 await self._unsubscribe(client, subscription)
-            with contextlib.suppress(*_STORE_ERRORS):
+            with contextlib.suppress(*STORE_ERRORS):
                 await self._limit.release(user.id, client.connection.id)
         finally:
             del self._clients[client.connection.id]
@@ -239,7 +237,7 @@ class Hub:
                 await self._typing(client, frame)
             else:
                 connection.offer(frames.pong())
-        except _STORE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             log.warning("a %s frame failed: %s", type(frame).__name__.lower(), exc)
             client_id = frame.client_id if isinstance(frame, frames.Send) else None
             replies.answer(_unavailable(client_id))
@@ -283,7 +281,7 @@ class Hub:
             appended = await self._writer.append(
                 MessageEvent(slug, user, send.body, send.client_id)
             )
-        except _STORE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             log.warning("a send failed: %s", exc)
             return _unavailable(send.client_id)
         self.stats.messages_in += 1
@@ -364,7 +362,7 @@ class Hub:
                     self.stats.messages_out += 1
                 if not page.has_more and subscription.go_live():
                     return
-        except _STORE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             log.warning("replay of %s failed: %s", room.slug, exc)
             if client.subscriptions.get(room.slug) is subscription:
                 self._drop(client, subscription)
@@ -375,7 +373,7 @@ class Hub:
                     )
                 )
                 connection.offer(frames.unsubscribed(room.slug))
-                with contextlib.suppress(*_STORE_ERRORS):
+                with contextlib.suppress(*STORE_ERRORS):
                     await self._leave(client, room.slug)
 
     def _drop(self, client: _Client, subscription: Subscription) -> None:
@@ -396,7 +394,7 @@ class Hub:
         self._drop(client, subscription)
         try:
             await self._leave(client, subscription.room.slug)
-        except _STORE_ERRORS as exc:  # the heartbeat lapses: the sweep says leave later
+        except STORE_ERRORS as exc:  # the heartbeat lapses: the sweep says leave later
             log.warning("presence leave of %s failed: %s", subscription.room.slug, exc)
 
     async def _leave(self, client: _Client, slug: str) -> None:
@@ -470,7 +468,7 @@ class Hub:
         to it end at once, and no cached yes lets one more send through."""
         try:
             await self._signals.publish_access_lost(slug, user_id)
-        except _STORE_ERRORS as exc:  # the heartbeat's recheck ends them within 5 s
+        except STORE_ERRORS as exc:  # the heartbeat's recheck ends them within 5 s
             log.warning("could not announce that user %s left %s: %s", user_id, slug, exc)
 
     def _on_access_lost(self, slug: str, user_id: int) -> None:
@@ -497,7 +495,7 @@ class Hub:
             self._sends.forget_full()
             try:
                 await self._beat_once()
-            except _STORE_ERRORS as exc:
+            except STORE_ERRORS as exc:
                 log.warning("presence heartbeat failed: %s", exc)
 
     async def _beat_once(self) -> None:

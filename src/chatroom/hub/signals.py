@@ -28,7 +28,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from chatroom import redis_keys
-from chatroom.hub.redis_link import ReadLink
+from chatroom.outages import Outage, first_line
 from chatroom.streams.connection import READ_HANG_S
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,9 @@ class RoomSignals:
         self._pubsub: PubSub | None = None
         database = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
         self.channel = redis_keys.room_signals(database)
-        self._link = ReadLink("listening to the room signals", log)
+        self._link = Outage(
+            "Redis (listening to the room signals)", "subscribing again until it works", log
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -148,10 +150,10 @@ class RoomSignals:
             try:
                 if self._pubsub is None:
                     self._pubsub = await self._subscribe()
-                    self._link.working()
+                    self._link.recovered()
                 await self._listen(self._pubsub)
             except (RedisError, OSError, TimeoutError, _Silent) as exc:
-                self._link.failed(str(exc) or type(exc).__name__)
+                self._link.failed(first_line(exc))
                 await self._close()
                 await asyncio.sleep(RETRY_S)
 
@@ -178,7 +180,7 @@ class RoomSignals:
                     pinged = now
                 continue
             heard, pinged = now, None
-            self._link.working()
+            self._link.recovered()
             if message.get("type") == "message":
                 self._deliver(message["data"])
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from chatroom.domain.refusals import Forbidden
+from chatroom.outages import first_line
 from chatroom.status import collect_status
 from chatroom.streams.persistence import check_persistence
 from chatroom.web.dependencies import CurrentUser, State
@@ -31,7 +32,7 @@ async def _probe(check: Any) -> str:
     except TimeoutError:
         return f"no answer within {CHECK_TIMEOUT_S:g} s"
     except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}"
+        return f"{type(exc).__name__}: {first_line(exc)}"
     return "ok"
 
 

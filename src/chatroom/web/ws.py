@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter
-from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -24,6 +22,7 @@ from chatroom.domain.events import Author
 from chatroom.hub.hub import Hub
 from chatroom.hub.subscription import RoomRef
 from chatroom.hub.transport import SharedText, TransportClosed
+from chatroom.outages import STORE_ERRORS
 from chatroom.rooms.access import visible_room
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.connection import connect
@@ -112,7 +111,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     try:
         user = await authenticate(state, websocket)
-    except (RedisError, SQLAlchemyError, OSError) as exc:
+    except STORE_ERRORS as exc:
         log.warning("cannot authenticate a WebSocket: %s", exc)
         await _refuse(websocket, 503, "unavailable", "the server cannot check sessions now")
         return
