@@ -8,22 +8,34 @@ fixture runs once per backend named in CHATROOM_TEST_BACKENDS (default: both).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatroom.domain.events import Author
 from chatroom.embedded import EmbeddedRedis
+from chatroom.history import History
+from chatroom.hub.hub import Hub
+from chatroom.hub.session import RoomAccess
+from chatroom.hub.subscription import RoomRef
+from chatroom.settings import Settings
 from chatroom.store import migrate
+from chatroom.store.counts import room_ids
 from chatroom.store.database import create_engine, ensure_database
+from chatroom.store.history_pages import ArchivedPages
 from chatroom.store.tables import metadata
 from chatroom.streams.connection import connect
+from chatroom.streams.writer import StreamWriter
+from fake_transport import FakeTransport
 
 MARIADB_URL = os.environ.get(
     "CHATROOM_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/chatroom_test"
@@ -132,3 +144,95 @@ async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
 def python() -> str:
     """The interpreter for `python -m chatroom` subprocesses."""
     return sys.executable
+
+
+@dataclass
+class HubNode:
+    """One app node's hub on the test's backend; its sockets are fake transports."""
+
+    hub: Hub
+    writer: StreamWriter
+    access: RoomAccess
+    sockets: list[FakeTransport] = field(default_factory=list)
+    serving: list[asyncio.Task[None]] = field(default_factory=list)  # one per socket
+
+    def connect(self, user: Author) -> FakeTransport:
+        """A socket of `user`, served by the hub until it leaves (or the test ends)."""
+        transport = FakeTransport()
+        self.sockets.append(transport)
+        self.serving.append(asyncio.create_task(self.hub.serve(transport, user, self.access)))
+        return transport
+
+
+HubFactory = Callable[..., Awaitable[HubNode]]
+# How long the sockets a test left open may take to end once their clients leave.
+LEAVE_TIMEOUT_S = 10.0
+
+
+def _stream_writer(redis: Redis) -> StreamWriter:
+    return StreamWriter(redis, client_id_ttl_s=3600)
+
+
+@pytest.fixture
+async def make_hub(backend: Backend, engine: AsyncEngine) -> AsyncIterator[HubFactory]:
+    """Builds started hubs, each with its own Redis clients, stream writer and history;
+    at the end the clients of their sockets leave (each socket must end then), and the
+    hubs are stopped and all that was built is closed.
+
+    `make_hub(access=None, *, writer_url=None, make_writer=None, make_history=None,
+    **settings)`: `access` defaults to the lobby, open to all; `writer_url` puts the
+    writer on another Redis (a dead one, say); `make_writer(redis)` and
+    `make_history(redis, archive)` build instrumented ones.
+    """
+    closers: list[Callable[[], Awaitable[None]]] = []
+    lobby = RoomRef((await room_ids(engine))["lobby"], "lobby", False)
+
+    async def lobby_only(_user: Author, slug: str) -> RoomRef | None:
+        return lobby if slug == "lobby" else None
+
+    async def make(
+        access: RoomAccess | None = None,
+        *,
+        writer_url: str | None = None,
+        make_writer: Callable[[Redis], StreamWriter] | None = None,
+        make_history: Callable[[Redis, ArchivedPages], History] | None = None,
+        **settings: Any,
+    ) -> HubNode:
+        redis = connect(backend.redis_url)
+        blocking = connect(backend.redis_url, blocking=True)
+        writer_redis = connect(writer_url) if writer_url else redis
+        writer = (make_writer or _stream_writer)(writer_redis)
+        history = (make_history or History)(redis, ArchivedPages(engine))
+        hub = Hub(
+            settings=Settings(
+                redis_url=backend.redis_url, database_url=backend.database_url, **settings
+            ),
+            redis=redis,
+            blocking_redis=blocking,
+            writer=writer,
+            history=history,
+        )
+        node = HubNode(hub, writer, access or lobby_only)
+
+        async def close() -> None:
+            try:
+                for transport in node.sockets:
+                    transport.leave()
+                await asyncio.wait_for(asyncio.gather(*node.serving), LEAVE_TIMEOUT_S)
+                await hub.stop()
+            finally:
+                for task in node.serving:
+                    task.cancel()
+                await writer.close()
+                for client in {redis, blocking, writer_redis}:
+                    await client.aclose()
+
+        closers.append(close)
+        await hub.start()
+        return node
+
+    try:
+        yield make
+    finally:
+        for close in reversed(closers):
+            await close()

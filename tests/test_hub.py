@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -17,39 +15,19 @@ from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.frames import CloseCode
 from chatroom.domain.stream_ids import StreamId
-from chatroom.history import History
-from chatroom.hub.hub import Hub
 from chatroom.hub.presence import Presence, online_counts, online_users
 from chatroom.hub.subscription import RoomRef
-from chatroom.settings import Settings
 from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.counts import room_ids
-from chatroom.store.history_pages import ArchivedPages
 from chatroom.store.tables import rooms
-from chatroom.streams.connection import connect
 from chatroom.streams.writer import StreamWriter
-from conftest import Backend
+from conftest import HubFactory, HubNode
 from fake_transport import FakeTransport
 
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
 CAROL = Author(3, "carol", "Carol")
 SECRET_MEMBERS = {ALICE.id}
-
-
-@dataclass
-class Node:
-    hub: Hub
-    access: Callable[[Author, str], Awaitable[RoomRef | None]]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def connect(self, user: Author) -> FakeTransport:
-        transport = FakeTransport()
-        self.tasks.append(asyncio.create_task(self.hub.serve(transport, user, self.access)))
-        return transport
-
-
-NodeFactory = Callable[..., Awaitable[Node]]
 
 
 @pytest.fixture
@@ -68,10 +46,8 @@ async def room_refs(engine: AsyncEngine) -> dict[str, RoomRef]:
 
 
 @pytest.fixture
-async def make_node(
-    backend: Backend, engine: AsyncEngine, room_refs: dict[str, RoomRef]
-) -> AsyncIterator[NodeFactory]:
-    closers: list[Callable[[], Awaitable[Any]]] = []
+def make_node(make_hub: HubFactory, room_refs: dict[str, RoomRef]) -> HubFactory:
+    """Hubs whose users may use the lobby, and the secret room if in SECRET_MEMBERS."""
 
     async def access(user: Author, slug: str) -> RoomRef | None:
         room = room_refs.get(slug)
@@ -79,42 +55,10 @@ async def make_node(
             return None
         return room
 
-    async def make(writer_url: str | None = None, **overrides: Any) -> Node:
-        options: dict[str, Any] = {"presence_expiry_s": 2, **overrides}
-        settings = Settings(
-            redis_url=backend.redis_url, database_url=backend.database_url, **options
-        )
-        redis = connect(backend.redis_url)
-        blocking = connect(backend.redis_url, blocking=True)
-        writer_redis = connect(writer_url) if writer_url else redis
-        writer = StreamWriter(writer_redis, client_id_ttl_s=3600)
-        archive = ArchivedPages(engine)
-        hub = Hub(
-            settings=settings,
-            redis=redis,
-            blocking_redis=blocking,
-            writer=writer,
-            history=History(redis, archive),
-            archive=archive,
-        )
-        await hub.start()
-        node = Node(hub, access)
+    async def make(**options: Any) -> HubNode:
+        return await make_hub(access, **{"presence_expiry_s": 2, **options})
 
-        async def close() -> None:
-            for transport_task in node.tasks:
-                transport_task.cancel()
-            await asyncio.gather(*node.tasks, return_exceptions=True)
-            await hub.stop()
-            await writer.close()
-            for client in {redis, blocking, writer_redis}:
-                await client.aclose()
-
-        closers.append(close)
-        return node
-
-    yield make
-    for close in reversed(closers):
-        await close()
+    return make
 
 
 async def subscribe(
@@ -169,7 +113,7 @@ async def archive_and_trim(redis: Redis, engine: AsyncEngine, room_id: int, upto
     await redis.xtrim(key, minid=str(upto.next()), approximate=False)
 
 
-async def test_send_acks_and_fans_out_to_every_subscriber_in_order(make_node: NodeFactory) -> None:
+async def test_send_acks_and_fans_out_to_every_subscriber_in_order(make_node: HubFactory) -> None:
     node = await make_node()
     alice, bob = node.connect(ALICE), node.connect(BOB)
     first = await subscribe(alice)
@@ -183,7 +127,7 @@ async def test_send_acks_and_fans_out_to_every_subscriber_in_order(make_node: No
 
 
 async def test_a_resend_with_the_same_client_id_returns_the_first_id(
-    make_node: NodeFactory, redis: Redis
+    make_node: HubFactory, redis: Redis
 ) -> None:
     node = await make_node()
     alice = node.connect(ALICE)
@@ -193,7 +137,7 @@ async def test_a_resend_with_the_same_client_id_returns_the_first_id(
 
 
 async def test_subscribe_since_replays_from_sql_and_stream_then_goes_live(
-    make_node: NodeFactory, redis: Redis, engine: AsyncEngine, room_refs: dict[str, RoomRef]
+    make_node: HubFactory, redis: Redis, engine: AsyncEngine, room_refs: dict[str, RoomRef]
 ) -> None:
     ids = await append(redis, 300)
     await archive_and_trim(redis, engine, room_refs["lobby"].id, ids[149])
@@ -208,7 +152,7 @@ async def test_subscribe_since_replays_from_sql_and_stream_then_goes_live(
 
 
 async def test_subscribe_since_while_messages_keep_coming_has_no_gap_or_duplicate(
-    make_node: NodeFactory, redis: Redis
+    make_node: HubFactory, redis: Redis
 ) -> None:
     first = await append(redis, 100, prefix="old")
     node = await make_node(outbound_queue_max=50)
@@ -229,7 +173,7 @@ async def test_subscribe_since_while_messages_keep_coming_has_no_gap_or_duplicat
     assert got == expected
 
 
-async def test_resync_when_the_stream_was_lost(make_node: NodeFactory, redis: Redis) -> None:
+async def test_resync_when_the_stream_was_lost(make_node: HubFactory, redis: Redis) -> None:
     ids = await append(redis, 3)
     node = await make_node()
     alice = node.connect(ALICE)
@@ -248,7 +192,7 @@ async def test_resync_when_the_stream_was_lost(make_node: NodeFactory, redis: Re
     assert (await alice.next("message"))["id"] == live
 
 
-async def test_since_zero_on_an_empty_room_is_no_resync(make_node: NodeFactory) -> None:
+async def test_since_zero_on_an_empty_room_is_no_resync(make_node: HubFactory) -> None:
     node = await make_node()
     alice = node.connect(ALICE)
     subscribed = await subscribe(alice, since="0-0")
@@ -259,7 +203,7 @@ async def test_since_zero_on_an_empty_room_is_no_resync(make_node: NodeFactory) 
 
 
 async def test_presence_joins_and_leaves_once_per_user_however_many_tabs(
-    make_node: NodeFactory, redis: Redis
+    make_node: HubFactory, redis: Redis
 ) -> None:
     node = await make_node()
     carol = node.connect(CAROL)
@@ -290,7 +234,7 @@ async def test_presence_joins_and_leaves_once_per_user_however_many_tabs(
 
 
 async def test_a_dead_nodes_users_leave_after_their_heartbeat_expires(
-    make_node: NodeFactory,
+    make_node: HubFactory,
 ) -> None:
     node = await make_node(presence_expiry_s=2)
     carol = node.connect(CAROL)
@@ -302,7 +246,7 @@ async def test_a_dead_nodes_users_leave_after_their_heartbeat_expires(
 
 
 async def test_presence_and_messages_cross_nodes_in_the_same_order(
-    make_node: NodeFactory,
+    make_node: HubFactory,
 ) -> None:
     one, two = await make_node(), await make_node()
     alice, bob = one.connect(ALICE), two.connect(BOB)
@@ -321,7 +265,7 @@ async def test_presence_and_messages_cross_nodes_in_the_same_order(
 
 
 async def test_typing_reaches_others_and_is_never_stored(
-    make_node: NodeFactory, redis: Redis
+    make_node: HubFactory, redis: Redis
 ) -> None:
     one, two = await make_node(), await make_node()
     alice, bob = one.connect(ALICE), two.connect(BOB)
@@ -335,7 +279,7 @@ async def test_typing_reaches_others_and_is_never_stored(
     assert await redis.exists(redis_keys.room_stream("lobby")) == 0
 
 
-async def test_sends_over_the_rate_are_refused_with_retry_after(make_node: NodeFactory) -> None:
+async def test_sends_over_the_rate_are_refused_with_retry_after(make_node: HubFactory) -> None:
     node = await make_node(send_rate_per_s=1, send_burst=3)
     alice = node.connect(ALICE)
     for i in range(3):
@@ -346,13 +290,13 @@ async def test_sends_over_the_rate_are_refused_with_retry_after(make_node: NodeF
     assert 0 < refused["retry_after_ms"] <= 1000
 
 
-async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: NodeFactory) -> None:
+async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: HubFactory) -> None:
     node = await make_node(send_rate_per_s=0.5, send_burst=3)
     alice = node.connect(ALICE)
     for i in range(3):
         await send(alice, "ok", f"ok-{i}")
     alice.leave()
-    await node.tasks[-1]  # that socket is gone, and the hub is done with it
+    await node.serving[-1]  # that socket is gone, and the hub is done with it
     again = node.connect(ALICE)
     again.push({"type": "send", "room": "lobby", "body": "a fresh burst?", "client_id": "late"})
     refused = await again.next("error")
@@ -360,7 +304,7 @@ async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: NodeFactor
     assert 1000 < refused["retry_after_ms"] <= 2000
 
 
-async def test_a_user_over_the_connection_limit_is_closed(make_node: NodeFactory) -> None:
+async def test_a_user_over_the_connection_limit_is_closed(make_node: HubFactory) -> None:
     node = await make_node(max_connections_per_user=2)
     first, second = node.connect(ALICE), node.connect(ALICE)
     first.push({"type": "ping"})
@@ -377,7 +321,7 @@ async def test_a_user_over_the_connection_limit_is_closed(make_node: NodeFactory
     assert await fourth.next("pong") == {"type": "pong"}
 
 
-async def test_private_rooms_are_closed_to_non_members(make_node: NodeFactory) -> None:
+async def test_private_rooms_are_closed_to_non_members(make_node: HubFactory) -> None:
     node = await make_node()
     alice, bob = node.connect(ALICE), node.connect(BOB)
     await subscribe(alice, room="secret")
@@ -396,7 +340,7 @@ async def test_private_rooms_are_closed_to_non_members(make_node: NodeFactory) -
     assert {json.loads(f)["type"] for f in bob.sent} == {"error", "pong"}
 
 
-async def test_a_send_while_redis_is_down_is_unavailable(make_node: NodeFactory) -> None:
+async def test_a_send_while_redis_is_down_is_unavailable(make_node: HubFactory) -> None:
     node = await make_node(writer_url="redis://127.0.0.1:1/0")
     alice = node.connect(ALICE)
     alice.push({"type": "send", "room": "lobby", "body": "lost?", "client_id": "x-1"})
@@ -406,7 +350,7 @@ async def test_a_send_while_redis_is_down_is_unavailable(make_node: NodeFactory)
     assert await alice.next("pong") == {"type": "pong"}
 
 
-async def test_a_frame_over_the_limit_closes_with_1009(make_node: NodeFactory) -> None:
+async def test_a_frame_over_the_limit_closes_with_1009(make_node: HubFactory) -> None:
     node = await make_node(frame_max_bytes=1024)
     alice = node.connect(ALICE)
     alice.push('{"type":"ping","pad":"' + "x" * 2000 + '"}')
@@ -415,7 +359,7 @@ async def test_a_frame_over_the_limit_closes_with_1009(make_node: NodeFactory) -
 
 
 async def test_a_slow_subscriber_is_closed_and_the_others_keep_going(
-    make_node: NodeFactory,
+    make_node: HubFactory,
 ) -> None:
     node = await make_node(outbound_queue_max=10, send_rate_per_s=1000, send_burst=1000)
     slow, alice = node.connect(CAROL), node.connect(ALICE)
@@ -434,7 +378,7 @@ async def test_a_slow_subscriber_is_closed_and_the_others_keep_going(
 
 
 async def test_a_member_removed_from_a_private_room_loses_the_subscription(
-    make_node: NodeFactory,
+    make_node: HubFactory,
 ) -> None:
     node = await make_node(presence_expiry_s=2)  # a heartbeat every half second
     alice = node.connect(ALICE)
@@ -449,7 +393,7 @@ async def test_a_member_removed_from_a_private_room_loses_the_subscription(
 
 
 async def test_a_removed_member_loses_the_room_on_every_node_at_once(
-    make_node: NodeFactory, redis: Redis
+    make_node: HubFactory, redis: Redis
 ) -> None:
     # A heartbeat every 15 s: what ends the subscription here is the signal, not the recheck.
     one, two = await make_node(presence_expiry_s=60), await make_node(presence_expiry_s=60)
@@ -481,7 +425,7 @@ async def test_a_removed_member_loses_the_room_on_every_node_at_once(
         SECRET_MEMBERS.discard(BOB.id)
 
 
-async def test_stopping_the_node_closes_its_sockets_with_1001(make_node: NodeFactory) -> None:
+async def test_stopping_the_node_closes_its_sockets_with_1001(make_node: HubFactory) -> None:
     node = await make_node()
     alice = node.connect(ALICE)
     await subscribe(alice)

@@ -8,28 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.frames import CloseCode
-from chatroom.history import History
 from chatroom.hub.connection import Connection
 from chatroom.hub.hub import Hub
 from chatroom.hub.replies import SEND_WINDOW, Replies
-from chatroom.hub.subscription import RoomRef
-from chatroom.settings import Settings
-from chatroom.store.counts import room_ids
-from chatroom.store.history_pages import ArchivedPages
-from chatroom.streams.connection import connect
 from chatroom.streams.writer import Appended, StreamWriter
-from conftest import Backend
+from conftest import HubFactory
 from fake_transport import FakeTransport
 
 ALICE = Author(1, "alice", "Alice")
@@ -141,41 +133,14 @@ class Node:
 
 
 @pytest.fixture
-async def node(backend: Backend, engine: AsyncEngine) -> AsyncIterator[Node]:
-    lobby = RoomRef((await room_ids(engine))["lobby"], "lobby", False)
-
-    async def access(_user: Author, slug: str) -> RoomRef | None:
-        return lobby if slug == "lobby" else None
-
-    settings = Settings(
-        redis_url=backend.redis_url,
-        database_url=backend.database_url,
+async def node(make_hub: HubFactory) -> Node:
+    built = await make_hub(
+        make_writer=CountingWriter,
         send_rate_per_s=1000,  # the bursts here are about the pipeline, not the rate limit
         send_burst=1000,
     )
-    redis, blocking = connect(backend.redis_url), connect(backend.redis_url, blocking=True)
-    writer = CountingWriter(redis)
-    archive = ArchivedPages(engine)
-    hub = Hub(
-        settings=settings,
-        redis=redis,
-        blocking_redis=blocking,
-        writer=writer,
-        history=History(redis, archive),
-        archive=archive,
-    )
-    await hub.start()
-    transport = FakeTransport()
-    serving = asyncio.create_task(hub.serve(transport, ALICE, access))
-    try:
-        yield Node(hub, writer, transport)
-    finally:
-        transport.leave()
-        await asyncio.wait_for(serving, 10)
-        await hub.stop()
-        await writer.close()
-        await redis.aclose()
-        await blocking.aclose()
+    assert isinstance(built.writer, CountingWriter)
+    return Node(built.hub, built.writer, built.connect(ALICE))
 
 
 def _send(client_id: str, body: str, room: str = "lobby") -> dict[str, str]:

@@ -49,7 +49,6 @@ class CloseCode:
     4500-4999: reconnecting as is will fail the same way; a person has to act first.
     """
 
-    NORMAL = 1000
     GOING_AWAY = 1001  # the node stops; another node (or this one, restarted) takes over
     MESSAGE_TOO_BIG = 1009  # a frame over frame_max_bytes (64 KiB by default)
     INTERNAL_ERROR = 1011

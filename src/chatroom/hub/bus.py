@@ -37,6 +37,7 @@ BLOCK_MS = 10_000
 RETRY_S = 0.5
 WAKEUP_TTL_S = 3600
 
+# The room's slug and its new entries, in id order.
 OnEntries = Callable[[str, list[Entry]], None]
 
 
@@ -65,16 +66,9 @@ class StreamBus:
         self._wakeup_key = redis_keys.node_wakeup(node_id)
         self._wakeup_id = StreamId(0, 0)
         self._on_entries = on_entries
-        self._cursors: dict[str, StreamId] = {}
+        self._cursors: dict[str, StreamId] = {}  # by slug: the last id delivered
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def rooms(self) -> set[str]:
-        return set(self._cursors)
-
-    def cursor(self, room: str) -> StreamId | None:
-        return self._cursors.get(room)
 
     async def start(self) -> None:
         self._wakeup_id = StreamId.parse(await self._wake())
@@ -88,16 +82,16 @@ class StreamBus:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._wakeup_key)
 
-    async def watch(self, room: str, after: StreamId) -> None:
+    async def watch(self, slug: str, after: StreamId) -> None:
         """Deliver the room's entries after `after` from now on (no-op if watched)."""
-        if room in self._cursors:
+        if slug in self._cursors:
             return
-        self._cursors[room] = after
+        self._cursors[slug] = after
         await self._nudge()
 
-    def unwatch(self, room: str) -> None:
+    def unwatch(self, slug: str) -> None:
         # No wake-up needed: a result for an unwatched room is dropped.
-        self._cursors.pop(room, None)
+        self._cursors.pop(slug, None)
 
     async def _wake(self) -> str:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -128,7 +122,7 @@ class StreamBus:
                 await self._changed.wait()
                 continue
             streams: dict[str, str] = {
-                redis_keys.room_stream(room): str(after) for room, after in self._cursors.items()
+                redis_keys.room_stream(slug): str(after) for slug, after in self._cursors.items()
             }
             streams[self._wakeup_key] = str(self._wakeup_id)
             try:
@@ -159,16 +153,16 @@ class StreamBus:
                 if key == self._wakeup_key:
                     self._wakeup_id = entries[-1][0]
                     continue
-                room = redis_keys.room_of_stream(key)
-                cursor = self._cursors.get(room)
+                slug = redis_keys.room_of_stream(key)
+                cursor = self._cursors.get(slug)
                 if cursor is None:
                     continue  # unwatched while the read was on its way
                 # Watched anew meanwhile from a later id: only what is after that is news.
                 entries = [entry for entry in entries if entry[0] > cursor]
                 if not entries:
                     continue
-                self._cursors[room] = entries[-1][0]
+                self._cursors[slug] = entries[-1][0]
                 try:
-                    self._on_entries(room, entries)
+                    self._on_entries(slug, entries)
                 except Exception:  # one room's bad batch must not stop every room's fan-out
-                    log.exception("fan-out of room %s failed", room)
+                    log.exception("fan-out of room %s failed", slug)

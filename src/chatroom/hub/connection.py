@@ -52,7 +52,6 @@ class Connection:
         "_task",
         "_transport",
         "_wakeup",
-        "frames_sent",
         "id",
         "user",
     )
@@ -82,7 +81,6 @@ class Connection:
         self._send_cancelled = False
         self._reader_done = False
         self._background: set[asyncio.Task[None]] | None = None
-        self.frames_sent = 0
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} of {self.user.username}>"
@@ -117,7 +115,6 @@ class Connection:
         # now, in order, without waking the writer.
         send_now = self._send_now
         if not self._queued and not self._sending and send_now is not None and send_now(frame):
-            self.frames_sent += 1
             return True
         self._queue.append(frame)
         self._queued += 1
@@ -208,7 +205,6 @@ class Connection:
                 if self._close is not None:
                     return
                 self._queued -= 1
-                self.frames_sent += 1
                 if self._queued <= self._low_water:
                     _resolve(self._room_waiter)
 

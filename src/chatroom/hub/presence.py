@@ -78,11 +78,11 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _keys(room: str, user_id: int) -> list[str]:
+def _keys(slug: str, user_id: int) -> list[str]:
     return [
-        redis_keys.room_presence(room),
-        redis_keys.room_presence_connections(room, user_id),
-        redis_keys.room_presence_profiles(room),
+        redis_keys.room_presence(slug),
+        redis_keys.room_presence_connections(slug, user_id),
+        redis_keys.room_presence_profiles(slug),
     ]
 
 
@@ -102,7 +102,7 @@ def _author(raw: bytes | str) -> Author | None:
 class Presence:
     """One connection in one room."""
 
-    room: str
+    slug: str
     user: Author
     connection_id: str
 
@@ -126,12 +126,12 @@ class PresenceBoard:
             now,
             _profile(entry.user),
         ]
-        return bool(await self._join(keys=_keys(entry.room, entry.user.id), args=args))
+        return bool(await self._join(keys=_keys(entry.slug, entry.user.id), args=args))
 
     async def leave(self, entry: Presence) -> bool:
         """Mark the connection gone; True when it was the user's last one in the room."""
         args: list[str | int] = [entry.user.id, entry.connection_id, _now_ms()]
-        return bool(await self._leave(keys=_keys(entry.room, entry.user.id), args=args))
+        return bool(await self._leave(keys=_keys(entry.slug, entry.user.id), args=args))
 
     async def refresh(self, entries: list[Presence]) -> None:
         """The node's heartbeat: push the expiry of all its connections forward."""
@@ -140,26 +140,30 @@ class PresenceBoard:
         expiry = _now_ms() + self.expiry_ms
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                keys = _keys(entry.room, entry.user.id)[:2]
+                keys = _keys(entry.slug, entry.user.id)[:2]
                 args: list[str | int] = [entry.user.id, entry.connection_id, expiry]
                 await self._refresh(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
-    async def sweep(self, room: str) -> list[Author]:
+    async def sweep(self, slug: str) -> list[Author]:
         """Users of the room whose every connection expired (a dead node's): they left."""
         now = _now_ms()
         expired: list[bytes] = await self._redis.zrangebyscore(  # type: ignore[assignment]
-            redis_keys.room_presence(room), "-inf", now
+            redis_keys.room_presence(slug), "-inf", now
         )
         left = []
         for raw_id in expired:
             user_id = int(raw_id)
-            profile = await self._sweep(keys=_keys(room, user_id), args=[user_id, now])
+            profile = await self._sweep(keys=_keys(slug, user_id), args=[user_id, now])
             if profile:
                 user = _author(profile)
                 if user is not None:
                     left.append(user)
         return left
+
+    async def online(self, slug: str) -> list[Author]:
+        """The users online in the room now, by username."""
+        return await online_users(self._redis, slug)
 
 
 async def online_users(redis: Redis, slug: str) -> list[Author]:

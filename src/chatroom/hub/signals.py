@@ -37,22 +37,22 @@ RETRY_S = 0.5
 PING_EVERY_S = 5.0
 _PING = "chatroom-signals"  # told apart from redis-py's own health check PING
 
-# room, the frame's JSON text, a user id whose own connections skip it (or None).
+# The room's slug, the frame's JSON text, a user id whose own connections skip it (or None).
 OnSignal = Callable[[str, str, int | None], None]
-# room, the user who may no longer use it.
+# The room's slug, the user who may no longer use it.
 OnAccessLost = Callable[[str, int], None]
 
 
 @dataclass(frozen=True, slots=True)
 class RoomFrame:
-    room: str
+    slug: str
     frame: str
     skip_user: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class AccessLost:
-    room: str
+    slug: str
     user_id: int
 
 
@@ -73,7 +73,7 @@ def decode_signal(data: Any) -> RoomFrame | AccessLost | None:
         return None
 
 
-def _ignore_access_lost(_room: str, _user_id: int) -> None:
+def _ignore_access_lost(_slug: str, _user_id: int) -> None:
     return None
 
 
@@ -114,12 +114,12 @@ class RoomSignals:
                 await self._task
         await self._close()
 
-    async def publish(self, room: str, frame: str, *, skip_user: int | None = None) -> None:
-        payload = json.dumps({"room": room, "frame": frame, "skip": skip_user}, ensure_ascii=False)
+    async def publish(self, slug: str, frame: str, *, skip_user: int | None = None) -> None:
+        payload = json.dumps({"room": slug, "frame": frame, "skip": skip_user}, ensure_ascii=False)
         await self._redis.publish(self.channel, payload)
 
-    async def publish_access_lost(self, room: str, user_id: int) -> None:
-        await self._redis.publish(self.channel, json.dumps({"room": room, "lost": user_id}))
+    async def publish_access_lost(self, slug: str, user_id: int) -> None:
+        await self._redis.publish(self.channel, json.dumps({"room": slug, "lost": user_id}))
 
     async def _subscribe(self) -> PubSub:
         pubsub = self._blocking.pubsub()
@@ -191,8 +191,8 @@ class RoomSignals:
             return
         try:
             if isinstance(signal, AccessLost):
-                self._on_access_lost(signal.room, signal.user_id)
+                self._on_access_lost(signal.slug, signal.user_id)
             else:
-                self._on_signal(signal.room, signal.frame, signal.skip_user)
+                self._on_signal(signal.slug, signal.frame, signal.skip_user)
         except Exception:
             log.exception("room signal delivery failed")

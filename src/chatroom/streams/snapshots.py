@@ -1,8 +1,9 @@
-"""Atomic reads of a room stream for the history merge.
+"""Reads of a room stream for the history merge.
 
 One MULTI/EXEC returns a range of entries together with the stream's first entry and
 last generated id at that same instant: what the merge needs to know which part of the
-history the stream held, and so which part only SQL can hold.
+history the stream held, and so which part only SQL can hold. Two single reads answer
+what a subscribe asks: where the stream stands, and whether it holds one id.
 """
 
 from __future__ import annotations
@@ -64,3 +65,26 @@ async def read_range(
         first_id=StreamId.parse(first[0]) if first else None,
         horizon=StreamId.parse(info["last-generated-id"]),
     )
+
+
+async def last_generated_id(redis: Redis, room: str) -> StreamId | None:
+    """The id of the last entry ever added to the room's stream (trimmed or not), or None
+    when the room has no stream (never written, or lost with Redis)."""
+    key = redis_keys.room_stream(room)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(key)
+        pipe.xinfo_stream(key)
+        exists, info = await pipe.execute(raise_on_error=False)
+    if isinstance(exists, Exception):
+        raise exists
+    if not exists:
+        return None
+    if isinstance(info, Exception):
+        raise info
+    return StreamId.parse(info["last-generated-id"])
+
+
+async def holds(redis: Redis, room: str, entry_id: StreamId) -> bool:
+    """Whether the room's stream holds an entry with this id now."""
+    key = redis_keys.room_stream(room)
+    return bool(await redis.xrange(key, min=str(entry_id), max=str(entry_id), count=1))

@@ -6,8 +6,8 @@ the lifespan's state into every connection's scope, so there is no module global
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,6 +21,7 @@ from chatroom.web.metrics import ArchiverStatusMetrics
 
 if TYPE_CHECKING:
     from chatroom.accounts.service import Accounts
+    from chatroom.hub.hub import Hub
     from chatroom.rooms.directory import RoomDirectory
 
 STATE_KEY = "chat"
@@ -39,8 +40,9 @@ class AppState:
     persistence: PersistenceReport
     # Set when the archiver runs in another process: its figures, read for /metrics.
     archiver_status_metrics: ArchiverStatusMetrics | None = None
-    # The realtime hub (chatroom.hub), set by the lifespan once it is started.
-    hub: Any = None
+    # The realtime hub (chatroom.hub), set by the lifespan once it is started (before the
+    # first request or socket is served); there is no hub before that.
+    hub: Hub = field(init=False, repr=False, compare=False)
 
 
 def app_state(conn: HTTPConnection) -> AppState:

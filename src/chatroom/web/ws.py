@@ -3,7 +3,11 @@
 The upgrade is refused (an HTTP answer, never an open socket) when the Origin is not one
 of the site's (cross-site WebSocket hijacking: a page elsewhere cannot use the visitor's
 cookie), when there is no Origin and no bearer token, and when there is no valid session
-or token. After that every frame is authorized by the hub through `visible_room`.
+or token. After that the hub asks `visible_room` about a room: afresh for every
+subscribe and at every heartbeat for each private room subscribed; a send or typing
+frame reuses a yes for a few seconds (`chatroom.hub.session.ACCESS_CACHE_S`), and a
+member's removal ends that at once (`Hub.access_lost`). The session or token is checked
+again at every heartbeat: once it has ended the socket closes with 4501.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from chatroom.hub.subscription import RoomRef
 from chatroom.hub.transport import SharedText, TransportClosed
 from chatroom.outages import STORE_ERRORS
 from chatroom.rooms.access import visible_room
-from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.connection import connect
 from chatroom.web.origins import origin_allowed
 from chatroom.web.state import AppState, app_state
@@ -127,8 +130,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     async def signed_in() -> bool:
         return await authenticate(state, websocket) is not None
 
-    hub: Hub = state.hub
-    await hub.serve(WebSocketTransport(websocket), user.author, access, signed_in)
+    await state.hub.serve(WebSocketTransport(websocket), user.author, access, signed_in)
 
 
 # A plain Starlette route, not FastAPI's `@router.websocket`: the endpoint needs no
@@ -146,7 +148,6 @@ async def running_hub(state: AppState) -> AsyncIterator[Hub]:
         blocking_redis=blocking,
         writer=state.writer,
         history=state.history,
-        archive=ArchivedPages(state.engine),
     )
     try:
         await hub.start()

@@ -1,0 +1,378 @@
+"""One WebSocket's protocol: its frames in, its replies out, its subscriptions.
+
+A `Session` serves the frames of one connection (send, subscribe with replay,
+unsubscribe, typing, ping) and keeps what belongs to that connection alone: its room
+subscriptions, the rooms it was recently allowed into, and when it last said it was
+typing. What all connections of the node share (the registry of room subscribers and the
+stream reads behind it, presence, signals, the send limits, the counters) it reaches
+through `Node`, which the hub is.
+
+Inside the hub a `slug` is a room's name as the client sends it, and a `room` is the
+`RoomRef` the web layer's authorization found for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from chatroom.domain import frames
+from chatroom.domain.events import Author, MessageEvent
+from chatroom.domain.frames import CloseCode, ErrorCode, FrameError
+from chatroom.domain.stream_ids import ZERO, StreamId
+from chatroom.history import History
+from chatroom.hub.connection import Connection
+from chatroom.hub.limits import SendLimiter
+from chatroom.hub.presence import Presence, PresenceBoard
+from chatroom.hub.replies import SEND_WINDOW, Replies
+from chatroom.hub.signals import RoomSignals
+from chatroom.hub.subscription import RoomRef, Subscription
+from chatroom.outages import STORE_ERRORS
+from chatroom.settings import Settings
+from chatroom.streams.writer import StreamWriter
+
+log = logging.getLogger(__name__)
+
+# Says whether `user` may use room `slug` now: the room, or None (unknown or not allowed).
+RoomAccess = Callable[[Author, str], Awaitable[RoomRef | None]]
+# Says whether the session (or token) the socket was opened with is still valid.
+SignedIn = Callable[[], Awaitable[bool]]
+
+REPLAY_PAGE = 200
+# A send or typing frame reuses a yes from the room check for this long; a subscribe asks
+# afresh. A removal from a private room clears it at once on every node (`access_lost`),
+# and subscriptions to private rooms are checked again at every heartbeat all the same.
+ACCESS_CACHE_S = 5.0
+
+
+class Counters(Protocol):
+    """The node's counters a session adds to (`HubStats`)."""
+
+    messages_in: int
+    messages_out: int
+
+
+class Node(Protocol):
+    """What a session uses of its node (the `Hub`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def stats(self) -> Counters: ...
+    @property
+    def writer(self) -> StreamWriter: ...
+    @property
+    def history(self) -> History: ...
+    @property
+    def presence(self) -> PresenceBoard: ...
+    @property
+    def signals(self) -> RoomSignals: ...
+    @property
+    def sends(self) -> SendLimiter: ...
+
+    def add_subscriber(self, subscription: Subscription) -> None:
+        """Deliver the room's live messages to this subscription from now on."""
+        ...
+
+    async def watch(self, slug: str, after: StreamId) -> None:
+        """Read the room's stream after `after`, unless it is read already."""
+        ...
+
+    def remove_subscriber(self, subscription: Subscription) -> None:
+        """Deliver no more live messages to this subscription."""
+        ...
+
+
+class Session:
+    """One connection's protocol state: what the hub keeps for one socket."""
+
+    __slots__ = (
+        "_access",
+        "_allowed",
+        "_node",
+        "_typed_at",
+        "connection",
+        "replies",
+        "signed_in",
+        "subscriptions",
+    )
+
+    def __init__(
+        self, node: Node, connection: Connection, access: RoomAccess, signed_in: SignedIn | None
+    ) -> None:
+        self._node = node
+        self.connection = connection
+        self._access = access
+        self.signed_in = signed_in
+        # The replies of a full window fit in the outbound queue with room to spare.
+        self.replies = Replies(connection, window=min(SEND_WINDOW, connection.queue_max // 2))
+        self.subscriptions: dict[str, Subscription] = {}
+        self._allowed: dict[str, tuple[RoomRef, float]] = {}
+        self._typed_at: dict[str, float] = {}
+
+    async def allowed_room(self, slug: str, *, fresh: bool) -> RoomRef | None:
+        """The room if this user may use it; `fresh=False` takes a recent yes as it is."""
+        now = time.monotonic()
+        if not fresh:
+            cached = self._allowed.get(slug)
+            if cached is not None and cached[1] > now:
+                return cached[0]
+        room = await self._access(self.connection.user, slug)
+        if room is None:
+            self._allowed.pop(slug, None)
+        else:
+            self._allowed[slug] = (room, now + ACCESS_CACHE_S)
+        return room
+
+    # Frames in.
+
+    async def on_frame(self, raw: str | bytes) -> None:
+        settings = self._node.settings
+        connection = self.connection
+        replies = self.replies
+        if frames.frame_too_big(raw, settings.frame_max_bytes):
+            limit = settings.frame_max_bytes
+            connection.close(CloseCode.MESSAGE_TOO_BIG, f"a frame is at most {limit} bytes")
+            return
+        await replies.room_for_one()  # backpressure: a full window stops the reading
+        try:
+            frame = frames.parse_client_frame(raw, body_max_chars=settings.message_max_chars)
+        except FrameError as exc:
+            replies.answer(exc.as_frame())
+            return
+        try:
+            if isinstance(frame, frames.Send):
+                await self._send(frame)
+                return
+            # Any other frame waits for the sends before it: its reply never passes their
+            # acks, and a subscribe after a send sees that message.
+            await replies.drained()
+            if isinstance(frame, frames.Subscribe):
+                await self._subscribe(frame)
+            elif isinstance(frame, frames.Unsubscribe):
+                subscription = self.subscriptions.get(frame.room)
+                if subscription is not None:
+                    await self.unsubscribe(subscription)
+                connection.offer(frames.unsubscribed(frame.room))
+            elif isinstance(frame, frames.Typing):
+                await self._typing(frame)
+            else:
+                connection.offer(frames.pong())
+        except STORE_ERRORS as exc:
+            log.warning("a %s frame failed: %s", type(frame).__name__.lower(), exc)
+            client_id = frame.client_id if isinstance(frame, frames.Send) else None
+            replies.answer(_unavailable(client_id))
+
+    async def _send(self, send: frames.Send) -> None:
+        """Check the send now and start its append; its reply comes in turn (`Replies`)."""
+        replies = self.replies
+        user = self.connection.user
+        wait_ms = self._node.sends.retry_after_ms(user.id)
+        if wait_ms:
+            rate = self._node.settings.send_rate_per_s
+            replies.answer(
+                frames.error(
+                    ErrorCode.RATE_LIMITED,
+                    f"too many messages: at most {rate:g} per second",
+                    client_id=send.client_id,
+                    retry_after_ms=wait_ms,
+                )
+            )
+            return
+        room = await self.allowed_room(send.room, fresh=False)
+        if room is None:
+            replies.answer(_room_not_found(send.room, send.client_id))
+            return
+        # A task's first step queues the append in the stream writer, and tasks start in
+        # the order they are created: a sender's messages reach the stream in the order
+        # they arrived, while the reader goes on to the next frame.
+        replies.follow(asyncio.create_task(self._append(room.slug, user, send)))
+
+    async def _append(self, slug: str, user: Author, send: frames.Send) -> str:
+        """Append a send to its room's stream; the reply: its ack, or why it failed."""
+        try:
+            appended = await self._node.writer.append(
+                MessageEvent(slug, user, send.body, send.client_id)
+            )
+        except STORE_ERRORS as exc:
+            log.warning("a send failed: %s", exc)
+            return _unavailable(send.client_id)
+        self._node.stats.messages_in += 1
+        return frames.ack(send.client_id, appended.id)
+
+    async def _typing(self, typing: frames.Typing) -> None:
+        now = time.monotonic()
+        if now - self._typed_at.get(typing.room, -1e9) < frames.TYPING_INTERVAL_S:
+            return  # advisory: the one a moment ago still shows
+        room = await self.allowed_room(typing.room, fresh=False)
+        if room is None:
+            self.connection.offer(_room_not_found(typing.room))
+            return
+        self._typed_at[typing.room] = now
+        user = self.connection.user
+        await self._node.signals.publish(
+            room.slug, frames.typing(room.slug, user), skip_user=user.id
+        )
+
+    async def _subscribe(self, subscribe: frames.Subscribe) -> None:
+        node = self._node
+        connection = self.connection
+        room = await self.allowed_room(subscribe.room, fresh=True)
+        if room is None:
+            connection.offer(_room_not_found(subscribe.room))
+            return
+        slug = room.slug
+        old = self.subscriptions.get(slug)
+        if old is not None:  # subscribing again restarts the sequence, presence stays
+            self._drop(old)
+        subscription = Subscription(connection, room, buffer_max=node.settings.outbound_queue_max)
+        # Registered before the stream's last id is read: whatever comes after that id is
+        # then in the buffer, so live messages join the replay without a gap.
+        self.subscriptions[slug] = subscription
+        node.add_subscriber(subscription)
+        try:
+            stream_last = await node.history.stream_last_id(slug)
+            await node.watch(slug, stream_last or ZERO)
+            if old is None:
+                user = connection.user
+                if await node.presence.join(Presence(slug, user, connection.id)):
+                    await node.signals.publish(
+                        slug,
+                        frames.presence(slug, user, "join"),
+                        skip_user=user.id,  # their own tabs know
+                    )
+            online = await node.presence.online(slug)
+            since = subscribe.since
+            lost = since is not None and since != ZERO
+            if lost and stream_last is not None and since is not None:
+                lost = not await node.history.contains(room.id, slug, since)
+            if stream_last is None:
+                last_id = await node.history.newest_id(room.id, slug)
+            else:
+                last_id = stream_last
+        except BaseException:
+            self._drop(subscription)
+            raise
+        connection.offer(frames.subscribed(slug, last_id, online))
+        subscription.announced = True
+        if since is None or lost:
+            if lost:
+                connection.offer(frames.resync(slug))
+            subscription.last_sent = last_id
+            subscription.go_live()
+            return
+        subscription.last_sent = since
+        subscription.replay = connection.spawn(self._replay(subscription), name=f"replay {slug}")
+
+    async def _replay(self, subscription: Subscription) -> None:
+        node = self._node
+        connection = self.connection
+        room = subscription.room
+        try:
+            while True:
+                page = await node.history.page(
+                    room.id, room.slug, after=subscription.last_sent, limit=REPLAY_PAGE
+                )
+                for message in page.messages:
+                    await connection.wait_writable()
+                    if connection.closing:
+                        return
+                    subscription.replayed(message.id, frames.message(message))
+                    node.stats.messages_out += 1
+                if not page.has_more and subscription.go_live():
+                    return
+        except STORE_ERRORS as exc:
+            log.warning("replay of %s failed: %s", room.slug, exc)
+            self.end_subscription(
+                subscription,
+                ErrorCode.UNAVAILABLE,
+                f"could not load the missed messages of {room.slug}; subscribe again",
+            )
+
+    # Subscriptions ending.
+
+    def end_subscription(self, subscription: Subscription, code: str, why: str) -> None:
+        """End a subscription the client did not ask to end: not one more live message,
+        the client is told (an `error` with `code` and `why`, then `unsubscribed`), and
+        its presence in the room leaves. A subscription already ended is left alone."""
+        slug = subscription.room.slug
+        if self.subscriptions.get(slug) is not subscription:
+            return
+        self._drop(subscription)
+        self.connection.offer(frames.error(code, why))
+        self.connection.offer(frames.unsubscribed(slug))
+        self.connection.spawn(self._leave(slug), name=f"leave {slug}")
+
+    def access_lost(self, slug: str) -> None:
+        """The user may no longer use the room: no cached yes, and its subscription ends."""
+        self._allowed.pop(slug, None)
+        subscription = self.subscriptions.get(slug)
+        if subscription is not None:
+            self.end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(slug))
+
+    async def recheck(self) -> None:
+        """The heartbeat's check: a socket whose session ended closes (SIGNED_OUT), and a
+        private room the user may no longer use ends its subscription."""
+        if self.signed_in is not None and not await self.signed_in():
+            self.connection.close(CloseCode.SIGNED_OUT, "the session has ended")
+            return
+        for subscription in list(self.subscriptions.values()):
+            room = subscription.room
+            if room.private and await self.allowed_room(room.slug, fresh=True) is None:
+                self.end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(room.slug))
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop the subscription, then leave the room's presence."""
+        self._drop(subscription)
+        await self._leave(subscription.room.slug)
+
+    async def unsubscribe_all(self) -> None:
+        for subscription in list(self.subscriptions.values()):
+            await self.unsubscribe(subscription)
+
+    def presences(self) -> list[Presence]:
+        """This connection in each room it is subscribed to (for the heartbeat)."""
+        connection = self.connection
+        return [Presence(slug, connection.user, connection.id) for slug in self.subscriptions]
+
+    def _drop(self, subscription: Subscription) -> None:
+        """Stop delivering to a subscription (presence is the caller's business)."""
+        slug = subscription.room.slug
+        if self.subscriptions.get(slug) is subscription:
+            del self.subscriptions[slug]
+        if subscription.replay is not None and subscription.replay is not asyncio.current_task():
+            subscription.replay.cancel()
+        self._node.remove_subscriber(subscription)
+
+    async def _leave(self, slug: str) -> None:
+        """Leave the room's presence; others hear of it when it was the user's last tab."""
+        user = self.connection.user
+        try:
+            if await self._node.presence.leave(Presence(slug, user, self.connection.id)):
+                await self._node.signals.publish(
+                    slug, frames.presence(slug, user, "leave"), skip_user=user.id
+                )
+        except STORE_ERRORS as exc:  # the heartbeat lapses: the sweep says leave later
+            log.warning("presence leave of %s failed: %s", slug, exc)
+
+
+def _unavailable(client_id: str | None) -> str:
+    return frames.error(
+        ErrorCode.UNAVAILABLE,
+        "the server cannot reach its storage right now; try again",
+        client_id=client_id,
+    )
+
+
+def _room_not_found(slug: str, client_id: str | None = None) -> str:
+    """room_not_found: for a private room the same as for none at all."""
+    return FrameError(
+        ErrorCode.ROOM_NOT_FOUND, f"there is no room {slug!r}", client_id=client_id
+    ).as_frame()
+
+
+def _not_a_member(slug: str) -> str:
+    return f"you are no longer a member of {slug}"
