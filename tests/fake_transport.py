@@ -1,4 +1,5 @@
-"""An in-memory Transport for hub unit tests: the client side is a queue and a list."""
+"""An in-memory Transport for hub unit tests: the client side is a queue and a list; and
+the client's common steps on it (subscribe, send, read the next messages)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,27 @@ class FakeTransport:
                 self.closed = (code, reason)
             self._arrived.notify_all()
         self.inbox.put_nowait(None)
+
+
+# The client's common steps.
+
+
+async def subscribe(
+    transport: FakeTransport, room: str = "lobby", since: str | None = None
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "subscribe", "room": room}
+    if since is not None:
+        frame["since"] = since
+    transport.push(frame)
+    return await transport.next("subscribed")
+
+
+async def send(transport: FakeTransport, body: str, client_id: str, room: str = "lobby") -> str:
+    transport.push({"type": "send", "room": room, "body": body, "client_id": client_id})
+    ack = await transport.next("ack")
+    assert ack["client_id"] == client_id
+    return str(ack["id"])
+
+
+async def messages(transport: FakeTransport, count: int) -> list[dict[str, Any]]:
+    return [await transport.next("message") for _ in range(count)]

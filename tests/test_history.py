@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent, decode_event
-from chatroom.domain.stream_ids import StreamId
+from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.history import History
 from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.counts import room_ids
@@ -150,3 +150,51 @@ async def test_empty_room_and_missing_stream(redis: Redis, engine: AsyncEngine) 
     history = History(redis, ArchivedPages(engine))
     assert (await history.page(room_id, "lobby")).messages == []
     assert (await history.page(room_id, "lobby", after=StreamId(1, 0))).messages == []
+
+
+# What a subscribe with `since` asks.
+
+
+async def test_the_stream_last_id_outlives_trimming_but_not_the_stream(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    history = History(redis, ArchivedPages(engine))
+    assert await history.stream_last_id("lobby") is None  # never written to
+    ids = await _append(redis, 5)
+    assert await history.stream_last_id("lobby") == ids[-1]
+    room_id = (await room_ids(engine))["lobby"]
+    await _archive_upto(redis, engine, room_id, ids[-1], trim=True)
+    assert await redis.xlen(redis_keys.room_stream("lobby")) == 0
+    assert await history.stream_last_id("lobby") == ids[-1]  # empty, but it remembers
+    await redis.delete(redis_keys.room_stream("lobby"))  # lost with Redis
+    assert await history.stream_last_id("lobby") is None
+
+
+async def test_contains_finds_ids_in_the_stream_and_in_sql_and_no_others(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    ids = await _append(redis, 6)
+    room_id = (await room_ids(engine))["lobby"]
+    await _archive_upto(redis, engine, room_id, ids[1], trim=True)  # only in SQL
+    await _archive_upto(redis, engine, room_id, ids[3], trim=False)  # in both
+    history = History(redis, ArchivedPages(engine))
+    for message_id in ids:
+        assert await history.contains(room_id, "lobby", message_id)
+    for absent in (ZERO, StreamId(ids[0].ms - 1, 0), ids[-1].next()):
+        assert not await history.contains(room_id, "lobby", absent)
+    await redis.delete(redis_keys.room_stream("lobby"))
+    assert await history.contains(room_id, "lobby", ids[0])
+    assert not await history.contains(room_id, "lobby", ids[-1])
+
+
+async def test_the_newest_id_comes_from_sql_when_the_stream_is_gone(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    room_id = (await room_ids(engine))["lobby"]
+    history = History(redis, ArchivedPages(engine))
+    assert await history.newest_id(room_id, "lobby") == ZERO  # no message at all
+    ids = await _append(redis, 4)
+    assert await history.newest_id(room_id, "lobby") == ids[-1]
+    await _archive_upto(redis, engine, room_id, ids[2], trim=True)
+    await redis.delete(redis_keys.room_stream("lobby"))  # the last one was never archived
+    assert await history.newest_id(room_id, "lobby") == ids[2]

@@ -11,18 +11,15 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatroom import redis_keys
-from chatroom.domain.events import Author, MessageEvent, decode_event
+from chatroom.domain.events import Author
 from chatroom.domain.frames import CloseCode
 from chatroom.domain.stream_ids import StreamId
 from chatroom.hub.presence import Presence, online_counts, online_users
 from chatroom.hub.subscription import RoomRef
-from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.counts import room_ids
 from chatroom.store.tables import rooms
-from chatroom.streams.writer import StreamWriter
 from conftest import HubFactory, HubNode
-from fake_transport import FakeTransport
+from fake_transport import messages, send, subscribe
 
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
@@ -61,58 +58,6 @@ def make_node(make_hub: HubFactory, room_refs: dict[str, RoomRef]) -> HubFactory
     return make
 
 
-async def subscribe(
-    transport: FakeTransport, room: str = "lobby", since: str | None = None
-) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "subscribe", "room": room}
-    if since is not None:
-        frame["since"] = since
-    transport.push(frame)
-    return await transport.next("subscribed")
-
-
-async def send(transport: FakeTransport, body: str, client_id: str, room: str = "lobby") -> str:
-    transport.push({"type": "send", "room": room, "body": body, "client_id": client_id})
-    ack = await transport.next("ack")
-    assert ack["client_id"] == client_id
-    return str(ack["id"])
-
-
-async def messages(transport: FakeTransport, count: int) -> list[dict[str, Any]]:
-    return [await transport.next("message") for _ in range(count)]
-
-
-async def append(redis: Redis, count: int, prefix: str = "m") -> list[StreamId]:
-    writer = StreamWriter(redis, client_id_ttl_s=3600)
-    try:
-        results = await asyncio.gather(
-            *(
-                writer.append(MessageEvent("lobby", BOB, f"{prefix} {i}", f"{prefix}-{i}"))
-                for i in range(count)
-            )
-        )
-    finally:
-        await writer.close()
-    return [r.id for r in results]
-
-
-async def archive_and_trim(redis: Redis, engine: AsyncEngine, room_id: int, upto: StreamId) -> None:
-    """What the archiver does: copy into SQL (committed), then trim the stream."""
-    key = redis_keys.room_stream("lobby")
-    entries = await redis.xrange(key, min="-", max=str(upto))
-    batch = []
-    for entry_id, fields in entries:
-        event = decode_event("lobby", fields)
-        batch.append(
-            ArchivedMessage(
-                room_id, StreamId.parse(entry_id), event.author.id, event.client_id, event.body
-            )
-        )
-    async with engine.begin() as conn:
-        await upsert_messages(conn, batch)
-    await redis.xtrim(key, minid=str(upto.next()), approximate=False)
-
-
 async def test_send_acks_and_fans_out_to_every_subscriber_in_order(make_node: HubFactory) -> None:
     node = await make_node()
     alice, bob = node.connect(ALICE), node.connect(BOB)
@@ -124,82 +69,6 @@ async def test_send_acks_and_fans_out_to_every_subscriber_in_order(make_node: Hu
         got = await messages(transport, 5)
         assert [m["id"] for m in got] == ids
         assert got[0]["user"] == ALICE.as_json() and got[0]["body"] == "hello 0"
-
-
-async def test_a_resend_with_the_same_client_id_returns_the_first_id(
-    make_node: HubFactory, redis: Redis
-) -> None:
-    node = await make_node()
-    alice = node.connect(ALICE)
-    first = await send(alice, "once", "same-id")
-    assert await send(alice, "once again", "same-id") == first
-    assert await redis.xlen(redis_keys.room_stream("lobby")) == 1
-
-
-async def test_subscribe_since_replays_from_sql_and_stream_then_goes_live(
-    make_node: HubFactory, redis: Redis, engine: AsyncEngine, room_refs: dict[str, RoomRef]
-) -> None:
-    ids = await append(redis, 300)
-    await archive_and_trim(redis, engine, room_refs["lobby"].id, ids[149])
-    node = await make_node()
-    alice = node.connect(ALICE)
-    subscribed = await subscribe(alice, since=str(ids[49]))
-    assert subscribed["last_id"] == str(ids[-1])
-    replayed = await messages(alice, 250)
-    assert [m["id"] for m in replayed] == [str(i) for i in ids[50:]]
-    live = await send(alice, "after the replay", "live-1")
-    assert (await alice.next("message"))["id"] == live
-
-
-async def test_subscribe_since_while_messages_keep_coming_has_no_gap_or_duplicate(
-    make_node: HubFactory, redis: Redis
-) -> None:
-    first = await append(redis, 100, prefix="old")
-    node = await make_node(outbound_queue_max=50)
-    alice = node.connect(ALICE)
-
-    async def keep_sending() -> list[StreamId]:
-        sent = []
-        for i in range(10):
-            sent += await append(redis, 30, prefix=f"new{i}")
-            await asyncio.sleep(0.005)
-        return sent
-
-    sending = asyncio.create_task(keep_sending())
-    await subscribe(alice, since=str(first[9]))
-    later = await sending
-    expected = [str(i) for i in first[10:] + sorted(later)]
-    got = [m["id"] for m in await messages(alice, len(expected))]
-    assert got == expected
-
-
-async def test_resync_when_the_stream_was_lost(make_node: HubFactory, redis: Redis) -> None:
-    ids = await append(redis, 3)
-    node = await make_node()
-    alice = node.connect(ALICE)
-    # A since newer than anything Redis or SQL know.
-    alice.push({"type": "subscribe", "room": "lobby", "since": f"{ids[-1].ms + 10_000}-0"})
-    assert (await alice.next())["type"] == "subscribed"
-    assert await alice.next() == {"type": "resync", "room": "lobby"}
-    # Redis came back empty: the stream is missing while since is set.
-    await redis.delete(redis_keys.room_stream("lobby"))
-    bob = node.connect(BOB)
-    bob.push({"type": "subscribe", "room": "lobby", "since": str(ids[0])})
-    assert (await bob.next())["type"] == "subscribed"
-    assert await bob.next() == {"type": "resync", "room": "lobby"}
-    # Both stay subscribed, live.
-    live = await send(bob, "after the loss", "b-1")
-    assert (await alice.next("message"))["id"] == live
-
-
-async def test_since_zero_on_an_empty_room_is_no_resync(make_node: HubFactory) -> None:
-    node = await make_node()
-    alice = node.connect(ALICE)
-    subscribed = await subscribe(alice, since="0-0")
-    assert subscribed["last_id"] == "0-0"
-    live = await send(alice, "first ever", "a-1")
-    assert (await alice.next("message"))["id"] == live
-    assert not any('"resync"' in f for f in alice.sent)
 
 
 async def test_presence_joins_and_leaves_once_per_user_however_many_tabs(
@@ -264,32 +133,6 @@ async def test_presence_and_messages_cross_nodes_in_the_same_order(
     assert seen_one == seen_two == sorted(seen_one, key=StreamId.parse)
 
 
-async def test_typing_reaches_others_and_is_never_stored(
-    make_node: HubFactory, redis: Redis
-) -> None:
-    one, two = await make_node(), await make_node()
-    alice, bob = one.connect(ALICE), two.connect(BOB)
-    await subscribe(alice)
-    await subscribe(bob)
-    alice.push({"type": "typing", "room": "lobby"})
-    assert await bob.next("typing") == {"type": "typing", "room": "lobby", "user": ALICE.as_json()}
-    alice.push({"type": "ping"})
-    await alice.next("pong")
-    assert not any('"typing"' in f for f in alice.sent)  # not echoed to the typist
-    assert await redis.exists(redis_keys.room_stream("lobby")) == 0
-
-
-async def test_sends_over_the_rate_are_refused_with_retry_after(make_node: HubFactory) -> None:
-    node = await make_node(send_rate_per_s=1, send_burst=3)
-    alice = node.connect(ALICE)
-    for i in range(3):
-        await send(alice, "ok", f"ok-{i}")
-    alice.push({"type": "send", "room": "lobby", "body": "one more", "client_id": "late"})
-    refused = await alice.next("error")
-    assert refused["code"] == "rate_limited" and refused["client_id"] == "late"
-    assert 0 < refused["retry_after_ms"] <= 1000
-
-
 async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: HubFactory) -> None:
     node = await make_node(send_rate_per_s=0.5, send_burst=3)
     alice = node.connect(ALICE)
@@ -338,24 +181,6 @@ async def test_private_rooms_are_closed_to_non_members(make_node: HubFactory) ->
     bob.push({"type": "ping"})
     await bob.next("pong")
     assert {json.loads(f)["type"] for f in bob.sent} == {"error", "pong"}
-
-
-async def test_a_send_while_redis_is_down_is_unavailable(make_node: HubFactory) -> None:
-    node = await make_node(writer_url="redis://127.0.0.1:1/0")
-    alice = node.connect(ALICE)
-    alice.push({"type": "send", "room": "lobby", "body": "lost?", "client_id": "x-1"})
-    refused = await alice.next("error", timeout=15)
-    assert refused["code"] == "unavailable" and refused["client_id"] == "x-1"
-    alice.push({"type": "ping"})
-    assert await alice.next("pong") == {"type": "pong"}
-
-
-async def test_a_frame_over_the_limit_closes_with_1009(make_node: HubFactory) -> None:
-    node = await make_node(frame_max_bytes=1024)
-    alice = node.connect(ALICE)
-    alice.push('{"type":"ping","pad":"' + "x" * 2000 + '"}')
-    code, _ = await alice.wait_closed()
-    assert code == CloseCode.MESSAGE_TOO_BIG
 
 
 async def test_a_slow_subscriber_is_closed_and_the_others_keep_going(
