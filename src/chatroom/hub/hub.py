@@ -65,10 +65,8 @@ class Hub:
         blocking_redis: Redis,
         writer: StreamWriter,
         history: History,
-        node_id: str | None = None,
     ) -> None:
         self.settings = settings
-        self.node_id = node_id or secrets.token_hex(6)
         self.stats = HubStats()
         self.writer = writer
         self.history = history
@@ -78,7 +76,8 @@ class Hub:
         self.sends = SendLimiter(settings.send_rate_per_s, settings.send_burst)
         self.signals = RoomSignals(redis, blocking_redis, self._on_signal, self._on_access_lost)
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
-        self._bus = StreamBus(redis, blocking_redis, self.node_id, self._on_entries)
+        node_id = secrets.token_hex(6)  # names this node's wake-up stream
+        self._bus = StreamBus(redis, blocking_redis, node_id, self._on_entries)
         self._sessions: dict[str, Session] = {}  # by connection id
         self._subscribers_by_slug: dict[str, set[Subscription]] = {}
         self._heartbeat: asyncio.Task[None] | None = None

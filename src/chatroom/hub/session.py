@@ -93,11 +93,11 @@ class Session:
         "_access",
         "_allowed",
         "_node",
+        "_signed_in",
+        "_subscriptions",
         "_typed_at",
         "connection",
         "replies",
-        "signed_in",
-        "subscriptions",
     )
 
     def __init__(
@@ -106,14 +106,14 @@ class Session:
         self._node = node
         self.connection = connection
         self._access = access
-        self.signed_in = signed_in
+        self._signed_in = signed_in
         # The replies of a full window fit in the outbound queue with room to spare.
         self.replies = Replies(connection, window=min(SEND_WINDOW, connection.queue_max // 2))
-        self.subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, Subscription] = {}
         self._allowed: dict[str, tuple[RoomRef, float]] = {}
         self._typed_at: dict[str, float] = {}
 
-    async def allowed_room(self, slug: str, *, fresh: bool) -> RoomRef | None:
+    async def _allowed_room(self, slug: str, *, fresh: bool) -> RoomRef | None:
         """The room if this user may use it; `fresh=False` takes a recent yes as it is."""
         now = time.monotonic()
         if not fresh:
@@ -130,6 +130,7 @@ class Session:
     # Frames in.
 
     async def on_frame(self, raw: str | bytes) -> None:
+        """Serve one frame from the client (the connection's reader awaits it)."""
         settings = self._node.settings
         connection = self.connection
         replies = self.replies
@@ -153,9 +154,9 @@ class Session:
             if isinstance(frame, frames.Subscribe):
                 await self._subscribe(frame)
             elif isinstance(frame, frames.Unsubscribe):
-                subscription = self.subscriptions.get(frame.room)
+                subscription = self._subscriptions.get(frame.room)
                 if subscription is not None:
-                    await self.unsubscribe(subscription)
+                    await self._unsubscribe(subscription)
                 connection.offer(frames.unsubscribed(frame.room))
             elif isinstance(frame, frames.Typing):
                 await self._typing(frame)
@@ -182,7 +183,7 @@ class Session:
                 )
             )
             return
-        room = await self.allowed_room(send.room, fresh=False)
+        room = await self._allowed_room(send.room, fresh=False)
         if room is None:
             replies.answer(_room_not_found(send.room, send.client_id))
             return
@@ -207,7 +208,7 @@ class Session:
         now = time.monotonic()
         if now - self._typed_at.get(typing.room, -1e9) < frames.TYPING_INTERVAL_S:
             return  # advisory: the one a moment ago still shows
-        room = await self.allowed_room(typing.room, fresh=False)
+        room = await self._allowed_room(typing.room, fresh=False)
         if room is None:
             self.connection.offer(_room_not_found(typing.room))
             return
@@ -220,18 +221,18 @@ class Session:
     async def _subscribe(self, subscribe: frames.Subscribe) -> None:
         node = self._node
         connection = self.connection
-        room = await self.allowed_room(subscribe.room, fresh=True)
+        room = await self._allowed_room(subscribe.room, fresh=True)
         if room is None:
             connection.offer(_room_not_found(subscribe.room))
             return
         slug = room.slug
-        old = self.subscriptions.get(slug)
+        old = self._subscriptions.get(slug)
         if old is not None:  # subscribing again restarts the sequence, presence stays
             self._drop(old)
         subscription = Subscription(connection, room, buffer_max=node.settings.outbound_queue_max)
         # Registered before the stream's last id is read: whatever comes after that id is
         # then in the buffer, so live messages join the replay without a gap.
-        self.subscriptions[slug] = subscription
+        self._subscriptions[slug] = subscription
         node.add_subscriber(subscription)
         try:
             stream_last = await node.history.stream_last_id(slug)
@@ -286,7 +287,7 @@ class Session:
                     return
         except STORE_ERRORS as exc:
             log.warning("replay of %s failed: %s", room.slug, exc)
-            self.end_subscription(
+            self._end_subscription(
                 subscription,
                 ErrorCode.UNAVAILABLE,
                 f"could not load the missed messages of {room.slug}; subscribe again",
@@ -294,12 +295,12 @@ class Session:
 
     # Subscriptions ending.
 
-    def end_subscription(self, subscription: Subscription, code: str, why: str) -> None:
+    def _end_subscription(self, subscription: Subscription, code: str, why: str) -> None:
         """End a subscription the client did not ask to end: not one more live message,
         the client is told (an `error` with `code` and `why`, then `unsubscribed`), and
         its presence in the room leaves. A subscription already ended is left alone."""
         slug = subscription.room.slug
-        if self.subscriptions.get(slug) is not subscription:
+        if self._subscriptions.get(slug) is not subscription:
             return
         self._drop(subscription)
         self.connection.offer(frames.error(code, why))
@@ -309,40 +310,40 @@ class Session:
     def access_lost(self, slug: str) -> None:
         """The user may no longer use the room: no cached yes, and its subscription ends."""
         self._allowed.pop(slug, None)
-        subscription = self.subscriptions.get(slug)
+        subscription = self._subscriptions.get(slug)
         if subscription is not None:
-            self.end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(slug))
+            self._end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(slug))
 
     async def recheck(self) -> None:
         """The heartbeat's check: a socket whose session ended closes (SIGNED_OUT), and a
         private room the user may no longer use ends its subscription."""
-        if self.signed_in is not None and not await self.signed_in():
+        if self._signed_in is not None and not await self._signed_in():
             self.connection.close(CloseCode.SIGNED_OUT, "the session has ended")
             return
-        for subscription in list(self.subscriptions.values()):
+        for subscription in list(self._subscriptions.values()):
             room = subscription.room
-            if room.private and await self.allowed_room(room.slug, fresh=True) is None:
-                self.end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(room.slug))
+            if room.private and await self._allowed_room(room.slug, fresh=True) is None:
+                self._end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(room.slug))
 
-    async def unsubscribe(self, subscription: Subscription) -> None:
+    async def _unsubscribe(self, subscription: Subscription) -> None:
         """Stop the subscription, then leave the room's presence."""
         self._drop(subscription)
         await self._leave(subscription.room.slug)
 
     async def unsubscribe_all(self) -> None:
-        for subscription in list(self.subscriptions.values()):
-            await self.unsubscribe(subscription)
+        for subscription in list(self._subscriptions.values()):
+            await self._unsubscribe(subscription)
 
     def presences(self) -> list[Presence]:
         """This connection in each room it is subscribed to (for the heartbeat)."""
         connection = self.connection
-        return [Presence(slug, connection.user, connection.id) for slug in self.subscriptions]
+        return [Presence(slug, connection.user, connection.id) for slug in self._subscriptions]
 
     def _drop(self, subscription: Subscription) -> None:
         """Stop delivering to a subscription (presence is the caller's business)."""
         slug = subscription.room.slug
-        if self.subscriptions.get(slug) is subscription:
-            del self.subscriptions[slug]
+        if self._subscriptions.get(slug) is subscription:
+            del self._subscriptions[slug]
         if subscription.replay is not None and subscription.replay is not asyncio.current_task():
             subscription.replay.cancel()
         self._node.remove_subscriber(subscription)
