@@ -74,7 +74,9 @@ class RoomDirectory:
             return await self._member(conn, room.id, user.id)
 
     async def visible(self, user: User, slug: str) -> Room | None:
-        """The room if `user` may see it: public, or private with `user` a member."""
+        """The room if `user` may see it (and so read and write it): public, or private
+        with `user` a member. None for an unknown room and for a private room `user` is not
+        a member of: the two must look the same from outside."""
         room = await self.find(slug)
         if room is None:
             return None

@@ -23,7 +23,6 @@ from chatroom.hub.hub import Hub
 from chatroom.hub.subscription import RoomRef
 from chatroom.hub.transport import SharedText, TransportClosed
 from chatroom.outages import STORE_ERRORS
-from chatroom.rooms.access import visible_room
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.connection import connect
 from chatroom.web.origins import origin_allowed
@@ -110,7 +109,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         )
         return
     try:
-        user = await authenticate(state, websocket)
+        user = await authenticate(state.accounts, websocket)
     except STORE_ERRORS as exc:
         log.warning("cannot authenticate a WebSocket: %s", exc)
         await _refuse(websocket, 503, "unavailable", "the server cannot check sessions now")
@@ -121,11 +120,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
 
     async def access(_author: Author, slug: str) -> RoomRef | None:
-        room = await visible_room(state, user, slug)
+        room = await state.rooms.visible(user, slug)
         return None if room is None else RoomRef(room.id, room.slug, room.is_private)
 
     async def signed_in() -> bool:
-        return await authenticate(state, websocket) is not None
+        return await authenticate(state.accounts, websocket) is not None
 
     hub: Hub = state.hub
     await hub.serve(WebSocketTransport(websocket), user.author, access, signed_in)
