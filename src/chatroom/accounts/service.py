@@ -22,6 +22,7 @@ from chatroom.accounts.users_table import UsersTable, username_key
 from chatroom.domain.refusals import NotAuthenticated, Throttled
 from chatroom.domain.rooms import LOBBY
 from chatroom.domain.rules import (
+    PASSWORD_MAX,
     PASSWORD_MIN,
     USERNAME,
     RuleError,
@@ -33,9 +34,6 @@ from chatroom.domain.users import User
 from chatroom.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Longer passwords are refused before hashing: a megabyte password is a CPU attack.
-PASSWORD_MAX = 1024
 
 
 def check_password(password: object) -> str:

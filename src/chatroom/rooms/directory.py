@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatroom.accounts.users_table import inserted_id, now_utc, username_key
 from chatroom.domain.refusals import Conflict, Forbidden, NotFound, room_not_found
-from chatroom.domain.rooms import TITLE_MAX, Room
-from chatroom.domain.rules import SLUG, USERNAME, check_slug, clean_label
+from chatroom.domain.rooms import Room
+from chatroom.domain.rules import SLUG, TITLE_MAX, USERNAME, check_slug, clean_label
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
 
