@@ -144,13 +144,6 @@ class Accounts:
     async def user_for_token(self, secret: str) -> User | None:
         return await self.tokens.user(secret)
 
-    async def user_by_username(self, username: str) -> User | None:
-        stored = await self.users.by_username(username) if USERNAME.match(username) else None
-        return None if stored is None else stored.user
-
-    async def users_by_ids(self, ids: list[int]) -> list[User]:
-        return await self.users.by_ids(ids)
-
     async def create_token(self, user: User, name: object) -> tuple[ApiToken, str]:
         token, secret = await self.tokens.create(user, name)
         log.info("user %s created API token %d", user.username, token.id)
