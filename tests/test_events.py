@@ -79,9 +79,10 @@ def test_body_rules() -> None:
 
 
 def test_names_refuse_a_trailing_newline() -> None:
-    from chatroom.domain.rules import check_client_id, check_slug, check_username
+    from chatroom.domain.rules import CLIENT_ID, check_slug, check_username
 
-    for check, good in [(check_username, "alice"), (check_slug, "lobby"), (check_client_id, "c1")]:
+    for check, good in [(check_username, "alice"), (check_slug, "lobby")]:
         assert check(good) == good
         with pytest.raises(RuleError):
             check(good + "\n")
+    assert CLIENT_ID.match("c1") and not CLIENT_ID.match("c1\n")

@@ -293,6 +293,13 @@ async def test_openapi_documents_every_route(backend: Backend, tmp_path: Path) -
             if code.startswith(("4", "5")) and code != "422":
                 ref = answer["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith(("/ErrorBody", "/Readiness")), (method, path, code)
+    # The contract's name rules (PRODUCT.md section 5), as the schema shows them.
+    shapes = schema["components"]["schemas"]
+    username = shapes["RegisterRequest"]["properties"]["username"]
+    assert username["pattern"] == "^[A-Za-z0-9_]{3,32}$"
+    assert shapes["CreateRoomRequest"]["properties"]["slug"]["pattern"] == (
+        "^[a-z0-9][a-z0-9-]{1,31}$"
+    )
 
 
 async def test_strict_persistence_refuses_a_redis_that_can_lose_messages(

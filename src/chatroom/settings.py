@@ -25,6 +25,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from chatroom.domain.rules import STORED_BODY_MAX_CHARS
+
 ENV_PREFIX = "CHATROOM_"
 CONFIG_ENV = "CHATROOM_CONFIG"
 # Environment variables that are not settings: the archiver's fault-test failpoints
@@ -83,7 +85,10 @@ class Settings(BaseSettings):
         default=30 * 24 * 3600, ge=60, description="A session expires this long after login."
     )
     message_max_chars: int = Field(
-        default=4000, ge=1, le=16_000, description="Longest message body, in characters."
+        default=4000,
+        ge=1,
+        le=STORED_BODY_MAX_CHARS,
+        description="Longest message body, in characters.",
     )
     frame_max_bytes: int = Field(
         default=65536, ge=1024, description="Largest WebSocket frame; larger ones close 1009."

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import HTTPConnection
 
+from chatroom.accounts.service import Accounts
 from chatroom.accounts.sessions import SESSION_COOKIE
 from chatroom.domain.users import User
-
-if TYPE_CHECKING:
-    from chatroom.web.state import AppState
 
 
 def bearer_secret(conn: HTTPConnection) -> str | None:
@@ -23,7 +19,7 @@ def bearer_secret(conn: HTTPConnection) -> str | None:
     return secret.strip()
 
 
-async def authenticate(state: AppState, conn: HTTPConnection) -> User | None:
+async def authenticate(accounts: Accounts, conn: HTTPConnection) -> User | None:
     """The user of `conn` (an HTTP request or a WebSocket upgrade), or None.
 
     A bearer token wins over a cookie: a request that presents a wrong token is
@@ -31,8 +27,8 @@ async def authenticate(state: AppState, conn: HTTPConnection) -> User | None:
     """
     if "authorization" in conn.headers:
         secret = bearer_secret(conn)
-        return None if secret is None else await state.accounts.user_for_token(secret)
+        return None if secret is None else await accounts.user_for_token(secret)
     session_id = conn.cookies.get(SESSION_COOKIE)
     if session_id:
-        return await state.accounts.user_for_session(session_id)
+        return await accounts.user_for_session(session_id)
     return None

@@ -22,6 +22,7 @@ from chatroom.accounts.users_table import UsersTable, username_key
 from chatroom.domain.refusals import NotAuthenticated, Throttled
 from chatroom.domain.rooms import LOBBY
 from chatroom.domain.rules import (
+    PASSWORD_MAX,
     PASSWORD_MIN,
     USERNAME,
     RuleError,
@@ -33,9 +34,6 @@ from chatroom.domain.users import User
 from chatroom.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Longer passwords are refused before hashing: a megabyte password is a CPU attack.
-PASSWORD_MAX = 1024
 
 
 def check_password(password: object) -> str:
@@ -145,13 +143,6 @@ class Accounts:
 
     async def user_for_token(self, secret: str) -> User | None:
         return await self.tokens.user(secret)
-
-    async def user_by_username(self, username: str) -> User | None:
-        stored = await self.users.by_username(username) if USERNAME.match(username) else None
-        return None if stored is None else stored.user
-
-    async def users_by_ids(self, ids: list[int]) -> list[User]:
-        return await self.users.by_ids(ids)
 
     async def create_token(self, user: User, name: object) -> tuple[ApiToken, str]:
         token, secret = await self.tokens.create(user, name)

@@ -110,15 +110,14 @@ class SessionStore:
                 pipe.srem(redis_keys.user_sessions(int(user_id)), digest)
             await pipe.execute()
 
+    # Not called yet: "log out everywhere" is wired to a user action by the hardening work.
     async def revoke_all(self, user_id: int) -> int:
         """End every session of a user (all devices); returns how many were live."""
         digests = await self._redis.smembers(redis_keys.user_sessions(user_id))
         keys = [redis_keys.session(d.decode() if isinstance(d, bytes) else d) for d in digests]
-        ended = 0
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.delete(key)
             pipe.delete(redis_keys.user_sessions(user_id))
             results = await pipe.execute()
-        ended = sum(int(r) for r in results[: len(keys)])
-        return ended
+        return sum(int(r) for r in results[: len(keys)])

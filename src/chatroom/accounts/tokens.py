@@ -18,13 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom.accounts.users_table import inserted_id, now_utc
 from chatroom.domain.refusals import Conflict, NotFound
-from chatroom.domain.rules import clean_label
+from chatroom.domain.rules import TOKEN_NAME_MAX, clean_label
 from chatroom.domain.stream_ids import iso_millis
 from chatroom.domain.users import User
 from chatroom.store.tables import api_tokens, users
 
 SECRET_PREFIX = "chr_"  # noqa: S105 (a marker for secret scanners, not a secret)
-NAME_MAX = 64
 TOKENS_PER_USER_MAX = 100
 # Writing last_used_at on every request would turn each read into a write.
 _LAST_USED_RESOLUTION = timedelta(minutes=5)
@@ -43,7 +42,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def check_token_name(name: object) -> str:
-    return clean_label(name, field="name", max_chars=NAME_MAX)
+    return clean_label(name, field="name", max_chars=TOKEN_NAME_MAX)
 
 
 @dataclass(frozen=True, slots=True)

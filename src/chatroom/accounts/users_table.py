@@ -1,4 +1,4 @@
-"""The `users` table: create a user, find one by name or id."""
+"""The `users` table: create a user, find one by name, renew a password hash."""
 
 from __future__ import annotations
 
@@ -103,13 +103,6 @@ class UsersTable:
         if row is None:
             return None
         return StoredUser(_user(row), row.password_hash)
-
-    async def by_ids(self, ids: list[int]) -> list[User]:
-        if not ids:
-            return []
-        query = sa.select(*_COLUMNS).where(users.c.id.in_(ids)).order_by(users.c.id)
-        async with self._engine.connect() as conn:
-            return [_user(row) for row in (await conn.execute(query)).all()]
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         async with self._engine.begin() as conn:

@@ -15,15 +15,22 @@ import orjson
 
 from chatroom.domain.rules import (
     CLIENT_ID,
+    CLIENT_ID_MAX,
+    CLIENT_ID_RULE,
     DISPLAY_NAME_MAX,
     SLUG,
+    SLUG_MAX,
+    SQL_ID_MAX,
     STORED_BODY_MAX_CHARS,
     USERNAME,
+    USERNAME_MAX,
     has_lone_surrogate,
 )
 from chatroom.domain.stream_ids import StreamId, iso_millis
 
 ENVELOPE_VERSION = 1
+# The one field of a stream entry: it holds the envelope.
+EVENT_FIELD = b"event"
 
 
 class InvalidEvent(ValueError):
@@ -105,7 +112,7 @@ def _text(obj: dict[str, Any], key: str, *, max_chars: int, strict: bool) -> str
 
 def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason."""
-    raw = fields.get(b"event")
+    raw = fields.get(EVENT_FIELD)
     if raw is not None:
         # Fast path for the common, valid entry: orjson refuses invalid UTF-8 and lone
         # surrogates itself, so their checks are skipped here. Anything it or the rules
@@ -124,7 +131,7 @@ def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
 
 
 def _decode_strictly(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
-    raw = fields.get(b"event")
+    raw = fields.get(EVENT_FIELD)
     if raw is None:
         names = sorted(k.decode("latin-1") for k in fields)
         raise InvalidEvent(f"no 'event' field (fields: {names})")
@@ -148,21 +155,21 @@ def _event(stream_room: str, obj: Any, *, strict: bool) -> MessageEvent:
         raise InvalidEvent(f"unknown envelope version {obj.get('v')!r}")
     if obj.get("type") != "message":
         raise InvalidEvent(f"unknown event type {obj.get('type')!r}")
-    room = _text(obj, "room", max_chars=32, strict=strict)
+    room = _text(obj, "room", max_chars=SLUG_MAX, strict=strict)
     if room != stream_room or not SLUG.match(room):
         raise InvalidEvent(f"room {room!r} does not match its stream {stream_room!r}")
     user = obj.get("user")
     if not isinstance(user, dict):
         raise InvalidEvent("field 'user' must be an object")
     user_id = user.get("id")
-    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**63:
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id <= SQL_ID_MAX:
         raise InvalidEvent("field 'user.id' must be a positive integer")
     username, display_name = user.get("username"), user.get("display_name")
     author = None
     if type(username) is str and type(display_name) is str:
         author = _valid_authors.get((user_id, username, display_name))
     if author is None:
-        username = _text(user, "username", max_chars=32, strict=strict)
+        username = _text(user, "username", max_chars=USERNAME_MAX, strict=strict)
         if not USERNAME.match(username):
             raise InvalidEvent("field 'user.username' is not a valid username")
         display_name = _text(user, "display_name", max_chars=DISPLAY_NAME_MAX, strict=strict)
@@ -173,7 +180,7 @@ def _event(stream_room: str, obj: Any, *, strict: bool) -> MessageEvent:
     body = _text(obj, "body", max_chars=STORED_BODY_MAX_CHARS, strict=strict)
     if not body.strip():
         raise InvalidEvent("field 'body' is empty")
-    client_id = _text(obj, "client_id", max_chars=64, strict=strict)
+    client_id = _text(obj, "client_id", max_chars=CLIENT_ID_MAX, strict=strict)
     if not CLIENT_ID.match(client_id):
-        raise InvalidEvent("field 'client_id' is not 1-64 printable ASCII characters")
+        raise InvalidEvent(f"field 'client_id' is not {CLIENT_ID_RULE}")
     return MessageEvent(room=room, author=author, body=body, client_id=client_id)

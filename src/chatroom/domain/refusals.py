@@ -1,7 +1,8 @@
 """Why the server says no, as named exceptions with a stable code. Pure, no I/O.
 
-Services raise these; the web layer turns each kind into its HTTP status (errors.py) and
-the realtime layer into an `error` frame, so the codes read the same on both.
+The accounts and the room directory raise these; the web layer turns each kind into its
+HTTP status (web/errors.py). The WebSocket answers with `error` frames of its own
+(`chatroom.domain.frames.ErrorCode`); a code both speak, `room_not_found`, reads the same.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 LOBBY = "lobby"
-TITLE_MAX = 128
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,39 @@
-"""What a valid username, room slug, client id and message body are (PRODUCT.md section 5)."""
+"""The contract's rules for names, texts and ids (PRODUCT.md section 5), each written once.
+
+The services, the frame parser, the envelope decoder, the SQL columns and the HTTP API's
+schema all read these: a limit changed here changes everywhere it is checked or shown.
+"""
 
 from __future__ import annotations
 
 import re
 
-USERNAME = re.compile(r"^[A-Za-z0-9_]{3,32}\Z")
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}\Z")
-CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,64}\Z")
+USERNAME_MIN, USERNAME_MAX = 3, 32
+USERNAME = re.compile(rf"^[A-Za-z0-9_]{{{USERNAME_MIN},{USERNAME_MAX}}}\Z")
+USERNAME_RULE = f"{USERNAME_MIN}-{USERNAME_MAX} of A-Z, a-z, 0-9 and _"
+
+SLUG_MIN, SLUG_MAX = 2, 32
+SLUG = re.compile(rf"^[a-z0-9][a-z0-9-]{{{SLUG_MIN - 1},{SLUG_MAX - 1}}}\Z")
+SLUG_RULE = f"{SLUG_MIN}-{SLUG_MAX} of a-z, 0-9 and -, not starting with -"
+
+CLIENT_ID_MAX = 64
+CLIENT_ID = re.compile(rf"^[\x21-\x7e]{{1,{CLIENT_ID_MAX}}}\Z")
+CLIENT_ID_RULE = f"1-{CLIENT_ID_MAX} printable ASCII characters"
+
 DISPLAY_NAME_MAX = 64
+TITLE_MAX = 128  # a room's title
+TOKEN_NAME_MAX = 64  # an API token's name
 PASSWORD_MIN = 8
+# Longer passwords are refused before hashing: a megabyte password is a CPU attack.
+PASSWORD_MAX = 1024
 
 # The ceiling of any stored body, whatever the configured limit: the SQL column holds it.
 STORED_BODY_MAX_CHARS = 16_000
+
+# SQL stores ids (users, tokens, both parts of a message id) as signed 64-bit integers:
+# nothing larger names a stored row.
+SQL_ID_MAX = 2**63 - 1
+
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -45,23 +67,15 @@ def clean_body(body: object, max_chars: int) -> str:
     return trimmed
 
 
-def check_client_id(client_id: object) -> str:
-    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
-        raise RuleError("invalid_client_id", "client_id must be 1-64 printable ASCII characters")
-    return client_id
-
-
 def check_slug(slug: object) -> str:
     if not isinstance(slug, str) or not SLUG.match(slug):
-        raise RuleError(
-            "invalid_slug", "a room slug is 2-32 of a-z, 0-9 and -, not starting with -"
-        )
+        raise RuleError("invalid_slug", f"a room slug is {SLUG_RULE}")
     return slug
 
 
 def check_username(username: object) -> str:
     if not isinstance(username, str) or not USERNAME.match(username):
-        raise RuleError("invalid_username", "a username is 3-32 of A-Z, a-z, 0-9 and _")
+        raise RuleError("invalid_username", f"a username is {USERNAME_RULE}")
     return username
 
 

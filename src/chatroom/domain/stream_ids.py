@@ -6,10 +6,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chatroom.domain.rules import SQL_ID_MAX
+
 _ID = re.compile(r"(\d{1,19})-(\d{1,19})")
-# Redis allows 64-bit unsigned parts; SQL stores them as signed BIGINT, so ids beyond
-# that are refused here (no id Redis generates from a clock comes near it).
-_MAX = 2**63 - 1
 
 
 class InvalidStreamId(ValueError):
@@ -29,7 +28,9 @@ class StreamId:
         if match is None:
             raise InvalidStreamId(f"not a stream id: {text[:40]!r}")
         ms, seq = int(match[1]), int(match[2])
-        if ms > _MAX or seq > _MAX:
+        # Redis allows 64-bit unsigned parts; SQL stores them as signed BIGINT, so larger
+        # ones are refused here (no id Redis generates from a clock comes near them).
+        if ms > SQL_ID_MAX or seq > SQL_ID_MAX:
             raise InvalidStreamId(f"stream id out of range: {text[:40]!r}")
         return cls(ms, seq)
 
@@ -42,7 +43,7 @@ class StreamId:
 
     def next(self) -> StreamId:
         """The smallest id after this one."""
-        if self.seq == _MAX:
+        if self.seq == SQL_ID_MAX:
             return StreamId(self.ms + 1, 0)
         return StreamId(self.ms, self.seq + 1)
 
@@ -52,11 +53,10 @@ class StreamId:
             return StreamId(self.ms, self.seq - 1)
         if self.ms == 0:
             return self
-        return StreamId(self.ms - 1, _MAX)
+        return StreamId(self.ms - 1, SQL_ID_MAX)
 
 
 ZERO = StreamId(0, 0)
-MAX = StreamId(_MAX, _MAX)
 
 
 def iso_millis(ms: int) -> str:

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatroom.accounts.users_table import inserted_id, now_utc, username_key
 from chatroom.domain.refusals import Conflict, Forbidden, NotFound, room_not_found
-from chatroom.domain.rooms import TITLE_MAX, Room
-from chatroom.domain.rules import SLUG, USERNAME, check_slug, clean_label
+from chatroom.domain.rooms import Room
+from chatroom.domain.rules import SLUG, TITLE_MAX, USERNAME, check_slug, clean_label
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
 
@@ -74,7 +74,9 @@ class RoomDirectory:
             return await self._member(conn, room.id, user.id)
 
     async def visible(self, user: User, slug: str) -> Room | None:
-        """The room if `user` may see it: public, or private with `user` a member."""
+        """The room if `user` may see it (and so read and write it): public, or private
+        with `user` a member. None for an unknown room and for a private room `user` is not
+        a member of: the two must look the same from outside."""
         room = await self.find(slug)
         if room is None:
             return None

@@ -22,10 +22,6 @@ CHANGED_ROWS = "chatroom_changed_rows"
 CLIENT_FOUND_ROWS = 2  # the capability flag's value in the MySQL protocol
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def counts_changed_rows(conn: AsyncConnection) -> bool:
     """Whether `rowcount` on this connection counts the rows actually inserted or changed."""
     return conn.dialect.name == "sqlite" or bool(

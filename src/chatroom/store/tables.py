@@ -1,4 +1,8 @@
-"""The SQL schema, as SQLAlchemy Core tables (the migrations create the same)."""
+"""The SQL schema, as SQLAlchemy Core tables (the migrations create the same).
+
+Text columns are as wide as the rule they hold (chatroom.domain.rules): a wider rule
+needs a migration as well.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+
+from chatroom.domain.rules import (
+    CLIENT_ID_MAX,
+    DISPLAY_NAME_MAX,
+    SLUG_MAX,
+    TITLE_MAX,
+    TOKEN_NAME_MAX,
+    USERNAME_MAX,
+)
 
 metadata = sa.MetaData(
     naming_convention={
@@ -33,10 +46,10 @@ users = sa.Table(
     "users",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("username", sa.String(32), nullable=False, unique=True),
+    sa.Column("username", sa.String(USERNAME_MAX), nullable=False, unique=True),
     # Lower-cased username: `Alice` and `alice` cannot both register.
-    sa.Column("username_key", sa.String(32), nullable=False, unique=True),
-    sa.Column("display_name", sa.String(64), nullable=False),
+    sa.Column("username_key", sa.String(USERNAME_MAX), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(DISPLAY_NAME_MAX), nullable=False),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("created_at", Moment, nullable=False),
@@ -47,8 +60,8 @@ rooms = sa.Table(
     "rooms",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("slug", sa.String(32), nullable=False, unique=True),
-    sa.Column("title", sa.String(128), nullable=False),
+    sa.Column("slug", sa.String(SLUG_MAX), nullable=False, unique=True),
+    sa.Column("title", sa.String(TITLE_MAX), nullable=False),
     sa.Column("is_private", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("owner_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=True),
     sa.Column("created_at", Moment, nullable=False),
@@ -75,7 +88,7 @@ messages = sa.Table(
     sa.Column("stream_ms", sa.BigInteger(), nullable=False),
     sa.Column("stream_seq", sa.BigInteger(), nullable=False),
     sa.Column("user_id", sa.BigInteger(), nullable=False),
-    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("client_id", sa.String(CLIENT_ID_MAX), nullable=False),
     sa.Column("body", Body, nullable=False),
     sa.Column("created_at", Moment, nullable=False),
     sa.UniqueConstraint("room_id", "stream_ms", "stream_seq", name="uq_messages_stream_id"),
@@ -103,7 +116,7 @@ api_tokens = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(TOKEN_NAME_MAX), nullable=False),
     # SHA-256 of the secret: a leaked table does not leak usable tokens.
     sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", Moment, nullable=False),

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Response
 from starlette.requests import Request
 
 from chatroom.accounts.sessions import SESSION_COOKIE
+from chatroom.domain.rules import SQL_ID_MAX
 from chatroom.web.dependencies import CurrentUser, State, client_address, require_site_origin
 from chatroom.web.schemas import (
     CreateTokenRequest,
@@ -18,8 +19,6 @@ from chatroom.web.schemas import (
 )
 
 router = APIRouter(prefix="/api", tags=["accounts"])
-
-TOKEN_ID_MAX = 2**63 - 1
 
 
 @router.post(
@@ -130,7 +129,7 @@ async def list_tokens(user: CurrentUser, state: State) -> dict[str, object]:
     summary="Revoke one of your API tokens",
 )
 async def delete_token(
-    user: CurrentUser, state: State, token_id: int = Path(ge=1, le=TOKEN_ID_MAX)
+    user: CurrentUser, state: State, token_id: int = Path(ge=1, le=SQL_ID_MAX)
 ) -> Response:
     await state.accounts.delete_token(user, token_id)
     return Response(status_code=204)

@@ -84,8 +84,7 @@ def create_app(settings: Settings, backends: Backends, *, with_archiver: bool) -
     app.include_router(api_accounts.router)
     app.include_router(api_rooms.router)
     app.include_router(api_operations.router)
-    # The realtime endpoint: include the /ws router here.
-    app.include_router(ws.router)
+    app.include_router(ws.router)  # /ws, the realtime endpoint
     client.mount(app)
     return app
 

@@ -39,7 +39,7 @@ def require_site_origin(request: Request) -> None:
 
 async def current_user(request: Request) -> User:
     state = app_state(request)
-    user = await authenticate(state, request)
+    user = await authenticate(state.accounts, request)
     if user is None:
         raise NotAuthenticated("not_authenticated", "log in first (or send a bearer token)")
     if "authorization" not in request.headers:

@@ -20,19 +20,21 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chatroom import metric_names
+from chatroom.metric_names import MetricName
 from chatroom.status import Status, collect_status
 
 log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
-    "chatroom_http_requests",
-    "HTTP requests answered, by method, route template and status.",
-    ["method", "route", "status"],
+    metric_names.HTTP_REQUESTS.name,
+    metric_names.HTTP_REQUESTS.help,
+    metric_names.HTTP_REQUESTS.labels,
 )
 HTTP_SECONDS = Histogram(
-    "chatroom_http_request_duration_seconds",
-    "Time to answer an HTTP request, by method and route template.",
-    ["method", "route"],
+    metric_names.HTTP_REQUEST_SECONDS.name,
+    metric_names.HTTP_REQUEST_SECONDS.help,
+    metric_names.HTTP_REQUEST_SECONDS.labels,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
@@ -113,29 +115,11 @@ class ArchiverStatusMetrics(Collector):
     @staticmethod
     def _families() -> list[GaugeMetricFamily | CounterMetricFamily]:
         return [
-            GaugeMetricFamily(
-                "chatroom_archiver_backlog",
-                "Stream entries not yet archived (undelivered or pending), per room.",
-                labels=["room"],
-            ),
-            GaugeMetricFamily(
-                "chatroom_archiver_pending",
-                "Entries delivered to an archiver and not yet acknowledged, per room.",
-                labels=["room"],
-            ),
-            GaugeMetricFamily(
-                "chatroom_archiver_oldest_unarchived_age_seconds",
-                "Age of the oldest entry not yet archived, per room (0 when none).",
-                labels=["room"],
-            ),
-            CounterMetricFamily(
-                "chatroom_archiver_archived_rows", "Messages in SQL, per room.", labels=["room"]
-            ),
-            CounterMetricFamily(
-                "chatroom_archiver_dead_letters",
-                "Entries in the dead letters, per room.",
-                labels=["room"],
-            ),
+            _gauge(metric_names.ARCHIVER_BACKLOG),
+            _gauge(metric_names.ARCHIVER_PENDING),
+            _gauge(metric_names.ARCHIVER_OLDEST_UNARCHIVED_AGE),
+            _counter(metric_names.ARCHIVER_ARCHIVED_ROWS),
+            _counter(metric_names.ARCHIVER_DEAD_LETTERS),
         ]
 
 
@@ -171,21 +155,20 @@ class HubMetrics(Collector):
     @staticmethod
     def _families() -> list[GaugeMetricFamily | CounterMetricFamily]:
         return [
-            GaugeMetricFamily("chatroom_ws_connections", "Open WebSocket connections."),
-            CounterMetricFamily(
-                "chatroom_ws_messages_in", "Messages sent by clients and acknowledged."
-            ),
-            CounterMetricFamily(
-                "chatroom_ws_messages_out", "Message frames queued to sockets, replays included."
-            ),
-            CounterMetricFamily(
-                "chatroom_ws_slow_consumers", "Connections closed for falling behind."
-            ),
-            GaugeMetricFamily(
-                "chatroom_fanout_latency_seconds",
-                "Latest fan-out batch: from the newest message's id time to its fan-out.",
-            ),
+            _gauge(metric_names.WS_CONNECTIONS),
+            _counter(metric_names.WS_MESSAGES_IN),
+            _counter(metric_names.WS_MESSAGES_OUT),
+            _counter(metric_names.WS_SLOW_CONSUMERS),
+            _gauge(metric_names.FANOUT_LATENCY),
         ]
+
+
+def _gauge(metric: MetricName) -> GaugeMetricFamily:
+    return GaugeMetricFamily(metric.name, metric.help, labels=metric.labels)
+
+
+def _counter(metric: MetricName) -> CounterMetricFamily:
+    return CounterMetricFamily(metric.name, metric.help, labels=metric.labels)
 
 
 def register(collector: Collector) -> bool:

@@ -2,14 +2,32 @@
 
 Request models check types only; the rules (username pattern, lengths) are checked by
 the services, so that one rule has one place and one error code. The patterns and
-lengths written here are for the docs and for generated clients.
+lengths shown here, read from the same rules, are for the docs and for generated clients.
 """
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatroom.domain.rules import DISPLAY_NAME_MAX, PASSWORD_MIN
+from chatroom.domain.rules import (
+    DISPLAY_NAME_MAX,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    SLUG,
+    SLUG_RULE,
+    TITLE_MAX,
+    TOKEN_NAME_MAX,
+    USERNAME,
+    USERNAME_RULE,
+)
+
+
+def json_pattern(rule: re.Pattern[str]) -> str:
+    """A rule's regex as JSON Schema writes it: there `$` (ECMA-262, not multiline) is the
+    very end of the text, which Python's `$` is not (it allows a newline before it)."""
+    return rule.pattern.removesuffix(r"\Z") + "$"
 
 
 class Request(BaseModel):
@@ -18,12 +36,12 @@ class Request(BaseModel):
 
 class RegisterRequest(Request):
     username: str = Field(
-        description="3-32 of A-Z, a-z, 0-9 and _; unique whatever the case.",
-        json_schema_extra={"pattern": "^[A-Za-z0-9_]{3,32}$"},
+        description=f"{USERNAME_RULE}; unique whatever the case.",
+        json_schema_extra={"pattern": json_pattern(USERNAME)},
     )
     password: str = Field(
-        description=f"At least {PASSWORD_MIN} characters (at most 1,024).",
-        json_schema_extra={"minLength": PASSWORD_MIN, "maxLength": 1024},
+        description=f"At least {PASSWORD_MIN} characters (at most {PASSWORD_MAX:,}).",
+        json_schema_extra={"minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX},
     )
     display_name: str | None = Field(
         default=None,
@@ -39,11 +57,12 @@ class LoginRequest(Request):
 
 class CreateRoomRequest(Request):
     slug: str = Field(
-        description="2-32 of a-z, 0-9 and -, not starting with -.",
-        json_schema_extra={"pattern": "^[a-z0-9][a-z0-9-]{1,31}$"},
+        description=f"{SLUG_RULE}.",
+        json_schema_extra={"pattern": json_pattern(SLUG)},
     )
     title: str = Field(
-        description="1-128 characters.", json_schema_extra={"minLength": 1, "maxLength": 128}
+        description=f"1-{TITLE_MAX} characters.",
+        json_schema_extra={"minLength": 1, "maxLength": TITLE_MAX},
     )
     private: bool = Field(default=False, description="Members only (the owner adds them).")
 
@@ -54,8 +73,8 @@ class MemberRequest(Request):
 
 class CreateTokenRequest(Request):
     name: str = Field(
-        description="1-64 characters, to tell your tokens apart.",
-        json_schema_extra={"minLength": 1, "maxLength": 64},
+        description=f"1-{TOKEN_NAME_MAX} characters, to tell your tokens apart.",
+        json_schema_extra={"minLength": 1, "maxLength": TOKEN_NAME_MAX},
     )
 
 

@@ -3,7 +3,7 @@
 The upgrade is refused (an HTTP answer, never an open socket) when the Origin is not one
 of the site's (cross-site WebSocket hijacking: a page elsewhere cannot use the visitor's
 cookie), when there is no Origin and no bearer token, and when there is no valid session
-or token. After that the hub asks `visible_room` about a room: afresh for every
+or token. After that the hub asks `RoomDirectory.visible` about a room: afresh for every
 subscribe and at every heartbeat for each private room subscribed; a send or typing
 frame reuses a yes for a few seconds (`chatroom.hub.session.ACCESS_CACHE_S`), and a
 member's removal ends that at once (`Hub.access_lost`). The session or token is checked
@@ -27,7 +27,6 @@ from chatroom.hub.hub import Hub
 from chatroom.hub.subscription import RoomRef
 from chatroom.hub.transport import SharedText, TransportClosed
 from chatroom.outages import STORE_ERRORS
-from chatroom.rooms.access import visible_room
 from chatroom.streams.connection import connect
 from chatroom.web.origins import origin_allowed
 from chatroom.web.state import AppState, app_state
@@ -113,7 +112,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         )
         return
     try:
-        user = await authenticate(state, websocket)
+        user = await authenticate(state.accounts, websocket)
     except STORE_ERRORS as exc:
         log.warning("cannot authenticate a WebSocket: %s", exc)
         await _refuse(websocket, 503, "unavailable", "the server cannot check sessions now")
@@ -124,11 +123,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
 
     async def access(_author: Author, slug: str) -> RoomRef | None:
-        room = await visible_room(state, user, slug)
+        room = await state.rooms.visible(user, slug)
         return None if room is None else RoomRef(room.id, room.slug, room.is_private)
 
     async def signed_in() -> bool:
-        return await authenticate(state, websocket) is not None
+        return await authenticate(state.accounts, websocket) is not None
 
     await state.hub.serve(WebSocketTransport(websocket), user.author, access, signed_in)
 
