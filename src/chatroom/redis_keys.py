@@ -14,9 +14,6 @@ PREFIX = "chatroom"
 # The consumer group of the archivers, one per room stream.
 ARCHIVER_GROUP = "archiver"
 
-# The one field of a stream entry: the JSON event envelope.
-EVENT_FIELD = b"event"
-
 # The set of room slugs that have a stream; archivers find new rooms through it.
 ROOMS_WITH_STREAMS = f"{PREFIX}:streams"
 

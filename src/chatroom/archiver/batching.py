@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from chatroom.domain.events import InvalidEvent, MessageEvent, decode_event
+from chatroom.domain.events import EVENT_FIELD, InvalidEvent, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 
 T = TypeVar("T")
@@ -29,8 +29,8 @@ class StreamEntry:
     @property
     def raw(self) -> bytes:
         """The entry's bytes as stored, for the dead-letter table."""
-        if set(self.fields) == {b"event"}:
-            return self.fields[b"event"]
+        if len(self.fields) == 1 and EVENT_FIELD in self.fields:
+            return self.fields[EVENT_FIELD]
         return b"\n".join(k + b"=" + v for k, v in sorted(self.fields.items()))
 
 

@@ -19,6 +19,10 @@ from chatroom.domain.stream_ids import StreamId
 
 GROUP = redis_keys.ARCHIVER_GROUP
 
+# A consumer's heartbeat key lives this long in each room it reads; the archiver renews it
+# every third of that. Without one, another archiver may remove the consumer once idle.
+HEARTBEAT_TTL_S = 15
+
 # Trim below what is archived and acknowledged, keeping the newest `hot` entries:
 # the bound is the oldest pending entry of the group, or the first entry the group has
 # not delivered yet; below both, every entry was acknowledged (after its SQL commit).

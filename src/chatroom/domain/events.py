@@ -24,6 +24,8 @@ from chatroom.domain.rules import (
 from chatroom.domain.stream_ids import StreamId, iso_millis
 
 ENVELOPE_VERSION = 1
+# The one field of a stream entry, holding the JSON envelope.
+EVENT_FIELD = b"event"
 
 
 class InvalidEvent(ValueError):
@@ -105,7 +107,7 @@ def _text(obj: dict[str, Any], key: str, *, max_chars: int, strict: bool) -> str
 
 def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason."""
-    raw = fields.get(b"event")
+    raw = fields.get(EVENT_FIELD)
     if raw is not None:
         # Fast path for the common, valid entry: orjson refuses invalid UTF-8 and lone
         # surrogates itself, so their checks are skipped here. Anything it or the rules
@@ -124,7 +126,7 @@ def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
 
 
 def _decode_strictly(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
-    raw = fields.get(b"event")
+    raw = fields.get(EVENT_FIELD)
     if raw is None:
         names = sorted(k.decode("latin-1") for k in fields)
         raise InvalidEvent(f"no 'event' field (fields: {names})")
