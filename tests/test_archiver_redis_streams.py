@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
-from chatroom.archiver import service
+from chatroom.archiver import redis_streams
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.service import Archiver
 from chatroom.store.counts import room_ids
@@ -61,7 +61,7 @@ async def test_a_consumer_with_a_live_heartbeat_or_recent_activity_is_never_remo
 ) -> None:
     traffic = Traffic(redis)
     await _group_with(redis, traffic, {"alive": 0, "recent": 0, "gone": 0})
-    await GroupStreams(redis, redis, "alive").heartbeat(["lobby"], 15)
+    await GroupStreams(redis, redis, "alive").heartbeat(["lobby"])
     tidy = GroupStreams(redis, redis, "tidy")
     assert not await tidy.remove_consumer_if_gone("lobby", "alive", idle_ms=0)
     assert not await tidy.remove_consumer_if_gone("lobby", "recent", idle_ms=60_000)
@@ -82,7 +82,7 @@ async def test_a_drain_held_up_by_sql_keeps_its_heartbeat_alive(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(service, "HEARTBEAT_TTL_S", 0.6)  # refreshed every 0.2 s
+    monkeypatch.setattr(redis_streams, "HEARTBEAT_TTL_S", 0.6)  # refreshed every 0.2 s
     traffic = Traffic(redis)
     [first] = await traffic.send("lobby", 1)
     room_id = (await room_ids(engine))["lobby"]

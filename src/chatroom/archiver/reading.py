@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 
 from chatroom.archiver import metrics
 from chatroom.archiver.batching import StreamEntry
-from chatroom.archiver.redis_streams import HEARTBEAT_TTL_S, GroupStreams
+from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency
 from chatroom.archiver.schedules import Every
 from chatroom.domain.stream_ids import ZERO, StreamId
@@ -102,7 +102,7 @@ class GroupReader:
             if await self.call(partial(streams.ensure_group, room)):
                 log.info("created the archiver group of %s", room)
             # Alive in the room before the first read from it.
-            await self.call(partial(streams.heartbeat, [room], HEARTBEAT_TTL_S))
+            await self.call(partial(streams.heartbeat, [room]))
             self.rooms.add(room)
             self._pending_scan.setdefault(room, ZERO)
 

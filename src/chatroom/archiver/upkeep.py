@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 from chatroom import status
 from chatroom.archiver import metrics
 from chatroom.archiver.reading import GroupReader
-from chatroom.archiver.redis_streams import HEARTBEAT_TTL_S, GroupStreams
+from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.schedules import Every
 from chatroom.outages import REDIS_DOWN
 
@@ -83,7 +83,7 @@ class Upkeep:
         # A consumer this idle (and with no heartbeat, nothing pending) is gone.
         self._gone_after_ms = max(60_000, 2 * claim_idle_ms)
         self._trims = Every(TRIM_EVERY_S)
-        self._heartbeats = Every(HEARTBEAT_TTL_S / 3)
+        self._heartbeats = Every(streams.heartbeat_ttl_s / 3)
         self._gauges = Every(GAUGES_EVERY_S)
 
     async def run(self) -> None:
@@ -103,10 +103,11 @@ class Upkeep:
     async def keep_alive(self) -> None:
         """The heartbeat alone, until cancelled: a drain may outlast the heartbeat's TTL,
         and without one another archiver could take it for a gone consumer."""
+        renew_every_s = self._streams.heartbeat_ttl_s / 3
         while True:
             with contextlib.suppress(*REDIS_DOWN, ResponseError):
-                await self._streams.heartbeat(sorted(self._reader.rooms), HEARTBEAT_TTL_S)
-            await asyncio.sleep(HEARTBEAT_TTL_S / 3)
+                await self._streams.heartbeat(sorted(self._reader.rooms))
+            await asyncio.sleep(renew_every_s)
 
     async def trim_and_report(self) -> None:
         await self._trim_dirty()
@@ -161,7 +162,7 @@ class Upkeep:
 
     async def _heartbeat_and_tidy(self) -> None:
         rooms = sorted(self._reader.rooms)
-        await self._streams.heartbeat(rooms, HEARTBEAT_TTL_S)
+        await self._streams.heartbeat(rooms)
         for room in rooms:
             await self._streams.prune_rates(room, int(time.time()) - status.RATE_WINDOW_S)
             removed = await self._streams.remove_gone_consumers(room, idle_ms=self._gone_after_ms)
