@@ -1,5 +1,6 @@
-"""Batching decisions, with no I/O: when to flush, how long a read may block, and which
-entries become rows and which become dead letters."""
+"""A stream entry as the archiver received it, and the batching decisions, with no I/O:
+when to flush, how long a read may block, and which entries become rows and which become
+dead letters."""
 
 from __future__ import annotations
 

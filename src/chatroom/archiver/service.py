@@ -53,7 +53,6 @@ class _Run:
     blocking: Redis  # reads new entries with BLOCK; never retried behind our back
     writes: AsyncEngine
     lease: ConsumerLease | None
-    streams: GroupStreams
     reader: GroupReader
     pipeline: WritePipeline
     upkeep: Upkeep
@@ -184,7 +183,7 @@ class Archiver:
             claim_idle_ms=settings.archiver_claim_idle_ms,
         )
         log.info("archiver %s started (%s)", name, mode)
-        return _Run(redis, blocking, writes, lease, streams, reader, pipeline, upkeep)
+        return _Run(redis, blocking, writes, lease, reader, pipeline, upkeep)
 
     async def _close(self, run: _Run) -> None:
         with contextlib.suppress(Stopped):
