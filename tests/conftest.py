@@ -36,6 +36,7 @@ from chatroom.store.tables import metadata
 from chatroom.streams.connection import connect
 from chatroom.streams.writer import StreamWriter
 from fake_transport import FakeTransport
+from test_archiver_support import Archivers
 
 MARIADB_URL = os.environ.get(
     "CHATROOM_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/chatroom_test"
@@ -138,6 +139,17 @@ async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
     sql = create_engine(backend.database_url)
     yield sql
     await sql.dispose()
+
+
+@pytest.fixture
+async def archivers(
+    backend: Backend, engine: AsyncEngine, tmp_path: Path
+) -> AsyncIterator[Archivers]:
+    """Builds archivers on this test's backend; those still running at its end are
+    stopped and waited for."""
+    factory = Archivers(backend.redis_url, engine, tmp_path)
+    yield factory
+    await factory.close()
 
 
 @pytest.fixture

@@ -26,15 +26,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
-from chatroom.archiver.service import Archiver
 from chatroom.store.database import create_engine
 from chatroom.streams.connection import connect
 from conftest import Backend
 from test_archiver_support import (
+    Archivers,
     Traffic,
     archived_rows,
     archived_total,
-    archiver_settings,
     assert_exactly_once,
     create_room,
     pending_count,
@@ -106,7 +105,12 @@ async def test_kill_9_at_a_failpoint_then_restart(
 
 
 async def test_a_second_archiver_adopts_a_killed_ones_pending_entries(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path, python: str
+    backend: Backend,
+    redis: Redis,
+    engine: AsyncEngine,
+    archivers: Archivers,
+    tmp_path: Path,
+    python: str,
 ) -> None:
     traffic = Traffic(redis)
     await traffic.send("lobby", 250)
@@ -117,7 +121,7 @@ async def test_a_second_archiver_adopts_a_killed_ones_pending_entries(
     orphaned = await pending_count(redis, "lobby")
     assert orphaned > 0 and await archived_total(engine) == 0
     await asyncio.sleep(0.15)  # past the claim idle time of the heir
-    heir = Archiver(archiver_settings(tmp_path / "heir"), backend.redis_url, engine)
+    heir = archivers.new(data_dir=tmp_path / "heir" / "data")
     assert await heir.drain() == 250
     await assert_exactly_once(redis, engine, traffic)
     consumers: Any = await redis.xinfo_consumers(redis_keys.room_stream("lobby"), "archiver")
@@ -256,16 +260,14 @@ async def test_sql_unreachable_for_a_while(
     backend: Backend,
     redis: Redis,
     engine: AsyncEngine,
-    tmp_path: Path,
+    archivers: Archivers,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="chatroom.archiver")
     traffic = Traffic(redis)
-    stop = asyncio.Event()
     async with _sql_unreachable(backend) as (url, outage):
         archiver_engine = create_engine(url)
-        archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, archiver_engine)
-        running = asyncio.create_task(archiver.run(stop))
+        running = archivers.start(archivers.new(engine=archiver_engine))
         await traffic.send("lobby", 100)
         await wait_for(lambda: _more_than(engine, 99), what="archiving before the outage")
         async with outage():  # type: ignore[operator]
@@ -275,8 +277,7 @@ async def test_sql_unreachable_for_a_while(
             if backend.name == "mariadb":
                 assert await archived_total(engine) == 100  # the backlog waits in Redis
         await wait_for(lambda: _more_than(engine, 399), what="the backlog drained")
-        stop.set()
-        await asyncio.wait_for(running, 30)
+        await running.stop(timeout=30)
         await archiver_engine.dispose()
     await assert_exactly_once(redis, engine, traffic)
     if backend.name == "mariadb":
@@ -333,16 +334,14 @@ class AofRedis:
 
 
 async def test_redis_with_aof_killed_and_restarted(
-    backend: Backend, engine: AsyncEngine, tmp_path: Path
+    engine: AsyncEngine, archivers: Archivers, tmp_path: Path
 ) -> None:
     server = AofRedis(tmp_path)
     server.start()
     redis = connect(server.url)
     traffic = Traffic(redis)
-    stop = asyncio.Event()
     try:
-        archiver = Archiver(archiver_settings(tmp_path), server.url, engine)
-        running = asyncio.create_task(archiver.run(stop))
+        running = archivers.start(archivers.new(redis_url=server.url))
         await traffic.send("lobby", 200)
         await wait_for(lambda: _more_than(engine, 0), what="archiving before the kill")
         await traffic.send("lobby", 200)
@@ -351,8 +350,7 @@ async def test_redis_with_aof_killed_and_restarted(
         server.start()
         await traffic.send("lobby", 100)
         await wait_for(lambda: _more_than(engine, 499), what="everything archived")
-        stop.set()
-        await asyncio.wait_for(running, 30)
+        await running.stop(timeout=30)
         await assert_exactly_once(redis, engine, traffic)
     finally:
         await traffic.close()

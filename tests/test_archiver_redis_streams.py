@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +14,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
-from chatroom.archiver import service
+from chatroom.archiver import redis_streams
 from chatroom.archiver.redis_streams import GroupStreams
-from chatroom.archiver.service import Archiver
 from chatroom.store.counts import room_ids
 from chatroom.store.tables import messages
 from conftest import Backend
-from test_archiver_support import ALICE, Traffic, archiver_settings, wait_for
+from test_archiver_support import ALICE, Archivers, Traffic, wait_for
 
 STREAM = redis_keys.room_stream("lobby")
 
@@ -61,7 +59,7 @@ async def test_a_consumer_with_a_live_heartbeat_or_recent_activity_is_never_remo
 ) -> None:
     traffic = Traffic(redis)
     await _group_with(redis, traffic, {"alive": 0, "recent": 0, "gone": 0})
-    await GroupStreams(redis, redis, "alive").heartbeat(["lobby"], 15)
+    await GroupStreams(redis, redis, "alive").heartbeat(["lobby"])
     tidy = GroupStreams(redis, redis, "tidy")
     assert not await tidy.remove_consumer_if_gone("lobby", "alive", idle_ms=0)
     assert not await tidy.remove_consumer_if_gone("lobby", "recent", idle_ms=60_000)
@@ -76,18 +74,14 @@ async def test_a_consumer_with_a_live_heartbeat_or_recent_activity_is_never_remo
 
 
 async def test_a_drain_held_up_by_sql_keeps_its_heartbeat_alive(
-    backend: Backend,
-    redis: Redis,
-    engine: AsyncEngine,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    redis: Redis, engine: AsyncEngine, archivers: Archivers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "HEARTBEAT_TTL_S", 0.6)  # refreshed every 0.2 s
+    monkeypatch.setattr(redis_streams, "HEARTBEAT_TTL_S", 0.6)  # refreshed every 0.2 s
     traffic = Traffic(redis)
     [first] = await traffic.send("lobby", 1)
     room_id = (await room_ids(engine))["lobby"]
     alive = redis_keys.archiver_heartbeat("lobby", "once")
-    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="once")
+    archiver = archivers.new(consumer="once")
     async with engine.connect() as blocker:
         # An uncommitted row with the same stream id holds the drain's INSERT (a row lock
         # on MariaDB, the write lock on SQLite) for several heartbeat TTLs.
@@ -102,15 +96,15 @@ async def test_a_drain_held_up_by_sql_keeps_its_heartbeat_alive(
                 created_at=datetime(2026, 1, 1),
             )
         )
-        draining = asyncio.create_task(archiver.drain())
+        draining = archivers.start(archiver, once=True)
         await wait_for(lambda: _exists(redis, alive), timeout=5, what="the first heartbeat")
         held_until = time.monotonic() + 1.5
         while time.monotonic() < held_until:
             assert await redis.exists(alive), "the heartbeat lapsed while the drain waited"
-            assert not draining.done()
+            assert not draining.task.done()
             await asyncio.sleep(0.02)
         await blocker.rollback()
-    assert await draining == 1
+    assert await draining.task == 1
     # Stopped cleanly: no heartbeat left behind, and out of the group.
     assert not await redis.exists(alive)
     assert await _consumers(redis) == set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.archiver.redis_streams import GroupStreams
-from chatroom.archiver.service import Archiver
 from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
@@ -33,10 +31,10 @@ from chatroom.store.tables import messages, rooms
 from conftest import Backend
 from test_archiver_support import (
     ALICE,
+    Archivers,
     Traffic,
     archived_rows,
     archived_total,
-    archiver_settings,
     assert_exactly_once,
     create_room,
     dead_letter_rows,
@@ -50,14 +48,14 @@ def _metric(name: str, room: str) -> float:
 
 
 async def test_drain_archives_every_message_once_with_exact_bytes(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     await create_room(engine, "dev")
     traffic = Traffic(redis)
     await traffic.send("lobby", 450)
     await traffic.send("dev", 130)
     before = _metric("chatroom_archiver_archived_rows_total", "dev")
-    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
+    archiver = archivers.new(consumer="a1")
     assert await archiver.drain() == 580
     await assert_exactly_once(redis, engine, traffic)
     assert _metric("chatroom_archiver_archived_rows_total", "dev") - before == 130
@@ -81,32 +79,28 @@ async def test_drain_archives_every_message_once_with_exact_bytes(
 
 
 async def test_entries_written_before_the_group_existed(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
     await traffic.send("lobby", 120)
     groups: Any = await redis.xinfo_groups(redis_keys.room_stream("lobby"))
     assert groups == []  # nobody created a group by hand
-    settings = archiver_settings(tmp_path)
-    assert await Archiver(settings, backend.redis_url, engine).drain() == 120
+    assert await archivers.new().drain() == 120
     await assert_exactly_once(redis, engine, traffic)
     await traffic.close()
 
 
 async def test_continuous_run_finds_new_rooms_and_stops_cleanly(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
-    stop = asyncio.Event()
-    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine)
-    running = asyncio.create_task(archiver.run(stop))
+    running = archivers.start(archivers.new())
     await traffic.send("lobby", 50)
     await wait_for(lambda: _has(engine, 50), what="lobby archived")
     await create_room(engine, "late-room")
     await traffic.send("late-room", 40)
     await wait_for(lambda: _has(engine, 90), what="the new room archived")
-    stop.set()
-    await asyncio.wait_for(running, 10)
+    await running.stop(timeout=10)
     await assert_exactly_once(redis, engine, traffic)
     # A clean stop leaves the group: nothing of ours was pending.
     consumers: Any = await redis.xinfo_consumers(redis_keys.room_stream("lobby"), "archiver")
@@ -119,7 +113,7 @@ async def _has(engine: AsyncEngine, count: int) -> bool:
 
 
 async def test_bad_entries_end_in_dead_letters_and_the_rest_goes_on(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
     key = redis_keys.room_stream("lobby")
@@ -149,8 +143,7 @@ async def test_bad_entries_end_in_dead_letters_and_the_rest_goes_on(
     await traffic.send("lobby", 5)
     await asyncio.sleep(0.15)  # past the claim idle time
 
-    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
-    assert await archiver.drain() == 15
+    assert await archivers.new(consumer="a1").drain() == 15
     await assert_exactly_once(redis, engine, traffic)
     letters = await dead_letter_rows(engine)
     reasons = {row["stream_id"]: row["reason"] for row in letters}
@@ -174,7 +167,7 @@ async def test_bad_entries_end_in_dead_letters_and_the_rest_goes_on(
 
 
 async def test_an_entry_delivered_too_often_is_dead_lettered(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
     key = redis_keys.room_stream("lobby")
@@ -183,8 +176,7 @@ async def test_an_entry_delivered_too_often_is_dead_lettered(
     for _ in range(3):  # three crashed attempts of consumer a1 on the same entry
         await redis.xreadgroup("archiver", "a1", {key: "0" if _ else ">"}, count=10)
     later = await traffic.send("lobby", 2)
-    settings = archiver_settings(tmp_path, archiver_max_deliveries=3)
-    assert await Archiver(settings, backend.redis_url, engine, consumer="a1").drain() == 2
+    assert await archivers.new(consumer="a1", archiver_max_deliveries=3).drain() == 2
     letters = await dead_letter_rows(engine)
     assert len(letters) == 1 and "delivered 4 times" in letters[0]["reason"]
     assert [r[0] for r in await archived_rows(engine, "lobby")] == later
@@ -193,12 +185,12 @@ async def test_an_entry_delivered_too_often_is_dead_lettered(
 
 
 async def test_a_row_sql_rejects_is_isolated_into_the_dead_letters(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     await create_room(engine, "doomed")
     traffic = Traffic(redis)
     await traffic.send("doomed", 1)
-    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
+    archiver = archivers.new(consumer="a1")
     assert await archiver.drain() == 1
     # The room disappears from SQL while the archiver still knows its id: its next
     # rows break the foreign key; the other rooms' rows of the same batch must not care.
@@ -217,13 +209,12 @@ async def test_a_row_sql_rejects_is_isolated_into_the_dead_letters(
 
 
 async def test_trimming_keeps_the_hot_window_and_never_drops_unarchived(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     await create_room(engine, "blind")
     traffic = Traffic(redis)
     await traffic.send("lobby", 60)
-    settings = archiver_settings(tmp_path, archiver_hot_window=25)
-    archiver = Archiver(settings, backend.redis_url, engine, consumer="a1")
+    archiver = archivers.new(consumer="a1", archiver_hot_window=25)
     assert await archiver.drain() == 60
     stream = redis_keys.room_stream("lobby")
     assert await redis.xlen(stream) == 25  # the hot window, all archived
@@ -250,25 +241,22 @@ async def test_trimming_keeps_the_hot_window_and_never_drops_unarchived(
 
 
 async def test_two_archivers_at_once_share_the_work_exactly_once(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     for slug in ("r1", "r2", "r3"):
         await create_room(engine, slug)
     traffic = Traffic(redis)
     # Both alive: neither may claim the other's entries (with a claim time shorter than a
     # slow SQLite commit each would archive some twice, as a no-op, and count them twice).
-    settings = archiver_settings(tmp_path, archiver_batch_size=50, archiver_claim_idle_ms=60_000)
-    stop = asyncio.Event()
-    first = Archiver(settings, backend.redis_url, engine)
-    second = Archiver(settings, backend.redis_url, engine)
-    tasks = [asyncio.create_task(a.run(stop)) for a in (first, second)]
+    settings = {"archiver_batch_size": 50, "archiver_claim_idle_ms": 60_000}
+    first, second = archivers.new(**settings), archivers.new(**settings)
+    runs = [archivers.start(first), archivers.start(second)]
     for _ in range(20):
         for slug in ("lobby", "r1", "r2", "r3"):
             await traffic.send(slug, 15)
         await asyncio.sleep(0.01)
     await wait_for(lambda: _has(engine, traffic.count()), what="everything archived")
-    stop.set()
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*(run.stop() for run in runs))
     assert first.consumer != second.consumer
     assert first.archived + second.archived == traffic.count() == 1200
     await assert_exactly_once(redis, engine, traffic)
@@ -276,7 +264,7 @@ async def test_two_archivers_at_once_share_the_work_exactly_once(
 
 
 async def test_a_dead_consumers_pending_entries_are_adopted(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
     key = redis_keys.room_stream("lobby")
@@ -285,8 +273,7 @@ async def test_a_dead_consumers_pending_entries_are_adopted(
     await redis.xreadgroup("archiver", "crashed-host-0", {key: ">"}, count=100)
     assert await pending_count(redis, "lobby") == 100
     await asyncio.sleep(0.15)
-    settings = archiver_settings(tmp_path)
-    assert await Archiver(settings, backend.redis_url, engine, consumer="heir").drain() == 150
+    assert await archivers.new(consumer="heir").drain() == 150
     await assert_exactly_once(redis, engine, traffic)
     # The dead consumer holds nothing now and has no heartbeat: it is removed.
     streams = GroupStreams(redis, redis, "heir")
@@ -299,36 +286,31 @@ async def test_a_dead_consumers_pending_entries_are_adopted(
 
 
 async def test_interval_and_cron_schedules(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
-    stop = asyncio.Event()
-    interval = archiver_settings(tmp_path, archiver_schedule="interval", archiver_interval_s=0.2)
-    running = asyncio.create_task(Archiver(interval, backend.redis_url, engine).run(stop))
+    interval = archivers.new(archiver_schedule="interval", archiver_interval_s=0.2)
+    running = archivers.start(interval)
     await traffic.send("lobby", 30)
     await wait_for(lambda: _has(engine, 30), timeout=5, what="the interval run")
-    stop.set()
-    await running
+    await running.stop()
 
     # Cron: the window is never now; the valve opens at a backlog of 50.
     hour = time.gmtime().tm_hour
     window = f"{(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00"
-    cron = archiver_settings(
-        tmp_path,
+    cron = archivers.new(
         archiver_schedule="cron",
         archiver_cron_window=window,
         archiver_valve_backlog=50,
         archiver_interval_s=0.1,
     )
-    stop = asyncio.Event()
-    running = asyncio.create_task(Archiver(cron, backend.redis_url, engine).run(stop))
+    running = archivers.start(cron)
     await traffic.send("lobby", 30)
     await asyncio.sleep(0.6)
     assert await archived_total(engine) == 30  # outside the window, under the valve
     await traffic.send("lobby", 30)
     await wait_for(lambda: _has(engine, 90), timeout=5, what="the valve")
-    stop.set()
-    await running
+    await running.stop()
     await assert_exactly_once(redis, engine, traffic)
     await traffic.close()
 
@@ -349,12 +331,10 @@ async def test_big_batches_are_chunked_under_the_packet_limit(
 
 
 async def test_history_stays_gapless_while_the_archiver_moves_and_trims(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
-    settings = archiver_settings(tmp_path, archiver_hot_window=5, archiver_batch_size=20)
-    stop = asyncio.Event()
-    running = asyncio.create_task(Archiver(settings, backend.redis_url, engine).run(stop))
+    running = archivers.start(archivers.new(archiver_hot_window=5, archiver_batch_size=20))
     room_id = (await room_ids(engine))["lobby"]
     history = History(redis, ArchivedPages(engine))
     walks: list[list[StreamId]] = []
@@ -373,8 +353,7 @@ async def test_history_stays_gapless_while_the_archiver_moves_and_trims(
         await traffic.send("lobby", 12)
         await walk()
     await wait_for(lambda: _has(engine, traffic.count()), what="everything archived")
-    stop.set()
-    await running
+    await running.stop()
     everything = sorted(traffic.sent["lobby"])
     for seen in walks:
         # Each walk is exactly the messages sent before it: no gap, no duplicate.
@@ -385,12 +364,12 @@ async def test_history_stays_gapless_while_the_archiver_moves_and_trims(
 
 
 async def test_a_resend_after_redis_forgot_its_client_id_is_a_visible_dead_letter(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
     event = MessageEvent("lobby", ALICE, "sent once, resent a week later", "resent-1")
     first = await traffic.writer.append(event)
-    archiver = Archiver(archiver_settings(tmp_path), backend.redis_url, engine, consumer="a1")
+    archiver = archivers.new(consumer="a1")
     assert await archiver.drain() == 1
     # Redis forgot the client_id (its TTL passed, or it was evicted): the resend is
     # appended again, under a new id the sender is told about.
@@ -419,7 +398,7 @@ async def test_a_resend_after_redis_forgot_its_client_id_is_a_visible_dead_lette
 
 
 async def test_a_client_id_appended_twice_in_one_batch_and_replays_of_archived_entries(
-    backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
     traffic = Traffic(redis)
     event = MessageEvent("lobby", ALICE, "twice in one batch", "resent-2")
@@ -427,8 +406,7 @@ async def test_a_client_id_appended_twice_in_one_batch_and_replays_of_archived_e
     await redis.delete(redis_keys.sent_client_id("lobby", ALICE.id, "resent-2"))
     again = await traffic.writer.append(event)
     others = await traffic.send("lobby", 3)
-    settings = archiver_settings(tmp_path, archiver_hot_window=100)
-    archiver = Archiver(settings, backend.redis_url, engine, consumer="a1")
+    archiver = archivers.new(consumer="a1", archiver_hot_window=100)
     assert await archiver.drain() == 4
     assert [r[0] for r in await archived_rows(engine, "lobby")] == [first.id, *others]
     letters = await dead_letter_rows(engine)

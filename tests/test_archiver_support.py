@@ -1,11 +1,13 @@
-"""Helpers shared by the archiver tests (no tests here): rooms, traffic, and the one
-check every archiver test ends with."""
+"""Helpers shared by the archiver tests (no tests here): the archivers a test builds
+(the `archivers` fixture of conftest), rooms, traffic, and the one check every archiver
+test ends with."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
+from chatroom.archiver.service import Archiver
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
@@ -41,6 +44,67 @@ def archiver_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@dataclass
+class Running:
+    """An archiver running in a task (`run` on its schedule, or one `drain`)."""
+
+    archiver: Archiver
+    task: asyncio.Task[Any]
+    stop_requested: asyncio.Event
+
+    async def stop(self, timeout: float = 30.0) -> Any:
+        """Ask it to stop, and wait until it has (the batch in hand finished); what the
+        run returned."""
+        self.stop_requested.set()
+        return await asyncio.wait_for(self.task, timeout)
+
+
+class Archivers:
+    """Builds one test's archivers, on its backend unless told otherwise, with the
+    settings of `archiver_settings` (overrides as keywords); at the test's end, those it
+    started and that still run are stopped and waited for (cancelled past 30 s)."""
+
+    def __init__(self, redis_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
+        self._redis_url = redis_url
+        self._engine = engine
+        self._tmp_path = tmp_path
+        self._started: list[Running] = []
+
+    def new(
+        self,
+        *,
+        consumer: str | None = None,
+        redis_url: str | None = None,
+        engine: AsyncEngine | None = None,
+        **settings: Any,
+    ) -> Archiver:
+        return Archiver(
+            archiver_settings(self._tmp_path, **settings),
+            redis_url or self._redis_url,
+            engine or self._engine,
+            consumer=consumer,
+        )
+
+    def start(self, archiver: Archiver, *, once: bool = False) -> Running:
+        """`archiver.run()` (with `once`: `archiver.drain()`) in a task."""
+        stop = asyncio.Event()
+        work = archiver.drain(stop) if once else archiver.run(stop)
+        running = Running(archiver, asyncio.create_task(work), stop)
+        self._started.append(running)
+        return running
+
+    async def close(self) -> None:
+        for running in self._started:
+            running.stop_requested.set()
+        tasks = [running.task for running in self._started]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=30)
+            for task in late:
+                task.cancel()
+            # Errors were the test's to see; here they are only collected.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def create_room(engine: AsyncEngine, slug: str) -> int:

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import tomllib
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +43,41 @@ class ArchiveSchedule(StrEnum):
 
 
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True, slots=True)
+class CronWindow:
+    """The cron schedule's off-peak hours: a daily UTC window in minutes of the day,
+    written `02:00-06:00`; `end` before `start` wraps past midnight."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def parse(cls, text: str) -> CronWindow:
+        match = _WINDOW.match(text)
+        if match is None:
+            raise ValueError("must look like 02:00-06:00 (UTC, 24-hour clock)")
+        start_h, start_m, end_h, end_m = (int(part) for part in match.groups())
+        return cls(start_h * 60 + start_m, end_h * 60 + end_m)
+
+    def __str__(self) -> str:
+        (start_h, start_m), (end_h, end_m) = divmod(self.start, 60), divmod(self.end, 60)
+        return f"{start_h:02d}:{start_m:02d}-{end_h:02d}:{end_m:02d}"
+
+    def contains(self, moment: datetime) -> bool:
+        minute = moment.hour * 60 + moment.minute
+        if self.start == self.end:  # 00:00-00:00: the whole day
+            return True
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+    def seconds_until_open(self, moment: datetime) -> float:
+        if self.contains(moment):
+            return 0.0
+        now_s = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+        return (self.start * 60 - now_s) % 86400
 
 
 class Settings(BaseSettings):
@@ -150,8 +187,9 @@ class Settings(BaseSettings):
     archiver_interval_s: float = Field(
         default=60.0, gt=0, description="interval: seconds between drains."
     )
-    archiver_cron_window: str = Field(
-        default="02:00-06:00", description="cron: archive inside this UTC window, HH:MM-HH:MM."
+    archiver_cron_window: Annotated[CronWindow, NoDecode] = Field(
+        default=CronWindow(2 * 60, 6 * 60),
+        description="cron: archive inside this UTC window, HH:MM-HH:MM.",
     )
     archiver_valve_backlog: int = Field(
         default=100_000, ge=1, description="cron: drain outside the window past this backlog."
@@ -194,12 +232,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("archiver_cron_window")
+    @field_validator("archiver_cron_window", mode="plain")
     @classmethod
-    def _window(cls, value: str) -> str:
-        if not _WINDOW.match(value):
+    def _window(cls, value: Any) -> CronWindow:
+        # Parsed here, once: the archiver receives the window, not its text.
+        if isinstance(value, CronWindow):
+            return value
+        if not isinstance(value, str):
             raise ValueError("must look like 02:00-06:00 (UTC, 24-hour clock)")
-        return value
+        return CronWindow.parse(value)
 
     @field_validator("embedded_appendfsync")
     @classmethod
@@ -332,7 +373,9 @@ def reference_markdown() -> str:
         shown = (
             "unset"
             if default is None
-            else json.dumps(str(default) if isinstance(default, (Path, StrEnum)) else default)
+            else json.dumps(
+                str(default) if isinstance(default, (Path, StrEnum, CronWindow)) else default
+            )
         )
         rows.append(
             f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | `{shown}` | {field.description} |"

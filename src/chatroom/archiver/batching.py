@@ -1,12 +1,13 @@
-"""Batching decisions, with no I/O: when to flush, how long a read may block, and which
-entries become rows and which become dead letters."""
+"""A stream entry as the archiver received it, and the batching decisions, with no I/O:
+when to flush, how long a read may block, and which entries become rows and which become
+dead letters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from chatroom.domain.events import InvalidEvent, MessageEvent, decode_event
+from chatroom.domain.events import EVENT_FIELD, InvalidEvent, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 
 T = TypeVar("T")
@@ -29,8 +30,8 @@ class StreamEntry:
     @property
     def raw(self) -> bytes:
         """The entry's bytes as stored, for the dead-letter table."""
-        if set(self.fields) == {b"event"}:
-            return self.fields[b"event"]
+        if len(self.fields) == 1 and EVENT_FIELD in self.fields:
+            return self.fields[EVENT_FIELD]
         return b"\n".join(k + b"=" + v for k, v in sorted(self.fields.items()))
 
 

@@ -32,14 +32,16 @@ log = logging.getLogger(__name__)
 def run_archiver(settings: Settings, backends: Backends, *, once: bool) -> int:
     """Run until stopped (or, with `once`, until the backlog is drained); the exit code."""
     try:
-        Failpoints.from_env()
+        failpoints = Failpoints.from_env()  # the fault tests' crash points, if any
     except UnknownFailpoint as exc:
         log.error("%s", exc)
         return 2
-    return asyncio.run(_archive(settings, backends, once=once))
+    return asyncio.run(_archive(settings, backends, failpoints, once=once))
 
 
-async def _archive(settings: Settings, backends: Backends, *, once: bool) -> int:
+async def _archive(
+    settings: Settings, backends: Backends, failpoints: Failpoints, *, once: bool
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -65,7 +67,7 @@ async def _archive(settings: Settings, backends: Backends, *, once: bool) -> int
         if settings.metrics_port is not None:
             server, _ = start_http_server(settings.metrics_port, addr=settings.host)
             log.info("archiver metrics on http://%s:%d/metrics", settings.host, server.server_port)
-        archiver = Archiver(settings, backends.redis_url, engine)
+        archiver = Archiver(settings, backends.redis_url, engine, failpoints=failpoints)
         settle_heap()
         if once:
             rows = await archiver.drain(stop)

@@ -19,6 +19,10 @@ from chatroom.domain.stream_ids import StreamId
 
 GROUP = redis_keys.ARCHIVER_GROUP
 
+# A consumer's heartbeat key lives this long in each room it reads; the archiver renews it
+# every third of that. Without one, another archiver may remove the consumer once idle.
+HEARTBEAT_TTL_S = 15.0
+
 # Trim below what is archived and acknowledged, keeping the newest `hot` entries:
 # the bound is the oldest pending entry of the group, or the first entry the group has
 # not delivered yet; below both, every entry was acknowledged (after its SQL commit).
@@ -130,6 +134,7 @@ class GroupStreams:
         self._redis = redis
         self._blocking = blocking  # no socket timeout: for XREADGROUP with BLOCK
         self.consumer = consumer
+        self.heartbeat_ttl_s = HEARTBEAT_TTL_S
         self._trim = redis.register_script(_SAFE_TRIM)
         self._remove_if_gone = redis.register_script(_REMOVE_IF_GONE)
 
@@ -240,10 +245,10 @@ class GroupStreams:
     async def trim(self, room: str, hot_window: int) -> int:
         return int(await self._trim(keys=[redis_keys.room_stream(room)], args=[GROUP, hot_window]))
 
-    async def heartbeat(self, rooms: Iterable[str], ttl_s: float) -> None:
-        """Say this consumer is alive, in each room it reads (the key lives in the room's
-        slot, next to the stream the removal script checks)."""
-        ttl_ms = max(1, int(ttl_s * 1000))
+    async def heartbeat(self, rooms: Iterable[str]) -> None:
+        """Say this consumer is alive for `heartbeat_ttl_s`, in each room it reads (the key
+        lives in the room's slot, next to the stream the removal script checks)."""
+        ttl_ms = max(1, int(self.heartbeat_ttl_s * 1000))
         async with self._redis.pipeline(transaction=False) as pipe:
             for room in rooms:
                 pipe.set(redis_keys.archiver_heartbeat(room, self.consumer), "1", px=ttl_ms)

@@ -1,49 +1,41 @@
-"""When the archiver runs: continuously, every X seconds, or in an off-peak window with a
-safety valve. Pure decisions on a clock the caller passes in."""
+"""When the archiver works, as pure decisions on a clock the caller passes in: whether a
+scheduled run drains now (continuously, every X seconds, or in an off-peak window with a
+safety valve), and when a periodic chore is due again (`Every`)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from chatroom.settings import ArchiveSchedule
+from chatroom.settings import ArchiveSchedule, CronWindow
 
 # How often a waiting schedule looks again (the valve, the window, a stop request).
 CHECK_EVERY_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A daily UTC window in minutes of the day; `end` before `start` wraps past midnight."""
+class Every:
+    """The timer of a periodic chore: `due()` answers True at most once per `period_s`,
+    the first time at once; `restart()` counts a new period from now (the chore was
+    just done anyway)."""
 
-    start: int
-    end: int
+    __slots__ = ("_clock", "_last", "period_s")
 
-    @classmethod
-    def parse(cls, text: str) -> Window:
-        try:
-            first, second = text.split("-")
-            start_h, start_m = (int(p) for p in first.split(":"))
-            end_h, end_m = (int(p) for p in second.split(":"))
-        except ValueError:
-            raise ValueError(f"not a window like 02:00-06:00: {text!r}") from None
-        if not (0 <= start_h < 24 and 0 <= end_h < 24 and 0 <= start_m < 60 and 0 <= end_m < 60):
-            raise ValueError(f"not a window like 02:00-06:00: {text!r}")
-        return cls(start_h * 60 + start_m, end_h * 60 + end_m)
+    def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period_s = period_s
+        self._clock = clock
+        self._last: float | None = None
 
-    def contains(self, moment: datetime) -> bool:
-        minute = moment.hour * 60 + moment.minute
-        if self.start == self.end:  # 00:00-00:00: the whole day
-            return True
-        if self.start < self.end:
-            return self.start <= minute < self.end
-        return minute >= self.start or minute < self.end
+    def due(self) -> bool:
+        now = self._clock()
+        if self._last is not None and now - self._last < self.period_s:
+            return False
+        self._last = now
+        return True
 
-    def seconds_until_open(self, moment: datetime) -> float:
-        if self.contains(moment):
-            return 0.0
-        now_s = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
-        return (self.start * 60 - now_s) % 86400
+    def restart(self) -> None:
+        self._last = self._clock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +64,7 @@ def decide(
     now: datetime,
     seconds_since_last_run: float | None,
     interval_s: float,
-    window: Window,
+    window: CronWindow,
     valve: Valve,
     backlog: int,
     oldest_age_s: float | None,

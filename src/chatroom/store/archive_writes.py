@@ -39,6 +39,8 @@ ROW_OVERHEAD_BYTES = 160
 # SQLite has no packet limit; this only keeps its statements reasonable.
 SQLITE_STATEMENT_BYTES = 64 * 1024 * 1024
 LOOKUP_CHUNK = 500  # values per IN list when looking for duplicates
+MESSAGES_PER_STATEMENT = 1000  # at most, and within the statement's byte limit
+DEAD_LETTERS_PER_STATEMENT = 500
 # The columns an archived message fills, in the order of `ArchivedMessage.values()`.
 MESSAGE_COLUMNS = (
     "room_id",
@@ -187,16 +189,15 @@ async def upsert_messages(
     conn: AsyncConnection,
     batch: Sequence[ArchivedMessage],
     *,
-    chunk_rows: int = 1000,
     max_bytes: int = SQLITE_STATEMENT_BYTES,
 ) -> int:
-    """Insert the batch in multi-row statements of at most `chunk_rows` rows and
-    `max_bytes` bytes, inside the caller's transaction. Returns the driver's row count:
+    """Insert the batch in multi-row statements of at most MESSAGES_PER_STATEMENT rows
+    and `max_bytes` bytes, inside the caller's transaction. Returns the driver's row count:
     the rows inserted where `counts_changed_rows(conn)`, else at most the batch size."""
     if not batch:
         return 0
     sizes = [m.statement_bytes() for m in batch]
-    chunks = chunk_bounds(sizes, max_rows=chunk_rows, max_bytes=max_bytes)
+    chunks = chunk_bounds(sizes, max_rows=MESSAGES_PER_STATEMENT, max_bytes=max_bytes)
     inserted = 0
     if conn.dialect.name == "mysql":
         # The driver's executemany of tuples, with none of SQLAlchemy's per-row parameter
@@ -275,7 +276,7 @@ async def insert_dead_letters(
     statement = _dead_letter_upsert(conn.dialect.name)
     now = datetime.now(UTC).replace(tzinfo=None)
     sizes = [letter.statement_bytes() for letter in letters]
-    for chunk in chunk_bounds(sizes, max_rows=500, max_bytes=max_bytes):
+    for chunk in chunk_bounds(sizes, max_rows=DEAD_LETTERS_PER_STATEMENT, max_bytes=max_bytes):
         await conn.execute(statement, [letters[i].row(now) for i in chunk])
 
 
@@ -285,11 +286,10 @@ async def write_batch(
     letters: Sequence[DeadLetter],
     *,
     max_bytes: int,
-    chunk_rows: int = 1000,
 ) -> list[Duplicate]:
     """A batch's messages and dead letters, inside the caller's one transaction; returns
     the messages that were duplicates of stored ones (see `find_duplicates`)."""
-    inserted = await upsert_messages(conn, batch, chunk_rows=chunk_rows, max_bytes=max_bytes)
+    inserted = await upsert_messages(conn, batch, max_bytes=max_bytes)
     duplicates: list[Duplicate] = []
     # Where row counts are exact, look only when something was not inserted (rare).
     if batch and (inserted < len(batch) or not counts_changed_rows(conn)):

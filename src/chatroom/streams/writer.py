@@ -23,7 +23,8 @@ from chatroom import redis_keys
 from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
 
-# KEYS: stream, sent-client-id key. ARGV: event, ttl seconds.
+# KEYS: stream, sent-client-id key. ARGV: the envelope, ttl seconds. The entry's one field
+# is 'event' (domain.events.EVENT_FIELD).
 # Returns {1, id} for a new entry, {0, id} for a resend of a known client_id.
 _APPEND = """
 local known = redis.call('GET', KEYS[2])

@@ -113,10 +113,13 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
 
 @asynccontextmanager
 async def _running_archiver(state: AppState) -> AsyncIterator[None]:
+    from chatroom.archiver.failpoints import Failpoints
     from chatroom.archiver.service import Archiver
 
     stop = asyncio.Event()
-    archiver = Archiver(state.settings, state.redis_url, state.engine)
+    # CHATROOM_FAILPOINT crashes this node's archiver as it would `chatroom archive`.
+    failpoints = Failpoints.from_env()
+    archiver = Archiver(state.settings, state.redis_url, state.engine, failpoints=failpoints)
     task = asyncio.create_task(archiver.run(stop), name="archiver")
     task.add_done_callback(_report_archiver_end)
     try:
