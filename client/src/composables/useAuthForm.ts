@@ -8,6 +8,7 @@ import { reactive, ref } from 'vue'
 import { useRoute, useRouter } from 'vue-router'
 
 import { ApiError } from '@/api/http'
+import { useBusy } from '@/composables/useBusy'
 import { i18n } from '@/i18n'
 
 export type AuthField = 'username' | 'password' | 'display_name'
@@ -69,25 +70,24 @@ export function useAuthForm<Field extends AuthField>(options: AuthFormOptions<Fi
   ) as AuthForm<Field>
   const errors = reactive<Partial<Record<AuthField, string>>>({})
   const formError = ref<string | null>(null)
-  const busy = ref(false)
+  const { busy, run } = useBusy()
 
   /** Checks the fields, sends them, and goes where the user was headed (`?next=`). */
   async function submit() {
     const broken = options.check(form)
     for (const field of options.fields) errors[field] = broken[field]
     formError.value = null
-    if (options.fields.some((field) => broken[field] !== undefined) || busy.value) return
-    busy.value = true
-    try {
-      await options.send(form)
-      await router.replace(nextPath(route.query.next))
-    } catch (error) {
-      const failure = authFailure(error)
-      if (failure.field) errors[failure.field] = failure.message
-      else formError.value = failure.message
-    } finally {
-      busy.value = false
-    }
+    if (options.fields.some((field) => broken[field] !== undefined)) return
+    await run(async () => {
+      try {
+        await options.send(form)
+        await router.replace(nextPath(route.query.next))
+      } catch (error) {
+        const failure = authFailure(error)
+        if (failure.field) errors[failure.field] = failure.message
+        else formError.value = failure.message
+      }
+    })
   }
 
   return { form, errors, formError, busy, submit }
