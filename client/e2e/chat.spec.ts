@@ -139,6 +139,15 @@ test('a private room is invisible to a non-member until the owner adds them', as
 
   await openRoom(carol.page, secret)
   await expect(messagesWithBody(carol.page, 'only for members')).toHaveCount(1)
+
+  // Leaving ends her access; she did it herself, so no "not allowed" notice comes with it
+  // (the ack of a message she sends next comes after all the leave made her socket say).
+  await carol.page.getByRole('button', { name: 'Leave room' }).click()
+  await expect(carol.page).toHaveURL(/\/$/)
+  await expect(carol.page.locator(`[data-room="${secret}"]`)).toHaveCount(0)
+  await joinedRoom(carol.page, 'lobby').click()
+  await send(carol.page, `${carol.displayName} left a room`)
+  expect(await carol.page.locator('.toast').count()).toBe(0) // now, not once it has faded
   await carol.context.close()
 })
 

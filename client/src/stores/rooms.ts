@@ -23,6 +23,8 @@ export const useRoomsStore = defineStore('rooms', () => {
 
   /** The rooms we asked the server for, over this socket or the next one. */
   const subscribed = new Set<string>()
+  /** Rooms whose leave is on its way: not subscribed again meanwhile. */
+  const leaving = new Set<string>()
 
   const connection = useConnectionStore()
   const messages = useMessagesStore()
@@ -42,6 +44,7 @@ export const useRoomsStore = defineStore('rooms', () => {
   function reconcile() {
     const wanted = new Set(joined.value)
     if (active.value !== null && !activeMissing.value) wanted.add(active.value)
+    for (const slug of leaving) wanted.delete(slug)
     for (const slug of subscribed) {
       if (!wanted.has(slug)) drop(slug, true)
     }
@@ -90,19 +93,32 @@ export const useRoomsStore = defineStore('rooms', () => {
     reconcile()
   }
 
-  /** Leaves on the server (every device of ours leaves with it). */
+  /**
+   * Leaves on the server (every device of ours leaves with it). Unsubscribed first: the
+   * server then has no subscription of ours to end with a `forbidden` frame, which is the
+   * notice for losing a private room, not for leaving it.
+   */
   async function leave(slug: string) {
+    leaving.add(slug)
+    reconcile()
     try {
       await api.leaveRoom(slug)
+      left(slug)
     } catch (error) {
-      // Gone, or private and we lost it already: the outcome we wanted.
+      // Gone, or private and lost already: the outcome we wanted.
       if (!(error instanceof ApiError && error.status === 404)) throw error
+      left(slug)
+    } finally {
+      leaving.delete(slug)
+      reconcile() // a refused leave: subscribed again
     }
+  }
+
+  function left(slug: string) {
     const room = find(slug)
     // Leaving a private room ends our access to it.
     if (room !== undefined && !room.private) room.joined = false
     else rooms.value = rooms.value.filter((candidate) => candidate.slug !== slug)
-    reconcile()
   }
 
   /** The room shown in the main pane (from the route); opening a room joins it. */
