@@ -55,7 +55,8 @@ async def test_register_login_me_logout(backend: Backend, tmp_path: Path) -> Non
         assert {"httponly", "samesite=lax", "path=/"} <= flags
         assert "secure" not in flags
         me = await client.get("/api/me")
-        assert me.status_code == 200 and me.json() == {"user": first}
+        limits = {"message_max_chars": 4000}  # extension: what the client checks before a send
+        assert me.status_code == 200 and me.json() == {"user": first, "limits": limits}
 
         # A login ends the session the browser had and gives a new session id.
         old_session = client.cookies["chatroom_session"]

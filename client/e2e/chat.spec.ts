@@ -5,12 +5,15 @@ import {
   PASSWORD,
   PHONE,
   createRoom,
+  joinedRoom,
   messageList,
   messagesWithBody,
   openRoom,
+  otherRoom,
   screenshot,
   send,
   setTheme,
+  signInElsewhere,
   signUp,
   unique,
   type Person,
@@ -136,7 +139,65 @@ test('a private room is invisible to a non-member until the owner adds them', as
 
   await openRoom(carol.page, secret)
   await expect(messagesWithBody(carol.page, 'only for members')).toHaveCount(1)
+
+  // Leaving ends her access; she did it herself, so no "not allowed" notice comes with it
+  // (the ack of a message she sends next comes after all the leave made her socket say).
+  await carol.page.getByRole('button', { name: 'Leave room' }).click()
+  await expect(carol.page).toHaveURL(/\/$/)
+  await expect(carol.page.locator(`[data-room="${secret}"]`)).toHaveCount(0)
+  await joinedRoom(carol.page, 'lobby').click()
+  await send(carol.page, `${carol.displayName} left a room`)
+  expect(await carol.page.locator('.toast').count()).toBe(0) // now, not once it has faded
   await carol.context.close()
+})
+
+test("a user's rooms follow them to another device; leaving on one leaves on both", async ({ browser }) => {
+  const den = unique('den-')
+  await createRoom(alice.page, 'Reading den', den)
+
+  // Bob joins the room on his first device, then goes back to the start page.
+  await openRoom(bob.page, den)
+  await expect(joinedRoom(bob.page, den)).toBeVisible()
+  await bob.page.goto('/')
+  await expect(joinedRoom(bob.page, den)).toBeVisible()
+
+  // On a second device (its own session) the room is in his sidebar, with nothing stored there.
+  const laptop = await signInElsewhere(browser, bob)
+  await expect(joinedRoom(laptop.page, den)).toBeVisible()
+  await expect(joinedRoom(laptop.page, room)).toBeVisible()
+
+  // He leaves it there...
+  await joinedRoom(laptop.page, den).click()
+  await expect(laptop.page.getByTestId('room-title')).toHaveText('Reading den')
+  await laptop.page.getByRole('button', { name: 'Leave room' }).click()
+  await expect(laptop.page).toHaveURL(/\/$/)
+  await expect(joinedRoom(laptop.page, den)).toHaveCount(0)
+  await expect(otherRoom(laptop.page, den)).toBeVisible()
+  await screenshot(laptop.page, 'desktop-rooms-light')
+
+  // ...and after a reload the first device has left it too (a public room: still listed to join).
+  await bob.page.reload()
+  await expect(bob.page.getByRole('status').getByText('Live')).toBeVisible()
+  await expect(otherRoom(bob.page, den)).toBeVisible()
+  await expect(joinedRoom(bob.page, den)).toHaveCount(0)
+  await expect(joinedRoom(bob.page, room)).toBeVisible()
+  await laptop.context.close()
+})
+
+test('the composer counts against the length limit the server sets', async () => {
+  const me = (await (await alice.page.request.get('/api/me')).json()) as {
+    limits: { message_max_chars: number }
+  }
+  const limit = me.limits.message_max_chars
+  await alice.page.goto(`/r/${room}`)
+  const composer = alice.page.getByTestId('composer')
+  await composer.fill('x'.repeat(limit))
+  await expect(alice.page.locator('#composer-counter')).toHaveText(`${limit} / ${limit}`)
+  await expect(alice.page.getByRole('button', { name: 'Send' })).toBeEnabled()
+  await composer.fill('x'.repeat(limit + 1))
+  await expect(alice.page.locator('#composer-counter')).toHaveText('Too long by 1 characters')
+  await expect(alice.page.getByRole('button', { name: 'Send' })).toBeDisabled()
+  await composer.fill('')
 })
 
 test('on a phone the room list is a drawer (screenshots, light and dark)', async ({ browser }) => {

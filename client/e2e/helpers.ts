@@ -22,8 +22,8 @@ export interface Person {
   dialogs: string[]
 }
 
-/** A new browser context that signs up through the UI (English, light theme). */
-export async function signUp(browser: Browser, prefix: string, displayName: string): Promise<Person> {
+/** A new browser context (English, light theme): a device of its own, with no cookie yet. */
+async function newDevice(browser: Browser) {
   const context = await browser.newContext({ viewport: DESKTOP, locale: 'en-US', colorScheme: 'light' })
   const page = await context.newPage()
   const dialogs: string[] = []
@@ -31,15 +31,46 @@ export async function signUp(browser: Browser, prefix: string, displayName: stri
     dialogs.push(dialog.message())
     void dialog.dismiss()
   })
-  const username = unique(prefix)
-  await page.goto('/signup')
-  await page.getByLabel('Username').fill(username)
-  await page.getByLabel('Display name').fill(displayName)
-  await page.getByLabel('Password').fill(PASSWORD)
-  await page.getByRole('button', { name: 'Sign up' }).click()
+  return { context, page, dialogs }
+}
+
+async function signedInAs(page: Page, displayName: string) {
   await expect(page.getByTestId('me')).toHaveText(displayName)
   await expect(page.getByRole('status').getByText('Live')).toBeVisible()
-  return { username, displayName, context, page, dialogs }
+}
+
+/** A new browser context that signs up through the UI. */
+export async function signUp(browser: Browser, prefix: string, displayName: string): Promise<Person> {
+  const device = await newDevice(browser)
+  const username = unique(prefix)
+  await device.page.goto('/signup')
+  await device.page.getByLabel('Username').fill(username)
+  await device.page.getByLabel('Display name').fill(displayName)
+  await device.page.getByLabel('Password').fill(PASSWORD)
+  await device.page.getByRole('button', { name: 'Sign up' }).click()
+  await signedInAs(device.page, displayName)
+  return { username, displayName, ...device }
+}
+
+/** The same person on another device: a new browser context that signs in through the UI. */
+export async function signInElsewhere(browser: Browser, person: Person): Promise<Person> {
+  const device = await newDevice(browser)
+  await device.page.goto('/signin')
+  await device.page.getByLabel('Username').fill(person.username)
+  await device.page.getByLabel('Password').fill(PASSWORD)
+  await device.page.getByRole('button', { name: 'Sign in' }).click()
+  await signedInAs(device.page, person.displayName)
+  return { ...person, ...device }
+}
+
+/** The sidebar's rooms the server says the user joined. */
+export function joinedRoom(page: Page, slug: string) {
+  return page.getByTestId('joined-rooms').locator(`[data-room="${slug}"]`)
+}
+
+/** The sidebar's public rooms the user has not joined. */
+export function otherRoom(page: Page, slug: string) {
+  return page.getByTestId('other-rooms').locator(`[data-room="${slug}"]`)
 }
 
 export function messageList(page: Page) {

@@ -25,7 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$repo" && CHATROOM_DATA_DIR="$data_dir" exec "$python" -m chatroom serve --host 127.0.0.1 --port "$port") \
+# A message limit other than the client's fallback (4,000): the e2e shows the server's is used.
+(cd "$repo" && CHATROOM_DATA_DIR="$data_dir" CHATROOM_MESSAGE_MAX_CHARS=3000 exec "$python" -m chatroom serve --host 127.0.0.1 --port "$port") \
   >"$log" 2>&1 &
 server_pid=$!
 

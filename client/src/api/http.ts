@@ -1,4 +1,4 @@
-import type { Message, MessagePage, Room, ServerStatus, User } from '@/api/types'
+import type { Message, MessagePage, Room, ServerLimits, ServerStatus, User } from '@/api/types'
 
 /** An HTTP answer other than 2xx, with the contract's error body. */
 export class ApiError extends Error {
@@ -48,7 +48,7 @@ async function toApiError(response: Response): Promise<ApiError> {
 const room = (slug: string) => `/api/rooms/${encodeURIComponent(slug)}`
 
 export const api = {
-  me: () => request<{ user: User }>('GET', '/api/me'),
+  me: () => request<{ user: User; limits?: ServerLimits }>('GET', '/api/me'),
   register: (username: string, password: string, display_name?: string) =>
     request<{ user: User }>('POST', '/api/register', { username, password, display_name }),
   login: (username: string, password: string) =>
@@ -56,6 +56,9 @@ export const api = {
   logout: () => request<void>('POST', '/api/logout'),
 
   rooms: () => request<{ rooms: Room[] }>('GET', '/api/rooms'),
+  room: (slug: string) => request<{ room: Room }>('GET', room(slug)),
+  joinRoom: (slug: string) => request<void>('POST', `${room(slug)}/join`),
+  leaveRoom: (slug: string) => request<void>('POST', `${room(slug)}/leave`),
   createRoom: (slug: string, title: string, isPrivate: boolean) =>
     request<{ room: Room }>('POST', '/api/rooms', { slug, title, private: isPrivate }),
   addMember: (slug: string, username: string) =>

@@ -1,7 +1,7 @@
 /** Shapes of contract v1 (PRODUCT.md section 5). */
 
 export interface User {
-  id: number | string
+  id: number
   username: string
   display_name: string
   is_admin?: boolean
@@ -12,8 +12,15 @@ export interface Room {
   title: string
   private: boolean
   online: number
+  /** Extension of the Python server: you are a member (the room is in your room list). */
+  joined: boolean
   /** Extension of the Python server: you own the room (and manage its members). */
   owned?: boolean
+}
+
+/** Extension of the Python server, in GET /api/me: the rules it checks input against. */
+export interface ServerLimits {
+  message_max_chars: number
 }
 
 export interface Message {

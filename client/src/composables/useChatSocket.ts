@@ -39,9 +39,9 @@ function defaultUrl(): string {
 
 /**
  * The one owner of the chat WebSocket: connects with the session cookie, reconnects with
- * exponential backoff and jitter, subscribes every joined room again with `since` = the
- * last id seen, pings every 25 s (no pong by the next ping: the connection is dead), and
- * routes every server frame into the stores.
+ * exponential backoff and jitter, subscribes every joined room (and the one on screen) again
+ * with `since` = the last id seen, pings every 25 s (no pong by the next ping: the connection
+ * is dead), and routes every server frame into the stores.
  */
 export function useChatSocket(options: ChatSocketOptions = {}) {
   const Socket: SocketClass = options.socketClass ?? WebSocket
@@ -74,7 +74,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     current.onopen = () => {
       attempt = 0
       connection.setState('live')
-      for (const room of rooms.joined) transmit(messages.subscribeFrame(room))
+      for (const room of rooms.subscriptions()) transmit(messages.subscribeFrame(room))
       messages.resendPending()
       startPing()
       // Rooms may have been created, or access changed, while we were away.

@@ -21,6 +21,8 @@ export const en = {
     title: 'Rooms',
     create: 'New room',
     empty: 'No rooms yet. Create the first one.',
+    noneJoined: 'You have not joined a room yet.',
+    more: 'More rooms',
     private: 'Private',
     unread: '{count} unread',
     online: '{count} online',

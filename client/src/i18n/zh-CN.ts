@@ -23,6 +23,8 @@ export const zhCN: LocaleMessages = {
     title: '聊天室',
     create: '新建聊天室',
     empty: '还没有聊天室，来创建第一个吧。',
+    noneJoined: '你还没有加入任何聊天室。',
+    more: '更多聊天室',
     private: '私密',
     unread: '{count} 条未读',
     online: '{count} 人在线',

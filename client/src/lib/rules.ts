@@ -4,9 +4,18 @@ export const USERNAME_PATTERN = /^[A-Za-z0-9_]{3,32}$/
 export const SLUG_PATTERN = /^[a-z0-9][a-z0-9-]{1,31}$/
 export const PASSWORD_MIN = 8
 export const DISPLAY_NAME_MAX = 64
+/** The longest message body until the server tells its own (GET /api/me, `limits`). */
+export const MESSAGE_MAX_CHARS_FALLBACK = 4000
 
 /** Length in characters (code points), as the server counts it. */
 export const characterCount = (text: string) => [...text].length
+
+/** Trims like the server does; null when the body cannot be sent. */
+export function sendableBody(body: string, maxChars: number): string | null {
+  const trimmed = body.trim()
+  const length = characterCount(trimmed)
+  return length > 0 && length <= maxChars ? trimmed : null
+}
 
 /** A slug suggested from a room title ("Team Standup" -> "team-standup"). */
 export function slugFromTitle(title: string): string {

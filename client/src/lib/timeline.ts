@@ -55,7 +55,7 @@ export function buildTimeline(
     if (
       previous !== null &&
       last !== undefined &&
-      String(previous.user.id) === String(user.id) &&
+      previous.user.id === user.id &&
       entry.at.getTime() - last.at.getTime() <= GROUP_GAP_MS
     ) {
       previous.entries.push(entry)

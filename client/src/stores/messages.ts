@@ -3,12 +3,11 @@ import { reactive } from 'vue'
 
 import { ApiError, api } from '@/api/http'
 import type { ClientFrame, Message } from '@/api/types'
-import { characterCount } from '@/lib/rules'
+import { sendableBody } from '@/lib/rules'
 import { compareIds, idTime } from '@/lib/streamId'
 import { useConnectionStore } from '@/stores/connection'
 import { useSessionStore } from '@/stores/session'
 
-export const MAX_BODY_LENGTH = 4000
 /** A send without an ack after this long is shown as failed, with a Retry button. */
 export const ACK_TIMEOUT_MS = 10_000
 const PAGE_SIZE = 50
@@ -38,13 +37,6 @@ export interface OutgoingMessage {
   /** Why it failed: an error code of the contract, or 'timeout'. */
   error: string | null
   retryAfterMs: number | null
-}
-
-/** Trims like the server does; null when the body cannot be sent. */
-export function sendableBody(body: string): string | null {
-  const trimmed = body.trim()
-  const length = characterCount(trimmed)
-  return length > 0 && length <= MAX_BODY_LENGTH ? trimmed : null
 }
 
 /** Message history per room, merged from HTTP pages and live frames, and our outbox. */
@@ -162,7 +154,7 @@ export const useMessagesStore = defineStore('messages', () => {
 
   /** Queues a message; it shows as pending until its ack. False if the body is not sendable. */
   function send(room: string, body: string): boolean {
-    const sendable = sendableBody(body)
+    const sendable = sendableBody(body, session.messageMaxChars)
     if (sendable === null) return false
     outbox.push({
       clientId: crypto.randomUUID(),

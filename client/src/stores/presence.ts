@@ -10,8 +10,6 @@ export const TYPING_SHOWN_MS = 5_000
 /** We tell the room we are typing at most this often. */
 export const TYPING_THROTTLE_MS = 3_000
 
-const userKey = (user: User) => String(user.id)
-
 /** Who is in each room right now, and who is typing there. */
 export const usePresenceStore = defineStore('presence', () => {
   const online = reactive<Record<string, User[]>>({})
@@ -25,27 +23,27 @@ export const usePresenceStore = defineStore('presence', () => {
 
   /** The `online` list of a `subscribed` frame: the full picture at that moment. */
   function setOnline(room: string, users: User[]) {
-    const unique = new Map(users.map((user) => [userKey(user), user]))
+    const unique = new Map(users.map((user) => [user.id, user]))
     online[room] = [...unique.values()]
   }
 
   function join(room: string, user: User) {
     const users = online[room] ?? []
-    if (!users.some((other) => userKey(other) === userKey(user))) {
+    if (!users.some((other) => other.id === user.id)) {
       online[room] = [...users, user]
     }
   }
 
   function leave(room: string, user: User) {
-    online[room] = (online[room] ?? []).filter((other) => userKey(other) !== userKey(user))
+    online[room] = (online[room] ?? []).filter((other) => other.id !== user.id)
     stopTyping(room, user)
   }
 
   function startTyping(room: string, user: User) {
     if (session.isMe(user)) return
-    const key = `${room}\n${userKey(user)}`
+    const key = `${room}\n${user.id}`
     const users = typing[room] ?? []
-    if (!users.some((other) => userKey(other) === userKey(user))) typing[room] = [...users, user]
+    if (!users.some((other) => other.id === user.id)) typing[room] = [...users, user]
     clearTimeout(typingTimers.get(key))
     typingTimers.set(
       key,
@@ -55,12 +53,12 @@ export const usePresenceStore = defineStore('presence', () => {
 
   /** Their typing ends when it times out, when their message arrives, or when they leave. */
   function stopTyping(room: string, user: User) {
-    const key = `${room}\n${userKey(user)}`
+    const key = `${room}\n${user.id}`
     clearTimeout(typingTimers.get(key))
     typingTimers.delete(key)
     const users = typing[room]
-    if (users?.some((other) => userKey(other) === userKey(user))) {
-      typing[room] = users.filter((other) => userKey(other) !== userKey(user))
+    if (users?.some((other) => other.id === user.id)) {
+      typing[room] = users.filter((other) => other.id !== user.id)
     }
   }
 

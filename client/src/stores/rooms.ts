@@ -1,68 +1,81 @@
 import { defineStore } from 'pinia'
-import { computed, ref, watch } from 'vue'
+import { computed, ref } from 'vue'
 
-import { api } from '@/api/http'
+import { ApiError, api } from '@/api/http'
 import type { Room } from '@/api/types'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
-import { useSessionStore } from '@/stores/session'
 
-const joinedKey = (username: string) => `chatroom.joined.${username}`
-
-function readJoined(username: string | undefined): string[] {
-  if (username === undefined) return []
-  try {
-    const stored: unknown = JSON.parse(localStorage.getItem(joinedKey(username)) ?? '[]')
-    return Array.isArray(stored) ? stored.filter((slug) => typeof slug === 'string') : []
-  } catch {
-    return []
-  }
-}
+const byTitle = (a: Room, b: Room) => a.title.localeCompare(b.title) || a.slug.localeCompare(b.slug)
 
 /**
- * The rooms the user can see, and the ones they joined: joined rooms stay subscribed (for
- * unread counts) and are subscribed again after every reconnect.
+ * The rooms the user can see, and the ones they joined. Membership is the server's (so a
+ * user's rooms follow them to every device): opening a room joins it there, leaving leaves
+ * it there. Joined rooms, and the room on screen, stay subscribed (for unread counts) and
+ * are subscribed again after every reconnect.
  */
 export const useRoomsStore = defineStore('rooms', () => {
   const rooms = ref<Room[]>([])
-  const joined = ref<string[]>([])
   const active = ref<string | null>(null)
   /** The active room does not exist, or is private and we are not a member. */
   const activeMissing = ref(false)
 
-  const session = useSessionStore()
+  /** The rooms we asked the server for, over this socket or the next one. */
+  const subscribed = new Set<string>()
+  /** Rooms whose leave is on its way: not subscribed again meanwhile. */
+  const leaving = new Set<string>()
+
   const connection = useConnectionStore()
   const messages = useMessagesStore()
   const presence = usePresenceStore()
 
-  const sortedRooms = computed(() =>
-    [...rooms.value].sort((a, b) => a.title.localeCompare(b.title) || a.slug.localeCompare(b.slug)),
-  )
+  const joined = computed(() => rooms.value.filter((room) => room.joined).map((room) => room.slug))
+  /** The sidebar: the rooms the server says we joined. */
+  const joinedRooms = computed(() => rooms.value.filter((room) => room.joined).sort(byTitle))
+  /** Public rooms we have not joined: opening one joins it. */
+  const otherRooms = computed(() => rooms.value.filter((room) => !room.joined).sort(byTitle))
   const activeRoom = computed(() => rooms.value.find((room) => room.slug === active.value) ?? null)
 
-  watch(
-    () => session.user?.username,
-    (username) => {
-      joined.value = readJoined(username)
-    },
-    { immediate: true },
-  )
+  const find = (slug: string) => rooms.value.find((room) => room.slug === slug)
+  const isJoined = (slug: string) => find(slug)?.joined === true
 
-  function persistJoined() {
-    const username = session.user?.username
-    if (username !== undefined) {
-      localStorage.setItem(joinedKey(username), JSON.stringify(joined.value))
+  /** Subscribes what we joined or look at; unsubscribes and forgets the rest. */
+  function reconcile() {
+    const wanted = new Set(joined.value)
+    if (active.value !== null && !activeMissing.value) wanted.add(active.value)
+    for (const slug of leaving) wanted.delete(slug)
+    for (const slug of subscribed) {
+      if (!wanted.has(slug)) drop(slug, true)
+    }
+    for (const slug of wanted) {
+      if (subscribed.has(slug)) continue
+      subscribed.add(slug)
+      connection.transmit(messages.subscribeFrame(slug))
     }
   }
 
-  /** Loads the rooms we can see, and drops joined rooms that are gone or closed to us. */
+  /** `tellServer` is false for a room we can no longer see at all. */
+  function drop(slug: string, tellServer: boolean) {
+    subscribed.delete(slug)
+    if (tellServer) connection.transmit({ type: 'unsubscribe', room: slug })
+    messages.forget(slug)
+    presence.forget(slug)
+  }
+
+  /** What to subscribe again on a new socket. */
+  function subscriptions(): string[] {
+    return [...subscribed]
+  }
+
+  /** Loads the rooms we can see and our membership, on this device or any other. */
   async function load() {
     rooms.value = (await api.rooms()).rooms
     const visible = new Set(rooms.value.map((room) => room.slug))
-    for (const slug of joined.value) {
-      if (!visible.has(slug)) leave(slug, false)
+    for (const slug of subscribed) {
+      if (!visible.has(slug) && slug !== active.value) drop(slug, false)
     }
+    reconcile()
   }
 
   function upsert(room: Room) {
@@ -71,35 +84,62 @@ export const useRoomsStore = defineStore('rooms', () => {
     else rooms.value.push(room)
   }
 
-  /** Subscribes to the room (once) and loads its latest messages if not loaded yet. */
-  function join(slug: string) {
-    if (!joined.value.includes(slug)) {
-      joined.value.push(slug)
-      persistJoined()
-      connection.transmit(messages.subscribeFrame(slug))
+  /** Becomes a member on the server; a 404 (unknown, or private) is left to the caller. */
+  async function join(slug: string) {
+    await api.joinRoom(slug)
+    const known = find(slug)
+    if (known !== undefined) known.joined = true
+    else upsert((await api.room(slug)).room)
+    reconcile()
+  }
+
+  /**
+   * Leaves on the server (every device of ours leaves with it). Unsubscribed first: the
+   * server then has no subscription of ours to end with a `forbidden` frame, which is the
+   * notice for losing a private room, not for leaving it.
+   */
+  async function leave(slug: string) {
+    leaving.add(slug)
+    reconcile()
+    try {
+      await api.leaveRoom(slug)
+      left(slug)
+    } catch (error) {
+      // Gone, or private and lost already: the outcome we wanted.
+      if (!(error instanceof ApiError && error.status === 404)) throw error
+      left(slug)
+    } finally {
+      leaving.delete(slug)
+      reconcile() // a refused leave: subscribed again
     }
   }
 
-  /** Unsubscribes; `tellServer` is false for a room we can no longer see at all. */
-  function leave(slug: string, tellServer = true) {
-    joined.value = joined.value.filter((candidate) => candidate !== slug)
-    persistJoined()
-    if (tellServer) connection.transmit({ type: 'unsubscribe', room: slug })
-    messages.forget(slug)
-    presence.forget(slug)
+  function left(slug: string) {
+    const room = find(slug)
+    // Leaving a private room ends our access to it.
+    if (room !== undefined && !room.private) room.joined = false
+    else rooms.value = rooms.value.filter((candidate) => candidate.slug !== slug)
   }
 
-  /** The room shown in the main pane (from the route). */
+  /** The room shown in the main pane (from the route); opening a room joins it. */
   async function open(slug: string | null) {
     active.value = slug
     activeMissing.value = false
+    reconcile()
     if (slug === null) return
-    join(slug)
-    if (!messages.timelines[slug]?.loaded) await messages.loadLatest(slug)
-    if (messages.timelines[slug]?.missing) {
-      leave(slug, false)
-      activeMissing.value = active.value === slug
+    try {
+      if (!isJoined(slug)) await join(slug)
+      if (!messages.timelines[slug]?.loaded) await messages.loadLatest(slug)
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error
     }
+    if (!isJoined(slug) || messages.timelines[slug]?.missing) missing(slug)
+  }
+
+  function missing(slug: string) {
+    rooms.value = rooms.value.filter((room) => room.slug !== slug)
+    if (subscribed.has(slug)) drop(slug, false)
+    if (active.value === slug) activeMissing.value = true
   }
 
   async function create(slug: string, title: string, isPrivate: boolean): Promise<Room> {
@@ -108,7 +148,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     return room
   }
 
-  /** The online count of a room, kept in step with presence frames for joined rooms. */
+  /** The online count of a room, kept in step with presence frames for subscribed rooms. */
   function onlineCount(room: Room): number {
     return presence.online[room.slug]?.length ?? room.online
   }
@@ -121,8 +161,10 @@ export const useRoomsStore = defineStore('rooms', () => {
     joined,
     active,
     activeMissing,
-    sortedRooms,
+    joinedRooms,
+    otherRooms,
     activeRoom,
+    subscriptions,
     load,
     join,
     leave,

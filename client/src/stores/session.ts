@@ -2,20 +2,29 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 
 import { ApiError, api } from '@/api/http'
-import type { User } from '@/api/types'
+import type { ServerLimits, User } from '@/api/types'
+import { MESSAGE_MAX_CHARS_FALLBACK } from '@/lib/rules'
 
-/** Who is signed in. */
+/** Who is signed in, and the limits the server checks their input against. */
 export const useSessionStore = defineStore('session', () => {
   const user = ref<User | null>(null)
   const checked = ref(false)
+  /** The longest message body the server takes (the fallback until GET /api/me says). */
+  const messageMaxChars = ref(MESSAGE_MAX_CHARS_FALLBACK)
 
   const isAdmin = computed(() => user.value?.is_admin === true)
+
+  function applyLimits(limits: ServerLimits | undefined) {
+    if (limits !== undefined) messageMaxChars.value = limits.message_max_chars
+  }
 
   /** Asks the server once whether the session cookie is still good. */
   async function restore() {
     if (checked.value) return
     try {
-      user.value = (await api.me()).user
+      const me = await api.me()
+      user.value = me.user
+      applyLimits(me.limits)
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 401)) throw error
       user.value = null
@@ -26,6 +35,11 @@ export const useSessionStore = defineStore('session', () => {
   async function signIn(username: string, password: string) {
     user.value = (await api.login(username, password)).user
     checked.value = true
+    try {
+      applyLimits((await api.me()).limits)
+    } catch {
+      // Signed in all the same; the server still refuses a body over its own limit.
+    }
   }
 
   async function signUp(username: string, password: string, displayName: string) {
@@ -44,8 +58,8 @@ export const useSessionStore = defineStore('session', () => {
   }
 
   function isMe(other: User): boolean {
-    return user.value !== null && String(user.value.id) === String(other.id)
+    return user.value !== null && user.value.id === other.id
   }
 
-  return { user, checked, isAdmin, restore, signIn, signUp, signOut, isMe }
+  return { user, checked, messageMaxChars, isAdmin, restore, signIn, signUp, signOut, isMe }
 })

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 
 import { ApiError } from '@/api/http'
-import { authFailure } from '@/lib/authErrors'
+import { authFailure, nextPath } from '@/composables/useAuthForm'
 import { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay } from '@/lib/backoff'
 import { linkify } from '@/lib/linkify'
-import { slugFromTitle } from '@/lib/rules'
+import { sendableBody, slugFromTitle } from '@/lib/rules'
 import { compareIds } from '@/lib/streamId'
 import { buildTimeline } from '@/lib/timeline'
 
@@ -106,6 +106,29 @@ describe('slugFromTitle', () => {
     expect(slugFromTitle('Team Standup!')).toBe('team-standup')
     expect(slugFromTitle('  Café Ünïcode ')).toBe('cafe-unicode')
     expect(slugFromTitle('中文')).toBe('')
+  })
+})
+
+describe('sendableBody', () => {
+  it('refuses empty and too long bodies, counting characters like the server', () => {
+    expect(sendableBody('   ', 10)).toBeNull()
+    expect(sendableBody(' hi ', 10)).toBe('hi')
+    expect(sendableBody('x'.repeat(4000), 4000)).not.toBeNull()
+    expect(sendableBody('x'.repeat(4001), 4000)).toBeNull()
+    expect(sendableBody(' x ', 1)).toBe('x')
+    // Emoji are one character each, though two UTF-16 units.
+    expect(sendableBody('😀'.repeat(10), 10)).not.toBeNull()
+    expect(sendableBody('😀'.repeat(11), 10)).toBeNull()
+  })
+})
+
+describe('nextPath', () => {
+  it('keeps a path of this site and nothing else', () => {
+    expect(nextPath('/r/lobby')).toBe('/r/lobby')
+    expect(nextPath('//evil.example/')).toBe('/')
+    expect(nextPath('https://evil.example/')).toBe('/')
+    expect(nextPath(undefined)).toBe('/')
+    expect(nextPath(['/r/lobby'])).toBe('/')
   })
 })
 

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
 import { ApiError, api } from '@/api/http'
 import { useConnectionStore } from '@/stores/connection'
-import { MAX_BODY_LENGTH, sendableBody, useMessagesStore } from '@/stores/messages'
+import { useMessagesStore } from '@/stores/messages'
 
 import { alice, bob, message, signedIn } from './fakes'
 
@@ -92,13 +92,16 @@ describe('messages store', () => {
     expect(messages.unreadCount('lobby')).toBe(0)
   })
 
-  it('refuses empty and too long bodies, counting characters like the server', () => {
-    expect(sendableBody('   ')).toBeNull()
-    expect(sendableBody(' hi ')).toBe('hi')
-    expect(sendableBody('x'.repeat(MAX_BODY_LENGTH))).not.toBeNull()
-    expect(sendableBody('x'.repeat(MAX_BODY_LENGTH + 1))).toBeNull()
-    // Emoji are one character each, though two UTF-16 units.
-    expect(sendableBody('😀'.repeat(MAX_BODY_LENGTH))).not.toBeNull()
+  it('refuses a body over the limit the server told us, and takes one at it', () => {
+    const messages = useMessagesStore()
+    expect(messages.send('lobby', 'x'.repeat(4000))).toBe(true)
+    expect(messages.send('lobby', 'x'.repeat(4001))).toBe(false)
+
+    signedIn(alice).messageMaxChars = 5
+    const limited = useMessagesStore()
+    expect(limited.send('lobby', 'x'.repeat(6))).toBe(false)
+    expect(limited.send('lobby', ' 12345 ')).toBe(true)
+    expect(limited.outbox.map((entry) => entry.body)).toEqual(['12345'])
   })
 
   it('keeps a message pending when the socket is down; nothing is lost', () => {

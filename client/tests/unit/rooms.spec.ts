@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 
 import { ApiError, api } from '@/api/http'
-import type { ClientFrame } from '@/api/types'
+import type { ClientFrame, Room } from '@/api/types'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { useRoomsStore } from '@/stores/rooms'
@@ -10,8 +10,26 @@ import { alice, message, signedIn } from './fakes'
 
 vi.mock('@/api/http', async (importOriginal) => {
   const original = await importOriginal<object>()
-  return { ...original, api: { latestMessages: vi.fn(), rooms: vi.fn() } }
+  return {
+    ...original,
+    api: {
+      latestMessages: vi.fn(),
+      rooms: vi.fn(),
+      room: vi.fn(),
+      joinRoom: vi.fn(),
+      leaveRoom: vi.fn(),
+    },
+  }
 })
+
+function room(slug: string, joined: boolean, extra: Partial<Room> = {}): Room {
+  return { slug, title: slug.toUpperCase(), private: false, online: 0, joined, ...extra }
+}
+
+/** What GET /api/rooms answers: the server's membership, the same on every device. */
+function serverSays(...rooms: Room[]) {
+  vi.mocked(api.rooms).mockResolvedValue({ rooms })
+}
 
 let sent: ClientFrame[]
 
@@ -21,52 +39,159 @@ beforeEach(() => {
   sent = []
   useConnectionStore().bindTransport((frame) => sent.push(frame) > 0)
   vi.mocked(api.latestMessages).mockReset()
+  vi.mocked(api.latestMessages).mockResolvedValue({ messages: [message('1-0')], has_more: false })
+  vi.mocked(api.rooms).mockReset()
+  vi.mocked(api.room).mockReset()
+  vi.mocked(api.joinRoom).mockReset()
+  vi.mocked(api.joinRoom).mockResolvedValue(undefined)
+  vi.mocked(api.leaveRoom).mockReset()
+  vi.mocked(api.leaveRoom).mockResolvedValue(undefined)
 })
 
 describe('rooms store', () => {
-  it('joins a room once, subscribes to it and remembers it for this user', async () => {
-    vi.mocked(api.latestMessages).mockResolvedValue({ messages: [message('1-0')], has_more: false })
+  it('lists the rooms the server says we joined, subscribes them, and stores nothing locally', async () => {
+    serverSays(room('lobby', true), room('dev', true), room('random', false))
     const rooms = useRoomsStore()
-    await rooms.open('lobby')
-    await rooms.open('lobby')
+    await rooms.load()
 
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['dev', 'lobby'])
+    expect(rooms.otherRooms.map((r) => r.slug)).toEqual(['random'])
+    expect(sent).toEqual([
+      { type: 'subscribe', room: 'lobby' },
+      { type: 'subscribe', room: 'dev' },
+    ])
+    expect(rooms.subscriptions()).toEqual(['lobby', 'dev'])
+    expect(localStorage.length).toBe(0)
+  })
+
+  it('joins a room on the server when it is opened, once, and subscribes to it once', async () => {
+    serverSays(room('lobby', true), room('random', false))
+    const rooms = useRoomsStore()
+    await rooms.load()
+    sent = []
+
+    await rooms.open('random')
+    await rooms.open('random')
+
+    expect(api.joinRoom).toHaveBeenCalledTimes(1)
+    expect(api.joinRoom).toHaveBeenCalledWith('random')
+    expect(sent).toEqual([{ type: 'subscribe', room: 'random' }])
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['lobby', 'random'])
+  })
+
+  it('does not join again a room the server says we joined', async () => {
+    serverSays(room('lobby', true))
+    const rooms = useRoomsStore()
+    await rooms.load()
+    await rooms.open('lobby')
+    expect(api.joinRoom).not.toHaveBeenCalled()
     expect(sent).toEqual([{ type: 'subscribe', room: 'lobby' }])
-    expect(rooms.joined).toEqual(['lobby'])
-    expect(JSON.parse(localStorage.getItem('chatroom.joined.alice')!)).toEqual(['lobby'])
   })
 
-  it('restores the joined rooms of the signed-in user', () => {
-    localStorage.setItem('chatroom.joined.alice', JSON.stringify(['dev', 'lobby']))
-    expect(useRoomsStore().joined).toEqual(['dev', 'lobby'])
+  it('fetches a room it joined that the list did not have yet (opened from a link)', async () => {
+    vi.mocked(api.room).mockResolvedValue({ room: room('fresh', true) })
+    const rooms = useRoomsStore()
+    await rooms.open('fresh')
+
+    expect(api.joinRoom).toHaveBeenCalledWith('fresh')
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['fresh'])
+    expect(rooms.activeMissing).toBe(false)
   })
 
-  it('leaves a room it cannot see (unknown, or private and not a member)', async () => {
-    vi.mocked(api.latestMessages).mockRejectedValue(new ApiError(404, 'room_not_found', 'no'))
+  it('shows a room it cannot see (unknown, or private and not a member) as missing', async () => {
+    vi.mocked(api.joinRoom).mockRejectedValue(new ApiError(404, 'room_not_found', 'no'))
     const rooms = useRoomsStore()
     await rooms.open('secret')
 
     expect(rooms.activeMissing).toBe(true)
     expect(rooms.joined).toEqual([])
+    expect(rooms.subscriptions()).toEqual([])
     expect(sent).toEqual([{ type: 'subscribe', room: 'secret' }])
   })
 
-  it('drops joined rooms that are no longer in the room list', async () => {
-    localStorage.setItem('chatroom.joined.alice', JSON.stringify(['lobby', 'gone']))
-    vi.mocked(api.rooms).mockResolvedValue({
-      rooms: [{ slug: 'lobby', title: 'Lobby', private: false, online: 1 }],
-    })
-    const rooms = useRoomsStore()
-    await rooms.load()
-    expect(rooms.joined).toEqual(['lobby'])
-    expect(rooms.sortedRooms.map((room) => room.slug)).toEqual(['lobby'])
-  })
-
-  it('forgets the history of a room it leaves', async () => {
-    vi.mocked(api.latestMessages).mockResolvedValue({ messages: [message('1-0')], has_more: false })
+  it('unsubscribes and forgets a room, then leaves it on the server', async () => {
+    serverSays(room('lobby', true), room('dev', true))
     const rooms = useRoomsStore()
     const messages = useMessagesStore()
+    await rooms.load()
     await rooms.open('lobby')
-    rooms.leave('lobby')
+    await rooms.open(null) // Leave closes the room first
+    sent = []
+    vi.mocked(api.leaveRoom).mockImplementation(async () => {
+      // The server ends no subscription of ours (no `forbidden` frame): there is none left.
+      expect(sent).toEqual([{ type: 'unsubscribe', room: 'lobby' }])
+    })
+
+    await rooms.leave('lobby')
+    expect(api.leaveRoom).toHaveBeenCalledWith('lobby')
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['dev'])
+    // A public room stays in the list, to join again.
+    expect(rooms.otherRooms.map((r) => r.slug)).toEqual(['lobby'])
     expect(messages.timelines.lobby).toBeUndefined()
+    expect(rooms.subscriptions()).toEqual(['dev'])
+    expect(sent).toEqual([{ type: 'unsubscribe', room: 'lobby' }])
+  })
+
+  it('drops a private room it left from the list (leaving ended its access)', async () => {
+    serverSays(room('lobby', true), room('plans', true, { private: true }))
+    const rooms = useRoomsStore()
+    await rooms.load()
+    sent = []
+    await rooms.leave('plans')
+    expect(rooms.rooms.map((r) => r.slug)).toEqual(['lobby'])
+    expect(sent).toEqual([{ type: 'unsubscribe', room: 'plans' }])
+  })
+
+  it('keeps a room the server refused to let us leave (its owner)', async () => {
+    serverSays(room('plans', true, { private: true, owned: true }))
+    vi.mocked(api.leaveRoom).mockRejectedValue(new ApiError(409, 'owner_cannot_leave', 'no'))
+    const rooms = useRoomsStore()
+    await rooms.load()
+    sent = []
+    await expect(rooms.leave('plans')).rejects.toMatchObject({ code: 'owner_cannot_leave' })
+    expect(rooms.joined).toEqual(['plans'])
+    // Still a member: subscribed again.
+    expect(sent).toEqual([
+      { type: 'unsubscribe', room: 'plans' },
+      { type: 'subscribe', room: 'plans' },
+    ])
+    expect(rooms.subscriptions()).toEqual(['plans'])
+  })
+
+  it('follows what another device did: rooms left there are dropped at the next load', async () => {
+    serverSays(room('lobby', true), room('dev', true), room('plans', true, { private: true }))
+    const rooms = useRoomsStore()
+    const messages = useMessagesStore()
+    await rooms.load()
+    await messages.loadLatest('dev')
+    sent = []
+
+    // Elsewhere: left dev, left the private room plans, joined random.
+    serverSays(room('lobby', true), room('dev', false), room('random', true))
+    await rooms.load()
+
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['lobby', 'random'])
+    expect(sent).toEqual([
+      { type: 'unsubscribe', room: 'dev' },
+      { type: 'subscribe', room: 'random' },
+    ])
+    expect(messages.timelines.dev).toBeUndefined()
+    expect(rooms.subscriptions()).toEqual(['lobby', 'random'])
+  })
+
+  it('keeps the room on screen subscribed while it is open, even when left elsewhere', async () => {
+    serverSays(room('lobby', true))
+    const rooms = useRoomsStore()
+    await rooms.load()
+    await rooms.open('lobby')
+    sent = []
+
+    serverSays(room('lobby', false))
+    await rooms.load()
+    expect(sent).toEqual([])
+    expect(rooms.joinedRooms).toEqual([])
+
+    await rooms.open(null)
+    expect(sent).toEqual([{ type: 'unsubscribe', room: 'lobby' }])
   })
 })

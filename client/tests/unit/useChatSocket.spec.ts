@@ -14,19 +14,32 @@ vi.mock('@/api/http', async (importOriginal) => {
   return {
     ...original,
     api: {
-      rooms: vi.fn(async () => ({
-        rooms: ['lobby', 'dev'].map((slug) => ({ slug, title: slug, private: false, online: 0 })),
-      })),
+      rooms: vi.fn(),
       latestMessages: vi.fn(async () => ({ messages: [], has_more: false })),
       messagesBefore: vi.fn(async () => ({ messages: [], has_more: false })),
     },
   }
 })
 
-function setup(joined: string[] = ['lobby']) {
+/** GET /api/rooms: lobby and dev, with the ones in `joined` joined (on any device). */
+function serverSays(joined: string[]) {
+  vi.mocked(api.rooms).mockResolvedValue({
+    rooms: ['lobby', 'dev'].map((slug) => ({
+      slug,
+      title: slug,
+      private: false,
+      online: 0,
+      joined: joined.includes(slug),
+    })),
+  })
+}
+
+/** Signed in, the room list loaded (the server says `joined`), the socket started. */
+async function setup(joined: string[] = ['lobby']) {
   signedIn(alice)
+  serverSays(joined)
   const rooms = useRoomsStore()
-  rooms.joined = [...joined]
+  await rooms.load()
   const events = new EventTarget()
   const socket = useChatSocket({
     url: 'ws://chat.test/ws',
@@ -57,8 +70,8 @@ afterEach(() => {
 })
 
 describe('useChatSocket', () => {
-  it('connects, goes live and subscribes every joined room', () => {
-    const { connection } = setup(['lobby', 'dev'])
+  it('connects, goes live and subscribes every joined room', async () => {
+    const { connection } = await setup(['lobby', 'dev'])
     expect(FakeSocket.last.url).toBe('ws://chat.test/ws')
     expect(connection.state).toBe('connecting')
 
@@ -70,11 +83,26 @@ describe('useChatSocket', () => {
       { type: 'subscribe', room: 'dev' },
     ])
     // The room list is fetched again on every (re)connect.
-    expect(api.rooms).toHaveBeenCalledTimes(1)
+    expect(api.rooms).toHaveBeenCalledTimes(2)
   })
 
-  it('reconnects with exponential backoff, capped at 15 s', () => {
-    const { connection } = setup()
+  it('subscribes the rooms joined on another device when the list comes in after a connect', async () => {
+    const { rooms } = await setup([])
+    serverSays(['lobby', 'dev'])
+    const socket = FakeSocket.last
+    socket.open()
+    expect(socket.sentOfType('subscribe')).toEqual([])
+
+    await vi.advanceTimersByTimeAsync(0) // the room list request resolves
+    expect(socket.sentOfType('subscribe')).toEqual([
+      { type: 'subscribe', room: 'lobby' },
+      { type: 'subscribe', room: 'dev' },
+    ])
+    expect(rooms.joined).toEqual(['lobby', 'dev'])
+  })
+
+  it('reconnects with exponential backoff, capped at 15 s', async () => {
+    const { connection } = await setup()
     FakeSocket.last.open()
     FakeSocket.last.drop()
     expect(connection.state).toBe('reconnecting')
@@ -92,8 +120,8 @@ describe('useChatSocket', () => {
     }
   })
 
-  it('starts the backoff again after a successful reconnect', () => {
-    setup()
+  it('starts the backoff again after a successful reconnect', async () => {
+    await setup()
     FakeSocket.last.drop()
     vi.advanceTimersByTime(500)
     FakeSocket.last.drop()
@@ -106,8 +134,8 @@ describe('useChatSocket', () => {
     expect(FakeSocket.instances).toHaveLength(count + 1)
   })
 
-  it('subscribes again with since = the last id seen, and merges without duplicates', () => {
-    const { messages } = setup()
+  it('subscribes again with since = the last id seen, and merges without duplicates', async () => {
+    const { messages } = await setup()
     FakeSocket.last.open()
     FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: '0-0', online: [] })
     FakeSocket.last.receive({ type: 'message', ...message('1000-0') })
@@ -139,7 +167,7 @@ describe('useChatSocket', () => {
       messages: [message('5-0'), message('6-0')],
       has_more: true,
     })
-    const { messages } = setup()
+    const { messages } = await setup()
     FakeSocket.last.open()
     FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: '6-0', online: [bob] })
     FakeSocket.last.receive({ type: 'message', ...message('7-0') })
@@ -151,8 +179,8 @@ describe('useChatSocket', () => {
     expect(lobby.hasOlder).toBe(true)
   })
 
-  it('shows a sent message as pending until its ack, then as sent', () => {
-    const { messages } = setup()
+  it('shows a sent message as pending until its ack, then as sent', async () => {
+    const { messages } = await setup()
     FakeSocket.last.open()
 
     expect(messages.send('lobby', '  hello  ')).toBe(true)
@@ -176,8 +204,8 @@ describe('useChatSocket', () => {
     expect(messages.timeline('lobby').messages).toHaveLength(1)
   })
 
-  it('marks a send failed on an error frame, and retries it with the same client_id', () => {
-    const { messages } = setup()
+  it('marks a send failed on an error frame, and retries it with the same client_id', async () => {
+    const { messages } = await setup()
     FakeSocket.last.open()
     messages.send('lobby', 'hello')
     const clientId = FakeSocket.last.sentOfType('send')[0]!.client_id as string
@@ -203,8 +231,8 @@ describe('useChatSocket', () => {
     expect(messages.outbox).toEqual([])
   })
 
-  it('marks a send failed when no ack comes in time', () => {
-    const { messages } = setup()
+  it('marks a send failed when no ack comes in time', async () => {
+    const { messages } = await setup()
     FakeSocket.last.open()
     messages.send('lobby', 'hello')
 
@@ -214,8 +242,8 @@ describe('useChatSocket', () => {
     expect(messages.outbox[0]).toMatchObject({ status: 'failed', error: 'timeout' })
   })
 
-  it('sends pending messages again after a reconnect, with the same client_id', () => {
-    const { messages } = setup()
+  it('sends pending messages again after a reconnect, with the same client_id', async () => {
+    const { messages } = await setup()
     FakeSocket.last.open()
     FakeSocket.last.drop()
     messages.send('lobby', 'written while offline')
@@ -228,8 +256,8 @@ describe('useChatSocket', () => {
     expect(FakeSocket.last.sent.map((frame) => frame.type)).toEqual(['subscribe', 'send'])
   })
 
-  it('pings every 25 s and reconnects when a pong does not come back', () => {
-    const { connection } = setup()
+  it('pings every 25 s and reconnects when a pong does not come back', async () => {
+    const { connection } = await setup()
     FakeSocket.last.open()
     const first = FakeSocket.last
 
@@ -247,8 +275,8 @@ describe('useChatSocket', () => {
     expect(FakeSocket.last).not.toBe(first)
   })
 
-  it('drops the socket when the browser goes offline and reconnects at once when back', () => {
-    const { events, connection } = setup()
+  it('drops the socket when the browser goes offline and reconnects at once when back', async () => {
+    const { events, connection } = await setup()
     FakeSocket.last.open()
     const first = FakeSocket.last
 
@@ -263,8 +291,8 @@ describe('useChatSocket', () => {
     expect(FakeSocket.instances).toHaveLength(count + 1)
   })
 
-  it('routes presence and typing frames to the presence store', () => {
-    const { presence } = setup()
+  it('routes presence and typing frames to the presence store', async () => {
+    const { presence } = await setup()
     FakeSocket.last.open()
     FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: null, online: [alice] })
     FakeSocket.last.receive({ type: 'presence', room: 'lobby', user: bob, state: 'join' })
@@ -281,7 +309,7 @@ describe('useChatSocket', () => {
   })
 
   it('reloads the history over HTTP on resync', async () => {
-    const { messages } = setup()
+    const { messages } = await setup()
     FakeSocket.last.open()
     FakeSocket.last.receive({ type: 'message', ...message('1-0') })
     vi.mocked(api.latestMessages).mockResolvedValueOnce({
@@ -295,8 +323,8 @@ describe('useChatSocket', () => {
     expect(messages.timeline('lobby').messages.map((m) => m.id)).toEqual(['8-0'])
   })
 
-  it('shows an error frame without a client_id as a notice', () => {
-    const { connection } = setup()
+  it('shows an error frame without a client_id as a notice', async () => {
+    const { connection } = await setup()
     FakeSocket.last.open()
     FakeSocket.last.receive({ type: 'error', code: 'room_not_found', message: 'no such room' })
     expect(connection.notice).toBeNull()
@@ -308,8 +336,8 @@ describe('useChatSocket', () => {
     })
   })
 
-  it('closes cleanly on stop and does not reconnect', () => {
-    const { socket, connection } = setup()
+  it('closes cleanly on stop and does not reconnect', async () => {
+    const { socket, connection } = await setup()
     FakeSocket.last.open()
     socket.stop()
 

@@ -11,6 +11,7 @@ from chatroom.web.dependencies import CurrentUser, State, client_address, requir
 from chatroom.web.schemas import (
     CreateTokenRequest,
     LoginRequest,
+    MeEnvelope,
     NewTokenEnvelope,
     RegisterRequest,
     TokenList,
@@ -89,9 +90,10 @@ async def logout(request: Request, state: State) -> Response:
     return answer
 
 
-@router.get("/me", response_model=UserEnvelope, responses=errors(401), summary="Who am I")
-async def me(user: CurrentUser) -> dict[str, object]:
-    return {"user": user.as_json()}
+@router.get("/me", response_model=MeEnvelope, responses=errors(401), summary="Who am I")
+async def me(user: CurrentUser, state: State) -> dict[str, object]:
+    limits = {"message_max_chars": state.settings.message_max_chars}
+    return {"user": user.as_json(), "limits": limits}
 
 
 @router.post(

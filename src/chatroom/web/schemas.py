@@ -98,6 +98,14 @@ class UserEnvelope(BaseModel):
     user: UserOut
 
 
+class Limits(BaseModel):
+    message_max_chars: int = Field(description="The longest message body, in characters.")
+
+
+class MeEnvelope(UserEnvelope):
+    limits: Limits = Field(description="Extension: the server's input limits, for clients.")
+
+
 class RoomOut(BaseModel):
     slug: str
     title: str
