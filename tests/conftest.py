@@ -1,19 +1,32 @@
-"""Real services for the tests, chosen by CHATROOM_TEST_BACKENDS.
+"""Real services for the tests, chosen by CHATROOM_TEST_BACKENDS, and the fast loop.
 
 `embedded`: the packaged Valkey server (one per test session) and a SQLite file per test.
 `mariadb`: the machine's Redis (database 9, flushed per test) and MariaDB (database
 `chatroom_test`, emptied per test). Every data-path test that takes the `backend`
 fixture runs once per backend named in CHATROOM_TEST_BACKENDS (default: both).
+
+The factory fixtures (`chat_server`, `chat_app`, `signed_up`, `chat_socket`) build app
+nodes, logged-in clients and sockets for a test and close them all at its end, last
+built first closed, whether the test passed or not.
+
+A test is `fast` (`make test-fast`, `pytest -m fast`) unless it takes one of the
+service fixtures below or is marked `processes`; a fast test that starts a process or
+opens a network connection fails at once, saying so.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
@@ -24,6 +37,11 @@ from chatroom.store import migrate
 from chatroom.store.database import create_engine, ensure_database
 from chatroom.store.tables import metadata
 from chatroom.streams.connection import connect
+
+if TYPE_CHECKING:
+    from chat_apps import AppNode
+    from chat_servers import ChatNode, ChatServer
+    from ws_clients import ChatSocket
 
 MARIADB_URL = os.environ.get(
     "CHATROOM_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/chatroom_test"
@@ -132,3 +150,112 @@ async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
 def python() -> str:
     """The interpreter for `python -m chatroom` subprocesses."""
     return sys.executable
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[AsyncExitStack]:
+    """What a test's factory fixtures built, closed at its end in reverse order."""
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def chat_server(
+    backend: Backend, tmp_path: Path, closing: AsyncExitStack
+) -> Callable[..., Awaitable[ChatServer]]:
+    """Starts `chatroom serve` processes (`chat_servers.running_server`): for the proofs
+    that need the real process (start-up, signals, several nodes, its log)."""
+    from chat_servers import running_server
+
+    async def start(
+        *, archiver: bool = False, settings: dict[str, str] | None = None
+    ) -> ChatServer:
+        node = running_server(backend, tmp_path, archiver=archiver, settings=settings)
+        return await closing.enter_async_context(node)
+
+    return start
+
+
+@pytest.fixture
+def chat_app(
+    backend: Backend, tmp_path: Path, closing: AsyncExitStack
+) -> Callable[..., Awaitable[AppNode]]:
+    """Starts app nodes in the test's process (`chat_apps.running_app`): for error paths
+    and refusals, which need the app but not a process of its own."""
+    from chat_apps import running_app
+
+    async def start(*, settings: dict[str, str] | None = None) -> AppNode:
+        node = running_app(backend, tmp_path / "app-data", settings=settings)
+        return await closing.enter_async_context(node)
+
+    return start
+
+
+@pytest.fixture
+def signed_up(closing: AsyncExitStack) -> Callable[..., Awaitable[httpx.AsyncClient]]:
+    """An HTTP client of a new user on a node, logged in (its cookie jar holds the
+    session); `log_in=False`: registered only."""
+    from chat_servers import login, register
+
+    async def sign_up(
+        node: ChatNode, username: str, *, log_in: bool = True, **extra: str
+    ) -> httpx.AsyncClient:
+        client = await closing.enter_async_context(node.client())
+        await register(client, username, **extra)
+        if log_in:
+            await login(client, username)
+        return client
+
+    return sign_up
+
+
+@pytest.fixture
+def chat_socket(closing: AsyncExitStack) -> Callable[..., Awaitable[ChatSocket]]:
+    """A WebSocket to a node (`ws_clients.open_socket`), closed at the end."""
+    from ws_clients import open_socket
+
+    async def open_(
+        node: ChatNode, client: httpx.AsyncClient | None = None, **options: Any
+    ) -> ChatSocket:
+        opened = await open_socket(node, client, **options)
+        closing.push_async_callback(opened.close)
+        return opened
+
+    return open_
+
+
+# Taking any of these makes a test not fast: they are Redis, SQL or processes.
+SERVICE_FIXTURES = frozenset(
+    {"backend", "redis", "engine", "embedded_redis", "python", "chat_server", "chat_app"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if not needs and item.get_closest_marker("processes") is None:
+            item.add_marker(pytest.mark.fast)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_stay_in_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fast test may start no process and open no network connection: it would need
+    what `make test-fast` promises not to need (and could hang on it)."""
+    if request.node.get_closest_marker("fast") is None:
+        return
+
+    def refuse(what: str) -> Callable[..., NoReturn]:
+        def refused(*_args: object, **_kwargs: object) -> NoReturn:
+            pytest.fail(
+                f"a fast test {what}: take the `backend` fixture or mark it "
+                "`@pytest.mark.processes` (tests/conftest.py)",
+                pytrace=False,
+            )
+
+        return refused
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse("started a process"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("opened a network connection"))
