@@ -138,3 +138,10 @@ async def login(
     assert answer.status_code == 200, answer.text
     user: dict[str, object] = answer.json()["user"]
     return user
+
+
+def api_error(answer: httpx.Response) -> dict[str, str]:
+    """The `{"error": {"code", "message"}}` body every refusal has, and nothing else."""
+    body = answer.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return dict(body["error"])

@@ -51,6 +51,12 @@ BACKENDS = [
     b.strip() for b in os.environ.get("CHATROOM_TEST_BACKENDS", "embedded,mariadb").split(",")
 ]
 
+# What the factory fixtures below give a test.
+StartServer = Callable[..., Awaitable["ChatServer"]]
+StartApp = Callable[..., Awaitable["AppNode"]]
+SignUp = Callable[..., Awaitable[httpx.AsyncClient]]
+OpenSocket = Callable[..., Awaitable["ChatSocket"]]
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -160,9 +166,7 @@ async def closing() -> AsyncIterator[AsyncExitStack]:
 
 
 @pytest.fixture
-def chat_server(
-    backend: Backend, tmp_path: Path, closing: AsyncExitStack
-) -> Callable[..., Awaitable[ChatServer]]:
+def chat_server(backend: Backend, tmp_path: Path, closing: AsyncExitStack) -> StartServer:
     """Starts `chatroom serve` processes (`chat_servers.running_server`): for the proofs
     that need the real process (start-up, signals, several nodes, its log)."""
     from chat_servers import running_server
@@ -177,9 +181,7 @@ def chat_server(
 
 
 @pytest.fixture
-def chat_app(
-    backend: Backend, tmp_path: Path, closing: AsyncExitStack
-) -> Callable[..., Awaitable[AppNode]]:
+def chat_app(backend: Backend, tmp_path: Path, closing: AsyncExitStack) -> StartApp:
     """Starts app nodes in the test's process (`chat_apps.running_app`): for error paths
     and refusals, which need the app but not a process of its own."""
     from chat_apps import running_app
@@ -192,7 +194,7 @@ def chat_app(
 
 
 @pytest.fixture
-def signed_up(closing: AsyncExitStack) -> Callable[..., Awaitable[httpx.AsyncClient]]:
+def signed_up(closing: AsyncExitStack) -> SignUp:
     """An HTTP client of a new user on a node, logged in (its cookie jar holds the
     session); `log_in=False`: registered only."""
     from chat_servers import login, register
@@ -210,7 +212,7 @@ def signed_up(closing: AsyncExitStack) -> Callable[..., Awaitable[httpx.AsyncCli
 
 
 @pytest.fixture
-def chat_socket(closing: AsyncExitStack) -> Callable[..., Awaitable[ChatSocket]]:
+def chat_socket(closing: AsyncExitStack) -> OpenSocket:
     """A WebSocket to a node (`ws_clients.open_socket`), closed at the end."""
     from ws_clients import open_socket
 
