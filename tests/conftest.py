@@ -1,13 +1,14 @@
 """Real services for the tests, chosen by CHATROOM_TEST_BACKENDS, and the fast loop.
 
 `embedded`: the packaged Valkey server (one per test session) and a SQLite file per test.
-`mariadb`: the machine's Redis (database 9, flushed per test) and MariaDB (database
-`chatroom_test`, emptied per test). Every data-path test that takes the `backend`
+`mariadb`: the machine's Redis and MariaDB, at CHATROOM_TEST_REDIS_URL (database 9 by
+default, flushed per test) and CHATROOM_TEST_MARIADB_URL (database `chatroom_test` by
+default, emptied per test). Every data-path test that takes the `backend`
 fixture runs once per backend named in CHATROOM_TEST_BACKENDS (default: both).
 
-The factory fixtures (`chat_server`, `chat_app`, `signed_up`, `chat_socket`) build app
-nodes, logged-in clients and sockets for a test and close them all at its end, last
-built first closed, whether the test passed or not.
+The factory fixtures (`chat_server`, `chat_app`, `signed_up`, `chat_socket`,
+`stream_writer`) build app nodes, logged-in clients, sockets and stream writers for a
+test and close them all at its end, last built first closed, whether it passed or not.
 
 A test is `fast` (`make test-fast`, `pytest -m fast`) unless it takes one of the
 service fixtures below or is marked `processes`; a fast test that starts a process or
@@ -21,7 +22,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -37,6 +38,7 @@ from chatroom.store import migrate
 from chatroom.store.database import create_engine, ensure_database
 from chatroom.store.tables import metadata
 from chatroom.streams.connection import connect
+from chatroom.streams.writer import StreamWriter
 
 if TYPE_CHECKING:
     from chat_apps import AppNode
@@ -56,6 +58,7 @@ StartServer = Callable[..., Awaitable["ChatServer"]]
 StartApp = Callable[..., Awaitable["AppNode"]]
 SignUp = Callable[..., Awaitable[httpx.AsyncClient]]
 OpenSocket = Callable[..., Awaitable["ChatSocket"]]
+MakeWriter = Callable[..., StreamWriter]
 
 
 @dataclass(frozen=True)
@@ -84,72 +87,79 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@asynccontextmanager
+async def _sql(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def _redis(url: str) -> AsyncIterator[Redis]:
+    client = connect(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 _migrated: set[str] = set()
 
 
 async def _reset_mariadb(url: str) -> None:
-    if url not in _migrated:
+    if url not in _migrated:  # the first test on it: the schema afresh, by migrations
         await ensure_database(url)
-        engine = create_engine(url)
-        try:
+        async with _sql(url) as engine:
             async with engine.begin() as conn:
                 await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
                 for table in [*reversed(metadata.sorted_tables), sa.table("alembic_version")]:
                     await conn.execute(sa.text(f"DROP TABLE IF EXISTS `{table.name}`"))
             await migrate.upgrade(engine)
-        finally:
-            await engine.dispose()
         _migrated.add(url)
         return
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
-            for table in metadata.sorted_tables:
-                await conn.execute(sa.text(f"TRUNCATE TABLE `{table.name}`"))
-            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO rooms (slug, title, is_private, created_at) "
-                    "VALUES ('lobby', 'Lobby', 0, UTC_TIMESTAMP(3))"
-                )
+    async with _sql(url) as engine, engine.begin() as conn:
+        await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in metadata.sorted_tables:
+            await conn.execute(sa.text(f"TRUNCATE TABLE `{table.name}`"))
+        await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
+        await conn.execute(
+            sa.text(
+                "INSERT INTO rooms (slug, title, is_private, created_at) "
+                "VALUES ('lobby', 'Lobby', 0, UTC_TIMESTAMP(3))"
             )
-    finally:
-        await engine.dispose()
+        )
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """A clean Redis and a migrated, empty SQL database (but for the lobby room)."""
     if request.param == "embedded":
         redis_url = request.getfixturevalue("embedded_redis")
         database_url = f"sqlite+aiosqlite:///{tmp_path / 'chatroom.sqlite3'}"
-        engine = create_engine(database_url)
-        await migrate.upgrade(engine)
-        await engine.dispose()
+        async with _sql(database_url) as engine:
+            await migrate.upgrade(engine)
     elif request.param == "mariadb":
         redis_url, database_url = REDIS_URL, MARIADB_URL
         await _reset_mariadb(database_url)
     else:
         raise pytest.UsageError(f"unknown backend {request.param!r} in CHATROOM_TEST_BACKENDS")
-    client = connect(redis_url)
-    await client.flushdb()
-    await client.aclose()
-    yield Backend(request.param, redis_url, database_url)
+    async with _redis(redis_url) as client:
+        await client.flushdb()
+    return Backend(request.param, redis_url, database_url)
 
 
 @pytest.fixture
 async def redis(backend: Backend) -> AsyncIterator[Redis]:
-    client = connect(backend.redis_url)
-    yield client
-    await client.aclose()
+    async with _redis(backend.redis_url) as client:
+        yield client
 
 
 @pytest.fixture
 async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
-    sql = create_engine(backend.database_url)
-    yield sql
-    await sql.dispose()
+    async with _sql(backend.database_url) as sql:
+        yield sql
 
 
 @pytest.fixture
@@ -224,6 +234,20 @@ def chat_socket(closing: AsyncExitStack) -> OpenSocket:
         return opened
 
     return open_
+
+
+@pytest.fixture
+def stream_writer(redis: Redis, closing: AsyncExitStack) -> MakeWriter:
+    """A `StreamWriter` on the test's Redis (or on `client`), closed at the end."""
+
+    def build(
+        client: Redis | None = None, *, client_id_ttl_s: int = 60, **options: Any
+    ) -> StreamWriter:
+        writer = StreamWriter(client or redis, client_id_ttl_s=client_id_ttl_s, **options)
+        closing.push_async_callback(writer.close)
+        return writer
+
+    return build
 
 
 # Taking any of these makes a test not fast: they are Redis, SQL or processes.

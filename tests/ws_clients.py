@@ -10,7 +10,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from chat_servers import ChatNode, login, register
+from chat_servers import ChatNode
 
 SESSION_COOKIE = "chatroom_session"
 
@@ -80,11 +80,3 @@ async def open_socket(
         **options,
     )
     return ChatSocket(socket)
-
-
-async def signed_up(server: ChatNode, username: str) -> httpx.AsyncClient:
-    """An HTTP client of a new user, logged in (its cookie jar holds the session)."""
-    client = server.client()
-    await register(client, username)
-    await login(client, username)
-    return client
