@@ -25,7 +25,7 @@ from chatroom.embedded import EmbeddedRedis
 server = EmbeddedRedis(Path(sys.argv[1]))
 server.acquire()
 print(server.url, server.process.pid, flush=True)
-time.sleep(120)
+time.sleep(120)  # not a wait: the owner lives until the test kills it
 """
 
 

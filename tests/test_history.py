@@ -119,7 +119,7 @@ async def test_gapless_while_entries_move(redis: Redis, engine: AsyncEngine) -> 
         while done < len(ids) - 1:
             done = min(len(ids) - 1, done + rng.randint(1, 40))
             await _archive_upto(redis, engine, room_id, ids[done], trim=rng.random() < 0.8)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # not a wait: lets the readers page between two steps
 
     moving = asyncio.create_task(mover())
     walks = 0
