@@ -1,6 +1,6 @@
 """Accounts over HTTP. Against a real `chatroom serve`: register, login, logout and me,
-sessions shared by two nodes, API tokens, and no secrets in the process's log. On an app
-node in the test's process: every refusal of registration and login, what a login
+sessions shared by two nodes, and no secrets in the process's log. On an app node in the
+test's process: API tokens, every refusal of registration and login, what a login
 hashes (a spy on the password hasher), throttling, cross-site requests and bad
 credentials."""
 
@@ -152,9 +152,12 @@ async def test_no_password_or_session_id_in_the_logs(chat_server: StartServer) -
         assert secret not in log
 
 
-async def test_api_tokens(engine: AsyncEngine, chat_server: StartServer, signed_up: SignUp) -> None:
-    server = await chat_server()
-    owner, other = await signed_up(server, "otto"), await signed_up(server, "pia")
+# In the test's process from here: tokens and refusals need the app, not a process.
+
+
+async def test_api_tokens(engine: AsyncEngine, chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner, other = await signed_up(node, "otto"), await signed_up(node, "pia")
     made = await owner.post("/api/tokens", json={"name": "  deploy bot 🤖 "})
     assert made.status_code == 201
     token = made.json()["token"]
@@ -169,7 +172,7 @@ async def test_api_tokens(engine: AsyncEngine, chat_server: StartServer, signed_
         stored = (await conn.execute(sa.select(api_tokens.c.secret_hash))).scalars().all()
     assert stored == [hashlib.sha256(secret.encode()).hexdigest()]
 
-    async with server.client() as bot:
+    async with node.client() as bot:
         bearer = {"authorization": f"Bearer {secret}"}
         me = await bot.get("/api/me", headers=bearer)
         assert me.status_code == 200 and me.json()["user"]["username"] == "otto"
@@ -192,9 +195,6 @@ async def test_api_tokens(engine: AsyncEngine, chat_server: StartServer, signed_
     for body in ({"name": ""}, {"name": "   "}, {"name": "x" * 65}, {}, {"name": 7}):
         bad = await owner.post("/api/tokens", json=body)
         assert bad.status_code == 422 and api_error(bad)["code"] == "invalid_name", body
-
-
-# In the test's process from here: refusals need the app, not a process of its own.
 
 
 async def test_register_refusals(chat_app: StartApp) -> None:

@@ -1,13 +1,14 @@
-"""Rooms over HTTP: public and private rooms, members, join and leave against a real
-`chatroom serve`; private rooms closed to non-members on every path on an app node in
-the test's process."""
+"""Rooms over HTTP, on app nodes in the test's process (the API needs no process of its
+own; the real `chatroom serve` is proven in test_accounts, test_http_api and test_ws):
+public and private rooms, members, join and leave, and private rooms closed to
+non-members on every path."""
 
 from __future__ import annotations
 
 import httpx
 
 from chat_servers import api_error
-from conftest import SignUp, StartApp, StartServer
+from conftest import SignUp, StartApp
 
 
 async def _slugs(client: httpx.AsyncClient) -> list[str]:
@@ -16,9 +17,9 @@ async def _slugs(client: httpx.AsyncClient) -> list[str]:
     return [room["slug"] for room in answer.json()["rooms"]]
 
 
-async def test_lobby_create_list_join_leave(chat_server: StartServer, signed_up: SignUp) -> None:
-    server = await chat_server()
-    owner, other = await signed_up(server, "olga"), await signed_up(server, "pete")
+async def test_lobby_create_list_join_leave(chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner, other = await signed_up(node, "olga"), await signed_up(node, "pete")
     listed = (await owner.get("/api/rooms")).json()
     assert listed == {
         "rooms": [
@@ -82,9 +83,9 @@ async def test_lobby_create_list_join_leave(chat_server: StartServer, signed_up:
     assert (await owner.post("/api/rooms/no-such-room/join")).status_code == 404
 
 
-async def test_private_room_members(chat_server: StartServer, signed_up: SignUp) -> None:
-    server = await chat_server()
-    owner, member, outsider = [await signed_up(server, n) for n in ("quinn", "rita", "sam")]
+async def test_private_room_members(chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner, member, outsider = [await signed_up(node, n) for n in ("quinn", "rita", "sam")]
     made = await owner.post(
         "/api/rooms", json={"slug": "secret", "title": "Secret", "private": True}
     )

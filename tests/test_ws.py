@@ -1,7 +1,7 @@
 """Contract v1 over /ws with real clients, on both backends. Against a real `chatroom
-serve`: every frame of the contract, order under load, a slow consumer, a reconnect
-across the SQL seam and a logout. On an app node in the test's process (the same app,
-uvicorn protocol and frame limit): bad frames, refused upgrades and private rooms."""
+serve`: every frame of the contract, order under load, a slow consumer and a reconnect
+across the SQL seam. On an app node in the test's process (the same app, uvicorn
+protocol and frame limit): bad frames, refused upgrades, private rooms and a logout."""
 
 from __future__ import annotations
 
@@ -307,11 +307,11 @@ async def test_reconnect_with_since_gets_exactly_what_was_missed_across_the_sql_
 
 
 async def test_logging_out_closes_the_sockets_of_that_session(
-    chat_server: StartServer, signed_up: SignUp, chat_socket: OpenSocket
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket
 ) -> None:
-    server = await chat_server(settings={"presence_expiry_s": "2"})
-    http = await signed_up(server, "alice")
-    alice = await chat_socket(server, http)
+    node = await chat_app(settings={"presence_expiry_s": "2"})
+    http = await signed_up(node, "alice")
+    alice = await chat_socket(node, http)
     await alice.subscribe()
     assert (await http.post("/api/logout")).status_code == 204
     with pytest.raises(ConnectionClosed) as closed:
