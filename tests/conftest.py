@@ -223,28 +223,15 @@ def signed_up(closing: AsyncExitStack) -> SignUp:
 
 @pytest.fixture
 def chat_socket(closing: AsyncExitStack) -> OpenSocket:
-    """A WebSocket to a node (`ws_clients.open_socket`), closed at the end, all sockets
-    in the order they were opened (before the clients and nodes they came from)."""
+    """A WebSocket to a node (`ws_clients.open_socket`), closed at the end."""
     from ws_clients import open_socket
-
-    opened: list[ChatSocket] = []
-
-    async def close_all() -> None:
-        # Opening order, as the tests closed them by hand. The other way round, in
-        # test_three_senders_x_200..., a sender's socket closed right after a silent
-        # one's got the node's answer to its close only after the client's 10 s
-        # close_timeout: a node issue, left for the hub to fix, not for tests to wait.
-        for socket_ in opened:
-            await socket_.close()
 
     async def open_(
         node: ChatNode, client: httpx.AsyncClient | None = None, **options: Any
     ) -> ChatSocket:
-        socket_ = await open_socket(node, client, **options)
-        if not opened:
-            closing.push_async_callback(close_all)
-        opened.append(socket_)
-        return socket_
+        opened = await open_socket(node, client, **options)
+        closing.push_async_callback(opened.close)
+        return opened
 
     return open_
 
