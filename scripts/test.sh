@@ -14,8 +14,9 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest (backends: ${CHATROOM_TEST_BACKENDS:-embedded,mariadb})"
-# With the coverage of src/chatroom, in the tests' process and the processes they start;
-# under [tool.coverage.report] fail_under the run fails. `coverage report` shows it by file.
+# With the coverage of src/chatroom (the tests' own process, where the in-process app
+# nodes run); under [tool.coverage.report] fail_under the run fails, and
+# `.venv/bin/coverage report` then shows it by file.
 .venv/bin/pytest --cov --cov-report=
 
 if command -v npm >/dev/null 2>&1; then
