@@ -192,8 +192,8 @@ def chat_server(backend: Backend, tmp_path: Path, closing: AsyncExitStack) -> St
 
 @pytest.fixture
 def chat_app(backend: Backend, tmp_path: Path, closing: AsyncExitStack) -> StartApp:
-    """Starts app nodes in the test's process (`chat_apps.running_app`): for error paths
-    and refusals, which need the app but not a process of its own."""
+    """Starts app nodes in the test's process (`chat_apps.running_app`): for what needs
+    the app but not a process of its own (error paths, refusals, the rooms API)."""
     from chat_apps import running_app
 
     async def start(*, settings: dict[str, str] | None = None) -> AppNode:
