@@ -1,17 +1,27 @@
-# The developer interface; CI runs the same targets.
-.PHONY: run test setup services lint
+# The developer interface; CI runs the same targets. `make help` lists them.
+.PHONY: run test test-fast setup services lint lock help
 
 run:       ## set up and start Chatroom on its embedded defaults
 	scripts/run.sh
 
-test:      ## set up and run every test (starts Redis and MariaDB if needed)
+test:      ## set up and run every test, with the coverage floor (starts Redis and MariaDB if needed)
 	scripts/test.sh
 
-setup:     ## the venv and the web client build only
+test-fast: ## the fast loop, seconds: the tests that need no Redis, SQL nor process (pytest -m fast)
+	@[ -x .venv/bin/pytest ] || scripts/setup.sh
+	.venv/bin/pytest -m fast -q
+
+setup:     ## the venv (from requirements/dev.lock) and the web client build only
 	scripts/setup.sh
 
 services:  ## start the Redis and MariaDB the tests use, if not running
 	scripts/services.sh
 
-lint:
+lint:      ## ruff and mypy (strict), as `make test` runs them
 	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench && .venv/bin/mypy
+
+lock:      ## re-resolve requirements/dev.lock from pyproject.toml (then setup, test, commit)
+	scripts/lock.sh
+
+help:      ## this list
+	@grep -E '^[a-z-]+: *##' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+): *## */  make \1\t/' | expand -t 18

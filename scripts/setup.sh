@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a development checkout: the Python venv with Chatroom and its dev tools, and,
-# when Node.js is here, the web client's packages and build.
+# Sets up a development checkout: the Python venv with Chatroom and its dev tools at the
+# versions of requirements/dev.lock, and, when Node.js is here, the web client's packages
+# and build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# The exact, hash-checked versions of every runtime and dev dependency (scripts/lock.sh
+# refreshes the lock), then Chatroom itself, editable, without resolving anything more.
+.venv/bin/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+.venv/bin/python -m pip install --quiet --no-deps -e .
 
 if command -v npm >/dev/null 2>&1; then
   (cd client && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)

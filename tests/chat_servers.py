@@ -3,17 +3,17 @@
 `running_server(backend, tmp_path)` starts one app node on a free port of 127.0.0.1 with
 the test's Redis and SQL, waits until it answers, and stops it (SIGTERM, then SIGKILL)
 at the end. Its log (stdout and stderr) is kept in a file for assertions.
+Tests take it from the `chat_server` factory fixture (conftest), which stops what it
+started; `chat_apps.running_app` is the same node in the test's own process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,11 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from waiting import WaitTimeout, wait_until
+
 if TYPE_CHECKING:
     from conftest import Backend
 
 STARTUP_TIMEOUT_S = 30.0
 PASSWORD = "correct horse battery"
+# Tests log in many times from one address; the throttling tests lower these again.
+TEST_LIMITS = {
+    "login_attempts_per_address_per_minute": "10000",
+    "registrations_per_address_per_hour": "10000",
+    "login_attempts_per_minute": "1000",
+}
 
 
 def free_port() -> int:
@@ -36,16 +44,22 @@ def free_port() -> int:
 
 
 @dataclass
-class ChatServer:
+class ChatNode:
+    """An app node answering at `url`, in a process of its own or in the test's."""
+
     url: str
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30.0, **kwargs)
+
+
+@dataclass
+class ChatServer(ChatNode):
     process: subprocess.Popen[bytes]
     log_path: Path
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=30.0, **kwargs)
 
 
 @asynccontextmanager
@@ -60,16 +74,8 @@ async def running_server(
     port = free_port()
     env = backend.env()
     env.update({"CHATROOM_HOST": "127.0.0.1", "CHATROOM_PORT": str(port)})
-    # Tests log in many times from one address; the throttling tests lower these again.
-    env.update(
-        {
-            "CHATROOM_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "10000",
-            "CHATROOM_REGISTRATIONS_PER_ADDRESS_PER_HOUR": "10000",
-            "CHATROOM_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
-            "CHATROOM_DATA_DIR": str(log_dir / f"data-{port}"),
-        }
-    )
-    for name, value in (settings or {}).items():
+    env["CHATROOM_DATA_DIR"] = str(log_dir / f"data-{port}")
+    for name, value in {**TEST_LIMITS, **(settings or {})}.items():
         env[f"CHATROOM_{name.upper()}"] = value
     command = [sys.executable, "-m", "chatroom", "serve"]
     if not archiver:
@@ -88,18 +94,20 @@ async def running_server(
 
 
 async def _wait_until_up(server: ChatServer) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
     async with httpx.AsyncClient(timeout=2.0) as client:
-        while time.monotonic() < deadline:
+
+        async def answers() -> bool:
             if server.process.poll() is not None:
                 raise RuntimeError(f"the server exited at startup:\n{server.log()}")
             try:
-                if (await client.get(f"{server.url}/healthz")).status_code == 200:
-                    return
+                return (await client.get(f"{server.url}/healthz")).status_code == 200
             except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"the server did not answer within {STARTUP_TIMEOUT_S} s:\n{server.log()}")
+                return False
+
+        try:
+            await wait_until(answers, STARTUP_TIMEOUT_S, what="/healthz answers", interval=0.1)
+        except WaitTimeout as exc:
+            raise RuntimeError(f"{exc}; the server's log:\n{server.log()}") from None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -130,3 +138,10 @@ async def login(
     assert answer.status_code == 200, answer.text
     user: dict[str, object] = answer.json()["user"]
     return user
+
+
+def api_error(answer: httpx.Response) -> dict[str, str]:
+    """The `{"error": {"code", "message"}}` body every refusal has, and nothing else."""
+    body = answer.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return dict(body["error"])

@@ -1,21 +1,34 @@
-"""Real services for the tests, chosen by CHATROOM_TEST_BACKENDS.
+"""Real services for the tests, chosen by CHATROOM_TEST_BACKENDS, and the fast loop.
 
 `embedded`: the packaged Valkey server (one per test session) and a SQLite file per test.
-`mariadb`: the machine's Redis (database 9, flushed per test) and MariaDB (database
-`chatroom_test`, emptied per test). Every data-path test that takes the `backend`
+`mariadb`: the machine's Redis and MariaDB, at CHATROOM_TEST_REDIS_URL (database 9 by
+default, flushed per test) and CHATROOM_TEST_MARIADB_URL (database `chatroom_test` by
+default, emptied per test). Every data-path test that takes the `backend`
 fixture runs once per backend named in CHATROOM_TEST_BACKENDS (default: both).
+
+The factory fixtures (`chat_server`, `chat_app`, `signed_up`, `chat_socket`,
+`stream_writer`) build app nodes, logged-in clients, sockets and stream writers for a
+test and close them all at its end, last built first closed, whether it passed or not.
+
+A test is `fast` (`make test-fast`, `pytest -m fast`) unless it takes one of the
+service fixtures below or is marked `processes`; a fast test that starts a process or
+opens a network connection fails at once, saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
@@ -38,6 +51,11 @@ from chatroom.streams.writer import StreamWriter
 from fake_transport import FakeTransport
 from test_archiver_support import Archivers
 
+if TYPE_CHECKING:
+    from chat_apps import AppNode
+    from chat_servers import ChatNode, ChatServer
+    from ws_clients import ChatSocket
+
 MARIADB_URL = os.environ.get(
     "CHATROOM_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/chatroom_test"
 )
@@ -45,6 +63,13 @@ REDIS_URL = os.environ.get("CHATROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"
 BACKENDS = [
     b.strip() for b in os.environ.get("CHATROOM_TEST_BACKENDS", "embedded,mariadb").split(",")
 ]
+
+# What the factory fixtures below give a test.
+StartServer = Callable[..., Awaitable["ChatServer"]]
+StartApp = Callable[..., Awaitable["AppNode"]]
+SignUp = Callable[..., Awaitable[httpx.AsyncClient]]
+OpenSocket = Callable[..., Awaitable["ChatSocket"]]
+MakeWriter = Callable[..., StreamWriter]
 
 
 @dataclass(frozen=True)
@@ -73,72 +98,79 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@asynccontextmanager
+async def _sql(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def _redis(url: str) -> AsyncIterator[Redis]:
+    client = connect(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 _migrated: set[str] = set()
 
 
 async def _reset_mariadb(url: str) -> None:
-    if url not in _migrated:
+    if url not in _migrated:  # the first test on it: the schema afresh, by migrations
         await ensure_database(url)
-        engine = create_engine(url)
-        try:
+        async with _sql(url) as engine:
             async with engine.begin() as conn:
                 await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
                 for table in [*reversed(metadata.sorted_tables), sa.table("alembic_version")]:
                     await conn.execute(sa.text(f"DROP TABLE IF EXISTS `{table.name}`"))
             await migrate.upgrade(engine)
-        finally:
-            await engine.dispose()
         _migrated.add(url)
         return
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
-            for table in metadata.sorted_tables:
-                await conn.execute(sa.text(f"TRUNCATE TABLE `{table.name}`"))
-            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO rooms (slug, title, is_private, created_at) "
-                    "VALUES ('lobby', 'Lobby', 0, UTC_TIMESTAMP(3))"
-                )
+    async with _sql(url) as engine, engine.begin() as conn:
+        await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in metadata.sorted_tables:
+            await conn.execute(sa.text(f"TRUNCATE TABLE `{table.name}`"))
+        await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
+        await conn.execute(
+            sa.text(
+                "INSERT INTO rooms (slug, title, is_private, created_at) "
+                "VALUES ('lobby', 'Lobby', 0, UTC_TIMESTAMP(3))"
             )
-    finally:
-        await engine.dispose()
+        )
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """A clean Redis and a migrated, empty SQL database (but for the lobby room)."""
     if request.param == "embedded":
         redis_url = request.getfixturevalue("embedded_redis")
         database_url = f"sqlite+aiosqlite:///{tmp_path / 'chatroom.sqlite3'}"
-        engine = create_engine(database_url)
-        await migrate.upgrade(engine)
-        await engine.dispose()
+        async with _sql(database_url) as engine:
+            await migrate.upgrade(engine)
     elif request.param == "mariadb":
         redis_url, database_url = REDIS_URL, MARIADB_URL
         await _reset_mariadb(database_url)
     else:
         raise pytest.UsageError(f"unknown backend {request.param!r} in CHATROOM_TEST_BACKENDS")
-    client = connect(redis_url)
-    await client.flushdb()
-    await client.aclose()
-    yield Backend(request.param, redis_url, database_url)
+    async with _redis(redis_url) as client:
+        await client.flushdb()
+    return Backend(request.param, redis_url, database_url)
 
 
 @pytest.fixture
 async def redis(backend: Backend) -> AsyncIterator[Redis]:
-    client = connect(backend.redis_url)
-    yield client
-    await client.aclose()
+    async with _redis(backend.redis_url) as client:
+        yield client
 
 
 @pytest.fixture
 async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
-    sql = create_engine(backend.database_url)
-    yield sql
-    await sql.dispose()
+    async with _sql(backend.database_url) as sql:
+        yield sql
 
 
 @pytest.fixture
@@ -248,3 +280,122 @@ async def make_hub(backend: Backend, engine: AsyncEngine) -> AsyncIterator[HubFa
     finally:
         for close in reversed(closers):
             await close()
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[AsyncExitStack]:
+    """What a test's factory fixtures built, closed at its end in reverse order."""
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def chat_server(backend: Backend, tmp_path: Path, closing: AsyncExitStack) -> StartServer:
+    """Starts `chatroom serve` processes (`chat_servers.running_server`): for the proofs
+    that need the real process (start-up, signals, several nodes, its log)."""
+    from chat_servers import running_server
+
+    async def start(
+        *, archiver: bool = False, settings: dict[str, str] | None = None
+    ) -> ChatServer:
+        node = running_server(backend, tmp_path, archiver=archiver, settings=settings)
+        return await closing.enter_async_context(node)
+
+    return start
+
+
+@pytest.fixture
+def chat_app(backend: Backend, tmp_path: Path, closing: AsyncExitStack) -> StartApp:
+    """Starts app nodes in the test's process (`chat_apps.running_app`): for what needs
+    the app but not a process of its own (error paths, refusals, the rooms API)."""
+    from chat_apps import running_app
+
+    async def start(*, settings: dict[str, str] | None = None) -> AppNode:
+        node = running_app(backend, tmp_path / "app-data", settings=settings)
+        return await closing.enter_async_context(node)
+
+    return start
+
+
+@pytest.fixture
+def signed_up(closing: AsyncExitStack) -> SignUp:
+    """An HTTP client of a new user on a node, logged in (its cookie jar holds the
+    session); `log_in=False`: registered only."""
+    from chat_servers import login, register
+
+    async def sign_up(
+        node: ChatNode, username: str, *, log_in: bool = True, **extra: str
+    ) -> httpx.AsyncClient:
+        client = await closing.enter_async_context(node.client())
+        await register(client, username, **extra)
+        if log_in:
+            await login(client, username)
+        return client
+
+    return sign_up
+
+
+@pytest.fixture
+def chat_socket(closing: AsyncExitStack) -> OpenSocket:
+    """A WebSocket to a node (`ws_clients.open_socket`), closed at the end."""
+    from ws_clients import open_socket
+
+    async def open_(
+        node: ChatNode, client: httpx.AsyncClient | None = None, **options: Any
+    ) -> ChatSocket:
+        opened = await open_socket(node, client, **options)
+        closing.push_async_callback(opened.close)
+        return opened
+
+    return open_
+
+
+@pytest.fixture
+def stream_writer(redis: Redis, closing: AsyncExitStack) -> MakeWriter:
+    """A `StreamWriter` on the test's Redis (or on `client`), closed at the end."""
+
+    def build(
+        client: Redis | None = None, *, client_id_ttl_s: int = 60, **options: Any
+    ) -> StreamWriter:
+        writer = StreamWriter(client or redis, client_id_ttl_s=client_id_ttl_s, **options)
+        closing.push_async_callback(writer.close)
+        return writer
+
+    return build
+
+
+# Taking any of these makes a test not fast: they are Redis, SQL or processes.
+SERVICE_FIXTURES = frozenset(
+    {"backend", "redis", "engine", "embedded_redis", "python", "chat_server", "chat_app"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if not needs and item.get_closest_marker("processes") is None:
+            item.add_marker(pytest.mark.fast)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_stay_in_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fast test may start no process and open no network connection: it would need
+    what `make test-fast` promises not to need (and could hang on it)."""
+    if request.node.get_closest_marker("fast") is None:
+        return
+
+    def refuse(what: str) -> Callable[..., NoReturn]:
+        def refused(*_args: object, **_kwargs: object) -> NoReturn:
+            pytest.fail(
+                f"a fast test {what}: take the `backend` fixture or mark it "
+                "`@pytest.mark.processes` (tests/conftest.py)",
+                pytrace=False,
+            )
+
+        return refused
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse("started a process"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("opened a network connection"))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from chatroom.archiver.consumer_name import folder_tag, host_name, lease_consumer_name
 
 
@@ -31,6 +33,7 @@ def test_two_data_folders_on_one_host_never_share_a_name(tmp_path: Path) -> None
     two.release()
 
 
+@pytest.mark.processes
 def test_a_killed_archivers_slot_comes_back_to_its_restart(tmp_path: Path) -> None:
     # A process holds slot 0 and is killed with SIGKILL: the kernel drops the lock.
     holder = subprocess.Popen(

@@ -80,6 +80,7 @@ async def _run(python: str, env: dict[str, str], *args: str) -> tuple[int, str]:
     return process.returncode, err.decode(errors="replace")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "point", ["after_read", "after_insert_before_commit", "after_commit_before_ack"]
 )
@@ -129,6 +130,7 @@ async def test_a_second_archiver_adopts_a_killed_ones_pending_entries(
     await traffic.close()
 
 
+@pytest.mark.slow
 async def test_random_kill_loop_under_load(
     backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path, python: str
 ) -> None:
@@ -333,6 +335,7 @@ class AofRedis:
         self.process = None
 
 
+@pytest.mark.slow
 async def test_redis_with_aof_killed_and_restarted(
     engine: AsyncEngine, archivers: Archivers, tmp_path: Path
 ) -> None:

@@ -7,12 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 import redis as sync_redis
 
 from chatroom.embedded import EmbeddedRedis
+from waiting import wait_until_sync
+
+# Every test here starts the packaged Valkey server.
+pytestmark = pytest.mark.processes
 
 OWNER = """
 import sys, time
@@ -21,7 +25,7 @@ from chatroom.embedded import EmbeddedRedis
 server = EmbeddedRedis(Path(sys.argv[1]))
 server.acquire()
 print(server.url, server.process.pid, flush=True)
-time.sleep(120)
+time.sleep(120)  # not a wait: the owner lives until the test kills it
 """
 
 
@@ -49,21 +53,16 @@ def _stop_owner(owner: subprocess.Popen[str]) -> None:
         owner.stdout.close()
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # A zombie still answers kill(0): it is gone once its state says so.
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie still answers kill(0): it is gone once its state says so.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_starts_with_aof_in_the_data_folder(tmp_path: Path) -> None:
@@ -108,7 +107,7 @@ def test_a_second_process_uses_the_running_server(tmp_path: Path) -> None:
         )
     finally:
         _stop_owner(owner)
-    assert _gone(server_pid)
+    wait_until_sync(lambda: _dead(server_pid), 10, what="the embedded server stopped")
 
 
 def test_kill_9_of_the_owner_leaves_no_server_and_data_survives(tmp_path: Path) -> None:
@@ -118,7 +117,7 @@ def test_kill_9_of_the_owner_leaves_no_server_and_data_survives(tmp_path: Path) 
     client.close()
     owner.send_signal(signal.SIGKILL)
     _stop_owner(owner)
-    assert _gone(server_pid), "the embedded server outlived its owner"
+    wait_until_sync(lambda: _dead(server_pid), 10, what="the server died with its owner")
 
     restarted = EmbeddedRedis(tmp_path)
     restarted.acquire()

@@ -16,6 +16,7 @@ from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.counts import room_ids
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.writer import StreamWriter
+from conftest import MakeWriter
 
 ALICE = Author(7, "alice", "Alice")
 
@@ -118,7 +119,7 @@ async def test_gapless_while_entries_move(redis: Redis, engine: AsyncEngine) -> 
         while done < len(ids) - 1:
             done = min(len(ids) - 1, done + rng.randint(1, 40))
             await _archive_upto(redis, engine, room_id, ids[done], trim=rng.random() < 0.8)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # not a wait: lets the readers page between two steps
 
     moving = asyncio.create_task(mover())
     walks = 0
@@ -131,14 +132,14 @@ async def test_gapless_while_entries_move(redis: Redis, engine: AsyncEngine) -> 
     assert await _walk_back(history, room_id, 37) == ids
 
 
-async def test_undecodable_entries_are_skipped_not_fatal(redis: Redis, engine: AsyncEngine) -> None:
+async def test_undecodable_entries_are_skipped_not_fatal(
+    redis: Redis, engine: AsyncEngine, stream_writer: MakeWriter
+) -> None:
     key = redis_keys.room_stream("lobby")
     good = await _append(redis, 3)
     await redis.xadd(key, {"event": b"{not json"})
     more = await _append(redis, 0)
-    writer = StreamWriter(redis, client_id_ttl_s=60)
-    last = (await writer.append(MessageEvent("lobby", ALICE, "after", "after-1"))).id
-    await writer.close()
+    last = (await stream_writer().append(MessageEvent("lobby", ALICE, "after", "after-1"))).id
     room_id = (await room_ids(engine))["lobby"]
     page = await History(redis, ArchivedPages(engine)).page(room_id, "lobby", limit=4)
     assert [m.id for m in page.messages] == [*good, *more, last]

@@ -15,7 +15,7 @@ from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.counts import room_ids
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.store.tables import messages
-from chatroom.streams.writer import StreamWriter
+from conftest import MakeWriter
 
 HOSTILE = [
     "🎉🚀 4-byte emoji 𝕏 𠜎",
@@ -32,12 +32,10 @@ HOSTILE = [
 
 @pytest.mark.parametrize("body", HOSTILE, ids=range(len(HOSTILE)))
 async def test_byte_exact_through_stream_and_sql(
-    redis: Redis, engine: AsyncEngine, body: str
+    redis: Redis, engine: AsyncEngine, stream_writer: MakeWriter, body: str
 ) -> None:
     author = Author(42, "mallory", "Mallory \u202e😈 '; --")
-    writer = StreamWriter(redis, client_id_ttl_s=60)
-    appended = await writer.append(MessageEvent("lobby", author, body, "hostile-1"))
-    await writer.close()
+    appended = await stream_writer().append(MessageEvent("lobby", author, body, "hostile-1"))
 
     [(entry_id, fields)] = await redis.xrange(redis_keys.room_stream("lobby"))
     from_stream = decode_event("lobby", fields)

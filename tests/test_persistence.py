@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,18 @@ from chatroom.streams.persistence import (
     check_persistence,
     enforce_persistence,
 )
+from waiting import wait_until_sync
+
+# Both tests talk to a Redis server process: the embedded one, or one of their own.
+pytestmark = pytest.mark.processes
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -43,15 +54,7 @@ def evicting_redis(tmp_path: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    wait_until_sync(lambda: _listening(port), 10, what=f"redis-server listens on port {port}")
     yield url
     server.terminate()
     server.wait()

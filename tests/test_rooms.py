@@ -1,35 +1,14 @@
-"""Rooms over HTTP against a real `chatroom serve`: public and private rooms, members,
-join and leave, and private rooms closed to non-members on every path."""
+"""Rooms over HTTP, on app nodes in the test's process (the API needs no process of its
+own; the real `chatroom serve` is proven in test_accounts, test_http_api and test_ws):
+public and private rooms, members, join and leave, and private rooms closed to
+non-members on every path."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
-
 import httpx
 
-from chat_servers import ChatServer, login, register, running_server
-from conftest import Backend
-
-
-def _error(answer: httpx.Response) -> dict[str, str]:
-    body = answer.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    return dict(body["error"])
-
-
-@asynccontextmanager
-async def _users(server: ChatServer, *names: str) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """A logged-in client per new user, closed at the end."""
-    async with AsyncExitStack() as stack:
-        clients = []
-        for name in names:
-            client = await stack.enter_async_context(server.client())
-            await register(client, name)
-            await login(client, name)
-            clients.append(client)
-        yield clients
+from chat_servers import api_error
+from conftest import SignUp, StartApp
 
 
 async def _slugs(client: httpx.AsyncClient) -> list[str]:
@@ -38,161 +17,153 @@ async def _slugs(client: httpx.AsyncClient) -> list[str]:
     return [room["slug"] for room in answer.json()["rooms"]]
 
 
-async def test_lobby_create_list_join_leave(backend: Backend, tmp_path: Path) -> None:
-    async with (
-        running_server(backend, tmp_path) as server,
-        _users(server, "olga", "pete") as (owner, other),
-    ):
-        listed = (await owner.get("/api/rooms")).json()
-        assert listed == {
-            "rooms": [
-                {
-                    "slug": "lobby",
-                    "title": "Lobby",
-                    "private": False,
-                    "online": 0,
-                    "joined": True,  # everyone joins the lobby at registration
-                    "owned": False,
-                }
-            ]
-        }
-        made = await owner.post(
-            "/api/rooms", json={"slug": "book-club", "title": "  Book club 📚 "}
-        )
-        assert made.status_code == 201
-        assert made.json() == {
-            "room": {
-                "slug": "book-club",
-                "title": "Book club 📚",
+async def test_lobby_create_list_join_leave(chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner, other = await signed_up(node, "olga"), await signed_up(node, "pete")
+    listed = (await owner.get("/api/rooms")).json()
+    assert listed == {
+        "rooms": [
+            {
+                "slug": "lobby",
+                "title": "Lobby",
                 "private": False,
                 "online": 0,
-                "joined": True,
-                "owned": True,
+                "joined": True,  # everyone joins the lobby at registration
+                "owned": False,
+            }
+        ]
+    }
+    made = await owner.post("/api/rooms", json={"slug": "book-club", "title": "  Book club 📚 "})
+    assert made.status_code == 201
+    assert made.json() == {
+        "room": {
+            "slug": "book-club",
+            "title": "Book club 📚",
+            "private": False,
+            "online": 0,
+            "joined": True,
+            "owned": True,
+        }
+    }
+    again = await other.post("/api/rooms", json={"slug": "book-club", "title": "Mine"})
+    assert again.status_code == 409 and api_error(again)["code"] == "room_exists"
+    lobby = await other.post("/api/rooms", json={"slug": "lobby", "title": "Mine"})
+    assert lobby.status_code == 409
+    for body, code in [
+        ({"slug": "Book", "title": "x"}, "invalid_slug"),
+        ({"slug": "-book", "title": "x"}, "invalid_slug"),
+        ({"slug": "b", "title": "x"}, "invalid_slug"),
+        ({"slug": "a" * 33, "title": "x"}, "invalid_slug"),
+        ({"slug": "ok-room", "title": "   "}, "invalid_title"),
+        ({"slug": "ok-room", "title": "x" * 129}, "invalid_title"),
+        ({"slug": "ok-room"}, "invalid_title"),
+        ({"slug": "ok-room", "title": "x", "private": "maybe"}, "invalid_private"),
+    ]:
+        answer = await owner.post("/api/rooms", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert api_error(answer)["code"] == code, (body, answer.text)
+
+    # A public room: anyone sees it, joins it and leaves it.
+    seen = {r["slug"]: r for r in (await other.get("/api/rooms")).json()["rooms"]}
+    assert seen["book-club"]["joined"] is False and seen["book-club"]["owned"] is False
+    assert (await other.post("/api/rooms/book-club/join")).status_code == 204
+    assert (await other.post("/api/rooms/book-club/join")).status_code == 204
+    room = (await other.get("/api/rooms/book-club")).json()["room"]
+    assert room["joined"] is True
+    members = (await other.get("/api/rooms/book-club/members")).json()["members"]
+    assert [m["username"] for m in members] == ["olga", "pete"]
+    assert (await other.post("/api/rooms/book-club/leave")).status_code == 204
+    room = (await other.get("/api/rooms/book-club")).json()["room"]
+    assert room["joined"] is False
+    # The owner manages members of private rooms only.
+    public = await owner.post("/api/rooms/book-club/members", json={"username": "pete"})
+    assert public.status_code == 409 and api_error(public)["code"] == "room_is_public"
+    unknown = await owner.get("/api/rooms/no-such-room")
+    assert unknown.status_code == 404 and api_error(unknown)["code"] == "room_not_found"
+    assert (await owner.post("/api/rooms/no-such-room/join")).status_code == 404
+
+
+async def test_private_room_members(chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner, member, outsider = [await signed_up(node, n) for n in ("quinn", "rita", "sam")]
+    made = await owner.post(
+        "/api/rooms", json={"slug": "secret", "title": "Secret", "private": True}
+    )
+    assert made.status_code == 201 and made.json()["room"]["private"] is True
+    assert "secret" in await _slugs(owner)
+    assert "secret" not in await _slugs(member)
+
+    added = await owner.post("/api/rooms/secret/members", json={"username": "RITA"})
+    assert added.status_code == 204
+    assert "secret" in await _slugs(member)
+    assert (await member.get("/api/rooms/secret")).json()["room"]["joined"] is True
+    again = await owner.post("/api/rooms/secret/members", json={"username": "rita"})
+    assert again.status_code == 204
+    nobody = await owner.post("/api/rooms/secret/members", json={"username": "zed"})
+    assert nobody.status_code == 404 and api_error(nobody)["code"] == "user_not_found"
+
+    # A member who is not the owner cannot manage the list.
+    refused = await member.post("/api/rooms/secret/members", json={"username": "sam"})
+    assert refused.status_code == 403 and api_error(refused)["code"] == "forbidden"
+    assert "secret" not in await _slugs(outsider)
+    refused = await member.delete("/api/rooms/secret/members/quinn")
+    assert refused.status_code == 403
+    # The owner stays: they cannot be removed, nor leave.
+    kept = await owner.delete("/api/rooms/secret/members/quinn")
+    assert kept.status_code == 409 and api_error(kept)["code"] == "owner_cannot_leave"
+    assert (await owner.post("/api/rooms/secret/leave")).status_code == 409
+
+    removed = await owner.delete("/api/rooms/secret/members/rita")
+    assert removed.status_code == 204
+    assert "secret" not in await _slugs(member)
+    gone = await member.get("/api/rooms/secret/messages")
+    assert gone.status_code == 404
+
+    # A member may leave; then the room is closed to them.
+    await owner.post("/api/rooms/secret/members", json={"username": "rita"})
+    assert (await member.post("/api/rooms/secret/leave")).status_code == 204
+    assert (await member.get("/api/rooms/secret")).status_code == 404
+
+
+async def test_private_room_is_404_on_every_path(chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner, outsider = await signed_up(node, "tara"), await signed_up(node, "uma")
+    await owner.post("/api/rooms", json={"slug": "hidden", "title": "Hidden", "private": True})
+    await owner.post("/api/rooms", json={"slug": "open", "title": "Open"})
+    requests: list[tuple[str, str, dict[str, object] | None]] = [
+        ("GET", "/api/rooms/{}", None),
+        ("POST", "/api/rooms/{}/join", None),
+        ("POST", "/api/rooms/{}/leave", None),
+        ("GET", "/api/rooms/{}/members", None),
+        ("POST", "/api/rooms/{}/members", {"username": "uma"}),
+        ("DELETE", "/api/rooms/{}/members/tara", None),
+        ("GET", "/api/rooms/{}/online", None),
+        ("GET", "/api/rooms/{}/messages", None),
+        ("GET", "/api/rooms/{}/messages?limit=10", None),
+        ("GET", "/api/rooms/{}/messages?before=1-0", None),
+        ("GET", "/api/rooms/{}/messages?after=0-0&limit=200", None),
+    ]
+    for method, path, body in requests:
+        hidden = await outsider.request(method, path.format("hidden"), json=body)
+        missing = await outsider.request(method, path.format("no-such"), json=body)
+        # Indistinguishable from a room that does not exist.
+        assert hidden.status_code == 404, (method, path, hidden.text)
+        assert hidden.json() == missing.json() | {
+            "error": {
+                **missing.json()["error"],
+                "message": hidden.json()["error"]["message"],
             }
         }
-        again = await other.post("/api/rooms", json={"slug": "book-club", "title": "Mine"})
-        assert again.status_code == 409 and _error(again)["code"] == "room_exists"
-        lobby = await other.post("/api/rooms", json={"slug": "lobby", "title": "Mine"})
-        assert lobby.status_code == 409
-        for body, code in [
-            ({"slug": "Book", "title": "x"}, "invalid_slug"),
-            ({"slug": "-book", "title": "x"}, "invalid_slug"),
-            ({"slug": "b", "title": "x"}, "invalid_slug"),
-            ({"slug": "a" * 33, "title": "x"}, "invalid_slug"),
-            ({"slug": "ok-room", "title": "   "}, "invalid_title"),
-            ({"slug": "ok-room", "title": "x" * 129}, "invalid_title"),
-            ({"slug": "ok-room"}, "invalid_title"),
-            ({"slug": "ok-room", "title": "x", "private": "maybe"}, "invalid_private"),
-        ]:
-            answer = await owner.post("/api/rooms", json=body)
-            assert answer.status_code == 422, (body, answer.text)
-            assert _error(answer)["code"] == code, (body, answer.text)
-
-        # A public room: anyone sees it, joins it and leaves it.
-        seen = {r["slug"]: r for r in (await other.get("/api/rooms")).json()["rooms"]}
-        assert seen["book-club"]["joined"] is False and seen["book-club"]["owned"] is False
-        assert (await other.post("/api/rooms/book-club/join")).status_code == 204
-        assert (await other.post("/api/rooms/book-club/join")).status_code == 204
-        room = (await other.get("/api/rooms/book-club")).json()["room"]
-        assert room["joined"] is True
-        members = (await other.get("/api/rooms/book-club/members")).json()["members"]
-        assert [m["username"] for m in members] == ["olga", "pete"]
-        assert (await other.post("/api/rooms/book-club/leave")).status_code == 204
-        room = (await other.get("/api/rooms/book-club")).json()["room"]
-        assert room["joined"] is False
-        # The owner manages members of private rooms only.
-        public = await owner.post("/api/rooms/book-club/members", json={"username": "pete"})
-        assert public.status_code == 409 and _error(public)["code"] == "room_is_public"
-        unknown = await owner.get("/api/rooms/no-such-room")
-        assert unknown.status_code == 404 and _error(unknown)["code"] == "room_not_found"
-        assert (await owner.post("/api/rooms/no-such-room/join")).status_code == 404
-
-
-async def test_private_room_members(backend: Backend, tmp_path: Path) -> None:
-    async with (
-        running_server(backend, tmp_path) as server,
-        _users(server, "quinn", "rita", "sam") as (owner, member, outsider),
-    ):
-        made = await owner.post(
-            "/api/rooms", json={"slug": "secret", "title": "Secret", "private": True}
-        )
-        assert made.status_code == 201 and made.json()["room"]["private"] is True
-        assert "secret" in await _slugs(owner)
-        assert "secret" not in await _slugs(member)
-
-        added = await owner.post("/api/rooms/secret/members", json={"username": "RITA"})
-        assert added.status_code == 204
-        assert "secret" in await _slugs(member)
-        assert (await member.get("/api/rooms/secret")).json()["room"]["joined"] is True
-        again = await owner.post("/api/rooms/secret/members", json={"username": "rita"})
-        assert again.status_code == 204
-        nobody = await owner.post("/api/rooms/secret/members", json={"username": "zed"})
-        assert nobody.status_code == 404 and _error(nobody)["code"] == "user_not_found"
-
-        # A member who is not the owner cannot manage the list.
-        refused = await member.post("/api/rooms/secret/members", json={"username": "sam"})
-        assert refused.status_code == 403 and _error(refused)["code"] == "forbidden"
-        assert "secret" not in await _slugs(outsider)
-        refused = await member.delete("/api/rooms/secret/members/quinn")
-        assert refused.status_code == 403
-        # The owner stays: they cannot be removed, nor leave.
-        kept = await owner.delete("/api/rooms/secret/members/quinn")
-        assert kept.status_code == 409 and _error(kept)["code"] == "owner_cannot_leave"
-        assert (await owner.post("/api/rooms/secret/leave")).status_code == 409
-
-        removed = await owner.delete("/api/rooms/secret/members/rita")
-        assert removed.status_code == 204
-        assert "secret" not in await _slugs(member)
-        gone = await member.get("/api/rooms/secret/messages")
-        assert gone.status_code == 404
-
-        # A member may leave; then the room is closed to them.
-        await owner.post("/api/rooms/secret/members", json={"username": "rita"})
-        assert (await member.post("/api/rooms/secret/leave")).status_code == 204
-        assert (await member.get("/api/rooms/secret")).status_code == 404
-
-
-async def test_private_room_is_404_on_every_path(backend: Backend, tmp_path: Path) -> None:
-    async with (
-        running_server(backend, tmp_path) as server,
-        _users(server, "tara", "uma") as (owner, outsider),
-    ):
-        await owner.post("/api/rooms", json={"slug": "hidden", "title": "Hidden", "private": True})
-        await owner.post("/api/rooms", json={"slug": "open", "title": "Open"})
-        requests: list[tuple[str, str, dict[str, object] | None]] = [
-            ("GET", "/api/rooms/{}", None),
-            ("POST", "/api/rooms/{}/join", None),
-            ("POST", "/api/rooms/{}/leave", None),
-            ("GET", "/api/rooms/{}/members", None),
-            ("POST", "/api/rooms/{}/members", {"username": "uma"}),
-            ("DELETE", "/api/rooms/{}/members/tara", None),
-            ("GET", "/api/rooms/{}/online", None),
-            ("GET", "/api/rooms/{}/messages", None),
-            ("GET", "/api/rooms/{}/messages?limit=10", None),
-            ("GET", "/api/rooms/{}/messages?before=1-0", None),
-            ("GET", "/api/rooms/{}/messages?after=0-0&limit=200", None),
-        ]
-        for method, path, body in requests:
-            hidden = await outsider.request(method, path.format("hidden"), json=body)
-            missing = await outsider.request(method, path.format("no-such"), json=body)
-            # Indistinguishable from a room that does not exist.
-            assert hidden.status_code == 404, (method, path, hidden.text)
-            assert hidden.json() == missing.json() | {
-                "error": {
-                    **missing.json()["error"],
-                    "message": hidden.json()["error"]["message"],
-                }
-            }
-            assert _error(hidden)["code"] == "room_not_found"
-            # The owner sees the room on every one of these paths.
-            seen = await owner.request(method, path.format("hidden"), json=None)
-            assert seen.status_code != 404 or "members/tara" in path, (path, seen.text)
-        # An outsider's requests changed nothing: still not a member.
-        members = (await owner.get("/api/rooms/hidden/members")).json()["members"]
-        assert [m["username"] for m in members] == ["tara"]
-        assert "hidden" not in await _slugs(outsider)
-        # Without a login nothing about rooms is answered.
-        async with server.client() as anonymous:
-            for path in ("/api/rooms", "/api/rooms/hidden", "/api/rooms/open/messages"):
-                answer = await anonymous.get(path)
-                assert answer.status_code == 401, path
+        assert api_error(hidden)["code"] == "room_not_found"
+        # The owner sees the room on every one of these paths.
+        seen = await owner.request(method, path.format("hidden"), json=None)
+        assert seen.status_code != 404 or "members/tara" in path, (path, seen.text)
+    # An outsider's requests changed nothing: still not a member.
+    members = (await owner.get("/api/rooms/hidden/members")).json()["members"]
+    assert [m["username"] for m in members] == ["tara"]
+    assert "hidden" not in await _slugs(outsider)
+    # Without a login nothing about rooms is answered.
+    async with node.client() as anonymous:
+        for path in ("/api/rooms", "/api/rooms/hidden", "/api/rooms/open/messages"):
+            answer = await anonymous.get(path)
+            assert answer.status_code == 401, path

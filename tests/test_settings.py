@@ -109,6 +109,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.processes
 def test_the_cli_prints_one_line_and_exits_non_zero(tmp_path: Path) -> None:
     bad = _cli("status", env={"CHATROOM_ARCHIVER_SCHEDULE": "weekly"})
     assert bad.returncode == 2

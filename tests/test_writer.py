@@ -11,16 +11,15 @@ from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 from chatroom.streams.connection import connect
-from chatroom.streams.writer import StreamWriter
+from conftest import MakeWriter
 
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
 
 
-async def test_append_returns_the_stream_id(redis: Redis) -> None:
-    writer = StreamWriter(redis, client_id_ttl_s=60)
+async def test_append_returns_the_stream_id(redis: Redis, stream_writer: MakeWriter) -> None:
+    writer = stream_writer()
     appended = await writer.append(MessageEvent("lobby", ALICE, "hi", "c1"))
-    await writer.close()
     assert not appended.duplicate
     [(entry_id, fields)] = await redis.xrange(redis_keys.room_stream("lobby"))
     assert StreamId.parse(entry_id) == appended.id
@@ -28,8 +27,10 @@ async def test_append_returns_the_stream_id(redis: Redis) -> None:
     assert await redis.smembers(redis_keys.ROOMS_WITH_STREAMS) == {b"lobby"}
 
 
-async def test_resend_with_the_same_client_id_stores_once(redis: Redis) -> None:
-    writer = StreamWriter(redis, client_id_ttl_s=60)
+async def test_resend_with_the_same_client_id_stores_once(
+    redis: Redis, stream_writer: MakeWriter
+) -> None:
+    writer = stream_writer()
     first = await writer.append(MessageEvent("lobby", ALICE, "once", "same"))
     again = await asyncio.gather(
         *(writer.append(MessageEvent("lobby", ALICE, "once", "same")) for _ in range(5))
@@ -37,15 +38,16 @@ async def test_resend_with_the_same_client_id_stores_once(redis: Redis) -> None:
     # The same client_id from another sender, or in another room, is another message.
     other_sender = await writer.append(MessageEvent("lobby", BOB, "mine", "same"))
     other_room = await writer.append(MessageEvent("general", ALICE, "there", "same"))
-    await writer.close()
     assert {a.id for a in again} == {first.id} and all(a.duplicate for a in again)
     assert not other_sender.duplicate and other_sender.id != first.id
     assert not other_room.duplicate
     assert await redis.xlen(redis_keys.room_stream("lobby")) == 2
 
 
-async def test_concurrent_appends_keep_per_sender_order(redis: Redis) -> None:
-    writer = StreamWriter(redis, client_id_ttl_s=60, max_batch=64)
+async def test_concurrent_appends_keep_per_sender_order(
+    redis: Redis, stream_writer: MakeWriter
+) -> None:
+    writer = stream_writer(max_batch=64)
 
     async def sender(author: Author) -> list[StreamId]:
         ids = []
@@ -57,40 +59,40 @@ async def test_concurrent_appends_keep_per_sender_order(redis: Redis) -> None:
     burst = await asyncio.gather(
         *(writer.append(MessageEvent("lobby", ALICE, "b", f"burst-{i}")) for i in range(1000))
     )
-    await writer.close()
     for ids in per_sender:
         assert ids == sorted(ids)
     assert len({a.id for a in burst}) == 1000
     assert await redis.xlen(redis_keys.room_stream("lobby")) == 1600
 
 
-async def test_redis_errors_reach_the_caller(redis: Redis) -> None:
+async def test_redis_errors_reach_the_caller(stream_writer: MakeWriter) -> None:
     dead = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
-    writer = StreamWriter(dead, client_id_ttl_s=60)
+    writer = stream_writer(dead)
     with pytest.raises(Exception, match=r"(?i)connect"):
         await writer.append(MessageEvent("lobby", ALICE, "lost?", "c1"))
-    await writer.close()
     await dead.aclose()
 
 
-async def test_a_room_is_registered_again_after_redis_lost_its_data(redis: Redis) -> None:
-    writer = StreamWriter(redis, client_id_ttl_s=60)
+async def test_a_room_is_registered_again_after_redis_lost_its_data(
+    redis: Redis, stream_writer: MakeWriter
+) -> None:
+    writer = stream_writer()
     await writer.append(MessageEvent("lobby", ALICE, "before", "c1"))
     await redis.flushdb()  # what a restart without persistence looks like
     await writer.append(MessageEvent("lobby", ALICE, "after", "c2"))
-    await writer.close()
     assert await redis.smembers(redis_keys.ROOMS_WITH_STREAMS) == {b"lobby"}
 
 
-async def test_appends_go_on_after_the_script_cache_is_flushed(redis: Redis) -> None:
-    writer = StreamWriter(redis, client_id_ttl_s=60)
+async def test_appends_go_on_after_the_script_cache_is_flushed(
+    redis: Redis, stream_writer: MakeWriter
+) -> None:
+    writer = stream_writer()
     first = await writer.append(MessageEvent("lobby", ALICE, "one", "c1"))
     await redis.script_flush()  # what a Redis restart does to the script cache
     burst = await asyncio.gather(
         *(writer.append(MessageEvent("lobby", ALICE, f"{i}", f"after-{i}")) for i in range(20))
     )
     again = await writer.append(MessageEvent("lobby", ALICE, "one", "c1"))
-    await writer.close()
     assert again.id == first.id and again.duplicate
     assert sorted(a.id for a in burst) == [a.id for a in burst]
     assert await redis.xlen(redis_keys.room_stream("lobby")) == 21

@@ -1,4 +1,7 @@
-"""Contract v1 over /ws with real clients against a real `chatroom serve`, on both backends."""
+"""Contract v1 over /ws with real clients, on both backends. Against a real `chatroom
+serve`: every frame of the contract, order under load, a slow consumer and a reconnect
+across the SQL seam. On an app node in the test's process (the same app, uvicorn
+protocol and frame limit): bad frames, refused upgrades, private rooms and a logout."""
 
 from __future__ import annotations
 
@@ -10,66 +13,63 @@ import pytest
 from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from chat_servers import running_server
 from chatroom.domain.stream_ids import StreamId
-from conftest import Backend
-from ws_clients import ChatSocket, open_socket, signed_up
+from conftest import Backend, OpenSocket, SignUp, StartApp, StartServer
+from ws_clients import ChatSocket
 
 FAST = {"send_rate_per_s": "100000", "send_burst": "100000"}
 
 
-async def test_every_frame_of_the_contract(backend: Backend, tmp_path: Path) -> None:
-    async with running_server(backend, tmp_path) as server:
-        alice_http, bob_http = await signed_up(server, "alice"), await signed_up(server, "bob")
-        alice = await open_socket(server, alice_http)
-        bob = await open_socket(server, bob_http)
-        subscribed = await alice.subscribe()
-        assert subscribed["room"] == "lobby" and subscribed["last_id"] == "0-0"
-        assert [u["username"] for u in subscribed["online"]] == ["alice"]
-        assert [u["username"] for u in (await bob.subscribe())["online"]] == ["alice", "bob"]
-        join = await alice.next("presence")
-        assert (join["room"], join["user"]["username"], join["state"]) == ("lobby", "bob", "join")
-        assert set(join["user"]) >= {"id", "username", "display_name"}
+async def test_every_frame_of_the_contract(
+    chat_server: StartServer, signed_up: SignUp, chat_socket: OpenSocket
+) -> None:
+    server = await chat_server()
+    alice_http, bob_http = await signed_up(server, "alice"), await signed_up(server, "bob")
+    alice = await chat_socket(server, alice_http)
+    bob = await chat_socket(server, bob_http)
+    subscribed = await alice.subscribe()
+    assert subscribed["room"] == "lobby" and subscribed["last_id"] == "0-0"
+    assert [u["username"] for u in subscribed["online"]] == ["alice"]
+    assert [u["username"] for u in (await bob.subscribe())["online"]] == ["alice", "bob"]
+    join = await alice.next("presence")
+    assert (join["room"], join["user"]["username"], join["state"]) == ("lobby", "bob", "join")
+    assert set(join["user"]) >= {"id", "username", "display_name"}
 
-        await alice.send({"type": "send", "room": "lobby", "body": " hello 😀 ", "client_id": "a1"})
-        ack = await alice.next("ack")
-        assert ack["client_id"] == "a1"
-        for socket in (alice, bob):
-            message = await socket.next("message")
-            assert message["id"] == ack["id"] and message["body"] == "hello 😀"
-            assert message["room"] == "lobby" and message["client_id"] == "a1"
-            assert message["user"]["username"] == "alice"
-            assert message["created_at"].endswith("Z")
-            assert message["created_at"][20:23] == f"{StreamId.parse(ack['id']).ms % 1000:03d}"
+    await alice.send({"type": "send", "room": "lobby", "body": " hello 😀 ", "client_id": "a1"})
+    ack = await alice.next("ack")
+    assert ack["client_id"] == "a1"
+    for socket in (alice, bob):
+        message = await socket.next("message")
+        assert message["id"] == ack["id"] and message["body"] == "hello 😀"
+        assert message["room"] == "lobby" and message["client_id"] == "a1"
+        assert message["user"]["username"] == "alice"
+        assert message["created_at"].endswith("Z")
+        assert message["created_at"][20:23] == f"{StreamId.parse(ack['id']).ms % 1000:03d}"
 
-        # A resend after a dropped connection: the first id, nothing stored twice.
-        await alice.send({"type": "send", "room": "lobby", "body": "hello", "client_id": "a1"})
-        assert (await alice.next("ack"))["id"] == ack["id"]
-        async with server.client() as anonymous_free:
-            anonymous_free.cookies.update(alice_http.cookies)
-            history = (await anonymous_free.get("/api/rooms/lobby/messages")).json()
-        assert [m["id"] for m in history["messages"]] == [ack["id"]]
+    # A resend after a dropped connection: the first id, nothing stored twice.
+    await alice.send({"type": "send", "room": "lobby", "body": "hello", "client_id": "a1"})
+    assert (await alice.next("ack"))["id"] == ack["id"]
+    async with server.client() as anonymous_free:
+        anonymous_free.cookies.update(alice_http.cookies)
+        history = (await anonymous_free.get("/api/rooms/lobby/messages")).json()
+    assert [m["id"] for m in history["messages"]] == [ack["id"]]
 
-        await alice.send({"type": "typing", "room": "lobby"})
-        typing = await bob.next("typing")
-        assert (typing["room"], typing["user"]["username"]) == ("lobby", "alice")
+    await alice.send({"type": "typing", "room": "lobby"})
+    typing = await bob.next("typing")
+    assert (typing["room"], typing["user"]["username"]) == ("lobby", "alice")
 
-        await bob.send({"type": "ping"})
-        assert await bob.next("pong") == {"type": "pong"}
+    await bob.send({"type": "ping"})
+    assert await bob.next("pong") == {"type": "pong"}
 
-        await bob.send({"type": "unsubscribe", "room": "lobby"})
-        assert await bob.next("unsubscribed") == {"type": "unsubscribed", "room": "lobby"}
-        leave = await alice.next("presence")
-        assert (leave["user"]["username"], leave["state"]) == ("bob", "leave")
-        await alice.send({"type": "send", "room": "lobby", "body": "bob left", "client_id": "a2"})
-        await alice.next("message")
-        await bob.send({"type": "ping"})
-        await bob.next("pong")
-        assert not [f for f in bob.pending if f["type"] == "message" and f["client_id"] == "a2"]
-        for socket in (alice, bob):
-            await socket.close()
-        for client in (alice_http, bob_http):
-            await client.aclose()
+    await bob.send({"type": "unsubscribe", "room": "lobby"})
+    assert await bob.next("unsubscribed") == {"type": "unsubscribed", "room": "lobby"}
+    leave = await alice.next("presence")
+    assert (leave["user"]["username"], leave["state"]) == ("bob", "leave")
+    await alice.send({"type": "send", "room": "lobby", "body": "bob left", "client_id": "a2"})
+    await alice.next("message")
+    await bob.send({"type": "ping"})
+    await bob.next("pong")
+    assert not [f for f in bob.pending if f["type"] == "message" and f["client_id"] == "a2"]
 
 
 BAD_FRAMES = [
@@ -99,233 +99,222 @@ BAD_FRAMES = [
 
 
 async def test_each_bad_frame_gets_its_error_and_the_socket_stays_usable(
-    backend: Backend, tmp_path: Path
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket
 ) -> None:
     # The send to an unknown room below takes one of the three tokens.
-    settings = {"send_rate_per_s": "1", "send_burst": "3"}
-    async with running_server(backend, tmp_path, settings=settings) as server:
-        http = await signed_up(server, "alice")
-        alice = await open_socket(server, http)
-        for frame, code in BAD_FRAMES:
-            await alice.send(frame)
-            error = await alice.next()
-            assert (error["type"], error["code"]) == ("error", code), frame[:80]
-            assert error["message"]
-            sent = json.loads(frame) if not frame.startswith(("{n", "[")) else {}
-            if sent.get("type") == "send" and sent.get("client_id"):
-                assert error["client_id"] == sent["client_id"]
-            await alice.send({"type": "ping"})
-            assert await alice.next() == {"type": "pong"}
-        for i in range(2):
-            await alice.send({"type": "send", "room": "lobby", "body": "hi", "client_id": f"r{i}"})
-            await alice.next("ack")
-        await alice.send({"type": "send", "room": "lobby", "body": "hi", "client_id": "r9"})
-        limited = await alice.next("error")
-        assert limited["code"] == "rate_limited" and limited["client_id"] == "r9"
-        assert 0 < limited["retry_after_ms"] <= 1000
+    node = await chat_app(settings={"send_rate_per_s": "1", "send_burst": "3"})
+    http = await signed_up(node, "alice")
+    alice = await chat_socket(node, http)
+    for frame, code in BAD_FRAMES:
+        await alice.send(frame)
+        error = await alice.next()
+        assert (error["type"], error["code"]) == ("error", code), frame[:80]
+        assert error["message"]
+        sent = json.loads(frame) if not frame.startswith(("{n", "[")) else {}
+        if sent.get("type") == "send" and sent.get("client_id"):
+            assert error["client_id"] == sent["client_id"]
         await alice.send({"type": "ping"})
         assert await alice.next() == {"type": "pong"}
+    for i in range(2):
+        await alice.send({"type": "send", "room": "lobby", "body": "hi", "client_id": f"r{i}"})
+        await alice.next("ack")
+    await alice.send({"type": "send", "room": "lobby", "body": "hi", "client_id": "r9"})
+    limited = await alice.next("error")
+    assert limited["code"] == "rate_limited" and limited["client_id"] == "r9"
+    assert 0 < limited["retry_after_ms"] <= 1000
+    await alice.send({"type": "ping"})
+    assert await alice.next() == {"type": "pong"}
 
-        # Only a frame over the size limit closes the socket: 1009.
-        with pytest.raises(ConnectionClosed) as closed:
-            await alice.send("x" * (2 * 1024 * 1024))  # the close may come while sending
-            await alice.next(timeout=10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-        # The server and other clients are unaffected.
-        again = await open_socket(server, http)
-        await again.send({"type": "ping"})
-        assert await again.next() == {"type": "pong"}
-        await again.close()
-        await http.aclose()
+    # Only a frame over the size limit closes the socket: 1009.
+    with pytest.raises(ConnectionClosed) as closed:
+        await alice.send("x" * (2 * 1024 * 1024))  # the close may come while sending
+        await alice.next(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    # The server and other clients are unaffected.
+    again = await chat_socket(node, http)
+    await again.send({"type": "ping"})
+    assert await again.next() == {"type": "pong"}
 
 
 async def test_upgrades_without_a_session_or_from_another_site_are_refused(
-    backend: Backend, tmp_path: Path
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket
 ) -> None:
-    async with running_server(backend, tmp_path) as server:
-        http = await signed_up(server, "alice")
-        with pytest.raises(InvalidStatus) as refused:
-            await open_socket(server, None)
-        assert refused.value.response.status_code == 401
-        with pytest.raises(InvalidStatus) as refused:
-            await open_socket(server, None, headers={"Cookie": "chatroom_session=forged"})
-        assert refused.value.response.status_code == 401
-        with pytest.raises(InvalidStatus) as refused:
-            await open_socket(server, http, origin="https://evil.example")
-        assert refused.value.response.status_code == 403
-        body = json.loads(refused.value.response.body or b"{}")
-        assert body["error"]["code"] == "origin_not_allowed"
-        with pytest.raises(InvalidStatus) as refused:  # a cookie but no Origin: refused
-            await open_socket(server, http, origin=None)
-        assert refused.value.response.status_code == 403
+    node = await chat_app()
+    http = await signed_up(node, "alice")
+    with pytest.raises(InvalidStatus) as refused:
+        await chat_socket(node, None)
+    assert refused.value.response.status_code == 401
+    with pytest.raises(InvalidStatus) as refused:
+        await chat_socket(node, None, headers={"Cookie": "chatroom_session=forged"})
+    assert refused.value.response.status_code == 401
+    with pytest.raises(InvalidStatus) as refused:
+        await chat_socket(node, http, origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+    body = json.loads(refused.value.response.body or b"{}")
+    assert body["error"]["code"] == "origin_not_allowed"
+    with pytest.raises(InvalidStatus) as refused:  # a cookie but no Origin: refused
+        await chat_socket(node, http, origin=None)
+    assert refused.value.response.status_code == 403
 
-        # A bot: a bearer token and no Origin is fine.
-        token = (await http.post("/api/tokens", json={"name": "bot"})).json()["token"]
-        bot = await open_socket(
-            server,
-            None,
-            origin=None,
-            headers={"Authorization": f"Bearer {token['secret']}"},
-            compression="deflate",
-        )
-        assert bot.socket.response is not None
-        # permessage-deflate is off even when the client offers it.
-        assert "Sec-WebSocket-Extensions" not in bot.socket.response.headers
-        await bot.send({"type": "ping"})
-        assert await bot.next() == {"type": "pong"}
-        await bot.close()
-        await http.aclose()
+    # A bot: a bearer token and no Origin is fine.
+    token = (await http.post("/api/tokens", json={"name": "bot"})).json()["token"]
+    bot = await chat_socket(
+        node,
+        None,
+        origin=None,
+        headers={"Authorization": f"Bearer {token['secret']}"},
+        compression="deflate",
+    )
+    assert bot.socket.response is not None
+    # permessage-deflate is off even when the client offers it.
+    assert "Sec-WebSocket-Extensions" not in bot.socket.response.headers
+    await bot.send({"type": "ping"})
+    assert await bot.next() == {"type": "pong"}
 
 
-async def test_private_rooms_are_closed_to_non_members(backend: Backend, tmp_path: Path) -> None:
-    async with running_server(backend, tmp_path) as server:
-        owner_http, outsider_http = await signed_up(server, "owner"), await signed_up(server, "eve")
-        created = await owner_http.post(
-            "/api/rooms", json={"slug": "hideout", "title": "Hideout", "private": True}
-        )
-        assert created.status_code == 201, created.text
-        owner = await open_socket(server, owner_http)
-        eve = await open_socket(server, outsider_http)
-        await owner.subscribe("hideout")
-        for frame in (
-            {"type": "subscribe", "room": "hideout"},
-            {"type": "send", "room": "hideout", "body": "let me in", "client_id": "e1"},
-            {"type": "typing", "room": "hideout"},
-        ):
-            await eve.send(frame)
-            assert (await eve.next("error"))["code"] == "room_not_found"
-        await owner.send({"type": "send", "room": "hideout", "body": "secret", "client_id": "o1"})
-        assert (await owner.next("message"))["body"] == "secret"
-        await eve.send({"type": "ping"})
-        await eve.next("pong")
-        assert {f["type"] for f in eve.pending} <= {"error"}
-        for socket in (owner, eve):
-            await socket.close()
-        for client in (owner_http, outsider_http):
-            await client.aclose()
+async def test_private_rooms_are_closed_to_non_members(
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket
+) -> None:
+    node = await chat_app()
+    owner_http, outsider_http = await signed_up(node, "owner"), await signed_up(node, "eve")
+    created = await owner_http.post(
+        "/api/rooms", json={"slug": "hideout", "title": "Hideout", "private": True}
+    )
+    assert created.status_code == 201, created.text
+    owner = await chat_socket(node, owner_http)
+    eve = await chat_socket(node, outsider_http)
+    await owner.subscribe("hideout")
+    for frame in (
+        {"type": "subscribe", "room": "hideout"},
+        {"type": "send", "room": "hideout", "body": "let me in", "client_id": "e1"},
+        {"type": "typing", "room": "hideout"},
+    ):
+        await eve.send(frame)
+        assert (await eve.next("error"))["code"] == "room_not_found"
+    await owner.send({"type": "send", "room": "hideout", "body": "secret", "client_id": "o1"})
+    assert (await owner.next("message"))["body"] == "secret"
+    await eve.send({"type": "ping"})
+    await eve.next("pong")
+    assert {f["type"] for f in eve.pending} <= {"error"}
 
 
 async def test_three_senders_x_200_arrive_at_every_subscriber_in_the_same_order(
-    backend: Backend, tmp_path: Path
+    chat_server: StartServer, signed_up: SignUp, chat_socket: OpenSocket
 ) -> None:
-    async with running_server(backend, tmp_path, settings=FAST) as server:
-        https = [await signed_up(server, name) for name in ("ann", "ben", "cat", "dan")]
-        sockets = [await open_socket(server, http) for http in https]
-        for socket in sockets:
-            await socket.subscribe()
+    server = await chat_server(settings=FAST)
+    https = [await signed_up(server, name) for name in ("ann", "ben", "cat", "dan")]
+    sockets = [await chat_socket(server, http) for http in https]
+    for socket in sockets:
+        await socket.subscribe()
 
-        async def send_all(socket: ChatSocket, name: str) -> None:
-            for i in range(200):
-                body = {"type": "send", "room": "lobby", "body": f"{name} {i}", "client_id": f"{i}"}
-                await socket.send(body)
+    async def send_all(socket: ChatSocket, name: str) -> None:
+        for i in range(200):
+            body = {"type": "send", "room": "lobby", "body": f"{name} {i}", "client_id": f"{i}"}
+            await socket.send(body)
 
-        await asyncio.gather(*(send_all(s, n) for s, n in zip(sockets[:3], "abc", strict=True)))
-        seen = [[m["id"] for m in await socket.messages(600)] for socket in sockets]
-        assert all(ids == seen[0] for ids in seen)
-        assert seen[0] == sorted(seen[0], key=StreamId.parse)
-        assert len(set(seen[0])) == 600
-        for socket in sockets[:3]:  # every send was acked
-            acks = [f for f in socket.pending if f["type"] == "ack"]
-            while len(acks) < 200:
-                acks.append(await socket.next("ack"))
-        for socket in sockets:
-            await socket.close()
-        for http in https:
-            await http.aclose()
+    await asyncio.gather(*(send_all(s, n) for s, n in zip(sockets[:3], "abc", strict=True)))
+    seen = [[m["id"] for m in await socket.messages(600)] for socket in sockets]
+    assert all(ids == seen[0] for ids in seen)
+    assert seen[0] == sorted(seen[0], key=StreamId.parse)
+    assert len(set(seen[0])) == 600
+    for socket in sockets[:3]:  # every send was acked
+        acks = [f for f in socket.pending if f["type"] == "ack"]
+        while len(acks) < 200:
+            acks.append(await socket.next("ack"))
 
 
-async def test_a_slow_consumer_is_disconnected_with_4000(backend: Backend, tmp_path: Path) -> None:
-    settings = {**FAST, "outbound_queue_max": "10"}
-    async with running_server(backend, tmp_path, settings=settings) as server:
-        slow_http, fast_http = (
-            await signed_up(server, "slowpoke"),
-            await signed_up(server, "sender"),
-        )
-        slow = await open_socket(server, slow_http, max_queue=1)
-        await slow.subscribe()
-        sender = await open_socket(server, fast_http)
-        body = "z" * 4000
-        for i in range(1500):
-            await sender.send({"type": "send", "room": "lobby", "body": body, "client_id": f"{i}"})
-        for _ in range(1500):
-            await sender.next("ack", timeout=30)
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                await slow.next(timeout=30)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
-        # The sender, subscribed to nothing, is unaffected.
-        await sender.send({"type": "ping"})
-        assert await sender.next("pong") == {"type": "pong"}
-        await sender.close()
-        for client in (slow_http, fast_http):
-            await client.aclose()
+async def test_a_slow_consumer_is_disconnected_with_4000(
+    chat_server: StartServer, signed_up: SignUp, chat_socket: OpenSocket
+) -> None:
+    # A node of its own: the slow reader must not share the node's event loop.
+    server = await chat_server(settings={**FAST, "outbound_queue_max": "10"})
+    slow_http, fast_http = (
+        await signed_up(server, "slowpoke"),
+        await signed_up(server, "sender"),
+    )
+    slow = await chat_socket(server, slow_http, max_queue=1)
+    await slow.subscribe()
+    sender = await chat_socket(server, fast_http)
+    body = "z" * 4000
+    for i in range(1500):
+        await sender.send({"type": "send", "room": "lobby", "body": body, "client_id": f"{i}"})
+    for _ in range(1500):
+        await sender.next("ack", timeout=30)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await slow.next(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+    # The sender, subscribed to nothing, is unaffected.
+    await sender.send({"type": "ping"})
+    assert await sender.next("pong") == {"type": "pong"}
 
 
 async def test_reconnect_with_since_gets_exactly_what_was_missed_across_the_sql_seam(
-    backend: Backend, tmp_path: Path, redis: Redis, python: str
+    backend: Backend,
+    tmp_path: Path,
+    redis: Redis,
+    python: str,
+    chat_server: StartServer,
+    signed_up: SignUp,
+    chat_socket: OpenSocket,
 ) -> None:
-    async with running_server(backend, tmp_path, settings=FAST) as server:
-        alice_http, bob_http = await signed_up(server, "alice"), await signed_up(server, "bob")
-        alice, bob = await open_socket(server, alice_http), await open_socket(server, bob_http)
-        await alice.subscribe()
+    server = await chat_server(settings=FAST)
+    alice_http, bob_http = await signed_up(server, "alice"), await signed_up(server, "bob")
+    alice, bob = await chat_socket(server, alice_http), await chat_socket(server, bob_http)
+    await alice.subscribe()
 
-        async def bob_sends(count: int, prefix: str) -> list[str]:
-            ids = []
-            for i in range(count):
-                frame = {
-                    "type": "send",
-                    "room": "lobby",
-                    "body": f"{prefix}{i}",
-                    "client_id": f"{prefix}{i}",
-                }
-                await bob.send(frame)
-                ids.append((await bob.next("ack"))["id"])
-            return ids
+    async def bob_sends(count: int, prefix: str) -> list[str]:
+        ids = []
+        for i in range(count):
+            frame = {
+                "type": "send",
+                "room": "lobby",
+                "body": f"{prefix}{i}",
+                "client_id": f"{prefix}{i}",
+            }
+            await bob.send(frame)
+            ids.append((await bob.next("ack"))["id"])
+        return ids
 
-        seen = await bob_sends(20, "before-")
-        assert [m["id"] for m in await alice.messages(20)] == seen
-        await alice.close()
+    seen = await bob_sends(20, "before-")
+    assert [m["id"] for m in await alice.messages(20)] == seen
+    await alice.close()
 
-        missed = await bob_sends(30, "archived-")
-        # Archive everything so far and trim it: the missed messages now live only in SQL.
-        env = {
-            **backend.env(),
-            "CHATROOM_ARCHIVER_HOT_WINDOW": "0",
-            "CHATROOM_DATA_DIR": str(tmp_path),
-        }
-        archiver = await asyncio.create_subprocess_exec(
-            python, "-m", "chatroom", "archive", "--once", env=env
-        )
-        assert await asyncio.wait_for(archiver.wait(), 60) == 0
-        stream = "chatroom:room:{lobby}:stream"
-        assert await redis.xlen(stream) == 0
-        missed += await bob_sends(10, "streamed-")
+    missed = await bob_sends(30, "archived-")
+    # Archive everything so far and trim it: the missed messages now live only in SQL.
+    env = {
+        **backend.env(),
+        "CHATROOM_ARCHIVER_HOT_WINDOW": "0",
+        "CHATROOM_DATA_DIR": str(tmp_path),
+    }
+    archiver = await asyncio.create_subprocess_exec(
+        python, "-m", "chatroom", "archive", "--once", env=env
+    )
+    assert await asyncio.wait_for(archiver.wait(), 60) == 0
+    stream = "chatroom:room:{lobby}:stream"
+    assert await redis.xlen(stream) == 0
+    missed += await bob_sends(10, "streamed-")
 
-        alice = await open_socket(server, alice_http)
-        subscribed = await alice.subscribe(since=seen[-1])
-        assert subscribed["last_id"] == missed[-1]
-        assert [m["id"] for m in await alice.messages(40)] == missed
-        live = await bob_sends(1, "live-")
-        assert [m["id"] for m in await alice.messages(1)] == live
-        await alice.send({"type": "ping"})
-        await alice.next("pong")
-        assert not [f for f in alice.pending if f["type"] == "message"]  # no duplicate
-        for socket in (alice, bob):
-            await socket.close()
-        for client in (alice_http, bob_http):
-            await client.aclose()
+    alice = await chat_socket(server, alice_http)
+    subscribed = await alice.subscribe(since=seen[-1])
+    assert subscribed["last_id"] == missed[-1]
+    assert [m["id"] for m in await alice.messages(40)] == missed
+    live = await bob_sends(1, "live-")
+    assert [m["id"] for m in await alice.messages(1)] == live
+    await alice.send({"type": "ping"})
+    await alice.next("pong")
+    assert not [f for f in alice.pending if f["type"] == "message"]  # no duplicate
 
 
 async def test_logging_out_closes_the_sockets_of_that_session(
-    backend: Backend, tmp_path: Path
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket
 ) -> None:
-    async with running_server(backend, tmp_path, settings={"presence_expiry_s": "2"}) as server:
-        http = await signed_up(server, "alice")
-        alice = await open_socket(server, http)
-        await alice.subscribe()
-        assert (await http.post("/api/logout")).status_code == 204
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                await alice.next(timeout=5)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4501
-        await http.aclose()
+    node = await chat_app(settings={"presence_expiry_s": "2"})
+    http = await signed_up(node, "alice")
+    alice = await chat_socket(node, http)
+    await alice.subscribe()
+    assert (await http.post("/api/logout")).status_code == 204
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await alice.next(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4501

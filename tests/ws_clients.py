@@ -10,12 +10,12 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from chat_servers import ChatServer, login, register
+from chat_servers import ChatNode
 
 SESSION_COOKIE = "chatroom_session"
 
 
-def ws_url(server: ChatServer) -> str:
+def ws_url(server: ChatNode) -> str:
     return server.url.replace("http://", "ws://", 1) + "/ws"
 
 
@@ -59,7 +59,7 @@ def cookie_header(client: httpx.AsyncClient) -> dict[str, str]:
 
 
 async def open_socket(
-    server: ChatServer,
+    server: ChatNode,
     client: httpx.AsyncClient | None = None,
     *,
     origin: str | None = "same",
@@ -80,11 +80,3 @@ async def open_socket(
         **options,
     )
     return ChatSocket(socket)
-
-
-async def signed_up(server: ChatServer, username: str) -> httpx.AsyncClient:
-    """An HTTP client of a new user, logged in (its cookie jar holds the session)."""
-    client = server.client()
-    await register(client, username)
-    await login(client, username)
-    return client

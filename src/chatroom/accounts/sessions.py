@@ -12,6 +12,7 @@ import hashlib
 import math
 import secrets
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
@@ -46,8 +47,18 @@ def _plausible(session_id: str) -> bool:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, *, idle_s: float, absolute_s: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        idle_s: float,
+        absolute_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = redis
+        # The wall clock that dates a session's login for its absolute limit (tests pass
+        # their own); the idle limit is the Redis key's expiry, on Redis's clock.
+        self._clock = clock
         self._idle_ms = int(idle_s * 1000)
         self._absolute_ms = int(absolute_s * 1000)
         self._absolute_s = math.ceil(absolute_s)
@@ -66,7 +77,7 @@ class SessionStore:
                     "username": user.username,
                     "display_name": user.display_name,
                     "is_admin": int(user.is_admin),
-                    "created_ms": int(time.time() * 1000),
+                    "created_ms": int(self._clock() * 1000),
                 },
             )
             pipe.pexpire(key, min(self._idle_ms, self._absolute_ms))
@@ -80,7 +91,7 @@ class SessionStore:
         if not _plausible(session_id):
             return None
         key = redis_keys.session(_digest(session_id))
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._clock() * 1000)
         reply = await self._touch(keys=[key], args=[now_ms, self._idle_ms, self._absolute_ms])
         if not reply:
             return None
