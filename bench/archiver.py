@@ -33,19 +33,19 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
-from chatroom.archiver.batching import StreamEntry
+from chatroom.archiver.batching import Delivery
 from chatroom.archiver.pipeline import WritePipeline
 from chatroom.archiver.process import settle_heap
 from chatroom.archiver.service import Archiver
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
+from chatroom.redis_client import connect
 from chatroom.settings import Settings
 from chatroom.store import migrate
 from chatroom.store.archive_writes import MESSAGE_COLUMNS, ArchivedMessage, create_writes_engine
 from chatroom.store.counts import room_ids
 from chatroom.store.database import create_engine, ensure_database
 from chatroom.store.tables import messages, metadata, rooms
-from chatroom.streams.connection import connect
 from chatroom.streams.writer import StreamWriter
 
 ROOMS = [f"bench-{i:02d}" for i in range(50)]
@@ -178,7 +178,7 @@ async def latency(
 
     async def timed_commit(
         pipeline: WritePipeline,
-        batch: list[tuple[StreamEntry, ArchivedMessage]],
+        batch: list[tuple[Delivery, ArchivedMessage]],
         letters: list[Any],
     ) -> list[Any]:
         result = await commit(pipeline, batch, letters)

@@ -17,7 +17,7 @@ import time
 
 from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent
-from chatroom.streams.connection import connect
+from chatroom.redis_client import connect
 from chatroom.streams.writer import _APPEND, StreamWriter
 
 

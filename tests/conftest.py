@@ -40,13 +40,13 @@ from chatroom.history import History
 from chatroom.hub.hub import Hub
 from chatroom.hub.session import RoomAccess
 from chatroom.hub.subscription import RoomRef
+from chatroom.redis_client import connect
 from chatroom.settings import Settings
 from chatroom.store import migrate
 from chatroom.store.counts import room_ids
 from chatroom.store.database import create_engine, ensure_database
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.store.tables import metadata
-from chatroom.streams.connection import connect
 from chatroom.streams.writer import StreamWriter
 from fake_transport import FakeTransport
 from test_archiver_support import Archivers

@@ -7,7 +7,7 @@ import json
 from chatroom.archiver.batching import (
     DELETED_REASON,
     BatchClock,
-    StreamEntry,
+    Delivery,
     split_for_retry,
     too_many_deliveries,
     triage,
@@ -50,12 +50,12 @@ def test_an_empty_read_does_not_start_the_clock() -> None:
 def test_triage_sorts_each_entry_on_its_own() -> None:
     ids = [StreamId(1, i) for i in range(6)]
     entries = [
-        StreamEntry("lobby", ids[0], _event("fine")),
-        StreamEntry("lobby", ids[1], {b"event": b"{oops"}),
-        StreamEntry("lobby", ids[2], {}),
-        StreamEntry("nowhere", ids[3], _event(room="nowhere")),
-        StreamEntry("lobby", ids[4], _event("again"), deliveries=9),
-        StreamEntry("lobby", ids[5], _event("last")),
+        Delivery("lobby", ids[0], _event("fine")),
+        Delivery("lobby", ids[1], {b"event": b"{oops"}),
+        Delivery("lobby", ids[2], {}),
+        Delivery("nowhere", ids[3], _event(room="nowhere")),
+        Delivery("lobby", ids[4], _event("again"), deliveries=9),
+        Delivery("lobby", ids[5], _event("last")),
     ]
     plan = triage(entries, {"lobby": 1}, max_deliveries=5)
     assert [(e.id, room_id, ev.body) for e, room_id, ev in plan.rows] == [
@@ -73,9 +73,9 @@ def test_triage_sorts_each_entry_on_its_own() -> None:
 def test_delivery_limit_and_raw_bytes() -> None:
     assert too_many_deliveries(5, 5) is None
     assert too_many_deliveries(6, 5) == "delivered 6 times without being archived (limit 5)"
-    entry = StreamEntry("lobby", StreamId(1, 0), {b"b": b"2", b"a": b"1"})
+    entry = Delivery("lobby", StreamId(1, 0), {b"b": b"2", b"a": b"1"})
     assert entry.raw == b"a=1\nb=2"
-    assert StreamEntry("lobby", StreamId(1, 0), {b"event": b"\xff"}).raw == b"\xff"
+    assert Delivery("lobby", StreamId(1, 0), {b"event": b"\xff"}).raw == b"\xff"
 
 
 def test_split_for_retry_halves() -> None:

@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
+from chatroom.redis_client import connect
 from chatroom.store.database import create_engine
-from chatroom.streams.connection import connect
 from conftest import Backend
 from test_archiver_support import (
     Archivers,

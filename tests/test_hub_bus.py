@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.hub.bus import BLOCK_MS, StreamBus
-from chatroom.streams.connection import connect
-from chatroom.streams.snapshots import Entry
+from chatroom.redis_client import connect
+from chatroom.streams.entries import Entry
 from conftest import Backend
 from redis_proxy import RedisProxy
 

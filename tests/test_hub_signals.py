@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from chatroom import redis_keys
 from chatroom.hub.signals import RoomSignals
-from chatroom.streams.connection import connect
+from chatroom.redis_client import connect
 from conftest import Backend
 from redis_proxy import RedisProxy
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.streams.connection import connect
+from chatroom.redis_client import connect
 from chatroom.streams.persistence import (
     PersistenceAtRisk,
     check_persistence,

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
-from chatroom.streams.connection import connect
+from chatroom.redis_client import connect
 from conftest import MakeWriter
 
 ALICE = Author(1, "alice", "Alice")

@@ -19,9 +19,9 @@ from chatroom.backends import Backends, SchemaOutOfDate, open_backends, open_dat
 from chatroom.backends import upgrade_database as run_upgrade
 from chatroom.embedded import EmbeddedServerError
 from chatroom.outages import first_line
+from chatroom.redis_client import connect
 from chatroom.settings import ConfigError, Settings, load_settings
 from chatroom.status import collect_status, render_table
-from chatroom.streams.connection import connect
 from chatroom.streams.persistence import PersistenceAtRisk
 
 app = typer.Typer(

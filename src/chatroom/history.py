@@ -23,7 +23,8 @@ from redis.asyncio import Redis
 from chatroom.domain.events import InvalidEvent, Message, decode_event
 from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.store.history_pages import ArchivedPages
-from chatroom.streams.snapshots import Entry, holds, last_generated_id, read_range
+from chatroom.streams.entries import Entry
+from chatroom.streams.snapshots import holds, last_generated_id, read_range
 
 log = logging.getLogger(__name__)
 

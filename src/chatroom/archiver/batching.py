@@ -1,6 +1,6 @@
-"""A stream entry as the archiver received it, and the batching decisions, with no I/O:
-when to flush, how long a read may block, and which entries become rows and which become
-dead letters."""
+"""A delivery (a stream entry as the archiver received it) and the batching decisions,
+with no I/O: when to flush, how long a read may block, and which entries become rows and
+which become dead letters."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ T = TypeVar("T")
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs more, and there is one per entry
-class StreamEntry:
-    """One entry as the archiver received it from a room stream (never changed after)."""
+class Delivery:
+    """One entry of a room stream as delivered to this archiver by the consumer group,
+    with how many times the group has delivered it (never changed after)."""
 
     room: str
     id: StreamId
@@ -77,9 +78,9 @@ class BatchClock:
 class Triage:
     """A batch split into what becomes a row and what becomes a dead letter."""
 
-    rows: list[tuple[StreamEntry, int, MessageEvent]] = field(default_factory=list)
-    dead: list[tuple[StreamEntry, str]] = field(default_factory=list)
-    deleted: list[StreamEntry] = field(default_factory=list)
+    rows: list[tuple[Delivery, int, MessageEvent]] = field(default_factory=list)
+    dead: list[tuple[Delivery, str]] = field(default_factory=list)
+    deleted: list[Delivery] = field(default_factory=list)
 
 
 DELETED_REASON = "the entry was deleted from the stream before it was archived"
@@ -93,7 +94,7 @@ def too_many_deliveries(deliveries: int, max_deliveries: int) -> str | None:
     return None
 
 
-def triage(entries: list[StreamEntry], room_ids: dict[str, int], max_deliveries: int) -> Triage:
+def triage(entries: list[Delivery], room_ids: dict[str, int], max_deliveries: int) -> Triage:
     """Decide each entry's fate; an entry's problem never affects another entry."""
     result = Triage()
     for entry in entries:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.archiver import metrics
-from chatroom.archiver.batching import StreamEntry, split_for_retry, triage
+from chatroom.archiver.batching import Delivery, split_for_retry, triage
 from chatroom.archiver.failpoints import Failpoints
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped
@@ -50,10 +50,10 @@ log = logging.getLogger(__name__)
 
 # Runs a Redis operation until it succeeds (`GroupReader.call`).
 RedisCall = Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]
-Row = tuple[StreamEntry, ArchivedMessage]
+Row = tuple[Delivery, ArchivedMessage]
 
 
-def dead_letter(entry: StreamEntry, reason: str) -> DeadLetter:
+def dead_letter(entry: Delivery, reason: str) -> DeadLetter:
     """The dead letter of an entry that cannot be archived, with its raw bytes."""
     return DeadLetter(
         redis_keys.room_stream(entry.room),
@@ -83,10 +83,10 @@ class Totals:
 class _Prepared:
     """A triaged batch, ready for its transaction."""
 
-    entries: list[StreamEntry]
+    entries: list[Delivery]
     rows: list[Row]
     letters: list[DeadLetter]
-    deleted: list[StreamEntry]
+    deleted: list[Delivery]
     started: float
 
 
@@ -129,7 +129,7 @@ class WritePipeline:
         """No transaction under way: the next batch would be written at once."""
         return self._inflight is None or self._inflight_written.is_set()
 
-    async def submit(self, entries: list[StreamEntry]) -> None:
+    async def submit(self, entries: list[Delivery]) -> None:
         """Triage `entries` (CPU work, done while the batch before them is still in SQL),
         then write them once that batch is done: batches are written in read order."""
         if not entries:
@@ -166,7 +166,7 @@ class WritePipeline:
         else:
             self._acking = task
 
-    async def _prepare(self, entries: list[StreamEntry]) -> _Prepared:
+    async def _prepare(self, entries: list[Delivery]) -> _Prepared:
         if any(e.room not in self._room_ids for e in entries if not e.deleted):
             found = await self._sql.call(partial(room_ids, self._engine))
             self._room_ids.clear()

@@ -22,8 +22,8 @@ from chatroom.archiver.failpoints import Failpoints, UnknownFailpoint
 from chatroom.archiver.service import Archiver
 from chatroom.backends import Backends, open_database
 from chatroom.outages import REDIS_DOWN, SQL_DOWN, when_reachable
+from chatroom.redis_client import connect
 from chatroom.settings import Settings
-from chatroom.streams.connection import connect
 from chatroom.streams.persistence import PersistenceReport, enforce_persistence
 
 log = logging.getLogger(__name__)

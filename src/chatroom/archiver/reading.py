@@ -25,13 +25,13 @@ from typing import TypeVar
 from redis.exceptions import ResponseError
 
 from chatroom.archiver import metrics
-from chatroom.archiver.batching import StreamEntry
+from chatroom.archiver.batching import Delivery
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency
 from chatroom.archiver.schedules import Every
 from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.outages import REDIS_DOWN
-from chatroom.streams.connection import read_limit_s
+from chatroom.redis_client import read_limit_s
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class GroupReader:
             self.rooms.add(room)
             self._pending_scan.setdefault(room, ZERO)
 
-    async def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
+    async def read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
         """About `count` new entries over every room, waiting up to `block_ms` for them
         (None: not at all)."""
         streams = self._streams
@@ -126,7 +126,7 @@ class GroupReader:
             self._busy_rooms = {entry.room for entry in got}
         return got
 
-    async def own_pending(self) -> list[StreamEntry]:
+    async def own_pending(self) -> list[Delivery]:
         """The next batch of this consumer's own pending entries, room by room; empty
         when all are re-read."""
         while self._pending_scan:
@@ -143,10 +143,10 @@ class GroupReader:
             return got
         return []
 
-    async def stale_entries(self) -> AsyncGenerator[list[StreamEntry], None]:
+    async def stale_entries(self) -> AsyncGenerator[list[Delivery], None]:
         """Entries a dead consumer left pending (idle past the claim time), now ours, in
         batches, room by room; an entry whose data was deleted meanwhile comes with no
-        fields (see `StreamEntry.deleted`)."""
+        fields (see `Delivery.deleted`)."""
         for room in sorted(self.rooms):
             start = "0-0"
             while True:
@@ -160,7 +160,7 @@ class GroupReader:
                     )
                 )
                 entries = list(claimed.entries)
-                entries += [StreamEntry(room, gone, {}, 0) for gone in claimed.deleted]
+                entries += [Delivery(room, gone, {}, 0) for gone in claimed.deleted]
                 if entries:
                     log.info("claimed %d stale pending entries of %s", len(entries), room)
                     yield entries

@@ -1,7 +1,7 @@
 """The archiver's Redis side: the consumer group, reads, claims, acks and safe trims.
 
 Thin wrappers over the stream commands; every decision is the caller's. Entries come
-back as `StreamEntry`, an entry deleted while pending as one with no fields.
+back as `Delivery`, an entry deleted while pending as one with no fields.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from chatroom import redis_keys
-from chatroom.archiver.batching import StreamEntry
+from chatroom.archiver.batching import Delivery
 from chatroom.domain.stream_ids import StreamId
 
 GROUP = redis_keys.ARCHIVER_GROUP
@@ -104,25 +104,17 @@ return 0
 """
 
 
-def _stream_id(raw: bytes | str) -> StreamId:
-    # Redis wrote these ids itself: a split is enough, and much cheaper than a regex.
-    if isinstance(raw, str):
-        raw = raw.encode()
-    ms, _, seq = raw.partition(b"-")
-    return StreamId(int(ms), int(seq))
-
-
-def _entries(room: str, raw: Iterable[Any], deliveries: int = 1) -> list[StreamEntry]:
+def _entries(room: str, raw: Iterable[Any], deliveries: int = 1) -> list[Delivery]:
     return [
-        StreamEntry(room, _stream_id(entry_id), fields or {}, deliveries)
-        for entry_id, fields in raw
-        if entry_id is not None
+        Delivery(room, entry_id(raw_id), fields or {}, deliveries)
+        for raw_id, fields in raw
+        if raw_id is not None
     ]
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    entries: list[StreamEntry]
+    entries: list[Delivery]
     deleted: list[StreamId]  # pending entries whose data was gone: now out of the PEL
     next_start: str  # "0-0": the scan of this stream's PEL is complete
 
@@ -157,7 +149,7 @@ class GroupStreams:
 
     async def read_new(
         self, rooms: Iterable[str], *, count: int, block_ms: int | None
-    ) -> list[StreamEntry]:
+    ) -> list[Delivery]:
         """New entries of every room (delivered to us now), waiting up to `block_ms`."""
         streams: Any = {redis_keys.room_stream(room): ">" for room in rooms}
         if not streams:
@@ -166,14 +158,12 @@ class GroupStreams:
         reply: Any = await client.xreadgroup(
             GROUP, self.consumer, streams, count=count, block=block_ms
         )
-        found: list[StreamEntry] = []
+        found: list[Delivery] = []
         for key, raw in reply or []:
             found += _entries(redis_keys.room_of_stream(key.decode()), raw)
         return found
 
-    async def read_own_pending(
-        self, room: str, *, after: StreamId, count: int
-    ) -> list[StreamEntry]:
+    async def read_own_pending(self, room: str, *, after: StreamId, count: int) -> list[Delivery]:
         """Entries delivered to this consumer and not acknowledged, after `after`, with
         their delivery counts (this read counts as one more delivery)."""
         key = redis_keys.room_stream(room)
@@ -185,9 +175,7 @@ class GroupStreams:
         if not entries:
             return []
         counts = await self._deliveries(key, entries[0].id, entries[-1].id, len(entries))
-        return [
-            StreamEntry(e.room, e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries
-        ]
+        return [Delivery(e.room, e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries]
 
     async def _deliveries(
         self, key: str, first: StreamId, last: StreamId, count: int
@@ -209,7 +197,7 @@ class GroupStreams:
         if entries:
             counts = await self._deliveries(key, entries[0].id, entries[-1].id, len(entries))
             entries = [
-                StreamEntry(e.room, e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries
+                Delivery(e.room, e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries
             ]
         return Claimed(entries, deleted, next_start)
 

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatroom.archiver.batching import BatchClock, StreamEntry
+from chatroom.archiver.batching import BatchClock, Delivery
 from chatroom.archiver.consumer_name import ConsumerLease, lease_consumer_name
 from chatroom.archiver.failpoints import Failpoints
 from chatroom.archiver.pipeline import Totals, WritePipeline
@@ -38,9 +38,9 @@ from chatroom.archiver.retries import Dependency, Stopped, pause
 from chatroom.archiver.schedules import CHECK_EVERY_S, Every, Valve, decide
 from chatroom.archiver.upkeep import Progress, Upkeep
 from chatroom.outages import REDIS_DOWN, SQL_DOWN
+from chatroom.redis_client import connect
 from chatroom.settings import ArchiveSchedule, Settings
 from chatroom.store.archive_writes import create_writes_engine
-from chatroom.streams.connection import connect
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class Archiver:
             settings.archiver_batch_size, settings.archiver_flush_ms, settings.archiver_block_ms
         )
         idle_block_s = settings.archiver_block_ms / 1000
-        batch: list[StreamEntry] = []
+        batch: list[Delivery] = []
         while not self._stop.is_set():
             try:
                 if not batch:

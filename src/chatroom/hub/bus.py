@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
 from chatroom.outages import Outage, first_line
-from chatroom.streams.connection import READ_HANG_S
-from chatroom.streams.snapshots import Entry
+from chatroom.redis_client import READ_HANG_S
+from chatroom.streams.entries import Entry, parse_entries
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,7 @@ class StreamBus:
             self._link.recovered()
             for raw_key, raw_entries in reply or []:
                 key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-                entries: list[Entry] = [
-                    (StreamId.parse(i), fields or {}) for i, fields in raw_entries
-                ]
+                entries = parse_entries(raw_entries)
                 if not entries:
                     continue
                 if key == self._wakeup_key:

@@ -35,7 +35,7 @@ from chatroom.hub.subscription import Subscription
 from chatroom.hub.transport import SharedText, Transport
 from chatroom.outages import STORE_ERRORS
 from chatroom.settings import Settings
-from chatroom.streams.snapshots import Entry
+from chatroom.streams.entries import Entry
 from chatroom.streams.writer import StreamWriter
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from chatroom import redis_keys
 from chatroom.outages import Outage, first_line
-from chatroom.streams.connection import READ_HANG_S
+from chatroom.redis_client import READ_HANG_S
 
 log = logging.getLogger(__name__)
 

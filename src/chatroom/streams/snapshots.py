@@ -16,8 +16,7 @@ from redis.exceptions import ResponseError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
-
-Entry = tuple[StreamId, dict[bytes, bytes]]
+from chatroom.streams.entries import Entry, parse_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +30,6 @@ class StreamSnapshot:
 def _time_ms(reply: Any) -> int:
     seconds, micros = reply
     return int(seconds) * 1000 + int(micros) // 1000
-
-
-def _entries(reply: Any) -> list[Entry]:
-    return [(StreamId.parse(entry_id), fields or {}) for entry_id, fields in reply]
 
 
 async def read_range(
@@ -58,7 +53,7 @@ async def read_range(
     if isinstance(info, Exception):
         raise info
     first = info.get("first-entry")
-    parsed = _entries(entries)
+    parsed = parse_entries(entries)
     return StreamSnapshot(
         entries=parsed,
         exhausted=len(parsed) < count,

@@ -20,10 +20,10 @@ from chatroom import __version__
 from chatroom.accounts.service import Accounts
 from chatroom.backends import Backends, open_database
 from chatroom.history import History
+from chatroom.redis_client import connect
 from chatroom.rooms.directory import RoomDirectory
 from chatroom.settings import Settings
 from chatroom.store.history_pages import ArchivedPages
-from chatroom.streams.connection import connect
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.streams.writer import StreamWriter
 from chatroom.web import api_accounts, api_operations, api_rooms, ws

@@ -15,8 +15,8 @@ import logging
 import uvicorn
 
 from chatroom.backends import Backends, open_database
+from chatroom.redis_client import connect
 from chatroom.settings import Settings
-from chatroom.streams.connection import connect
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.web.app import create_app
 from chatroom.web.ws_protocol import ChatroomWebSocketProtocol

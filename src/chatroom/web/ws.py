@@ -27,7 +27,7 @@ from chatroom.hub.hub import Hub
 from chatroom.hub.subscription import RoomRef
 from chatroom.hub.transport import SharedText, TransportClosed
 from chatroom.outages import STORE_ERRORS
-from chatroom.streams.connection import connect
+from chatroom.redis_client import connect
 from chatroom.web.origins import origin_allowed
 from chatroom.web.state import AppState, app_state
 from chatroom.web.ws_protocol import SEND_WIRE, text_frame

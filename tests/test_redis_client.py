@@ -6,7 +6,7 @@ import socket
 
 from redis.asyncio import Redis
 
-from chatroom.streams.connection import connect, keepalive_options, read_limit_s
+from chatroom.redis_client import connect, keepalive_options, read_limit_s
 from conftest import Backend
 
 
