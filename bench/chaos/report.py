@@ -43,23 +43,27 @@ HINTS = {
 
 
 def _culprits(violation: Violation, faults: list[FaultRecord]) -> list[str]:
+    """The faults around the moment, the likeliest first: the last one started before it
+    (or within 2 s after: a fault may hit a message sent just before it)."""
     if violation.at <= 0:
         return ["end of run"]
     found = [
-        f.kind for f in faults if f.start - 2.0 <= violation.at <= (f.end or f.start) + GRACE_S
+        f for f in faults if f.start - 2.0 <= violation.at <= (f.end or f.start) + GRACE_S
     ]
-    return sorted(set(found)) or ["steady"]
+    found.sort(key=lambda f: -f.start)
+    names = list(dict.fromkeys(f.kind for f in found))
+    return names or ["steady"]
 
 
 def attribute(verdict: Verdict, timeline: Timeline) -> dict[str, dict[str, Any]]:
-    """Per violation kind: its count, the faults around it, and a few examples."""
+    """Per violation kind: its count, the likeliest fault of each (counted), and a few
+    examples with every fault around them."""
     table: dict[str, dict[str, Any]] = {}
     for violation in verdict.violations:
         entry = table.setdefault(violation.kind, {"count": 0, "faults": Counter(), "examples": []})
         culprits = _culprits(violation, timeline.faults)
         entry["count"] += 1
-        for culprit in culprits:
-            entry["faults"][culprit] += 1
+        entry["faults"][culprits[0]] += 1
         if len(entry["examples"]) < EXAMPLES_PER_KIND:
             entry["examples"].append(
                 {**violation.detail, "at": round(violation.at, 3), "faults": culprits}
