@@ -33,6 +33,7 @@ from bench.chaos.cluster import Cluster, Tuning
 from bench.chaos.ledger import ClientLog, Ledger, id_key
 from bench.chaos.nemesis import FAULT_LIMIT_S, Nemesis
 from bench.chaos.report import attribute, full_report, last_line, render
+from bench.chaos.supervisor import Supervisor
 from redis.exceptions import RedisError
 
 WARM_UP_S = 3.0
@@ -114,6 +115,8 @@ async def _campaign(options: Options, cluster: Cluster, rng: random.Random) -> O
     stop = asyncio.Event()
     started = time.monotonic()
     progress = asyncio.create_task(_progress(ledger, clients, started))
+    supervisor = Supervisor(cluster)
+    watching = asyncio.create_task(supervisor.run())
     try:
         await asyncio.sleep(WARM_UP_S)
         chaos = asyncio.create_task(nemesis.run(stop))
@@ -126,6 +129,7 @@ async def _campaign(options: Options, cluster: Cluster, rng: random.Random) -> O
             await chaos
         print("chaos: healing, then draining", flush=True)
         pace.sending = False
+        watching.cancel()
         await _heal(cluster)
         settled = await _until(lambda: all(c.settled for c in clients), SETTLE_S)
         drained, drain_s = await evidence.wait_drained(
@@ -136,12 +140,21 @@ async def _campaign(options: Options, cluster: Cluster, rng: random.Random) -> O
         caught_up = await _until(lambda: _caught_up(ledger, newest), CATCH_UP_S)
     finally:
         progress.cancel()
+        watching.cancel()
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, progress, return_exceptions=True)
+        await asyncio.gather(*running, progress, watching, return_exceptions=True)
         await nemesis.redis.aclose()
     found = await evidence.collect(cluster.redis_url, cluster.database_url, rooms)
     verdict = check(ledger, found, nemesis.timeline.poison)
+    for exit_ in supervisor.exits:
+        verdict.add(
+            "process_exited",
+            exit_.at,
+            process=exit_.process,
+            code=exit_.code,
+            last_line=exit_.last_line,
+        )
     verdict.facts.update(
         settled=settled,
         drained=drained,

@@ -141,7 +141,7 @@ class Nemesis:
                 try:
                     async with asyncio.timeout(FAULT_LIMIT_S):
                         await self._runs[kind](record)
-                except (TimeoutError, RedisError, OSError) as exc:
+                except Exception as exc:
                     record.detail["interrupted"] = f"{type(exc).__name__}: {exc}"[:200]
                 finally:
                     record.end = time.time()

@@ -58,6 +58,7 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
         self.paused = False
+        self.down_on_purpose = False  # killed or stopped by the campaign, not yet restarted
         self.starts = 0
 
     @property
@@ -71,6 +72,7 @@ class Process:
         if self.alive():
             return
         self.starts += 1
+        self.down_on_purpose = False
         self.extra_env = dict(extra_env or {})
         with self.log_path.open("ab") as log:
             log.write(f"\n--- start {self.starts} at {time.time():.3f} ---\n".encode())
@@ -104,6 +106,7 @@ class Process:
 
     def kill9(self) -> None:
         """SIGKILL to the process group, then reap it."""
+        self.down_on_purpose = True
         self._signal(signal.SIGKILL)
         if self.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -120,6 +123,7 @@ class Process:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM (after SIGCONT, a stopped process cannot handle it), then SIGKILL."""
+        self.down_on_purpose = True
         if self.popen is None or self.popen.poll() is not None:
             return
         self.resume()

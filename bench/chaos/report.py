@@ -47,9 +47,7 @@ def _culprits(violation: Violation, faults: list[FaultRecord]) -> list[str]:
     (or within 2 s after: a fault may hit a message sent just before it)."""
     if violation.at <= 0:
         return ["end of run"]
-    found = [
-        f for f in faults if f.start - 2.0 <= violation.at <= (f.end or f.start) + GRACE_S
-    ]
+    found = [f for f in faults if f.start - 2.0 <= violation.at <= (f.end or f.start) + GRACE_S]
     found.sort(key=lambda f: -f.start)
     names = list(dict.fromkeys(f.kind for f in found))
     return names or ["steady"]
