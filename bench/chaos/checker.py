@@ -6,7 +6,8 @@ so that the report can name the faults around it.
 
 What is proved (PRODUCT.md section 4):
 - every acked message is in SQL once, under its acked id, with its exact body, client_id
-  and author (`lost`, `ack_id_mismatch`, `corrupted`); every unknown one at most once;
+  and author (`lost`; `unarchived`: still in its stream after the drain;
+  `ack_id_mismatch`, `corrupted`); every unknown one at most once;
   every failed one not at all (`failed_but_stored`); no row that no client sent
   (`unexpected_rows`), no send stored twice (`duplicated`);
 - per room, what each client received live is in stream id order (`out_of_order`) with
@@ -71,12 +72,15 @@ def check(ledger: Ledger, evidence: Evidence, poison: dict[tuple[str, str], str]
     by_sender: dict[tuple[str, int, str], list[Row]] = {}
     for row in evidence.rows:
         by_sender.setdefault((row.room, row.user_id, row.client_id), []).append(row)
-    _check_sends(ledger, verdict, by_id, by_sender)
+    in_streams = {(room, i) for room, state in evidence.streams.items() for i in state.ids}
+    _check_sends(ledger, verdict, by_id, by_sender, in_streams)
     _check_rows(ledger, verdict, evidence.rows, poison)
     room_ids = _room_sequences(evidence.rows)
     _check_deliveries(ledger, verdict, room_ids, set(by_id))
     _check_streams(evidence, verdict)
-    _check_dead_letters(ledger, verdict, evidence.dead_letters, by_id, by_sender, poison)
+    _check_dead_letters(
+        ledger, verdict, evidence.dead_letters, by_id, by_sender, poison, in_streams
+    )
     return verdict
 
 
@@ -85,6 +89,7 @@ def _check_sends(
     verdict: Verdict,
     by_id: dict[tuple[str, str], Row],
     by_sender: dict[tuple[str, int, str], list[Row]],
+    in_streams: set[tuple[str, str]],
 ) -> None:
     stored_unknown = 0
     for send in ledger.sends.values():
@@ -100,6 +105,9 @@ def _check_sends(
                 verdict.add(
                     "ack_id_mismatch", _at(send.id), acked=send.id, stored=stored[0].id, **where
                 )
+                continue
+            if row is None and (send.room, send.id) in in_streams:
+                verdict.add("unarchived", _at(send.id), id=send.id, **where)
                 continue
             if row is None:
                 verdict.add("lost", _at(send.id), id=send.id, attempts=send.attempts, **where)
@@ -238,6 +246,7 @@ def _check_dead_letters(
     by_id: dict[tuple[str, str], Row],
     by_sender: dict[tuple[str, int, str], list[Row]],
     poison: dict[tuple[str, str], str],
+    in_streams: set[tuple[str, str]],
 ) -> None:
     acked = {(s.room, s.id): s for s in ledger.sends.values() if s.id is not None}
     ours = {(s.room, s.user_id, s.client_id): s for s in ledger.sends.values()}
@@ -281,7 +290,8 @@ def _check_dead_letters(
             deliveries=letter.deliveries,
         )
     for (room, entry_id), kind in poison.items():
-        if (room, entry_id) not in lettered and (room, entry_id) not in by_id:
+        key = (room, entry_id)
+        if key not in lettered and key not in by_id and key not in in_streams:
             verdict.add("poison_missing", _at(entry_id), room=room, id=entry_id, poison=kind)
     verdict.facts["dead_letters"] = len(letters)
     verdict.facts["dead_letters_poison"] = sum(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ HTTP_TIMEOUT_S = 10.0
 # as a browser tab would, instead of hiding the stall by reconnecting elsewhere.
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 40.0
+SLOW_READER_RCVBUF = 4096
 WORDS = ("hello", "héllo", "🙂", "中文字", "עברית", "\u200f", "naïve", "😀👍🏽", "x", "—", "Ωmega")
 
 
@@ -291,9 +293,17 @@ async def slow_reader(
     (4000, too slow) rather than buffer for it; then it reads what is left, to see how."""
     result = SlowReaderResult(held_s=hold_s)
     ws_url = base.replace("http://", "ws://", 1) + "/ws"
+    # A tiny receive buffer: what the client does not read soon stays on the server's
+    # side, as it does over a slow mobile link, instead of in megabytes of loopback buffer.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_READER_RCVBUF)
+    sock.setblocking(False)
+    host, port = base.removeprefix("http://").rsplit(":", 1)
     try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
         async with connect(
             ws_url,
+            sock=sock,
             origin=Origin(base),
             additional_headers={"Cookie": f"{SESSION_COOKIE}={account.cookie}"},
             open_timeout=OPEN_TIMEOUT_S,
@@ -309,6 +319,7 @@ async def slow_reader(
                     async for _ in ws:
                         result.frames_read += 1
                     result.note = "closed by the server"
+            result.close_code = ws.close_code
             if not result.note:
                 result.note = "still open"
     except ConnectionClosed as exc:
@@ -316,4 +327,6 @@ async def slow_reader(
         result.note = "closed by the server"
     except (InvalidHandshake, OSError, TimeoutError) as exc:
         result.note = f"could not connect: {type(exc).__name__}"
+    finally:
+        sock.close()
     return result

@@ -47,7 +47,7 @@ class StreamState:
     pending: int = 0
     undelivered: int = 0
     last_id: str = ""
-    error: str = ""
+    ids: set[str] = field(default_factory=set)  # every entry id still in the stream
 
 
 @dataclass
@@ -93,6 +93,13 @@ async def stream_state(redis: redis_asyncio.Redis, room: str) -> StreamState:
         return state  # no stream at all
     state.length = int(info["length"])
     state.last_id = _text(info["last-generated-id"])
+    start = "-"
+    while True:
+        page: Any = await redis.xrange(key, min=start, max="+", count=1000)
+        state.ids.update(_text(entry_id) for entry_id, _ in page)
+        if len(page) < 1000:
+            break
+        start = f"({_text(page[-1][0])}"
     try:
         groups: Any = await redis.xinfo_groups(key)
     except ResponseError:

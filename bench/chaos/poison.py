@@ -16,11 +16,11 @@ HUGE_BYTES = 3 * 1024 * 1024
 DEEP = 100_000
 
 
-def _envelope(room: str, **changes: object) -> bytes:
+def _envelope(stream_room: str, **changes: object) -> bytes:
     event: dict[str, object] = {
         "v": 1,
         "type": "message",
-        "room": room,
+        "room": stream_room,
         "user": {"id": 1, "username": "poison", "display_name": "Poison"},
         "body": "poison",
         "client_id": "poison",

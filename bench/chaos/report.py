@@ -89,6 +89,9 @@ def render(verdict: Verdict, timeline: Timeline, table: dict[str, dict[str, Any]
     lines.append("faults injected: " + json.dumps(timeline.counts()))
     for kind, why in timeline.skipped.items():
         lines.append(f"fault {kind} skipped: {why}")
+    for record in timeline.faults:
+        if "interrupted" in record.detail:
+            lines.append(f"fault {record.kind} interrupted: {record.detail['interrupted']}")
     facts = {k: v for k, v in verdict.facts.items() if k != "dead_letter_reasons"}
     lines.append("facts: " + json.dumps(facts))
     if verdict.facts.get("dead_letter_reasons"):
