@@ -100,6 +100,12 @@ def render(verdict: Verdict, timeline: Timeline, table: dict[str, dict[str, Any]
         lines.append("no violation found")
     for kind, entry in sorted(table.items(), key=lambda kv: -int(kv[1]["count"])):
         lines.append(f"VIOLATION {kind}: {entry['count']}  (around: {json.dumps(entry['faults'])})")
+        if "first" in entry:
+            first = entry["first"]
+            lines.append(
+                f"    first seen {first['at_s']} s after the first fault, around: "
+                + ", ".join(first["faults"])
+            )
         for culprit in entry["faults"]:
             lines.append(f"    repro ({culprit}): {HINTS.get(culprit, culprit)}")
         for example in entry["examples"][:3]:
