@@ -58,6 +58,10 @@ class StoreProxy:
     def state(self) -> ProxyState:
         return self._state
 
+    @property
+    def refusing(self) -> bool:
+        return self._state is ProxyState.refusing
+
     def set_state(self, state: ProxyState) -> None:
         self._state = state
         if state is ProxyState.paused:
@@ -104,10 +108,8 @@ class StoreProxy:
         link = _Link(client=writer, dead=self._state is ProxyState.black_hole)
         self._links.add(link)
         try:
-            if self._state is ProxyState.refusing:
-                return
             await self._flowing.wait()
-            if self._state is ProxyState.refusing:
+            if self.refusing:
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(self._open_upstream(), 10)

@@ -57,9 +57,14 @@ def attribute(verdict: Verdict, timeline: Timeline) -> dict[str, dict[str, Any]]
     """Per violation kind: its count, the likeliest fault of each (counted), and a few
     examples with every fault around them."""
     table: dict[str, dict[str, Any]] = {}
-    for violation in verdict.violations:
+    started = min((f.start for f in timeline.faults), default=0.0)
+    for violation in sorted(verdict.violations, key=lambda v: v.at):
         entry = table.setdefault(violation.kind, {"count": 0, "faults": Counter(), "examples": []})
         culprits = _culprits(violation, timeline.faults)
+        if "first" not in entry and violation.at > 0:
+            # A lasting harm (archivers stopped by a poison entry) is blamed on whatever
+            # fault is nearest each later message; its first occurrence names the cause.
+            entry["first"] = {"at_s": round(violation.at - started, 1), "faults": culprits}
         entry["count"] += 1
         entry["faults"][culprits[0]] += 1
         if len(entry["examples"]) < EXAMPLES_PER_KIND:

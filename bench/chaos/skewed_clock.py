@@ -20,12 +20,13 @@ def skew(offset_s: float) -> None:
     offset_ns = int(offset_s * 1e9)
     time.time = lambda: real_time() + offset_s
     time.time_ns = lambda: real_time_ns() + offset_ns
-    base = datetime.datetime
+    shift = datetime.timedelta(seconds=offset_s)
+    real_now = datetime.datetime.now
 
-    class SkewedDatetime(base):
+    class SkewedDatetime(datetime.datetime):
         @classmethod
         def now(cls, tz: datetime.tzinfo | None = None) -> SkewedDatetime:
-            return super().now(tz) + datetime.timedelta(seconds=offset_s)
+            return cls.fromtimestamp((real_now(tz) + shift).timestamp(), tz)
 
         @classmethod
         def utcnow(cls) -> SkewedDatetime:
