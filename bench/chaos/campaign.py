@@ -156,7 +156,12 @@ async def _campaign(
         await asyncio.gather(*running, progress, watching, return_exceptions=True)
         await nemesis.redis.aclose()
     found = await evidence.collect(cluster.redis_url, cluster.database_url, rooms)
-    verdict = check(ledger, found, nemesis.timeline.poison)
+    losses = [
+        (f.start, f.end)
+        for f in nemesis.timeline.faults
+        if f.kind in ("redis_kill", "redis_power_loss")
+    ]
+    verdict = check(ledger, found, nemesis.timeline.poison, losses)
     for exit_ in supervisor.exits:
         verdict.add(
             "process_exited",

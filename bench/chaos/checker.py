@@ -14,6 +14,7 @@ What is proved (PRODUCT.md section 4):
   no id twice (`duplicated` deliveries), and gapless: every SQL message between the
   client's first subscription and the last id it saw was received live, by replay, or by
   the HTTP reload after a `resync` (`gaps`); it caught up by the end (`stalled`);
+- a `resync` only after Redis may have lost a stream's tail (`unjustified_resync`);
 - nothing pending or undelivered in any stream (`backlog_left`);
 - dead letters are only the injected poison: a valid message dead-lettered is
   `dead_letters_valid`; a resend appended again after Redis forgot its client_id is a
@@ -26,6 +27,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ from bench.chaos.evidence import DeadLetter, Evidence, Row
 from bench.chaos.ledger import ACKED, FAILED, UNKNOWN, Ledger, RoomView, id_key
 
 EXAMPLES_PER_KIND = 20
+RESYNC_GRACE_S = 30.0
 
 
 @dataclass
@@ -66,7 +69,14 @@ def _at(message_id: str) -> float:
     return id_key(message_id)[0] / 1000
 
 
-def check(ledger: Ledger, evidence: Evidence, poison: dict[tuple[str, str], str]) -> Verdict:
+def check(
+    ledger: Ledger,
+    evidence: Evidence,
+    poison: dict[tuple[str, str], str],
+    redis_losses: Sequence[tuple[float, float]] = (),
+) -> Verdict:
+    """`redis_losses`: (start, end) of the faults that may lose a stream's tail (Redis
+    killed or its AOF cut): a `resync` is justified only within `RESYNC_GRACE_S` of one."""
     verdict = Verdict(outcomes=ledger.outcomes())
     by_id = {(r.room, r.id): r for r in evidence.rows}
     by_sender: dict[tuple[str, int, str], list[Row]] = {}
@@ -77,6 +87,7 @@ def check(ledger: Ledger, evidence: Evidence, poison: dict[tuple[str, str], str]
     _check_rows(ledger, verdict, evidence.rows, poison)
     room_ids = _room_sequences(evidence.rows)
     _check_deliveries(ledger, verdict, room_ids, set(by_id))
+    _check_resyncs(ledger, verdict, list(redis_losses))
     _check_streams(evidence, verdict)
     _check_dead_letters(
         ledger, verdict, evidence.dead_letters, by_id, by_sender, poison, in_streams
@@ -180,6 +191,24 @@ def _check_deliveries(
                     not_archived.add((room, message_id))
     verdict.facts["resyncs"] = resyncs
     verdict.facts["delivered_not_in_sql"] = len(not_archived)
+
+
+def _check_resyncs(
+    ledger: Ledger, verdict: Verdict, redis_losses: list[tuple[float, float]]
+) -> None:
+    for client in ledger.clients.values():
+        for room, view in client.rooms.items():
+            for resync in view.resyncs:
+                if not any(
+                    start <= resync.at <= end + RESYNC_GRACE_S for start, end in redis_losses
+                ):
+                    verdict.add(
+                        "unjustified_resync",
+                        resync.at,
+                        client=client.name,
+                        room=room,
+                        cursor=resync.cursor,
+                    )
 
 
 def _check_order(verdict: Verdict, client: str, room: str, view: RoomView) -> None:

@@ -42,6 +42,12 @@ HINTS = {
 }
 
 
+def _label(fault: FaultRecord) -> str:
+    """The fault's kind, with the Redis fsync mode it ran under where it matters."""
+    mode = fault.detail.get("appendfsync")
+    return f"{fault.kind}[{mode}]" if mode else fault.kind
+
+
 def _culprits(violation: Violation, faults: list[FaultRecord]) -> list[str]:
     """The faults around the moment, the likeliest first: the last one started before it
     (or within 2 s after: a fault may hit a message sent just before it)."""
@@ -49,7 +55,7 @@ def _culprits(violation: Violation, faults: list[FaultRecord]) -> list[str]:
         return ["end of run"]
     found = [f for f in faults if f.start - 2.0 <= violation.at <= (f.end or f.start) + GRACE_S]
     found.sort(key=lambda f: -f.start)
-    names = list(dict.fromkeys(f.kind for f in found))
+    names = list(dict.fromkeys(_label(f) for f in found))
     return names or ["steady"]
 
 
@@ -112,7 +118,8 @@ def render(verdict: Verdict, timeline: Timeline, table: dict[str, dict[str, Any]
                 + ", ".join(first["faults"])
             )
         for culprit in entry["faults"]:
-            lines.append(f"    repro ({culprit}): {HINTS.get(culprit, culprit)}")
+            hint = HINTS.get(culprit.split("[")[0], culprit)
+            lines.append(f"    repro ({culprit}): {hint}")
         for example in entry["examples"][:3]:
             lines.append(f"    e.g. {json.dumps(example, ensure_ascii=False, default=str)[:300]}")
     return "\n".join(lines)
