@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--report", type=Path, help="write the full report (JSON) here")
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rooms", type=int, default=5)
+    parser.add_argument("--rooms", type=int, default=10)
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s, all clients")
     parser.add_argument(
         "--appendfsync",

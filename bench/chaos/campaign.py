@@ -49,7 +49,7 @@ class Options:
     engine: str
     faults: list[str]
     clients: int = 50
-    rooms: int = 5
+    rooms: int = 10
     rate: float = 100.0  # messages per second, all clients together
     appendfsync: str = "everysec"
     drain_timeout: float = 60.0
