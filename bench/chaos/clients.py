@@ -318,10 +318,10 @@ async def slow_reader(
                 async with asyncio.timeout(10.0):
                     async for _ in ws:
                         result.frames_read += 1
-                    result.note = "closed by the server"
+                    await ws.wait_closed()
+            # 1006: the server dropped the socket without a close frame (or ours).
             result.close_code = ws.close_code
-            if not result.note:
-                result.note = "still open"
+            result.note = "still open" if ws.close_code is None else "closed by the server"
     except ConnectionClosed as exc:
         result.close_code = exc.rcvd.code if exc.rcvd is not None else None
         result.note = "closed by the server"
