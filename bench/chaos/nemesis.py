@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as redis_asyncio
 from bench.chaos.clients import Account, Pace, slow_reader
 from bench.chaos.cluster import Cluster
-from bench.chaos.poison import poison_entries
+from bench.chaos.poison import huge_entries, poison_entries
 from bench.chaos.processes import Process
 from bench.chaos.proxy import ProxyState
 from bench.chaos.stores import aof_tail_file
@@ -44,6 +44,7 @@ FAULTS = (
     "slow_reader",
     "burst",
     "poison",
+    "poison_huge",
 )
 FSYNC_MODES = ("always", "everysec")
 FAULT_LIMIT_S = 240.0  # no fault runs longer, whatever happens
@@ -95,7 +96,7 @@ class Nemesis:
         self.slow_readers: list[dict[str, Any]] = []
         self._fsync_turn = 0
         self._aof_sizes: list[tuple[float, str, int]] = []
-        self._poisoned_once = False
+        self._huge_once = False
         self._runs: dict[str, Callable[[FaultRecord], Awaitable[None]]] = {
             "archiver_kill": self.archiver_kill,
             "archiver_crash_loop": self.archiver_crash_loop,
@@ -110,6 +111,7 @@ class Nemesis:
             "slow_reader": self.slow_reader,
             "burst": self.burst,
             "poison": self.poison,
+            "poison_huge": self.poison_huge,
         }
         embedded = cluster.engine == "embedded"
         if embedded:
@@ -401,17 +403,26 @@ class Nemesis:
             self.pace.multiplier = 1.0
 
     async def poison(self, record: FaultRecord) -> None:
+        """Malformed entries: not JSON, deep JSON, garbage fields, wrong values."""
         room = self.rng.choice(self.rooms)
+        await self._write_poison(record, room, poison_entries(room))
+
+    async def poison_huge(self, record: FaultRecord) -> None:
+        """A 3 MB entry and, the first time, one over MariaDB's max_allowed_packet."""
+        entries = huge_entries(with_over_packet=not self._huge_once)
+        self._huge_once = True
+        await self._write_poison(record, self.rng.choice(self.rooms), entries)
+
+    async def _write_poison(
+        self, record: FaultRecord, room: str, entries: list[tuple[str, dict[bytes, bytes]]]
+    ) -> None:
         record.detail["room"] = room
-        entries = poison_entries(room, with_over_packet=not self._poisoned_once)
-        self._poisoned_once = True
-        written = []
         for kind, fields in entries:
-            entry_id = await self.redis.xadd(redis_keys.room_stream(room), fields)  # type: ignore[arg-type]
+            key = redis_keys.room_stream(room)
+            entry_id = await self.redis.xadd(key, fields)  # type: ignore[arg-type]
             text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
             self.timeline.poison[(room, text)] = kind
-            written.append(kind)
-        record.detail["entries"] = len(written)
+        record.detail["entries"] = [kind for kind, _ in entries]
 
 
 def _hold_sqlite_lock(path: Any, seconds: float) -> None:

@@ -29,9 +29,17 @@ def _envelope(stream_room: str, **changes: object) -> bytes:
     return json.dumps(event).encode()
 
 
-def poison_entries(room: str, *, with_over_packet: bool) -> list[tuple[str, dict[bytes, bytes]]]:
-    """(kind, fields) for one round of poison into `room`."""
-    entries: list[tuple[str, dict[bytes, bytes]]] = [
+def huge_entries(*, with_over_packet: bool) -> list[tuple[str, dict[bytes, bytes]]]:
+    """(kind, fields): entries too big to be messages, one over max_allowed_packet."""
+    entries = [("huge_entry", {b"event": b"h" * HUGE_BYTES})]
+    if with_over_packet:
+        entries.append(("over_max_allowed_packet", {b"event": b"o" * OVER_PACKET_BYTES}))
+    return entries
+
+
+def poison_entries(room: str) -> list[tuple[str, dict[bytes, bytes]]]:
+    """(kind, fields) for one round of small poison into `room`."""
+    return [
         ("not_json", {b"event": b"{not json"}),
         ("not_utf8", {b"event": b"\xff\xfe\x00\x80garbage"}),
         ("deep_json_array", {b"event": b"[" * DEEP + b"]" * DEEP}),
@@ -68,8 +76,4 @@ def poison_entries(room: str, *, with_over_packet: bool) -> list[tuple[str, dict
         ("body_too_long", {b"event": _envelope(room, body="b" * 20_000)}),
         ("lone_surrogate", {b"event": _envelope(room)[:-1] + b', "body": "\\ud800 x"}'}),
         ("bad_client_id", {b"event": _envelope(room, client_id="\x07" * 80)}),
-        ("huge_entry", {b"event": b"h" * HUGE_BYTES}),
     ]
-    if with_over_packet:
-        entries.append(("over_max_allowed_packet", {b"event": b"o" * OVER_PACKET_BYTES}))
-    return entries

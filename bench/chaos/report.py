@@ -37,7 +37,8 @@ HINTS = {
     "clock_skew": "run one archiver with its wall clock shifted (bench.chaos.skewed_clock)",
     "slow_reader": "a client that subscribes to every room and never reads",
     "burst": "ten times the steady send rate for a few seconds",
-    "poison": "XADD malformed entries (deep JSON, huge, garbage fields) to a room stream",
+    "poison": "XADD malformed entries (deep JSON, garbage fields, wrong values) to a room stream",
+    "poison_huge": "XADD a 3 MB entry and a 17 MB one (over max_allowed_packet) to a room stream",
     "steady": "no fault nearby: a bug under plain load",
 }
 
