@@ -104,14 +104,13 @@ class Cluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.engine == "mariadb":
             await self._start_production_stores()
-        else:
-            await self._start_embedded_store()
-        if self.engine == "mariadb":
             assert self.redis is not None
             for index in range(nodes):
                 proxy = StoreProxy(f"node{index}-redis", port=self.redis.port or 0)
                 await proxy.start()
                 self.node_proxies.append(proxy)
+        else:
+            await self._start_embedded_store()
         for index in range(nodes):
             self.nodes.append(self._node(index))
         for index in range(archivers):

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis_asyncio
@@ -25,7 +26,7 @@ from bench.chaos.cluster import Cluster
 from bench.chaos.poison import huge_entries, poison_entries
 from bench.chaos.processes import Process
 from bench.chaos.proxy import ProxyState
-from bench.chaos.stores import aof_tail_file
+from bench.chaos.stores import AofTail, hold_sqlite_lock
 from redis.exceptions import RedisError
 
 from chatroom import redis_keys
@@ -95,7 +96,6 @@ class Nemesis:
         self.redis = redis_asyncio.Redis.from_url(cluster.redis_url, socket_timeout=5)
         self.slow_readers: list[dict[str, Any]] = []
         self._fsync_turn = 0
-        self._aof_sizes: list[tuple[float, str, int]] = []
         self._huge_once = False
         self._runs: dict[str, Callable[[FaultRecord], Awaitable[None]]] = {
             "archiver_kill": self.archiver_kill,
@@ -128,7 +128,8 @@ class Nemesis:
         if not self.kinds:
             await stop.wait()
             return
-        sampler = asyncio.create_task(self._sample_aof())
+        self.aof = AofTail(self._aof_folder())
+        sampler = asyncio.create_task(self.aof.watch())
         try:
             # Every kind once, in a seeded order, then seeded random picks.
             order = list(self.kinds)
@@ -251,7 +252,7 @@ class Nemesis:
                 self.cluster.mariadb.resume()
             return
         record.detail["how"] = "SQLite write lock held"
-        await asyncio.to_thread(_hold_sqlite_lock, self.cluster.data_dir / "chatroom.sqlite3", held)
+        await asyncio.to_thread(hold_sqlite_lock, self.cluster.data_dir / "chatroom.sqlite3", held)
 
     async def sql_unreachable(self, record: FaultRecord) -> None:
         held = self._hold((15, 30), (60, 90))
@@ -278,7 +279,7 @@ class Nemesis:
             return self.cluster.redis.pid
         return self.cluster.embedded_server_pid()
 
-    def _aof_folder(self) -> Any:
+    def _aof_folder(self) -> Path:
         if self.cluster.redis is not None:
             return self.cluster.root / "redis"
         return self.cluster.data_dir / "redis"
@@ -329,36 +330,12 @@ class Nemesis:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGSTOP)
-        cut = self._cut_aof(time.time() - 1.0)
+        cut = self.aof.cut_back(time.time() - 1.0)
         record.detail["aof_bytes_cut"] = cut
         await asyncio.to_thread(self._kill_redis)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # a killed, stopped process goes once continued
         await self._restart_redis(record)
-
-    async def _sample_aof(self) -> None:
-        while True:
-            tail = aof_tail_file(self._aof_folder())
-            if tail is not None:
-                with contextlib.suppress(OSError):
-                    self._aof_sizes.append((time.time(), str(tail), tail.stat().st_size))
-                    del self._aof_sizes[:-100]
-            await asyncio.sleep(0.2)
-
-    def _cut_aof(self, before: float) -> int:
-        tail = aof_tail_file(self._aof_folder())
-        if tail is None:
-            return 0
-        sizes = [s for t, path, s in self._aof_sizes if t <= before and path == str(tail)]
-        if not sizes:
-            return 0
-        now = tail.stat().st_size
-        keep = sizes[-1]
-        if keep >= now:
-            return 0
-        with tail.open("r+b") as handle:
-            handle.truncate(keep)
-        return now - keep
 
     async def redis_maxmemory(self, record: FaultRecord) -> None:
         """Redis full (maxmemory, noeviction): sends must fail cleanly; the archivers are
@@ -423,18 +400,6 @@ class Nemesis:
             text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
             self.timeline.poison[(room, text)] = kind
         record.detail["entries"] = [kind for kind, _ in entries]
-
-
-def _hold_sqlite_lock(path: Any, seconds: float) -> None:
-    import sqlite3
-
-    db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    try:
-        db.execute("BEGIN EXCLUSIVE")
-        time.sleep(seconds)
-        db.execute("ROLLBACK")
-    finally:
-        db.close()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -7,9 +7,12 @@ may kill, pause and starve them at will.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -48,6 +51,49 @@ def aof_tail_file(folder: Path) -> Path | None:
         if line.startswith("file ") and line.rstrip().endswith("type i")
     ]
     return (manifest.parent / incr[-1]) if incr else None
+
+
+class AofTail:
+    """The size of Redis's AOF tail over time, to cut it back as a power cut would."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sizes: list[tuple[float, str, int]] = []  # (when, file, size)
+
+    async def watch(self, every_s: float = 0.2) -> None:
+        while True:
+            tail = aof_tail_file(self.folder)
+            if tail is not None:
+                with contextlib.suppress(OSError):
+                    self.sizes.append((time.time(), str(tail), tail.stat().st_size))
+                    del self.sizes[:-100]
+            await asyncio.sleep(every_s)
+
+    def cut_back(self, before: float) -> int:
+        """Truncate the tail to its size at `before` (Redis stopped first); bytes cut."""
+        tail = aof_tail_file(self.folder)
+        if tail is None:
+            return 0
+        sizes = [s for t, path, s in self.sizes if t <= before and path == str(tail)]
+        if not sizes:
+            return 0  # rewritten since: nothing known to cut back to
+        now, keep = tail.stat().st_size, sizes[-1]
+        if keep >= now:
+            return 0
+        with tail.open("r+b") as handle:
+            handle.truncate(keep)
+        return now - keep
+
+
+def hold_sqlite_lock(path: Path, seconds: float) -> None:
+    """Hold SQLite's write lock (BEGIN EXCLUSIVE) for `seconds`: SQL is busy for writers."""
+    db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    try:
+        db.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
 
 
 def own_mariadb(folder: Path, log_dir: Path) -> Process:
