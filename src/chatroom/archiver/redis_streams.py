@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 from chatroom import redis_keys
 from chatroom.archiver.batching import Delivery
 from chatroom.domain.stream_ids import StreamId
+from chatroom.streams.entries import entry_id
 
 GROUP = redis_keys.ARCHIVER_GROUP
 
