@@ -138,6 +138,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
   function route(frame: ServerFrame) {
     switch (frame.type) {
       case 'subscribed':
+        messages.subscribed(frame.room, frame.last_id)
         presence.setOnline(frame.room, frame.online)
         if (!messages.timelines[frame.room]?.loaded) {
           connection.background(messages.loadLatest(frame.room))

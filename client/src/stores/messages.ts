@@ -46,6 +46,16 @@ export const useMessagesStore = defineStore('messages', () => {
 
   /** Ids per room, for deduplication (not reactive: it mirrors `timelines`). */
   const seen = new Map<string, Set<string>>()
+  /**
+   * Per room, the id up to which we hold the room's sequence without a hole: the `since`
+   * of the next subscribe. It moves only with what the server delivers in order (the
+   * `subscribed` of a fresh subscription, then each `message` frame), never with an ack:
+   * our own message can be acknowledged before others' earlier ones reach us, and a
+   * disconnect in that window must not skip them.
+   */
+  const resumeFrom = new Map<string, string>()
+  /** Rooms whose last subscribe carried `since`: their `subscribed` starts a replay. */
+  const resuming = new Set<string>()
   const ackTimers = new Map<string, ReturnType<typeof setTimeout>>()
   const latestLoads = new Map<string, Promise<void>>()
 
@@ -70,8 +80,25 @@ export const useMessagesStore = defineStore('messages', () => {
 
   /** The subscribe frame for a room: with `since`, the server sends what we missed. */
   function subscribeFrame(room: string): ClientFrame {
-    const since = lastId(room)
-    return since === null ? { type: 'subscribe', room } : { type: 'subscribe', room, since }
+    const since = resumeFrom.get(room)
+    if (since === undefined) {
+      resuming.delete(room)
+      return { type: 'subscribe', room }
+    }
+    resuming.add(room)
+    return { type: 'subscribe', room, since }
+  }
+
+  /** `subscribed`: a fresh subscription delivers everything after `lastId`; a resumed
+   * one replays from its `since` first, so the resume point stays where it was. */
+  function subscribed(room: string, lastId: string | null) {
+    if (resuming.delete(room)) return
+    if (lastId !== null) resumeFrom.set(room, lastId)
+  }
+
+  function advance(room: string, id: string) {
+    const current = resumeFrom.get(room)
+    if (current === undefined || compareIds(id, current) > 0) resumeFrom.set(room, id)
   }
 
   /** Merges messages into a room's timeline in id order, skipping ids already there. */
@@ -100,8 +127,9 @@ export const useMessagesStore = defineStore('messages', () => {
     if (index >= 0) outbox.splice(index, 1)
   }
 
-  /** A `message` frame: live, or missed while we were away. */
+  /** A `message` frame: live, or missed while we were away; in the room's order. */
   function receive(message: Message) {
+    advance(message.room, message.id)
     merge(message.room, [message])
     if (message.client_id && session.user && session.isMe(message.user)) settle(message.client_id)
   }
@@ -228,12 +256,18 @@ export const useMessagesStore = defineStore('messages', () => {
     }
   }
 
-  /** The server lost the room's stream: what we hold may not match it any more. */
+  /**
+   * The server lost the room's stream: what we hold may not match it any more. Start the
+   * room afresh: a new subscription without `since` (its `subscribed` sets the resume
+   * point) and the latest page over HTTP.
+   */
   async function resync(room: string) {
     const state = timeline(room)
     state.messages.splice(0)
     state.loaded = false
     seen.delete(room)
+    resumeFrom.delete(room)
+    connection.transmit(subscribeFrame(room))
     await loadLatest(room)
   }
 
@@ -264,6 +298,8 @@ export const useMessagesStore = defineStore('messages', () => {
   function forget(room: string) {
     delete timelines[room]
     seen.delete(room)
+    resumeFrom.delete(room)
+    resuming.delete(room)
   }
 
   return {
@@ -272,6 +308,7 @@ export const useMessagesStore = defineStore('messages', () => {
     timeline,
     lastId,
     subscribeFrame,
+    subscribed,
     receive,
     acknowledge,
     fail,

@@ -162,6 +162,76 @@ describe('useChatSocket', () => {
     ])
   })
 
+  it('resumes from the last id received in order, not from an ack that overtook others', async () => {
+    const { messages } = await setup()
+    FakeSocket.last.open()
+    FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: '5-0', online: [] })
+    FakeSocket.last.receive({ type: 'message', ...message('6-0', bob) })
+    expect(messages.send('lobby', 'hello')).toBe(true)
+    const clientId = FakeSocket.last.sentOfType('send')[0]!.client_id as string
+    // Our message is acknowledged as 9-0 before bob's 7-0 and 8-0 have reached us.
+    FakeSocket.last.receive({ type: 'ack', client_id: clientId, id: '9-0' })
+    expect(messages.timeline('lobby').messages.map((m) => m.id)).toEqual(['6-0', '9-0'])
+
+    FakeSocket.last.drop()
+    vi.advanceTimersByTime(500)
+    FakeSocket.last.open()
+
+    expect(FakeSocket.last.sentOfType('subscribe')).toEqual([
+      { type: 'subscribe', room: 'lobby', since: '6-0' },
+    ])
+    // The replay brings what the ack overtook, and our own message once.
+    FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: '9-0', online: [] })
+    for (const id of ['7-0', '8-0']) FakeSocket.last.receive({ type: 'message', ...message(id, bob) })
+    FakeSocket.last.receive({ type: 'message', ...message('9-0', alice) })
+    expect(messages.timeline('lobby').messages.map((m) => m.id)).toEqual([
+      '6-0',
+      '7-0',
+      '8-0',
+      '9-0',
+    ])
+  })
+
+  it('keeps the resume point of a replay that a drop cut short', async () => {
+    await setup()
+    FakeSocket.last.open()
+    FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: '1-0', online: [] })
+    FakeSocket.last.receive({ type: 'message', ...message('2-0', bob) })
+    FakeSocket.last.drop()
+    vi.advanceTimersByTime(500)
+    FakeSocket.last.open()
+    // Resumed: the server answers with its newest id, then replays; the drop comes first.
+    FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: '9-0', online: [] })
+    FakeSocket.last.receive({ type: 'message', ...message('3-0', bob) })
+    FakeSocket.last.drop()
+    vi.advanceTimersByTime(5000)
+    FakeSocket.last.open()
+    expect(FakeSocket.last.sentOfType('subscribe')).toEqual([
+      { type: 'subscribe', room: 'lobby', since: '3-0' },
+    ])
+  })
+
+  it('starts a room afresh on resync: a new subscription without since', async () => {
+    await setup()
+    FakeSocket.last.open()
+    FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: '1-0', online: [] })
+    FakeSocket.last.receive({ type: 'message', ...message('2-0', bob) })
+    const socket = FakeSocket.last
+    socket.receive({ type: 'resync', room: 'lobby' })
+    expect(socket.sentOfType('subscribe')).toEqual([
+      { type: 'subscribe', room: 'lobby' },
+      { type: 'subscribe', room: 'lobby' },
+    ])
+    // Its `subscribed` sets the resume point again.
+    socket.receive({ type: 'subscribed', room: 'lobby', last_id: '4-0', online: [] })
+    socket.drop()
+    vi.advanceTimersByTime(500)
+    FakeSocket.last.open()
+    expect(FakeSocket.last.sentOfType('subscribe')).toEqual([
+      { type: 'subscribe', room: 'lobby', since: '4-0' },
+    ])
+  })
+
   it('loads history over HTTP after subscribing to a room it has not loaded', async () => {
     vi.mocked(api.latestMessages).mockResolvedValueOnce({
       messages: [message('5-0'), message('6-0')],
