@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_servers import PASSWORD, api_error, login, register
+from chatroom.accounts.throttle import address_block
 from chatroom.store.tables import api_tokens
 from conftest import SignUp, StartApp, StartServer
 from waiting import wait_until
@@ -193,7 +195,14 @@ async def test_api_tokens(engine: AsyncEngine, chat_app: StartApp, signed_up: Si
         assert (await owner.delete(f"/api/tokens/{token['id']}")).status_code == 404
         assert (await bot.get("/api/me", headers=bearer)).status_code == 401
 
-    for body in ({"name": ""}, {"name": "   "}, {"name": "x" * 65}, {}, {"name": 7}):
+    for body in (
+        {"name": ""},
+        {"name": "   "},
+        {"name": "x" * 65},
+        {},
+        {"name": 7},
+        {"name": "bot\u2066"},
+    ):
         bad = await owner.post("/api/tokens", json=body)
         assert bad.status_code == 422 and api_error(bad)["code"] == "invalid_name", body
 
@@ -219,6 +228,14 @@ async def test_register_refusals(chat_app: StartApp) -> None:
             ),
             (
                 {"username": "dave", "password": PASSWORD, "display_name": "x" * 65},
+                "invalid_display_name",
+            ),
+            (
+                {"username": "dave", "password": PASSWORD, "display_name": "admin\u202e (system)"},
+                "invalid_display_name",
+            ),
+            (
+                {"username": "dave", "password": PASSWORD, "display_name": "car\u200bol"},
                 "invalid_display_name",
             ),
             ({"username": "dave"}, "invalid_password"),
@@ -381,3 +398,248 @@ async def test_bad_authorization_is_401(chat_app: StartApp, signed_up: SignUp) -
         answer = await client.get("/api/me", headers={"authorization": header})
         assert answer.status_code == 401, header
         assert api_error(answer)["code"] == "not_authenticated"
+
+
+# Client addresses: the node trusts the test's X-Forwarded-For (as it would a reverse
+# proxy's, CHATROOM_FORWARDED_ALLOW_IPS), so one client can speak from many addresses.
+BEHIND_A_PROXY = {"forwarded_allow_ips": "127.0.0.1"}
+
+
+def _from(address: str) -> dict[str, str]:
+    return {"x-forwarded-for": address}
+
+
+async def _login_from(
+    client: httpx.AsyncClient, address: str, username: str, password: str = PASSWORD
+) -> int:
+    answer = await client.post(
+        "/api/login", json={"username": username, "password": password}, headers=_from(address)
+    )
+    if answer.status_code == 429:
+        assert api_error(answer)["code"] == "throttled" and int(answer.headers["retry-after"]) >= 1
+    return answer.status_code
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(
+    chat_app: StartApp, hasher_spy: HasherSpy
+) -> None:
+    # The account's own limit is low too: the attacker's throttled guesses must not count
+    # towards it, or one address could still lock everyone out of the account.
+    settings = {
+        **BEHIND_A_PROXY,
+        "login_attempts_per_minute": "3",
+        "login_attempts_per_account_per_hour": "5",
+    }
+    async with (await chat_app(settings=settings)).client() as client:
+        await register(client, "olive")
+        hasher_spy.reset()
+        attacker = "203.0.113.7"
+        guesses = [await _login_from(client, attacker, "olive", f"guess {i}") for i in range(20)]
+        assert guesses == [401] * 3 + [429] * 17
+        # Even the right password is refused from the attacker's address now, and a
+        # throttled attempt costs no hash.
+        assert await _login_from(client, attacker, "OLIVE") == 429
+        assert len(hasher_spy.verified) == 3
+        # The owner, from an address never seen before, gets in.
+        assert await _login_from(client, "198.51.100.20", "olive") == 200
+
+
+async def test_the_account_limit_stops_many_addresses_but_not_the_owners_own(
+    chat_app: StartApp,
+) -> None:
+    settings = {
+        **BEHIND_A_PROXY,
+        "login_attempts_per_minute": "2",
+        "login_attempts_per_account_per_hour": "5",
+    }
+    async with (await chat_app(settings=settings)).client() as client:
+        await register(client, "pablo")
+        home = "198.51.100.30"
+        assert await _login_from(client, home, "pablo") == 200  # the owner's device (1 of 5)
+        # Credential stuffing from many addresses, each within its own limit.
+        outcomes = [
+            await _login_from(client, f"203.0.113.{n}", "pablo", "stuffed")
+            for n in range(1, 5)
+            for _ in range(2)
+        ]
+        assert outcomes == [401] * 4 + [429] * 4
+        # A fresh address is refused while the account is under attack ...
+        assert await _login_from(client, "192.0.2.99", "pablo") == 429
+        # ... but the owner's own address is not, nor are other accounts.
+        assert await _login_from(client, home, "pablo") == 200
+        await register(client, "quentin")
+        assert await _login_from(client, "203.0.113.1", "quentin") == 200
+
+
+async def test_ipv6_clients_are_counted_by_their_64(chat_app: StartApp) -> None:
+    settings = {
+        **BEHIND_A_PROXY,
+        "login_attempts_per_address_per_minute": "3",
+        "registrations_per_address_per_hour": "2",
+    }
+    async with (await chat_app(settings=settings)).client() as client:
+        # Addresses of one /64, any of which its owner may use at will: one client.
+        block = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff:ffff:ffff:fffe"]
+        for n, address in enumerate(block):
+            assert await _login_from(client, address, f"user{n}", "wrong guess") == 401
+        assert await _login_from(client, "2001:db8:1:2:abcd::9", "user9", "wrong guess") == 429
+        # The next /64 is another client.
+        assert await _login_from(client, "2001:db8:1:3::1", "user9", "wrong guess") == 401
+        registrations = [
+            await client.post(
+                "/api/register",
+                json={"username": f"six{n}", "password": PASSWORD},
+                headers=_from(address),
+            )
+            for n, address in enumerate([*block[:2], "2001:db8:1:2::99"])
+        ]
+        assert [r.status_code for r in registrations] == [201, 201, 429]
+
+
+def test_a_throttle_counts_an_ipv6_address_by_its_64() -> None:
+    assert address_block("2001:DB8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert address_block("2001:db8:1:2::") == address_block("2001:db8:1:2:ffff::1")
+    assert address_block("2001:db8:1:3::1") != address_block("2001:db8:1:2::1")
+    assert address_block("::ffff:192.0.2.1") == "192.0.2.1"  # IPv4, as a dual stack shows it
+    assert address_block("192.0.2.1") == "192.0.2.1"
+    assert address_block("unknown") == "unknown"
+
+
+async def test_only_a_session_manages_credentials(chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner = await signed_up(node, "rosa")
+    made = (await owner.post("/api/tokens", json={"name": "bot"})).json()["token"]
+    bearer = {"authorization": f"Bearer {made['secret']}"}
+    async with node.client() as bot:
+        # A leaked token can neither mint more tokens nor keep itself alive, nor change
+        # the password or end the owner's sessions.
+        for method, path, body in [
+            ("POST", "/api/tokens", {"name": "another"}),
+            ("GET", "/api/tokens", None),
+            ("DELETE", f"/api/tokens/{made['id']}", None),
+            ("POST", "/api/me/password", {"current_password": "x", "new_password": "y" * 8}),
+            ("POST", "/api/logout/all", None),
+        ]:
+            refused = await bot.request(method, path, json=body, headers=bearer)
+            assert refused.status_code == 403, (path, refused.text)
+            assert api_error(refused)["code"] == "session_required"
+            # A token that is not one is still just not authenticated.
+            bad = await bot.request(method, path, json=body, headers={"authorization": "Bearer x"})
+            assert bad.status_code == 401, path
+        assert (await bot.get("/api/me", headers=bearer)).status_code == 200
+        assert [t["name"] for t in (await owner.get("/api/tokens")).json()["tokens"]] == ["bot"]
+        # The owner, signed in, revokes it: it ends at once.
+        assert (await owner.delete(f"/api/tokens/{made['id']}")).status_code == 204
+        assert (await bot.get("/api/me", headers=bearer)).status_code == 401
+
+
+async def test_a_password_change_is_proven_and_throttled_like_a_login(
+    chat_app: StartApp, signed_up: SignUp, hasher_spy: HasherSpy
+) -> None:
+    node = await chat_app(settings={"login_attempts_per_minute": "3"})
+    client = await signed_up(node, "sven")
+    new_password = "a much better passphrase"
+
+    async def change(current: object, new: object) -> httpx.Response:
+        body = {"current_password": current, "new_password": new}
+        return await client.post("/api/me/password", json=body)
+
+    # Bad input is refused before any hash or count.
+    hasher_spy.reset()
+    for current, new, code in [
+        (PASSWORD, "short", "invalid_new_password"),
+        (PASSWORD, "x" * 1025, "invalid_new_password"),
+        (PASSWORD, None, "invalid_new_password"),
+        (None, new_password, "invalid_current_password"),
+    ]:
+        refused = await change(current, new)
+        assert refused.status_code == 422 and api_error(refused)["code"] == code, refused.text
+    assert hasher_spy.verified == [] and hasher_spy.hashed == 0
+    # A wrong current password is a 403 (the session is fine), and counts as a guess.
+    for _ in range(2):
+        wrong = await change("not my password", new_password)
+        assert wrong.status_code == 403 and api_error(wrong)["code"] == "wrong_password"
+    assert (await change(PASSWORD, new_password)).status_code == 204
+    assert (await client.get("/api/me")).status_code == 200  # this session stays
+    # The old password is gone, the new one works (and the count started afresh).
+    assert (
+        await client.post("/api/login", json={"username": "sven", "password": PASSWORD})
+    ).status_code == 401
+    await login(client, "sven", new_password)
+    # Guessing through the password change is guessing a login: the same counter.
+    for _ in range(3):
+        assert (await change("guess", "whatever it is")).status_code == 403
+    assert (await change(new_password, "whatever it is")).status_code == 429
+    throttled = await client.post("/api/login", json={"username": "sven", "password": new_password})
+    assert throttled.status_code == 429
+
+
+async def test_an_origin_that_is_not_the_site_s_is_refused_not_an_error(
+    chat_app: StartApp, signed_up: SignUp
+) -> None:
+    node = await chat_app()
+    client = await signed_up(node, "tomas")
+    https_here = node.url.replace("http://", "https://", 1)
+    for origin in ("http://[", "http://127.0.0.1:99999", https_here, "null"):
+        for method, path, body in [
+            ("POST", "/api/login", {"username": "tomas", "password": PASSWORD}),
+            ("POST", "/api/register", {"username": "tomas2", "password": PASSWORD}),
+            ("POST", "/api/rooms", {"slug": "crossed", "title": "Crossed"}),
+            ("POST", "/api/logout", None),
+        ]:
+            refused = await client.request(method, path, json=body, headers={"origin": origin})
+            assert refused.status_code == 403, (origin, path, refused.text)
+            assert api_error(refused)["code"] == "forbidden_origin"
+    assert (await client.get("/api/me")).status_code == 200  # the logout was refused
+    made = await client.post(
+        "/api/rooms", json={"slug": "same", "title": "Same"}, headers={"origin": node.url}
+    )
+    assert made.status_code == 201
+
+
+async def test_https_gets_hsts_and_a_secure_cookie(chat_app: StartApp) -> None:
+    behind = await chat_app(settings=BEHIND_A_PROXY)
+    https = {"x-forwarded-proto": "https"}
+    async with behind.client() as client:
+        await register(client, "ulla")
+        plain = await client.post("/api/login", json={"username": "ulla", "password": PASSWORD})
+        assert "strict-transport-security" not in plain.headers
+        assert "secure" not in _cookie_flags(plain)
+        # Over https, as the trusted proxy says: the page's origin is https too.
+        origin = {"origin": behind.url.replace("http://", "https://", 1), **https}
+        secure = await client.post(
+            "/api/login", json={"username": "ulla", "password": PASSWORD}, headers=origin
+        )
+        assert secure.status_code == 200
+        assert secure.headers["strict-transport-security"] == "max-age=31536000"
+        assert "secure" in _cookie_flags(secure)
+        out = await client.post("/api/logout", headers=origin)
+        assert "secure" in _cookie_flags(out)
+        assert "strict-transport-security" in (await client.get("/healthz", headers=https)).headers
+        # An http page is not the https site.
+        mixed = {"origin": behind.url, **https}
+        refused = await client.post(
+            "/api/login", json={"username": "ulla", "password": PASSWORD}, headers=mixed
+        )
+        assert refused.status_code == 403
+    # Without a trusted proxy a client cannot claim https (nor turn HSTS on).
+    async with (await chat_app()).client() as client:
+        answer = await client.get("/healthz", headers=https)
+        assert "strict-transport-security" not in answer.headers
+    # A site configured with https origins only sets Secure, whatever reaches it.
+    configured = await chat_app(settings={"allowed_origins": "https://chat.example"})
+    async with configured.client() as client:
+        site = {"origin": "https://chat.example"}
+        made = await client.post(
+            "/api/register", json={"username": "vito", "password": PASSWORD}, headers=site
+        )
+        assert made.status_code == 201
+        answer = await client.post(
+            "/api/login", json={"username": "vito", "password": PASSWORD}, headers=site
+        )
+        assert "secure" in _cookie_flags(answer)
+        assert answer.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def _cookie_flags(answer: httpx.Response) -> set[str]:
+    return {part.strip().lower() for part in answer.headers["set-cookie"].split(";")[1:]}
