@@ -20,25 +20,8 @@ from redis.asyncio import Redis
 
 from chatroom import redis_keys
 
-# KEYS: the counter. ARGV: window ms, limit. Returns 0 when allowed, else ms to wait.
-_HIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-if n <= tonumber(ARGV[2]) then return 0 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return ttl
-"""
-
-# One account's login counters (one hash tag: one Redis Cluster slot).
-# KEYS: attempts from this address, attempts from everywhere, this address's known mark.
-# ARGV: the address's window ms and limit, the account's window ms and limit.
-# Returns 0 when allowed, else ms to wait. The account counts an attempt only when the
-# address was within its limit, and not at all from an address known to the account.
-_LOGIN = """
+# One fixed-window counter: count an attempt; 0 when within the limit, else ms to wait.
+_COUNT = """
 local function hit(key, window, limit)
   local n = redis.call('INCR', key)
   if n == 1 then redis.call('PEXPIRE', key, window) end
@@ -50,11 +33,25 @@ local function hit(key, window, limit)
   end
   return ttl
 end
+"""
+
+# KEYS: the counter. ARGV: window ms, limit. Returns 0 when allowed, else ms to wait.
+_HIT = _COUNT + "return hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
+
+# One account's login counters (one hash tag: one Redis Cluster slot).
+# KEYS: attempts from this address, attempts from everywhere, this address's known mark.
+# ARGV: the address's window ms and limit, the account's window ms and limit.
+# Returns 0 when allowed, else ms to wait. The account counts an attempt only when the
+# address was within its limit, and not at all from an address known to the account.
+_LOGIN = (
+    _COUNT
+    + """
 local wait = hit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 if wait > 0 then return wait end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 return hit(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
+)
 
 # How long an address stays known to an account after a login from it.
 KNOWN_ADDRESS_S = 30 * 24 * 3600
