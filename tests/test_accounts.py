@@ -1,27 +1,27 @@
 """Accounts over HTTP. Against a real `chatroom serve`: register, login, logout and me,
 sessions shared by two nodes, and no secrets in the process's log. On an app node in the
 test's process: API tokens, every refusal of registration and login, what a login
-hashes (a spy on the password hasher), throttling, cross-site requests and bad
-credentials."""
+hashes (a spy on the password hasher), cross-site requests, bad credentials,
+credentials only a session manages, origins and https. Throttling is in
+test_accounts_throttle."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher, extract_parameters
+from argon2 import extract_parameters
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_servers import PASSWORD, api_error, login, register
 from chatroom.store.tables import api_tokens
 from conftest import SignUp, StartApp, StartServer
+from hasher_spy import HasherSpy, spy_on_hasher
 from waiting import wait_until
 
 
@@ -30,46 +30,9 @@ def _session(session_id: str) -> dict[str, str]:
     return {"cookie": f"chatroom_session={session_id}"}
 
 
-@dataclass
-class HasherSpy:
-    """Every argon2 computation in this process: the stored hash each verification was
-    against, and how many new hashes were made."""
-
-    verified: list[str] = field(default_factory=list)
-    hashed: int = 0
-    # argon2 runs in worker threads.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.verified.clear()
-            self.hashed = 0
-
-    def saw_verify(self, stored: str | bytes) -> None:
-        with self._lock:
-            self.verified.append(stored if isinstance(stored, str) else stored.decode())
-
-    def saw_hash(self) -> None:
-        with self._lock:
-            self.hashed += 1
-
-
 @pytest.fixture
 def hasher_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HasherSpy]:
-    spy = HasherSpy()
-    real_verify, real_hash = PasswordHasher.verify, PasswordHasher.hash
-
-    def verify(hasher: PasswordHasher, stored: str | bytes, password: Any) -> Any:
-        spy.saw_verify(stored)
-        return real_verify(hasher, stored, password)
-
-    def hash_(hasher: PasswordHasher, *args: Any, **kwargs: Any) -> str:
-        spy.saw_hash()
-        return real_hash(hasher, *args, **kwargs)
-
-    monkeypatch.setattr(PasswordHasher, "verify", verify)
-    monkeypatch.setattr(PasswordHasher, "hash", hash_)
-    yield spy
+    yield from spy_on_hasher(monkeypatch)
 
 
 async def test_register_login_me_logout(chat_server: StartServer) -> None:
@@ -193,7 +156,14 @@ async def test_api_tokens(engine: AsyncEngine, chat_app: StartApp, signed_up: Si
         assert (await owner.delete(f"/api/tokens/{token['id']}")).status_code == 404
         assert (await bot.get("/api/me", headers=bearer)).status_code == 401
 
-    for body in ({"name": ""}, {"name": "   "}, {"name": "x" * 65}, {}, {"name": 7}):
+    for body in (
+        {"name": ""},
+        {"name": "   "},
+        {"name": "x" * 65},
+        {},
+        {"name": 7},
+        {"name": "bot\u2066"},
+    ):
         bad = await owner.post("/api/tokens", json=body)
         assert bad.status_code == 422 and api_error(bad)["code"] == "invalid_name", body
 
@@ -219,6 +189,14 @@ async def test_register_refusals(chat_app: StartApp) -> None:
             ),
             (
                 {"username": "dave", "password": PASSWORD, "display_name": "x" * 65},
+                "invalid_display_name",
+            ),
+            (
+                {"username": "dave", "password": PASSWORD, "display_name": "admin\u202e (system)"},
+                "invalid_display_name",
+            ),
+            (
+                {"username": "dave", "password": PASSWORD, "display_name": "car\u200bol"},
                 "invalid_display_name",
             ),
             ({"username": "dave"}, "invalid_password"),
@@ -286,62 +264,6 @@ async def test_unknown_user_and_wrong_password_look_the_same(
         assert stored_hashes["unknown user"] != stored_hashes["wrong password"]
 
 
-async def test_login_throttled_per_username_before_hashing(
-    chat_app: StartApp, hasher_spy: HasherSpy
-) -> None:
-    node = await chat_app(settings={"login_attempts_per_minute": "3"})
-    async with node.client() as client:
-        await register(client, "grace")
-
-        async def guess(password: str, username: str = "grace") -> int:
-            answer = await client.post(
-                "/api/login", json={"username": username, "password": password}
-            )
-            if answer.status_code == 429:
-                assert api_error(answer)["code"] == "throttled"
-                assert 1 <= int(answer.headers["retry-after"]) <= 60
-            return answer.status_code
-
-        hasher_spy.reset()
-        assert [await guess(f"guess {i}") for i in range(3)] == [401] * 3
-        assert len(hasher_spy.verified) == 3
-        # The limit holds for the right password too, and for any spelling of the name.
-        assert await guess(PASSWORD) == 429
-        assert await guess("guess again", username="GRACE") == 429
-        # A throttled guess is cheap: it is refused before any password hash runs.
-        assert {await guess(f"again {i}") for i in range(9)} == {429}
-        # A parallel burst gets no further than a sequence.
-        assert set(await asyncio.gather(*(guess(f"burst {i}") for i in range(30)))) == {429}
-        assert len(hasher_spy.verified) == 3
-        # Another user is not locked out by grace's attacker.
-        await register(client, "heidi")
-        await login(client, "heidi")
-
-
-async def test_login_and_registration_throttled_per_address(chat_app: StartApp) -> None:
-    settings = {
-        "login_attempts_per_address_per_minute": "4",
-        "registrations_per_address_per_hour": "2",
-    }
-    async with (await chat_app(settings=settings)).client() as client:
-        await register(client, "ivan")
-        await register(client, "judy")
-        third = await client.post(
-            "/api/register", json={"username": "mallory", "password": PASSWORD}
-        )
-        assert third.status_code == 429 and api_error(third)["code"] == "throttled"
-        assert int(third.headers["retry-after"]) > 60
-        for name in ("u_one", "u_two", "u_three", "ivan"):
-            answer = await client.post(
-                "/api/login", json={"username": name, "password": "not it at all"}
-            )
-            assert answer.status_code == 401
-        # Spraying many usernames from one address ends in 429 as well.
-        sprayed = await client.post("/api/login", json={"username": "judy", "password": PASSWORD})
-        assert sprayed.status_code == 429
-        assert int(sprayed.headers["retry-after"]) >= 1
-
-
 async def test_secure_cookie_and_cross_site_requests(chat_app: StartApp) -> None:
     settings = {"cookie_secure": "true", "allowed_origins": "https://chat.example"}
     async with (await chat_app(settings=settings)).client() as client:
@@ -381,3 +303,102 @@ async def test_bad_authorization_is_401(chat_app: StartApp, signed_up: SignUp) -
         answer = await client.get("/api/me", headers={"authorization": header})
         assert answer.status_code == 401, header
         assert api_error(answer)["code"] == "not_authenticated"
+
+
+async def test_only_a_session_manages_credentials(chat_app: StartApp, signed_up: SignUp) -> None:
+    node = await chat_app()
+    owner = await signed_up(node, "rosa")
+    made = (await owner.post("/api/tokens", json={"name": "bot"})).json()["token"]
+    bearer = {"authorization": f"Bearer {made['secret']}"}
+    async with node.client() as bot:
+        # A leaked token can neither mint more tokens nor keep itself alive, nor change
+        # the password or end the owner's sessions.
+        for method, path, body in [
+            ("POST", "/api/tokens", {"name": "another"}),
+            ("GET", "/api/tokens", None),
+            ("DELETE", f"/api/tokens/{made['id']}", None),
+            ("POST", "/api/me/password", {"current_password": "x", "new_password": "y" * 8}),
+            ("POST", "/api/logout/all", None),
+        ]:
+            refused = await bot.request(method, path, json=body, headers=bearer)
+            assert refused.status_code == 403, (path, refused.text)
+            assert api_error(refused)["code"] == "session_required"
+            # A token that is not one is still just not authenticated.
+            bad = await bot.request(method, path, json=body, headers={"authorization": "Bearer x"})
+            assert bad.status_code == 401, path
+        assert (await bot.get("/api/me", headers=bearer)).status_code == 200
+        assert [t["name"] for t in (await owner.get("/api/tokens")).json()["tokens"]] == ["bot"]
+        # The owner, signed in, revokes it: it ends at once.
+        assert (await owner.delete(f"/api/tokens/{made['id']}")).status_code == 204
+        assert (await bot.get("/api/me", headers=bearer)).status_code == 401
+
+
+async def test_an_origin_that_is_not_the_site_s_is_refused_not_an_error(
+    chat_app: StartApp, signed_up: SignUp
+) -> None:
+    node = await chat_app()
+    client = await signed_up(node, "tomas")
+    https_here = node.url.replace("http://", "https://", 1)
+    for origin in ("http://[", "http://127.0.0.1:99999", https_here, "null"):
+        for method, path, body in [
+            ("POST", "/api/login", {"username": "tomas", "password": PASSWORD}),
+            ("POST", "/api/register", {"username": "tomas2", "password": PASSWORD}),
+            ("POST", "/api/rooms", {"slug": "crossed", "title": "Crossed"}),
+            ("POST", "/api/logout", None),
+        ]:
+            refused = await client.request(method, path, json=body, headers={"origin": origin})
+            assert refused.status_code == 403, (origin, path, refused.text)
+            assert api_error(refused)["code"] == "forbidden_origin"
+    assert (await client.get("/api/me")).status_code == 200  # the logout was refused
+    made = await client.post(
+        "/api/rooms", json={"slug": "same", "title": "Same"}, headers={"origin": node.url}
+    )
+    assert made.status_code == 201
+
+
+async def test_https_gets_hsts_and_a_secure_cookie(chat_app: StartApp) -> None:
+    behind = await chat_app(settings={"forwarded_allow_ips": "127.0.0.1"})
+    https = {"x-forwarded-proto": "https"}
+    async with behind.client() as client:
+        await register(client, "ulla")
+        plain = await client.post("/api/login", json={"username": "ulla", "password": PASSWORD})
+        assert "strict-transport-security" not in plain.headers
+        assert "secure" not in _cookie_flags(plain)
+        # Over https, as the trusted proxy says: the page's origin is https too.
+        origin = {"origin": behind.url.replace("http://", "https://", 1), **https}
+        secure = await client.post(
+            "/api/login", json={"username": "ulla", "password": PASSWORD}, headers=origin
+        )
+        assert secure.status_code == 200
+        assert secure.headers["strict-transport-security"] == "max-age=31536000"
+        assert "secure" in _cookie_flags(secure)
+        out = await client.post("/api/logout", headers=origin)
+        assert "secure" in _cookie_flags(out)
+        assert "strict-transport-security" in (await client.get("/healthz", headers=https)).headers
+        # An http page is not the https site.
+        mixed = {"origin": behind.url, **https}
+        refused = await client.post(
+            "/api/login", json={"username": "ulla", "password": PASSWORD}, headers=mixed
+        )
+        assert refused.status_code == 403
+    # Without a trusted proxy a client cannot claim https (nor turn HSTS on).
+    async with (await chat_app()).client() as client:
+        answer = await client.get("/healthz", headers=https)
+        assert "strict-transport-security" not in answer.headers
+    # A site configured with https origins only sets Secure, whatever reaches it.
+    configured = await chat_app(settings={"allowed_origins": "https://chat.example"})
+    async with configured.client() as client:
+        site = {"origin": "https://chat.example"}
+        made = await client.post(
+            "/api/register", json={"username": "vito", "password": PASSWORD}, headers=site
+        )
+        assert made.status_code == 201
+        answer = await client.post(
+            "/api/login", json={"username": "vito", "password": PASSWORD}, headers=site
+        )
+        assert "secure" in _cookie_flags(answer)
+        assert answer.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def _cookie_flags(answer: httpx.Response) -> set[str]:
+    return {part.strip().lower() for part in answer.headers["set-cookie"].split(";")[1:]}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import threading
 
+import pytest
 from argon2 import PasswordHasher, extract_parameters
 from argon2 import Type as Argon2Type
 from redis.asyncio import Redis
@@ -86,7 +90,14 @@ async def test_revoke_one_and_all(redis: Redis) -> None:
     assert await sessions.user(second) == ALICE
     assert await sessions.revoke_all(ALICE.id) == 2
     assert await sessions.user(second) is None and await sessions.user(third) is None
-    await sessions.revoke("never-issued-session-id-xxxxxxxxxxxxxx")  # no error
+    assert await sessions.revoke("never-issued-session-id-xxxxxxxxxxxxxx") is None
+    # All but one: the session that asked (a password change) stays.
+    here, *elsewhere = [await sessions.create(ALICE) for _ in range(3)]
+    assert await sessions.revoke_all(ALICE.id, keep=here) == 2
+    assert await sessions.user(here) == ALICE
+    assert [await sessions.user(s) for s in elsewhere] == [None, None]
+    assert await sessions.revoke_all(ALICE.id, keep=here) == 0
+    assert await sessions.revoke(here) == ALICE.id
 
 
 async def test_throttle_counts_per_subject_and_says_when_to_retry(redis: Redis) -> None:
@@ -115,3 +126,33 @@ async def test_passwords_are_argon2id_with_the_owasp_minimum() -> None:
     weaker = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("pw pw pw pw")
     assert passwords.needs_rehash(weaker)
     await passwords.verify_nobody("anything at all")
+
+
+async def test_no_more_hashes_run_at_once_than_there_are_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    passwords = Passwords()
+    stored = await passwords.hash("correct horse battery")
+    running, most = 0, 0
+    lock = threading.Lock()
+    real_verify = PasswordHasher.verify
+
+    def verify(hasher: PasswordHasher, stored_hash: str | bytes, password: str | bytes) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return real_verify(hasher, stored_hash, password)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(PasswordHasher, "verify", verify)
+    # Ten logins at once (the worker threads alone would run six): at most two hash.
+    results = await asyncio.gather(
+        *(passwords.verify(stored, "correct horse battery") for _ in range(10))
+    )
+    assert results == [True] * 10
+    assert 1 <= most <= 2

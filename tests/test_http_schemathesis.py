@@ -3,6 +3,7 @@ mutated requests to every operation, and not one 5xx answer."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,5 +59,7 @@ async def test_no_server_error_for_any_generated_request(
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    assert "passed" in output and "failed" not in output.lower().split("summary")[-1], output
+    # Every generated case passed. (The warnings may say "Authentication failed": a bearer
+    # token may not manage tokens, the password or sessions, and gets 403 there.)
+    assert re.search(r"(\d+) generated, \1 passed\n", output), output
     assert " 500 " not in server.log() and "Traceback" not in server.log(), server.log()

@@ -101,3 +101,29 @@ async def test_access_lost_reaches_every_node(backend: Backend, redis: Redis) ->
         for node in nodes:
             await node.stop()
         await blocking.aclose()
+
+
+async def test_signed_out_reaches_every_node(backend: Backend, redis: Redis) -> None:
+    blocking = connect(backend.redis_url, blocking=True)
+    signed_out: asyncio.Queue[int] = asyncio.Queue()
+    lost: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    nodes = [
+        RoomSignals(
+            redis,
+            blocking,
+            print,
+            lambda *signal: lost.put_nowait(signal),
+            signed_out.put_nowait,
+        )
+        for _ in range(2)
+    ]
+    for node in nodes:
+        await node.start()
+    try:
+        await nodes[1].publish_signed_out(7)
+        assert [await asyncio.wait_for(signed_out.get(), 5) for _ in range(2)] == [7, 7]
+        assert lost.empty()  # one kind of signal is not taken for another
+    finally:
+        for node in nodes:
+            await node.stop()
+        await blocking.aclose()

@@ -56,6 +56,7 @@ async def test_lobby_create_list_join_leave(chat_app: StartApp, signed_up: SignU
         ({"slug": "a" * 33, "title": "x"}, "invalid_slug"),
         ({"slug": "ok-room", "title": "   "}, "invalid_title"),
         ({"slug": "ok-room", "title": "x" * 129}, "invalid_title"),
+        ({"slug": "ok-room", "title": "Lobby\u202e"}, "invalid_title"),
         ({"slug": "ok-room"}, "invalid_title"),
         ({"slug": "ok-room", "title": "x", "private": "maybe"}, "invalid_private"),
     ]:
@@ -99,8 +100,8 @@ async def test_private_room_members(chat_app: StartApp, signed_up: SignUp) -> No
     assert (await member.get("/api/rooms/secret")).json()["room"]["joined"] is True
     again = await owner.post("/api/rooms/secret/members", json={"username": "rita"})
     assert again.status_code == 204
-    nobody = await owner.post("/api/rooms/secret/members", json={"username": "zed"})
-    assert nobody.status_code == 404 and api_error(nobody)["code"] == "user_not_found"
+    bad = await owner.post("/api/rooms/secret/members", json={"username": "no such name"})
+    assert bad.status_code == 422 and api_error(bad)["code"] == "invalid_username"
 
     # A member who is not the owner cannot manage the list.
     refused = await member.post("/api/rooms/secret/members", json={"username": "sam"})
@@ -167,3 +168,63 @@ async def test_private_room_is_404_on_every_path(chat_app: StartApp, signed_up: 
         for path in ("/api/rooms", "/api/rooms/hidden", "/api/rooms/open/messages"):
             answer = await anonymous.get(path)
             assert answer.status_code == 401, path
+
+
+async def test_member_lists_page_and_tell_no_one_who_is_an_admin(
+    chat_app: StartApp, signed_up: SignUp
+) -> None:
+    node = await chat_app()
+    admin = await signed_up(node, "Zoe")  # the first user: the admin
+    names = ["Zoe", *(f"user{n:02d}" for n in range(11))]
+    for name in names[1:]:
+        await signed_up(node, name, log_in=False)
+    first = (await admin.get("/api/rooms/lobby/members?limit=5")).json()
+    assert first["has_more"] is True and len(first["members"]) == 5
+    # Nobody's record in a member list says who is an admin: only /api/me does.
+    assert all(set(member) == {"id", "username", "display_name"} for member in first["members"])
+    assert (await admin.get("/api/me")).json()["user"]["is_admin"] is True
+    # Walk every page: each member once, by username whatever the case.
+    seen, after = list(first["members"]), first["members"][-1]["username"]
+    while True:
+        page = (await admin.get(f"/api/rooms/lobby/members?limit=5&after={after}")).json()
+        seen += page["members"]
+        if not page["has_more"]:
+            break
+        after = page["members"][-1]["username"]
+    assert [m["username"] for m in seen] == sorted(names, key=str.lower)
+    whole = (await admin.get("/api/rooms/lobby/members")).json()
+    assert len(whole["members"]) == 12 and whole["has_more"] is False
+    for query, code in [
+        ("limit=0", "invalid_limit"),
+        ("limit=501", "invalid_limit"),
+        ("after=no%20such%20name", "invalid_after"),
+    ]:
+        refused = await admin.get(f"/api/rooms/lobby/members?{query}")
+        assert refused.status_code == 422 and api_error(refused)["code"] == code, query
+
+
+async def test_adding_a_member_says_nothing_about_who_exists_and_is_rate_limited(
+    chat_app: StartApp, signed_up: SignUp
+) -> None:
+    node = await chat_app(settings={"member_changes_per_hour": "4"})
+    owner, _ = await signed_up(node, "vera"), await signed_up(node, "walt")
+    await owner.post("/api/rooms", json={"slug": "den", "title": "Den", "private": True})
+    known = await owner.post("/api/rooms/den/members", json={"username": "walt"})
+    unknown = await owner.post("/api/rooms/den/members", json={"username": "nobody_here"})
+    assert (
+        (known.status_code, known.content)
+        == (unknown.status_code, unknown.content)
+        == (
+            204,
+            b"",
+        )
+    )
+    gone = await owner.delete("/api/rooms/den/members/walt")
+    never = await owner.delete("/api/rooms/den/members/nobody_here")
+    assert (gone.status_code, gone.content) == (never.status_code, never.content) == (204, b"")
+    # Each try counts, whether the name exists or not: no script tries them all.
+    throttled = await owner.post("/api/rooms/den/members", json={"username": "walt"})
+    assert throttled.status_code == 429 and api_error(throttled)["code"] == "throttled"
+    assert int(throttled.headers["retry-after"]) > 60
+    members = (await owner.get("/api/rooms/den/members")).json()["members"]
+    assert [m["username"] for m in members] == ["vera"]

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from httpx import AsyncClient
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from chat_servers import PASSWORD, ChatNode, login
 from chatroom.domain.stream_ids import StreamId
 from conftest import Backend, OpenSocket, SignUp, StartApp, StartServer
+from ws_clients import SESSION_COOKIE as SESSION
 from ws_clients import ChatSocket
 
 FAST = {"send_rate_per_s": "100000", "send_burst": "100000"}
@@ -318,3 +324,116 @@ async def test_logging_out_closes_the_sockets_of_that_session(
         while True:
             await alice.next(timeout=5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4501
+
+
+async def _close_code(socket: ChatSocket, timeout: float) -> int | None:
+    """Read until the server closes the socket; its close code."""
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(timeout):
+            while True:
+                await socket.next(timeout=timeout)
+    return None if closed.value.rcvd is None else closed.value.rcvd.code
+
+
+# A heartbeat every 15 s: a socket closed within 5 s was closed by the signal, not by the
+# heartbeat's recheck.
+SLOW_HEARTBEAT = {"presence_expiry_s": "60"}
+
+
+async def _another_device(node: ChatNode, closing: AsyncExitStack, username: str) -> AsyncClient:
+    """A second client of an existing user, logged in on `node`: a session of its own."""
+    client = await closing.enter_async_context(node.client())
+    await login(client, username)
+    return client
+
+
+async def test_a_password_change_signs_out_every_other_session_and_socket_at_once(
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket, closing: AsyncExitStack
+) -> None:
+    here, elsewhere = (
+        await chat_app(settings=SLOW_HEARTBEAT),
+        await chat_app(settings=SLOW_HEARTBEAT),
+    )
+    laptop = await signed_up(here, "alice")
+    phone = await _another_device(elsewhere, closing, "alice")
+    laptop_socket, phone_socket = (
+        await chat_socket(here, laptop),
+        await chat_socket(elsewhere, phone),
+    )
+    await laptop_socket.subscribe()
+    await phone_socket.subscribe()
+    token = (await laptop.post("/api/tokens", json={"name": "bot"})).json()["token"]["secret"]
+
+    changed = await laptop.post(
+        "/api/me/password",
+        json={"current_password": PASSWORD, "new_password": "a new passphrase"},
+    )
+    assert changed.status_code == 204
+    # The phone's socket, on the other node, closes at once; its session is gone.
+    assert await _close_code(phone_socket, timeout=5) == 4501
+    assert (await phone.get("/api/me")).status_code == 401
+    # The laptop, which changed it, stays signed in, its socket open.
+    assert (await laptop.get("/api/me")).status_code == 200
+    await laptop_socket.send({"type": "ping"})
+    await laptop_socket.next("pong")
+    # A bot's token is not a session: the owner revokes it in the token list if need be.
+    async with here.client() as bot:
+        me = await bot.get("/api/me", headers={"authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+
+
+async def test_logging_out_everywhere_ends_every_session_and_socket_at_once(
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket, closing: AsyncExitStack
+) -> None:
+    node = await chat_app(settings=SLOW_HEARTBEAT)
+    laptop = await signed_up(node, "alice")
+    phone = await _another_device(node, closing, "alice")
+    sessions = [client.cookies[SESSION] for client in (laptop, phone)]
+    sockets = [await chat_socket(node, laptop), await chat_socket(node, phone)]
+    for socket in sockets:
+        await socket.subscribe()
+    out = await laptop.post("/api/logout/all")
+    assert out.status_code == 204
+    assert SESSION not in laptop.cookies  # this browser forgets it too
+    assert [await _close_code(socket, timeout=5) for socket in sockets] == [4501, 4501]
+    async with node.client() as anyone:
+        for session in sessions:
+            me = await anyone.get("/api/me", headers={"cookie": f"{SESSION}={session}"})
+            assert me.status_code == 401
+    # A plain logout closes that session's sockets at once too.
+    again = await _another_device(node, closing, "alice")
+    socket = await chat_socket(node, again)
+    await socket.subscribe()
+    assert (await again.post("/api/logout")).status_code == 204
+    assert await _close_code(socket, timeout=5) == 4501
+
+
+def _refused_upgrades(code: str) -> float:
+    return REGISTRY.get_sample_value("chatroom_ws_upgrades_refused_total", {"code": code}) or 0.0
+
+
+async def test_refused_upgrades_are_403s_counted_and_not_logged_as_errors(
+    chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = await chat_app()
+    http = await signed_up(node, "alice")
+    caplog.clear()  # what the node said while starting (a Redis without AOF, say) is not ours
+    before = _refused_upgrades("origin_not_allowed")
+    https_here = node.url.replace("http://", "https://", 1)
+    # A malformed Origin, and this very host but over https: neither is this site.
+    for origin in ("http://[", "http://127.0.0.1:99999", https_here):
+        with pytest.raises(InvalidStatus) as refused:
+            await chat_socket(node, http, origin=origin)
+        assert refused.value.response.status_code == 403, origin
+        body = json.loads(refused.value.response.body or b"{}")
+        assert body == {
+            "error": {"code": "origin_not_allowed", "message": "this origin may not open /ws"}
+        }
+    for _ in range(5):
+        with pytest.raises(InvalidStatus):
+            await chat_socket(node, None)
+    assert _refused_upgrades("origin_not_allowed") == before + 3
+    # Anyone can send these, as many as they like: not one line at warning level or above.
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], [r.getMessage() for r in loud]
+    await (await chat_socket(node, http)).subscribe()  # the site's own page still gets in

@@ -134,7 +134,13 @@ test('a private room is invisible to a non-member until the owner adds them', as
   const dialog = alice.page.getByRole('dialog', { name: 'Members' })
   await dialog.getByLabel('Username').fill(carol.username)
   await dialog.getByRole('button', { name: 'Add' }).click()
-  await expect(dialog.getByText(`${carol.username} was added`)).toBeVisible()
+  // The answer does not say whether the name exists; the member list, loaded again, does.
+  await expect(dialog.getByText(`If ${carol.username} has an account, they are a member now`)).toBeVisible()
+  const listed = dialog.getByTestId('members').locator(`[data-username="${carol.username}"]`)
+  await expect(listed).toContainText(carol.displayName)
+  await expect(listed).toContainText(`@${carol.username}`)
+  await expect(dialog.getByTestId('members').locator(`[data-username="${alice.username}"]`)).toBeVisible()
+  await screenshot(alice.page, 'desktop-members-light')
   await dialog.getByRole('button', { name: 'Close' }).click()
 
   await openRoom(carol.page, secret)

@@ -36,6 +36,11 @@ WS_MESSAGES_OUT = MetricName(
 WS_SLOW_CONSUMERS = MetricName(
     "chatroom_ws_slow_consumers", "Connections closed for falling behind."
 )
+WS_UPGRADES_REFUSED = MetricName(
+    "chatroom_ws_upgrades_refused",
+    "WebSocket upgrades refused before opening, by error code (origin, session, ...).",
+    ("code",),
+)
 FANOUT_LATENCY = MetricName(
     "chatroom_fanout_latency_seconds",
     "Latest fan-out batch: from the newest message's id time to its fan-out.",

@@ -85,6 +85,19 @@ def throttle(scope: str, subject: str) -> str:
     return f"{PREFIX}:throttle:{scope}:{subject}"
 
 
+def login_attempts(account: str, address: str | None) -> str:
+    """Login attempts on one account (a digest of its username) from one address block
+    (a digest), or from every address (None). An account's login keys share a hash tag:
+    one script counts them together."""
+    tag = f"{PREFIX}:login:{{{account}}}"
+    return f"{tag}:attempts" if address is None else f"{tag}:attempts:{address}"
+
+
+def login_known_address(account: str, address: str) -> str:
+    """Set for a while after a login to the account from the address block succeeded."""
+    return f"{PREFIX}:login:{{{account}}}:known:{address}"
+
+
 def archiver_heartbeat(slug: str, consumer: str) -> str:
     """Set while the archiver `consumer` is alive, one per room it reads: in the stream's
     slot, so that one script can check it and remove a gone consumer atomically."""

@@ -112,9 +112,19 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Origins allowed to open /ws; empty: the request's own host.",
+        description="Origins (scheme://host[:port]) whose pages may use the API and /ws; "
+        "empty: the request's own (its scheme and Host).",
     )
-    cookie_secure: bool = Field(default=False, description="Set Secure on the session cookie.")
+    cookie_secure: bool = Field(
+        default=False,
+        description="Always set Secure on the session cookie; it is set anyway when the "
+        "request came over https or every allowed origin is https.",
+    )
+    hsts_max_age_s: int = Field(
+        default=365 * 24 * 3600,
+        ge=0,
+        description="Strict-Transport-Security max-age on https answers; 0: no header.",
+    )
     session_idle_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="A session unused this long expires."
     )
@@ -153,13 +163,26 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600, ge=60, description="How long Redis remembers a send's client_id."
     )
     login_attempts_per_minute: int = Field(
-        default=10, ge=1, description="Login attempts per username per minute."
+        default=10,
+        ge=1,
+        description="Login attempts per username from one client address per minute.",
     )
     login_attempts_per_address_per_minute: int = Field(
         default=30, ge=1, description="Login attempts per client address, any usernames."
     )
+    login_attempts_per_account_per_hour: int = Field(
+        default=1000,
+        ge=1,
+        description="Login attempts per username from all addresses per hour (addresses "
+        "the user logged in from before are exempt).",
+    )
     registrations_per_address_per_hour: int = Field(
         default=10, ge=1, description="Registrations per client address per hour."
+    )
+    member_changes_per_hour: int = Field(
+        default=60,
+        ge=1,
+        description="Members a user may add to or remove from private rooms per hour.",
     )
     forwarded_allow_ips: str | None = Field(
         default=None,

@@ -1,4 +1,12 @@
-import type { Message, MessagePage, Room, ServerLimits, ServerStatus, User } from '@/api/types'
+import type {
+  MemberPage,
+  Message,
+  MessagePage,
+  Room,
+  ServerLimits,
+  ServerStatus,
+  User,
+} from '@/api/types'
 
 /** An HTTP answer other than 2xx, with the contract's error body. */
 export class ApiError extends Error {
@@ -54,6 +62,9 @@ export const api = {
   login: (username: string, password: string) =>
     request<{ user: User }>('POST', '/api/login', { username, password }),
   logout: () => request<void>('POST', '/api/logout'),
+  logoutEverywhere: () => request<void>('POST', '/api/logout/all'),
+  changePassword: (current_password: string, new_password: string) =>
+    request<void>('POST', '/api/me/password', { current_password, new_password }),
 
   rooms: () => request<{ rooms: Room[] }>('GET', '/api/rooms'),
   room: (slug: string) => request<{ room: Room }>('GET', room(slug)),
@@ -61,6 +72,12 @@ export const api = {
   leaveRoom: (slug: string) => request<void>('POST', `${room(slug)}/leave`),
   createRoom: (slug: string, title: string, isPrivate: boolean) =>
     request<{ room: Room }>('POST', '/api/rooms', { slug, title, private: isPrivate }),
+  members: (slug: string, after: string | null, limit: number) =>
+    request<MemberPage>(
+      'GET',
+      `${room(slug)}/members?limit=${limit}` +
+        (after === null ? '' : `&after=${encodeURIComponent(after)}`),
+    ),
   addMember: (slug: string, username: string) =>
     request<void>('POST', `${room(slug)}/members`, { username }),
   removeMember: (slug: string, username: string) =>

@@ -7,6 +7,12 @@ export interface User {
   is_admin?: boolean
 }
 
+/** A page of a room's members, by username (GET /api/rooms/{slug}/members). */
+export interface MemberPage {
+  members: User[]
+  has_more: boolean
+}
+
 export interface Room {
   slug: string
   title: string

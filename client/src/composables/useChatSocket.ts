@@ -4,8 +4,12 @@ import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
 import { useRoomsStore } from '@/stores/rooms'
+import { useSessionStore } from '@/stores/session'
 
 export const PING_INTERVAL_MS = 25_000
+/** The server closed the socket because its session ended (a logout, "log out everywhere",
+ * a password change on another device): reconnecting cannot help, signing in again can. */
+export const CLOSE_SIGNED_OUT = 4501
 
 /** The part of the browser's WebSocket we use; tests inject a fake. */
 export interface SocketLike {
@@ -41,7 +45,8 @@ function defaultUrl(): string {
  * The one owner of the chat WebSocket: connects with the session cookie, reconnects with
  * exponential backoff and jitter, subscribes every joined room (and the one on screen) again
  * with `since` = the last id seen, pings every 25 s (no pong by the next ping: the connection
- * is dead), and routes every server frame into the stores.
+ * is dead), and routes every server frame into the stores. A close with 4501 (the session
+ * ended on the server) does not reconnect: it signs this tab out.
  */
 export function useChatSocket(options: ChatSocketOptions = {}) {
   const Socket: SocketClass = options.socketClass ?? WebSocket
@@ -52,6 +57,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
   const messages = useMessagesStore()
   const presence = usePresenceStore()
   const rooms = useRoomsStore()
+  const session = useSessionStore()
 
   let socket: SocketLike | null = null
   let running = false
@@ -84,7 +90,10 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
       const frame = parse(event.data)
       if (frame !== null) route(frame)
     }
-    current.onclose = () => dropped(current)
+    current.onclose = (event) => {
+      if (event.code === CLOSE_SIGNED_OUT) signedOut(current)
+      else dropped(current)
+    }
     current.onerror = () => {
       // A close event always follows; reconnecting starts there.
     }
@@ -101,6 +110,13 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     attempt += 1
     connection.setState('reconnecting', Date.now() + delay)
     reconnectTimer = setTimeout(connect, delay)
+  }
+
+  /** The session ended on the server: stop, and let the session store start afresh. */
+  function signedOut(gone: SocketLike) {
+    if (gone !== socket) return
+    stop()
+    session.sessionEnded()
   }
 
   function detach(target: SocketLike) {

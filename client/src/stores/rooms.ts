@@ -7,6 +7,9 @@ import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
 
+/** Members shown per page in a room's member list. */
+export const MEMBERS_PAGE = 50
+
 const byTitle = (a: Room, b: Room) => a.title.localeCompare(b.title) || a.slug.localeCompare(b.slug)
 
 /**
@@ -153,6 +156,9 @@ export const useRoomsStore = defineStore('rooms', () => {
     return presence.online[room.slug]?.length ?? room.online
   }
 
+  /** A page of the room's members, by username, after `after` (null: the first page). */
+  const members = (slug: string, after: string | null = null) =>
+    api.members(slug, after, MEMBERS_PAGE)
   const addMember = (slug: string, username: string) => api.addMember(slug, username)
   const removeMember = (slug: string, username: string) => api.removeMember(slug, username)
 
@@ -171,6 +177,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     open,
     create,
     onlineCount,
+    members,
     addMember,
     removeMember,
   }

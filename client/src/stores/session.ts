@@ -13,6 +13,8 @@ export const useSessionStore = defineStore('session', () => {
   const messageMaxChars = ref(MESSAGE_MAX_CHARS_FALLBACK)
 
   const isAdmin = computed(() => user.value?.is_admin === true)
+  /** This tab is signing out: the socket's close that follows is no news to show. */
+  let signingOut = false
 
   function applyLimits(limits: ServerLimits | undefined) {
     if (limits !== undefined) messageMaxChars.value = limits.message_max_chars
@@ -49,6 +51,7 @@ export const useSessionStore = defineStore('session', () => {
 
   /** Revokes the session, then starts the app afresh so no state of this user is left. */
   async function signOut() {
+    signingOut = true
     try {
       await api.logout()
     } finally {
@@ -57,9 +60,49 @@ export const useSessionStore = defineStore('session', () => {
     }
   }
 
+  /** Ends every session of this user, this one included, on every device. Unlike signOut,
+   * a failure is shown (the sessions elsewhere would live on), not covered by a reload. */
+  async function signOutEverywhere() {
+    signingOut = true
+    try {
+      await api.logoutEverywhere()
+    } catch (error) {
+      signingOut = false
+      throw error
+    }
+    user.value = null
+    window.location.assign('/signin')
+  }
+
+  /** Sets a new password; the server ends every other session of this user. */
+  async function changePassword(current: string, next: string) {
+    await api.changePassword(current, next)
+  }
+
+  /** The server ended this session (logged out here or everywhere, or the password was
+   * changed on another device): start afresh at the sign-in page, saying why. */
+  function sessionEnded() {
+    if (user.value === null || signingOut) return
+    user.value = null
+    window.location.assign('/signin?ended=1')
+  }
+
   function isMe(other: User): boolean {
     return user.value !== null && user.value.id === other.id
   }
 
-  return { user, checked, messageMaxChars, isAdmin, restore, signIn, signUp, signOut, isMe }
+  return {
+    user,
+    checked,
+    messageMaxChars,
+    isAdmin,
+    restore,
+    signIn,
+    signUp,
+    signOut,
+    signOutEverywhere,
+    changePassword,
+    sessionEnded,
+    isMe,
+  }
 })

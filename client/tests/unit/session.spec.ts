@@ -9,7 +9,10 @@ import { alice, bob } from './fakes'
 
 vi.mock('@/api/http', async (importOriginal) => {
   const original = await importOriginal<object>()
-  return { ...original, api: { me: vi.fn(), login: vi.fn(), register: vi.fn() } }
+  return {
+    ...original,
+    api: { me: vi.fn(), login: vi.fn(), register: vi.fn(), logoutEverywhere: vi.fn() },
+  }
 })
 
 beforeEach(() => {
@@ -67,5 +70,35 @@ describe('session store', () => {
     expect(session.isMe({ ...alice, display_name: 'Renamed' })).toBe(true)
     expect(session.isMe(bob)).toBe(false)
     expect(session.isMe({ ...bob, username: alice.username })).toBe(false)
+  })
+
+  it('starts afresh at the sign-in page, saying why, when the server ended the session', () => {
+    const assign = vi.fn()
+    vi.stubGlobal('location', { ...window.location, assign })
+    try {
+      const session = useSessionStore()
+      session.user = alice
+      session.sessionEnded()
+      session.sessionEnded() // a second socket of the tab closing: one navigation
+      expect(session.user).toBeNull()
+      expect(assign).toHaveBeenCalledExactlyOnceWith('/signin?ended=1')
+    } finally {
+      vi.unstubAllGlobals()
+    }
+  })
+
+  it('stays signed in and says so when logging out everywhere fails', async () => {
+    vi.mocked(api.logoutEverywhere).mockRejectedValue(new TypeError('Failed to fetch'))
+    const assign = vi.fn()
+    vi.stubGlobal('location', { ...window.location, assign })
+    try {
+      const session = useSessionStore()
+      session.user = alice
+      await expect(session.signOutEverywhere()).rejects.toThrow('Failed to fetch')
+      expect(session.user).toEqual(alice) // the other devices are still signed in
+      expect(assign).not.toHaveBeenCalled()
+    } finally {
+      vi.unstubAllGlobals()
+    }
   })
 })

@@ -1,11 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
 import { api } from '@/api/http'
-import { PING_INTERVAL_MS, useChatSocket } from '@/composables/useChatSocket'
+import { CLOSE_SIGNED_OUT, PING_INTERVAL_MS, useChatSocket } from '@/composables/useChatSocket'
 import { useConnectionStore } from '@/stores/connection'
 import { ACK_TIMEOUT_MS, useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
 import { useRoomsStore } from '@/stores/rooms'
+import { useSessionStore } from '@/stores/session'
 
 import { FakeSocket, alice, bob, message, signedIn } from './fakes'
 
@@ -118,6 +119,19 @@ describe('useChatSocket', () => {
       expect(connection.state).toBe('reconnecting')
       FakeSocket.last.drop()
     }
+  })
+
+  it('signs the tab out, without reconnecting, when the server says the session ended', async () => {
+    const { connection } = await setup()
+    const ended = vi.spyOn(useSessionStore(), 'sessionEnded').mockImplementation(() => {})
+    FakeSocket.last.open()
+    const count = FakeSocket.instances.length
+    FakeSocket.last.drop(CLOSE_SIGNED_OUT)
+
+    expect(ended).toHaveBeenCalledOnce()
+    vi.advanceTimersByTime(60_000)
+    expect(FakeSocket.instances).toHaveLength(count)
+    expect(connection.state).toBe('idle')
   })
 
   it('starts the backoff again after a successful reconnect', async () => {

@@ -3,12 +3,11 @@
 The order of a login is the defence: cheap checks, then the throttle counters, and only
 then the password hash, so that a flood of guesses costs the server almost nothing.
 Unknown user and wrong password take the same path through the hash and end in the same
-refusal.
+refusal. A password change is guessed like a login and counted by the same throttle.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from redis.asyncio import Redis
@@ -16,10 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom.accounts.passwords import Passwords
 from chatroom.accounts.sessions import SessionStore
-from chatroom.accounts.throttle import Limit, Throttle
+from chatroom.accounts.throttle import (
+    Limit,
+    LoginLimits,
+    LoginThrottle,
+    Throttle,
+    address_block,
+    subject,
+)
 from chatroom.accounts.tokens import ApiToken, ApiTokens
 from chatroom.accounts.users_table import UsersTable, username_key
-from chatroom.domain.refusals import NotAuthenticated, Throttled
+from chatroom.domain.refusals import Forbidden, NotAuthenticated, Throttled
 from chatroom.domain.rooms import LOBBY
 from chatroom.domain.rules import (
     PASSWORD_MAX,
@@ -36,15 +42,16 @@ from chatroom.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def check_password(password: object) -> str:
+def check_password(password: object, *, field: str = "password") -> str:
+    code = f"invalid_{field}"
     if not isinstance(password, str):
-        raise RuleError("invalid_password", "password must be a string")
+        raise RuleError(code, f"{field} must be a string")
     if len(password) < PASSWORD_MIN:
-        raise RuleError("invalid_password", f"a password has at least {PASSWORD_MIN} characters")
+        raise RuleError(code, f"a password has at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
-        raise RuleError("invalid_password", f"a password has at most {PASSWORD_MAX} characters")
+        raise RuleError(code, f"a password has at most {PASSWORD_MAX} characters")
     if has_lone_surrogate(password):
-        raise RuleError("invalid_password", "the password holds a lone surrogate")
+        raise RuleError(code, "the password holds a lone surrogate")
     return password
 
 
@@ -52,9 +59,8 @@ def bad_credentials() -> NotAuthenticated:
     return NotAuthenticated("bad_credentials", "wrong username or password")
 
 
-def _subject(text: str) -> str:
-    # A fixed-size Redis key part for any input, and no raw user input in key names.
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+def _throttled(wait: int) -> Throttled:
+    return Throttled("too many login attempts; try again later", wait)
 
 
 class Accounts:
@@ -66,7 +72,15 @@ class Accounts:
             redis, idle_s=settings.session_idle_s, absolute_s=settings.session_absolute_s
         )
         self.tokens = ApiTokens(engine)
-        self._throttle = Throttle(redis)
+        self.throttle = Throttle(redis)
+        self._logins = LoginThrottle(
+            redis,
+            LoginLimits(
+                per_address=settings.login_attempts_per_address_per_minute,
+                per_account_and_address=settings.login_attempts_per_minute,
+                per_account=settings.login_attempts_per_account_per_hour,
+            ),
+        )
 
     async def register(
         self, username: object, password: object, display_name: object, *, address: str
@@ -74,11 +88,11 @@ class Accounts:
         name = check_username(username)
         secret = check_password(password)
         shown = name if display_name is None else check_display_name(display_name)
-        wait = await self._throttle.hit(
+        wait = await self.throttle.hit(
             [
                 Limit(
                     "register-address",
-                    _subject(address),
+                    subject(address_block(address)),
                     self._settings.registrations_per_address_per_hour,
                     3600,
                 )
@@ -100,24 +114,10 @@ class Accounts:
         """Check the password; returns the user and a new session id."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise bad_credentials()
-        wait = await self._throttle.hit(
-            [
-                Limit(
-                    "login-user",
-                    _subject(username_key(username)),
-                    self._settings.login_attempts_per_minute,
-                    60,
-                ),
-                Limit(
-                    "login-address",
-                    _subject(address),
-                    self._settings.login_attempts_per_address_per_minute,
-                    60,
-                ),
-            ]
-        )
+        account = username_key(username)
+        wait = await self._logins.attempt(account, address)
         if wait:
-            raise Throttled("too many login attempts; try again later", wait)
+            raise _throttled(wait)
         if len(password) > PASSWORD_MAX or has_lone_surrogate(password):
             # No such password can be stored; still spend the hash time of a real check.
             await self.passwords.verify_nobody("x" * PASSWORD_MIN)
@@ -129,14 +129,49 @@ class Accounts:
             raise bad_credentials()
         if not await self.passwords.verify(stored.password_hash, password):
             raise bad_credentials()
+        await self._logins.succeeded(account, address)
         if self.passwords.needs_rehash(stored.password_hash):
             await self.users.set_password_hash(stored.user.id, await self.passwords.hash(password))
         session_id = await self.sessions.create(stored.user)
         log.info("user %s logged in", stored.user.username)
         return stored.user, session_id
 
-    async def logout(self, session_id: str) -> None:
-        await self.sessions.revoke(session_id)
+    async def change_password(
+        self, user: User, current: object, new: object, *, keep_session: str, address: str
+    ) -> int:
+        """Set a new password once the current one is proven, and end every other session
+        of the user (the one asking, `keep_session`, stays); returns how many ended."""
+        secret = check_password(new, field="new_password")
+        if not isinstance(current, str):
+            raise RuleError("invalid_current_password", "current_password must be a string")
+        account = username_key(user.username)
+        wait = await self._logins.attempt(account, address)
+        if wait:
+            raise _throttled(wait)
+        stored = await self.users.by_username(user.username)
+        if stored is None:
+            raise NotAuthenticated("not_authenticated", "this account no longer exists")
+        if (
+            len(current) > PASSWORD_MAX
+            or has_lone_surrogate(current)
+            or not await self.passwords.verify(stored.password_hash, current)
+        ):
+            raise Forbidden("wrong_password", "the current password is wrong")
+        await self._logins.succeeded(account, address)
+        await self.users.set_password_hash(user.id, await self.passwords.hash(secret))
+        ended = await self.sessions.revoke_all(user.id, keep=keep_session)
+        log.info("user %s changed their password; %d other sessions ended", user.username, ended)
+        return ended
+
+    async def logout(self, session_id: str) -> int | None:
+        """End the session; returns its user's id, if it was a live session."""
+        return await self.sessions.revoke(session_id)
+
+    async def logout_everywhere(self, user: User) -> int:
+        """End every session of the user, on every device; returns how many there were."""
+        ended = await self.sessions.revoke_all(user.id)
+        log.info("user %s logged out everywhere (%d sessions)", user.username, ended)
+        return ended
 
     async def user_for_session(self, session_id: str) -> User | None:
         return await self.sessions.user(session_id)

@@ -2,7 +2,8 @@
 
 The cookie holds a random session id; Redis holds only its SHA-256, so a copy of the
 Redis data does not hold usable session ids. A session ends after `idle_s` without use
-or `absolute_s` after login, whichever comes first, and when revoked (logout).
+or `absolute_s` after login, whichever comes first, and when revoked (logout, logout
+everywhere, a password change).
 The user's name travels with the session: no SQL query per request.
 """
 
@@ -109,9 +110,10 @@ class SessionStore:
         except (KeyError, ValueError):
             return None
 
-    async def revoke(self, session_id: str) -> None:
+    async def revoke(self, session_id: str) -> int | None:
+        """End one session; returns its user's id (None: there was no such session)."""
         if not _plausible(session_id):
-            return
+            return None
         digest = _digest(session_id)
         key = redis_keys.session(digest)
         user_id = await self._redis.hget(key, "user_id")
@@ -120,15 +122,22 @@ class SessionStore:
             if user_id is not None:
                 pipe.srem(redis_keys.user_sessions(int(user_id)), digest)
             await pipe.execute()
+        return None if user_id is None else int(user_id)
 
-    # Not called yet: "log out everywhere" is wired to a user action by the hardening work.
-    async def revoke_all(self, user_id: int) -> int:
-        """End every session of a user (all devices); returns how many were live."""
-        digests = await self._redis.smembers(redis_keys.user_sessions(user_id))
-        keys = [redis_keys.session(d.decode() if isinstance(d, bytes) else d) for d in digests]
+    async def revoke_all(self, user_id: int, *, keep: str | None = None) -> int:
+        """End every session of a user (all devices) but `keep` (a session id, the one
+        asking); returns how many were live."""
+        kept = _digest(keep) if keep is not None and _plausible(keep) else None
+        index = redis_keys.user_sessions(user_id)
+        members = await self._redis.smembers(index)
+        digests = [d.decode() if isinstance(d, bytes) else str(d) for d in members]
+        ending = [d for d in digests if d != kept]
+        if not ending:
+            return 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.delete(key)
-            pipe.delete(redis_keys.user_sessions(user_id))
+            for digest in ending:
+                pipe.delete(redis_keys.session(digest))
+            # Only these leave the index: a login at this very moment stays in it.
+            pipe.srem(index, *ending)
             results = await pipe.execute()
-        return sum(int(r) for r in results[: len(keys)])
+        return sum(int(r) for r in results[: len(ending)])

@@ -7,6 +7,7 @@ schema all read these: a limit changed here changes everywhere it is checked or 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 USERNAME_MIN, USERNAME_MAX = 3, 32
 USERNAME = re.compile(rf"^[A-Za-z0-9_]{{{USERNAME_MIN},{USERNAME_MAX}}}\Z")
@@ -35,6 +36,13 @@ STORED_BODY_MAX_CHARS = 16_000
 SQL_ID_MAX = 2**63 - 1
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# Characters a name or title may not hold: controls (Cc), format characters (Cf: bidi
+# overrides and isolates, zero-width spaces and joiners, the BOM), line and paragraph
+# separators, surrogates. Unseen, they let a name pass for another (`admin\u202e`, `al\u200bice`).
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_ZERO_WIDTH_JOINER = "\u200d"
+_EMOJI_PRESENTATION = "\ufe0f"
 
 
 class RuleError(ValueError):
@@ -79,15 +87,47 @@ def check_username(username: object) -> str:
     return username
 
 
+def _emoji_part(char: str) -> bool:
+    return unicodedata.category(char) in ("So", "Sk") or char == _EMOJI_PRESENTATION
+
+
+def unseen_character(text: str) -> str | None:
+    """The first control or invisible formatting character of `text`, or None.
+
+    A zero-width joiner between two emoji (👩\u200d💻, a skin tone, U+FE0F) is part of
+    the emoji and allowed; between letters it is an invisible difference, refused.
+    """
+    for index, char in enumerate(text):
+        if unicodedata.category(char) not in _UNSEEN:
+            continue
+        if (
+            char == _ZERO_WIDTH_JOINER
+            and 0 < index < len(text) - 1
+            and _emoji_part(text[index - 1])
+            and _emoji_part(text[index + 1])
+        ):
+            continue
+        return char
+    return None
+
+
 def clean_label(value: object, *, field: str, max_chars: int) -> str:
     """A short human text (a display name, a room title, a token name): trimmed,
-    1..max_chars characters of any script, no lone surrogates; else `invalid_<field>`."""
+    1..max_chars characters of any script, nothing unseen (controls, bidi overrides,
+    zero-width characters, lone surrogates); else `invalid_<field>`."""
     code = f"invalid_{field}"
     if not isinstance(value, str):
         raise RuleError(code, f"{field} must be a string")
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= max_chars or has_lone_surrogate(trimmed):
         raise RuleError(code, f"{field} is 1-{max_chars} characters")
+    unseen = unseen_character(trimmed)
+    if unseen is not None:
+        raise RuleError(
+            code,
+            f"{field} may not hold control or invisible formatting characters "
+            f"(U+{ord(unseen):04X}: {unicodedata.name(unseen, 'a control character')})",
+        )
     return trimmed
 
 

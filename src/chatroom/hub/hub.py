@@ -74,7 +74,9 @@ class Hub:
         self._heartbeat_s = settings.presence_expiry_s / 4
         self.presence = PresenceBoard(redis, expiry_ms)
         self.sends = SendLimiter(settings.send_rate_per_s, settings.send_burst)
-        self.signals = RoomSignals(redis, blocking_redis, self._on_signal, self._on_access_lost)
+        self.signals = RoomSignals(
+            redis, blocking_redis, self._on_signal, self._on_access_lost, self._on_signed_out
+        )
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
         node_id = secrets.token_hex(6)  # names this node's wake-up stream
         self._bus = StreamBus(redis, blocking_redis, node_id, self._on_entries)
@@ -210,6 +212,27 @@ class Hub:
         for session in list(self._sessions.values()):
             if session.connection.user.id == user_id:
                 session.access_lost(slug)
+
+    # Sessions ended (logout, logout everywhere, a password change).
+
+    async def signed_out(self, user_id: int) -> None:
+        """Tell every node that sessions of the user ended: each checks that user's
+        sockets at once and closes those whose session (or token) is gone."""
+        try:
+            await self.signals.publish_signed_out(user_id)
+        except STORE_ERRORS as exc:  # the heartbeat's recheck closes them within 5 s
+            log.warning("could not announce that user %s signed out: %s", user_id, exc)
+
+    def _on_signed_out(self, user_id: int) -> None:
+        for session in list(self._sessions.values()):
+            if session.connection.user.id == user_id:
+                session.connection.spawn(self._recheck_sign_in(session), name="sign-in check")
+
+    async def _recheck_sign_in(self, session: Session) -> None:
+        try:
+            await session.recheck_sign_in()
+        except STORE_ERRORS as exc:  # the heartbeat asks again
+            log.warning("cannot check a socket's session: %s", exc)
 
     # Heartbeat: presence and connection counts stay alive, dead nodes' users leave,
     # sessions and private rooms are checked again.

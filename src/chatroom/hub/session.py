@@ -317,13 +317,19 @@ class Session:
     async def recheck(self) -> None:
         """The heartbeat's check: a socket whose session ended closes (SIGNED_OUT), and a
         private room the user may no longer use ends its subscription."""
-        if self._signed_in is not None and not await self._signed_in():
-            self.connection.close(CloseCode.SIGNED_OUT, "the session has ended")
+        if not await self.recheck_sign_in():
             return
         for subscription in list(self._subscriptions.values()):
             room = subscription.room
             if room.private and await self._allowed_room(room.slug, fresh=True) is None:
                 self._end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(room.slug))
+
+    async def recheck_sign_in(self) -> bool:
+        """Close the socket (SIGNED_OUT) if its session or token has ended; False then."""
+        if self._signed_in is not None and not await self._signed_in():
+            self.connection.close(CloseCode.SIGNED_OUT, "the session has ended")
+            return False
+        return True
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         """Stop the subscription, then leave the room's presence."""

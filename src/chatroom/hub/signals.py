@@ -1,10 +1,13 @@
 """Ephemeral room signals between app nodes, over Redis pub/sub.
 
-Two kinds: a frame for a room's subscribers (presence, typing), and "this user lost
+Three kinds: a frame for a room's subscribers (presence, typing); "this user lost
 access to this room" (a member removed from a private room), on which every node ends
-that user's subscription at once. Frames are never stored: a node that misses one (a
-reconnect to Redis) loses nothing that matters, since the online list is read from Redis
-with every `subscribed`, and a lost access is found by the heartbeat's recheck anyway.
+that user's subscription at once; and "sessions of this user ended" (logout, logout
+everywhere, a password change), on which every node checks that user's sockets at once
+and closes those whose session is gone. Frames are never stored: a node that misses one
+(a reconnect to Redis) loses nothing that matters, since the online list is read from
+Redis with every `subscribed`, and a lost access or an ended session is found by the
+heartbeat's recheck anyway.
 Every node, the sender's included, acts on a signal when it comes back from the channel:
 one path.
 
@@ -41,6 +44,8 @@ _PING = "chatroom-signals"  # told apart from redis-py's own health check PING
 OnSignal = Callable[[str, str, int | None], None]
 # The room's slug, the user who may no longer use it.
 OnAccessLost = Callable[[str, int], None]
+# The user some of whose sessions ended.
+OnSignedOut = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +61,20 @@ class AccessLost:
     user_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class SignedOut:
+    user_id: int
+
+
 class _Silent(Exception):
     """The pub/sub connection answered nothing, not even a PING."""
 
 
-def decode_signal(data: Any) -> RoomFrame | AccessLost | None:
+def decode_signal(data: Any) -> RoomFrame | AccessLost | SignedOut | None:
     try:
         obj = json.loads(data)
+        if "signed_out" in obj:
+            return SignedOut(int(obj["signed_out"]))
         if "lost" in obj:
             return AccessLost(str(obj["room"]), int(obj["lost"]))
         skip = obj.get("skip")
@@ -77,6 +89,10 @@ def _ignore_access_lost(_slug: str, _user_id: int) -> None:
     return None
 
 
+def _ignore_signed_out(_user_id: int) -> None:
+    return None
+
+
 class RoomSignals:
     def __init__(
         self,
@@ -84,6 +100,7 @@ class RoomSignals:
         blocking_redis: Redis,
         on_signal: OnSignal,
         on_access_lost: OnAccessLost = _ignore_access_lost,
+        on_signed_out: OnSignedOut = _ignore_signed_out,
         *,
         ping_every_s: float = PING_EVERY_S,
         hang_s: float = READ_HANG_S,
@@ -92,6 +109,7 @@ class RoomSignals:
         self._blocking = blocking_redis
         self._on_signal = on_signal
         self._on_access_lost = on_access_lost
+        self._on_signed_out = on_signed_out
         self._ping_every_s = ping_every_s
         self._hang_s = hang_s
         self._pubsub: PubSub | None = None
@@ -120,6 +138,9 @@ class RoomSignals:
 
     async def publish_access_lost(self, slug: str, user_id: int) -> None:
         await self._redis.publish(self.channel, json.dumps({"room": slug, "lost": user_id}))
+
+    async def publish_signed_out(self, user_id: int) -> None:
+        await self._redis.publish(self.channel, json.dumps({"signed_out": user_id}))
 
     async def _subscribe(self) -> PubSub:
         pubsub = self._blocking.pubsub()
@@ -192,6 +213,8 @@ class RoomSignals:
         try:
             if isinstance(signal, AccessLost):
                 self._on_access_lost(signal.slug, signal.user_id)
+            elif isinstance(signal, SignedOut):
+                self._on_signed_out(signal.user_id)
             else:
                 self._on_signal(signal.slug, signal.frame, signal.skip_user)
         except Exception:

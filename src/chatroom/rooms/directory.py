@@ -3,6 +3,9 @@
 Rooms are never renamed, deleted or turned public/private, so a room found once is
 cached by slug for the life of the node: the WebSocket hub asks `visible` for every frame.
 Membership is not cached: a member removed on one node is out on every node at once.
+
+A private room's owner adds and removes members by username, and the answer is the same
+whether that username exists or not: the directory does not tell who has an account.
 """
 
 from __future__ import annotations
@@ -15,9 +18,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatroom.accounts.users_table import inserted_id, now_utc, username_key
-from chatroom.domain.refusals import Conflict, Forbidden, NotFound, room_not_found
+from chatroom.domain.events import Author
+from chatroom.domain.refusals import Conflict, Forbidden, room_not_found
 from chatroom.domain.rooms import Room
-from chatroom.domain.rules import SLUG, TITLE_MAX, USERNAME, check_slug, clean_label
+from chatroom.domain.rules import (
+    SLUG,
+    TITLE_MAX,
+    USERNAME,
+    USERNAME_RULE,
+    RuleError,
+    check_slug,
+    clean_label,
+)
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
 
@@ -44,6 +56,12 @@ def check_title(title: object) -> str:
 class ListedRoom:
     room: Room
     joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPage:
+    members: list[Author]  # by username, whatever the case
+    has_more: bool
 
 
 class RoomDirectory:
@@ -139,31 +157,43 @@ class RoomDirectory:
             raise Conflict("owner_cannot_leave", "the owner of a private room cannot leave it")
         await self._remove(room, user.id)
 
-    async def members(self, room: Room) -> list[User]:
+    async def members(self, room: Room, *, after: str | None, limit: int) -> MemberPage:
+        """A page of the room's members, by username: the first `limit` after the username
+        `after` (exclusive; None: from the first)."""
         query = (
-            sa.select(users.c.id, users.c.username, users.c.display_name, users.c.is_admin)
+            sa.select(users.c.id, users.c.username, users.c.display_name)
             .select_from(room_members.join(users, users.c.id == room_members.c.user_id))
             .where(room_members.c.room_id == room.id)
-            .order_by(users.c.username_key)
         )
+        if after is not None:
+            if not USERNAME.match(after):
+                raise RuleError("invalid_after", f"after must be a username: {USERNAME_RULE}")
+            query = query.where(users.c.username_key > username_key(after))
+        query = query.order_by(users.c.username_key).limit(limit + 1)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [User(int(r.id), r.username, r.display_name, bool(r.is_admin)) for r in rows]
+        members = [Author(int(r.id), r.username, r.display_name) for r in rows[:limit]]
+        return MemberPage(members, has_more=len(rows) > limit)
 
     async def add_member(self, acting: User, room: Room, username: object) -> None:
+        """Add a user to a private room; an unknown username changes nothing, and the
+        caller cannot tell the two apart."""
         member = await self._manageable(acting, room, username)
-        await self._add(room, member)
+        if member is not None:
+            await self._add(room, member)
 
-    async def remove_member(self, acting: User, room: Room, username: object) -> int:
-        """Remove a member of a private room; the removed user's id."""
+    async def remove_member(self, acting: User, room: Room, username: object) -> int | None:
+        """Remove a member of a private room; the removed user's id (None: no such user)."""
         member = await self._manageable(acting, room, username)
         if member == room.owner_id:
             raise Conflict("owner_cannot_leave", "the owner of a private room cannot be removed")
-        await self._remove(room, member)
+        if member is not None:
+            await self._remove(room, member)
         return member
 
-    async def _manageable(self, acting: User, room: Room, username: object) -> int:
-        """The id of the user `acting` may add to or remove from `room`."""
+    async def _manageable(self, acting: User, room: Room, username: object) -> int | None:
+        """The id of the user `acting` may add to or remove from `room` (None: nobody has
+        that username)."""
         if room.owner_id != acting.id:
             raise Forbidden("forbidden", "only the room's owner manages its members")
         if not room.is_private:
@@ -171,14 +201,12 @@ class RoomDirectory:
                 "room_is_public", "a public room has no member list to manage: anyone may join"
             )
         if not isinstance(username, str) or not USERNAME.match(username):
-            raise NotFound("user_not_found", "there is no such user")
+            raise RuleError("invalid_username", f"a username is {USERNAME_RULE}")
         async with self._engine.connect() as conn:
             user_id = await conn.scalar(
                 sa.select(users.c.id).where(users.c.username_key == username_key(username))
             )
-        if user_id is None:
-            raise NotFound("user_not_found", f"there is no user {username[:40]!r}")
-        return int(user_id)
+        return None if user_id is None else int(user_id)
 
     async def _member(self, conn: AsyncConnection, room_id: int, user_id: int) -> bool:
         found = await conn.scalar(

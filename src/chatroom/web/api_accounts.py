@@ -1,4 +1,10 @@
-"""Accounts over HTTP: register, login, logout, me, and API tokens."""
+"""Accounts over HTTP: register, login, logout (here or everywhere), me, the password,
+and API tokens.
+
+Managing credentials (tokens, the password, every session) takes a browser session: a
+bearer token is refused (`session_user`). Whatever ends sessions tells the hub, which
+closes their sockets on every node at once.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,17 @@ from starlette.requests import Request
 
 from chatroom.accounts.sessions import SESSION_COOKIE
 from chatroom.domain.rules import SQL_ID_MAX
-from chatroom.web.dependencies import CurrentUser, State, client_address, require_site_origin
+from chatroom.settings import Settings
+from chatroom.web.dependencies import (
+    CurrentUser,
+    SessionUser,
+    State,
+    client_address,
+    require_site_origin,
+)
+from chatroom.web.origins import served_over_https
 from chatroom.web.schemas import (
+    ChangePasswordRequest,
     CreateTokenRequest,
     LoginRequest,
     MeEnvelope,
@@ -20,6 +35,33 @@ from chatroom.web.schemas import (
 )
 
 router = APIRouter(prefix="/api", tags=["accounts"])
+
+
+def _set_session_cookie(
+    response: Response, request: Request, settings: Settings, session_id: str
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=settings.session_absolute_s,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure or served_over_https(request, settings),
+    )
+
+
+def _signed_out(request: Request, settings: Settings) -> Response:
+    """204, and the browser forgets its session cookie."""
+    answer = Response(status_code=204)
+    answer.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure or served_over_https(request, settings),
+    )
+    return answer
 
 
 @router.post(
@@ -54,16 +96,7 @@ async def login(
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:
         await state.accounts.logout(previous)
-    settings = state.settings
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_id,
-        max_age=settings.session_absolute_s,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-    )
+    _set_session_cookie(response, request, state.settings, session_id)
     return {"user": user.as_json()}
 
 
@@ -78,16 +111,44 @@ async def logout(request: Request, state: State) -> Response:
     require_site_origin(request)
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
-        await state.accounts.logout(session_id)
-    answer = Response(status_code=204)
-    answer.delete_cookie(
-        SESSION_COOKIE,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=state.settings.cookie_secure,
+        user_id = await state.accounts.logout(session_id)
+        if user_id is not None:  # its sockets close now, not at the next heartbeat
+            await state.hub.signed_out(user_id)
+    return _signed_out(request, state.settings)
+
+
+@router.post(
+    "/logout/all",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 403),
+    summary="Log out everywhere: every session of yours ends, this one included",
+)
+async def logout_everywhere(request: Request, user: SessionUser, state: State) -> Response:
+    await state.accounts.logout_everywhere(user)
+    await state.hub.signed_out(user.id)
+    return _signed_out(request, state.settings)
+
+
+@router.post(
+    "/me/password",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 403, 422, 429),
+    summary="Change your password: every other session of yours ends",
+)
+async def change_password(
+    body: ChangePasswordRequest, request: Request, user: SessionUser, state: State
+) -> Response:
+    await state.accounts.change_password(
+        user,
+        body.current_password,
+        body.new_password,
+        keep_session=request.cookies.get(SESSION_COOKIE, ""),
+        address=client_address(request),
     )
-    return answer
+    await state.hub.signed_out(user.id)
+    return Response(status_code=204)
 
 
 @router.get("/me", response_model=MeEnvelope, responses=errors(401), summary="Who am I")
@@ -105,7 +166,7 @@ async def me(user: CurrentUser, state: State) -> dict[str, object]:
     summary="Create an API token for a bot (the secret is shown only here)",
 )
 async def create_token(
-    body: CreateTokenRequest, user: CurrentUser, state: State
+    body: CreateTokenRequest, user: SessionUser, state: State
 ) -> dict[str, object]:
     token, secret = await state.accounts.create_token(user, body.name)
     return {"token": {**token.as_json(), "secret": secret}}
@@ -114,11 +175,11 @@ async def create_token(
 @router.get(
     "/tokens",
     response_model=TokenList,
-    responses=errors(401),
+    responses=errors(401, 403),
     tags=["tokens"],
     summary="Your API tokens (without their secrets)",
 )
-async def list_tokens(user: CurrentUser, state: State) -> dict[str, object]:
+async def list_tokens(user: SessionUser, state: State) -> dict[str, object]:
     return {"tokens": [t.as_json() for t in await state.accounts.list_tokens(user)]}
 
 
@@ -131,7 +192,7 @@ async def list_tokens(user: CurrentUser, state: State) -> dict[str, object]:
     summary="Revoke one of your API tokens",
 )
 async def delete_token(
-    user: CurrentUser, state: State, token_id: int = Path(ge=1, le=SQL_ID_MAX)
+    user: SessionUser, state: State, token_id: int = Path(ge=1, le=SQL_ID_MAX)
 ) -> Response:
     await state.accounts.delete_token(user, token_id)
     return Response(status_code=204)

@@ -1,7 +1,8 @@
 """Rooms over HTTP: list, create, join, leave, members, who is online, and history.
 
 A private room the caller is not a member of answers 404 on every path, exactly as a
-room that does not exist: its name is not confirmed to outsiders.
+room that does not exist: its name is not confirmed to outsiders. Adding or removing a
+member answers the same whether the username exists or not, at a limited rate.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from chatroom.domain.refusals import room_not_found
+from chatroom.accounts.throttle import Limit
+from chatroom.domain.refusals import Throttled, room_not_found
 from chatroom.domain.rooms import Room
 from chatroom.domain.rules import RuleError
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
@@ -33,6 +35,8 @@ from chatroom.web.state import AppState
 router = APIRouter(prefix="/api/rooms", tags=["rooms"])
 
 PAGE_DEFAULT = 50
+MEMBERS_PAGE_DEFAULT = 100
+MEMBERS_PAGE_MAX = 500
 
 
 def parse_message_id(text: str, name: str) -> StreamId:
@@ -118,23 +122,45 @@ async def leave_room(slug: str, user: CurrentUser, state: State) -> Response:
 @router.get(
     "/{slug}/members",
     response_model=MemberList,
-    responses=errors(401, 404),
-    summary="The room's members (extension)",
+    responses=errors(401, 404, 422),
+    summary="A page of the room's members, by username (extension)",
 )
-async def list_members(slug: str, user: CurrentUser, state: State) -> dict[str, object]:
+async def list_members(
+    slug: str,
+    user: CurrentUser,
+    state: State,
+    after: Annotated[
+        str | None, Query(description="Members after this username (exclusive).")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MEMBERS_PAGE_MAX, description="How many members.")
+    ] = MEMBERS_PAGE_DEFAULT,
+) -> dict[str, object]:
     room = await state.rooms.require_visible(user, slug)
-    return {"members": [m.as_json() for m in await state.rooms.members(room)]}
+    page = await state.rooms.members(room, after=after, limit=limit)
+    return {"members": [m.as_json() for m in page.members], "has_more": page.has_more}
+
+
+async def _count_member_change(state: AppState, user: User) -> None:
+    """Each add or remove counts against the owner's hourly allowance, before SQL is
+    asked: the same answer for every username would still let a script try them all."""
+    limit = Limit("member-change", str(user.id), state.settings.member_changes_per_hour, 3600)
+    wait = await state.accounts.throttle.hit([limit])
+    if wait:
+        raise Throttled("too many member changes; try again later", wait)
 
 
 @router.post(
     "/{slug}/members",
     status_code=204,
     response_class=Response,
-    responses=errors(401, 403, 404, 409, 422),
-    summary="Add a member to your private room (owner only)",
+    responses=errors(401, 403, 404, 409, 422, 429),
+    summary="Add a member to your private room (owner only); the same 204 for a username "
+    "that does not exist",
 )
 async def add_member(slug: str, body: MemberRequest, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
+    await _count_member_change(state, user)
     await state.rooms.add_member(user, room, body.username)
     return Response(status_code=204)
 
@@ -143,13 +169,15 @@ async def add_member(slug: str, body: MemberRequest, user: CurrentUser, state: S
     "/{slug}/members/{username}",
     status_code=204,
     response_class=Response,
-    responses=errors(401, 403, 404, 409),
-    summary="Remove a member from your private room (owner only)",
+    responses=errors(401, 403, 404, 409, 422, 429),
+    summary="Remove a member from your private room (owner only); the same 204 for a "
+    "username that does not exist",
 )
 async def remove_member(slug: str, username: str, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
+    await _count_member_change(state, user)
     removed = await state.rooms.remove_member(user, room, username)
-    if state.hub is not None:  # their open sockets lose the room now, on every node
+    if removed is not None and state.hub is not None:  # their sockets lose it now, everywhere
         await state.hub.access_lost(room.slug, removed)
     return Response(status_code=204)
 

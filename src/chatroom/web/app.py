@@ -80,7 +80,7 @@ def create_app(settings: Settings, backends: Backends, *, with_archiver: bool) -
     )
     install_error_handlers(app, client.page)
     app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     app.include_router(api_accounts.router)
     app.include_router(api_rooms.router)
     app.include_router(api_operations.router)

@@ -24,7 +24,8 @@ State = Annotated[AppState, Depends(chat_state)]
 
 
 def client_address(request: Request) -> str:
-    """The client's address (a trusted proxy's X-Forwarded-For is applied by uvicorn)."""
+    """The client's address (a trusted proxy's X-Forwarded-For is applied by uvicorn);
+    the throttles count an IPv6 address by its /64 (`accounts.throttle.address_block`)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -48,3 +49,18 @@ async def current_user(request: Request) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def session_user(request: Request) -> User:
+    """The user of a browser session: only a session (the cookie) manages credentials
+    (API tokens, the password, every session). A bearer token is refused with 403, so a
+    leaked token can neither make more tokens nor keep itself alive once revoked."""
+    user = await current_user(request)
+    if "authorization" in request.headers:
+        raise Forbidden(
+            "session_required", "log in to manage tokens, passwords and sessions (not a token)"
+        )
+    return user
+
+
+SessionUser = Annotated[User, Depends(session_user)]

@@ -38,6 +38,13 @@ HTTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
+# Counted, not logged: anyone can send refused upgrades, as many as they like.
+WS_UPGRADES_REFUSED = Counter(
+    metric_names.WS_UPGRADES_REFUSED.name,
+    metric_names.WS_UPGRADES_REFUSED.help,
+    metric_names.WS_UPGRADES_REFUSED.labels,
+)
+
 
 class HttpMetricsMiddleware:
     """Counts and times every HTTP request (pure ASGI: WebSockets pass straight through)."""

@@ -45,7 +45,8 @@ class RegisterRequest(Request):
     )
     display_name: str | None = Field(
         default=None,
-        description=f"1-{DISPLAY_NAME_MAX} characters; default: the username.",
+        description=f"1-{DISPLAY_NAME_MAX} characters of any script, but no control or "
+        "invisible formatting characters (bidi overrides, zero-width); default: the username.",
         json_schema_extra={"minLength": 1, "maxLength": DISPLAY_NAME_MAX},
     )
 
@@ -53,6 +54,14 @@ class RegisterRequest(Request):
 class LoginRequest(Request):
     username: str
     password: str
+
+
+class ChangePasswordRequest(Request):
+    current_password: str
+    new_password: str = Field(
+        description=f"At least {PASSWORD_MIN} characters (at most {PASSWORD_MAX:,}).",
+        json_schema_extra={"minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX},
+    )
 
 
 class CreateRoomRequest(Request):
@@ -68,7 +77,10 @@ class CreateRoomRequest(Request):
 
 
 class MemberRequest(Request):
-    username: str
+    username: str = Field(
+        description=f"{USERNAME_RULE}; the answer is the same whether it exists or not.",
+        json_schema_extra={"pattern": json_pattern(USERNAME)},
+    )
 
 
 class CreateTokenRequest(Request):
@@ -88,6 +100,8 @@ class ErrorBody(BaseModel):
 
 
 class UserOut(BaseModel):
+    """Your own record; everyone else's is an `Author` (without `is_admin`)."""
+
     id: int
     username: str
     display_name: str
@@ -150,7 +164,8 @@ class OnlineList(BaseModel):
 
 
 class MemberList(BaseModel):
-    members: list[UserOut]
+    members: list[Author] = Field(description="By username, whatever the case.")
+    has_more: bool = Field(description="More members follow: ask again with after=.")
 
 
 class TokenOut(BaseModel):

@@ -7,7 +7,12 @@ or token. After that the hub asks `RoomDirectory.visible` about a room: afresh f
 subscribe and at every heartbeat for each private room subscribed; a send or typing
 frame reuses a yes for a few seconds (`chatroom.hub.session.ACCESS_CACHE_S`), and a
 member's removal ends that at once (`Hub.access_lost`). The session or token is checked
-again at every heartbeat: once it has ended the socket closes with 4501.
+again at every heartbeat, and at once on every node when a logout, a logout everywhere
+or a password change ends sessions of the user (`Hub.signed_out`): once it has ended the
+socket closes with 4501.
+
+A refused upgrade is counted (`chatroom_ws_upgrades_refused{code}`) and logged at debug
+level only: anyone can send them, and each would otherwise be a log line.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from chatroom.hub.subscription import RoomRef
 from chatroom.hub.transport import SharedText, TransportClosed
 from chatroom.outages import STORE_ERRORS
 from chatroom.redis_client import connect
+from chatroom.web.metrics import WS_UPGRADES_REFUSED
 from chatroom.web.origins import origin_allowed
 from chatroom.web.state import AppState, app_state
 from chatroom.web.ws_protocol import SEND_WIRE, text_frame
@@ -96,6 +102,8 @@ def _wire(frame: str) -> bytes:
 
 
 async def _refuse(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    WS_UPGRADES_REFUSED.labels(code).inc()
+    log.debug("refused a WebSocket upgrade: %d %s", status, code)
     await websocket.send_denial_response(
         JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
@@ -40,6 +41,14 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class ChatroomWebSocketProtocol(WebSocketsSansIOProtocol):
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # The app refused the upgrade with an HTTP answer, now sent: the handshake is
+            # over. Otherwise uvicorn logs an ERROR ("returned without completing
+            # handshake") for every refused upgrade, which anyone can send.
+            self.handshake_complete = True
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # absent when the upgrade was refused
