@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
@@ -166,21 +168,31 @@ async def test_bad_entries_end_in_dead_letters_and_the_rest_goes_on(
     await traffic.close()
 
 
-async def test_an_entry_delivered_too_often_is_dead_lettered(
-    redis: Redis, engine: AsyncEngine, archivers: Archivers
+async def test_entries_delivered_too_often_are_archived_alone_never_dead_lettered_for_it(
+    redis: Redis, engine: AsyncEngine, archivers: Archivers, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="chatroom.archiver")
     traffic = Traffic(redis)
     key = redis_keys.room_stream("lobby")
     await redis.xgroup_create(key, "archiver", id="0", mkstream=True)
-    await traffic.send("lobby", 1)
-    for _ in range(3):  # three crashed attempts of consumer a1 on the same entry
-        await redis.xreadgroup("archiver", "a1", {key: "0" if _ else ">"}, count=10)
+    valid = await traffic.send("lobby", 2)
+    bad = await redis.xadd(key, {"event": b"[" * 5000 + b"]" * 5000})
+    for attempt in range(3):  # three crashed attempts of consumer a1 on the same entries
+        await redis.xreadgroup("archiver", "a1", {key: "0" if attempt else ">"}, count=10)
     later = await traffic.send("lobby", 2)
-    assert await archivers.new(consumer="a1", archiver_max_deliveries=3).drain() == 2
+    archiver = archivers.new(consumer="a1", archiver_max_deliveries=3)
+    # Before: all three were dead-lettered as "delivered 4 times", valid messages included.
+    assert await archiver.drain() == 4
+    assert [r[0] for r in await archived_rows(engine, "lobby")] == [*valid, *later]
     letters = await dead_letter_rows(engine)
-    assert len(letters) == 1 and "delivered 4 times" in letters[0]["reason"]
-    assert [r[0] for r in await archived_rows(engine, "lobby")] == later
-    assert await pending_count(redis, "lobby") == 0
+    assert [(row["stream_id"], row["reason"]) for row in letters] == [
+        (bad.decode(), "invalid event: not JSON: nested too deeply")
+    ]
+    assert archiver.suspects == 3 and await pending_count(redis, "lobby") == 0
+    warned = [r.getMessage() for r in caplog.records if "trying it alone" in r.getMessage()]
+    assert len(warned) == 3 and f"lobby {valid[0]} was delivered 4 times" in warned[0]
+    found = (await collect_status(redis, engine)).as_json()
+    assert found["rooms"]["lobby"]["suspects"] == 3 and found["total"]["suspects"] == 3
     await traffic.close()
 
 

@@ -99,3 +99,9 @@ def archiver_rate(slug: str) -> str:
 def archiver_missing(slug: str) -> str:
     """Count of pending entries whose data was deleted before they were archived."""
     return f"{room_tag(slug)}:missing"
+
+
+def archiver_suspects(slug: str) -> str:
+    """Count of entries delivered more than `archiver_max_deliveries` times, which the
+    archivers then archived apart (or dead-lettered, if bad)."""
+    return f"{room_tag(slug)}:suspects"

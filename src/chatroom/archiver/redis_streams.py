@@ -211,10 +211,13 @@ class GroupStreams:
             await pipe.execute()
 
     async def report_progress(
-        self, archived: Mapping[tuple[str, int], int], missing: Mapping[str, int]
+        self,
+        archived: Mapping[tuple[str, int], int],
+        missing: Mapping[str, int],
+        suspects: Mapping[str, int],
     ) -> None:
         """Add rows archived per (room, second) for the rows/s figure of `chatroom status`,
-        and pending entries found deleted, per room."""
+        pending entries found deleted, and suspects tried alone, per room."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for (room, second), rows in archived.items():
                 rate = redis_keys.archiver_rate(room)
@@ -222,7 +225,22 @@ class GroupStreams:
                 pipe.expire(rate, 120)
             for room, gone in missing.items():
                 pipe.incrby(redis_keys.archiver_missing(room), gone)
+            for room, tried in suspects.items():
+                pipe.incrby(redis_keys.archiver_suspects(room), tried)
             await pipe.execute()
+
+    async def count_attempt(self, entry: Delivery) -> None:
+        """Raise a pending entry's delivery count by one before trying it alone, so that
+        one that kills the archiver counts each try (XCLAIM to ourselves, RETRYCOUNT)."""
+        await self._redis.xclaim(
+            redis_keys.room_stream(entry.room),
+            GROUP,
+            self.consumer,
+            0,
+            [str(entry.id)],
+            retrycount=entry.deliveries + 1,
+            justid=True,
+        )
 
     async def prune_rates(self, room: str, older_than_s: int) -> None:
         rate = redis_keys.archiver_rate(room)

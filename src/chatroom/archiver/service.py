@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom.archiver.batching import BatchClock, Delivery
 from chatroom.archiver.consumer_name import ConsumerLease, lease_consumer_name
 from chatroom.archiver.failpoints import Failpoints
-from chatroom.archiver.pipeline import Totals, WritePipeline
+from chatroom.archiver.pipeline import ArchivedHook, Totals, WritePipeline
 from chatroom.archiver.reading import ROOMS_EVERY_S, GroupReader
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped, pause
@@ -69,6 +69,7 @@ class Archiver:
         *,
         consumer: str | None = None,
         failpoints: Failpoints | None = None,
+        on_archived: ArchivedHook | None = None,
     ) -> None:
         self._settings = settings
         self._redis_url = redis_url
@@ -77,6 +78,8 @@ class Archiver:
         self._name = self._consumer or ""
         # Crash points for the fault tests; only `chatroom archive` and `serve` set them.
         self._failpoints = failpoints or Failpoints()
+        # Told which entries this archiver archived, after each acknowledgement.
+        self._on_archived = on_archived
         self._stop = asyncio.Event()
         # What outlives a run: outages under way, counts, room ids, unreported progress.
         self._redis = Dependency("redis", "Redis", down=REDIS_DOWN)
@@ -103,6 +106,11 @@ class Archiver:
     @property
     def missing(self) -> int:
         return self._totals.missing
+
+    @property
+    def suspects(self) -> int:
+        """Entries tried alone after more than `archiver_max_deliveries` deliveries."""
+        return self._totals.suspects
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -173,6 +181,7 @@ class Archiver:
             room_ids=self._room_ids,
             totals=self._totals,
             progress=self._progress,
+            on_archived=self._on_archived,
         )
         upkeep = Upkeep(
             redis,

@@ -43,12 +43,13 @@ class Progress:
     """What the batches did since upkeep last reported it. It outlives the archiver's
     runs: what one run could not report (Redis down at its end), the next one does."""
 
-    __slots__ = ("archived", "dirty_rooms", "missing")
+    __slots__ = ("archived", "dirty_rooms", "missing", "suspects")
 
     def __init__(self) -> None:
         self.dirty_rooms: set[str] = set()  # archived into since their last trim
         self.archived: Counter[tuple[str, int]] = Counter()  # rows per (room, second)
         self.missing: Counter[str] = Counter()  # pending entries found deleted, per room
+        self.suspects: Counter[str] = Counter()  # entries tried alone, per room
 
     def add(
         self, rooms: Iterable[str], archived: Mapping[str, int], missing: Mapping[str, int]
@@ -150,14 +151,16 @@ class Upkeep:
         progress = self._progress
         archived, progress.archived = progress.archived, Counter()
         missing, progress.missing = progress.missing, Counter()
-        if not archived and not missing:
+        suspects, progress.suspects = progress.suspects, Counter()
+        if not archived and not missing and not suspects:
             return
         try:
-            await self._streams.report_progress(archived, missing)
+            await self._streams.report_progress(archived, missing, suspects)
         except (*REDIS_DOWN, ResponseError):
-            # Keep the figures for the next round.
+            # Keep the figures for the next round (Redis full: once it has room again).
             progress.archived.update(archived)
             progress.missing.update(missing)
+            progress.suspects.update(suspects)
             raise
 
     async def _heartbeat_and_tidy(self) -> None:
