@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
+from chatroom.archiver.batching import Delivery
+from chatroom.archiver.reading import GroupReader
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
@@ -451,3 +453,35 @@ async def test_write_batch_finds_client_id_duplicates_on_any_engine(
     assert found == [Duplicate(1, stored.id)]  # the replay of `stored` is no duplicate
     rows = await archived_rows(engine, "lobby")
     assert [r[0] for r in rows] == [stored.id, fresh.id]
+
+
+@pytest.mark.parametrize("skew_s", [-3600, 3600], ids=["behind", "ahead"])
+async def test_a_drain_ends_by_redis_clock_under_constant_traffic_whatever_the_local_clock(
+    skew_s: int,
+    redis: Redis,
+    engine: AsyncEngine,
+    archivers: Archivers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    traffic = Traffic(redis)
+    backlog = await traffic.send("lobby", 300)
+    read_new = GroupReader.read_new
+
+    async def read_under_constant_traffic(
+        reader: GroupReader, count: int, block_ms: int | None
+    ) -> list[Delivery]:
+        await traffic.send("lobby", 5)  # every read finds new messages
+        return await read_new(reader, count, block_ms)
+
+    monkeypatch.setattr(GroupReader, "read_new", read_under_constant_traffic)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + skew_s)
+    archiver = archivers.new(consumer="a1", archiver_batch_size=50)
+    # Before: the local clock decided. An hour behind, the drain ended after its first
+    # batch (50 of the 300); an hour ahead, it never ended under constant traffic.
+    drained = await asyncio.wait_for(archiver.drain(), 30)
+    monkeypatch.undo()
+    assert drained >= 300
+    archived = {r[0] for r in await archived_rows(engine, "lobby")}
+    assert set(backlog) <= archived
+    await traffic.close()

@@ -106,6 +106,10 @@ class GroupReader:
             self.rooms.add(room)
             self._pending_scan.setdefault(room, ZERO)
 
+    async def server_time_ms(self) -> int:
+        """Redis's clock, in milliseconds: the clock of the stream ids."""
+        return await self._streams.server_time_ms()
+
     async def read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
         """About `count` new entries over every room, waiting up to `block_ms` for them
         (None: not at all)."""

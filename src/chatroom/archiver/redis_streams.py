@@ -135,6 +135,11 @@ class GroupStreams:
         members: Any = await self._redis.smembers(redis_keys.ROOMS_WITH_STREAMS)
         return {slug.decode() if isinstance(slug, bytes) else str(slug) for slug in members}
 
+    async def server_time_ms(self) -> int:
+        """Redis's clock (TIME), which the stream ids are made of, in milliseconds."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     async def ensure_group(self, room: str) -> bool:
         """Create the group from the stream's first entry (id 0), with the stream if need
         be; True when this call created it."""

@@ -10,7 +10,8 @@ parts on the run's connections, and drives them:
 The three schedules are the loops below: `continuous` block-reads and flushes at N
 entries or T milliseconds (at once when SQL is idle); `interval` and `cron` drain the
 whole backlog when `schedules.decide` says so. A drain ends once a read returns only
-entries newer than its start, so it ends even under constant traffic.
+entries newer than its start (by Redis's clock, which makes the ids: this host's may be
+skewed), so it ends even under constant traffic.
 """
 
 from __future__ import annotations
@@ -280,8 +281,9 @@ class Archiver:
         reach entries newer than this run's start (a drain ends even under load)."""
         reader, pipeline = run.reader, run.pipeline
         before = self.archived
-        started_ms = int(time.time() * 1000)
         try:
+            # Redis's clock, which made the stream ids: this host's may be skewed.
+            started_ms = await reader.call(reader.server_time_ms)
             await reader.refresh_rooms(force=True)
             await self._claim_stale(run)
             while not self._stop.is_set():
