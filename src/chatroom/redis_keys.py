@@ -105,3 +105,9 @@ def archiver_suspects(slug: str) -> str:
     """Count of entries delivered more than `archiver_max_deliveries` times, which the
     archivers then archived apart (or dead-lettered, if bad)."""
     return f"{room_tag(slug)}:suspects"
+
+
+def archiver_name_lease(consumer: str) -> str:
+    """Held by the live archiver process that uses the consumer name `consumer` (a lease
+    with the heartbeat's TTL): two processes can never share a name."""
+    return f"{PREFIX}:archiver_name:{consumer}"

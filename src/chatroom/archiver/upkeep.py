@@ -28,8 +28,10 @@ from redis.exceptions import ResponseError
 
 from chatroom import status
 from chatroom.archiver import metrics
+from chatroom.archiver.name_lease import NameLease
 from chatroom.archiver.reading import GroupReader
 from chatroom.archiver.redis_streams import GroupStreams
+from chatroom.archiver.retries import pause
 from chatroom.archiver.schedules import Every
 from chatroom.outages import REDIS_DOWN
 
@@ -75,8 +77,11 @@ class Upkeep:
         *,
         hot_window: int,
         claim_idle_ms: int,
+        name_lease: NameLease | None = None,
     ) -> None:
         self._redis = redis
+        self._name_lease = name_lease  # renewed with the heartbeat
+        self.closing = asyncio.Event()  # set when the run ends: the loops stop
         self._streams = streams
         self._reader = reader
         self._progress = progress
@@ -88,8 +93,8 @@ class Upkeep:
         self._gauges = Every(GAUGES_EVERY_S)
 
     async def run(self) -> None:
-        """Every chore when due, until cancelled (by the end of `Archiver.run`)."""
-        while True:
+        """Every chore when due, until `closing` is set (by the end of `Archiver.run`)."""
+        while not self.closing.is_set():
             try:
                 if self._trims.due():
                     await self.trim_and_report()
@@ -99,16 +104,31 @@ class Upkeep:
                     await self.sample_backlog()
             except (*REDIS_DOWN, ResponseError) as exc:
                 log.debug("upkeep round skipped: %s", exc)
-            await asyncio.sleep(min(TRIM_EVERY_S, GAUGES_EVERY_S))
+            await pause(self.closing, min(TRIM_EVERY_S, GAUGES_EVERY_S))
 
     async def keep_alive(self) -> None:
-        """The heartbeat alone, until cancelled: a drain may outlast the heartbeat's TTL,
-        and without one another archiver could take it for a gone consumer."""
+        """The heartbeat alone, until `closing` is set: a drain may outlast the heartbeat's
+        TTL, and without one another archiver could take it for a gone consumer."""
         renew_every_s = self._streams.heartbeat_ttl_s / 3
-        while True:
+        while not self.closing.is_set():
             with contextlib.suppress(*REDIS_DOWN, ResponseError):
-                await self._streams.heartbeat(sorted(self._reader.rooms))
-            await asyncio.sleep(renew_every_s)
+                await self._heartbeat()
+            await pause(self.closing, renew_every_s)
+
+    async def end(self, task: asyncio.Task[None]) -> None:
+        """End `task` (`run` or `keep_alive`) and wait for it. Cancelling alone is not
+        enough: redis-py sometimes swallows a cancellation that lands while it connects,
+        and the loop would go on (a heartbeat after `leave` dropped it)."""
+        self.closing.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _heartbeat(self) -> None:
+        """The name's lease and the per-room heartbeats, renewed."""
+        if self._name_lease is not None:
+            await self._name_lease.renew()
+        await self._streams.heartbeat(sorted(self._reader.rooms))
 
     async def trim_and_report(self) -> None:
         await self._trim_dirty()
@@ -165,7 +185,7 @@ class Upkeep:
 
     async def _heartbeat_and_tidy(self) -> None:
         rooms = sorted(self._reader.rooms)
-        await self._streams.heartbeat(rooms)
+        await self._heartbeat()
         for room in rooms:
             await self._streams.prune_rates(room, int(time.time()) - status.RATE_WINDOW_S)
             removed = await self._streams.remove_gone_consumers(room, idle_ms=self._gone_after_ms)
