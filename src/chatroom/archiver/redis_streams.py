@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from chatroom import redis_keys
 from chatroom.archiver.batching import Delivery
@@ -140,18 +140,28 @@ class GroupStreams:
         seconds, micros = await self._redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    async def ensure_group(self, room: str) -> bool:
+    async def ensure_group(self, room: str) -> bool | None:
         """Create the group from the stream's first entry (id 0), with the stream if need
-        be; True when this call created it."""
+        be; True when this call created it, False when it was there. None: Redis is full
+        (maxmemory refuses XGROUP CREATE, even of a group that exists) and the group does
+        not exist yet: try again later."""
+        key = redis_keys.room_stream(room)
         try:
-            await self._redis.xgroup_create(
-                redis_keys.room_stream(room), GROUP, id="0", mkstream=True
-            )
+            await self._redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+        except OutOfMemoryError:
+            return False if await self._group_exists(key) else None
         except ResponseError as exc:
             if "BUSYGROUP" in str(exc):
                 return False
             raise
         return True
+
+    async def _group_exists(self, key: str) -> bool:
+        try:
+            groups: Any = await self._redis.xinfo_groups(key)
+        except ResponseError:  # no such stream
+            return False
+        return any(g["name"] in (GROUP, GROUP.encode()) for g in groups)
 
     async def read_new(
         self, rooms: Iterable[str], *, count: int, block_ms: int | None
@@ -259,12 +269,21 @@ class GroupStreams:
 
     async def heartbeat(self, rooms: Iterable[str]) -> None:
         """Say this consumer is alive for `heartbeat_ttl_s`, in each room it reads (the key
-        lives in the room's slot, next to the stream the removal script checks)."""
+        lives in the room's slot, next to the stream the removal script checks). Redis at
+        maxmemory refuses SET, not PEXPIRE: the keys that exist are renewed meanwhile."""
         ttl_ms = max(1, int(self.heartbeat_ttl_s * 1000))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for room in rooms:
-                pipe.set(redis_keys.archiver_heartbeat(room, self.consumer), "1", px=ttl_ms)
-            if len(pipe):
+        keys = [redis_keys.archiver_heartbeat(room, self.consumer) for room in rooms]
+        if not keys:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, "1", px=ttl_ms)
+                await pipe.execute()
+        except OutOfMemoryError:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.pexpire(key, ttl_ms)
                 await pipe.execute()
 
     async def forget_heartbeat(self, rooms: Iterable[str]) -> None:

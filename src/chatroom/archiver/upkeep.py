@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from chatroom import status
 from chatroom.archiver import metrics
@@ -94,16 +94,20 @@ class Upkeep:
 
     async def run(self) -> None:
         """Every chore when due, until `closing` is set (by the end of `Archiver.run`)."""
+        chores = (
+            (self._trims, self.trim_and_report),
+            (self._heartbeats, self._heartbeat_and_tidy),
+            (self._gauges, self.sample_backlog),
+        )
         while not self.closing.is_set():
-            try:
-                if self._trims.due():
-                    await self.trim_and_report()
-                if self._heartbeats.due():
-                    await self._heartbeat_and_tidy()
-                if self._gauges.due():
-                    await self.sample_backlog()
-            except (*REDIS_DOWN, ResponseError) as exc:
-                log.debug("upkeep round skipped: %s", exc)
+            for timer, chore in chores:
+                # Each on its own: Redis at maxmemory refuses the progress report, never
+                # the heartbeat's renewal, which must not be skipped with it.
+                if timer.due():
+                    try:
+                        await chore()
+                    except (*REDIS_DOWN, ResponseError) as exc:
+                        log.debug("upkeep chore skipped: %s", exc)
             await pause(self.closing, min(TRIM_EVERY_S, GAUGES_EVERY_S))
 
     async def keep_alive(self) -> None:
@@ -131,13 +135,16 @@ class Upkeep:
         await self._streams.heartbeat(sorted(self._reader.rooms))
 
     async def trim_and_report(self) -> None:
+        """Trims (which free memory, also at maxmemory), then the progress report (which
+        Redis at maxmemory refuses: kept for a later round)."""
         await self._trim_dirty()
         await self._report_progress()
 
     async def leave(self) -> None:
         """On a clean stop: last trims and progress, then leave the group in each room
         where nothing of ours is pending, and drop the heartbeats."""
-        await self.trim_and_report()
+        with contextlib.suppress(OutOfMemoryError):
+            await self.trim_and_report()
         rooms = sorted(self._reader.rooms)
         for room in rooms:
             await self._streams.remove_self_if_idle(room)
