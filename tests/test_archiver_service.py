@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.archiver.batching import Delivery
+from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.pipeline import ArchivedHook
 from chatroom.archiver.reading import GroupReader
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.domain.events import MessageEvent
@@ -254,27 +256,73 @@ async def test_trimming_keeps_the_hot_window_and_never_drops_unarchived(
     await traffic.close()
 
 
-async def test_two_archivers_at_once_share_the_work_exactly_once(
+class SimulatedCrash(BaseException):
+    """An in-process archiver's kill -9: raised at a failpoint, caught by no handler."""
+
+
+async def test_two_archivers_share_a_backlog_and_one_killed_mid_batch_leaves_its_batch_to_the_other(
     redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
-    for slug in ("r1", "r2", "r3"):
+    rooms = ["lobby", "r1", "r2", "r3", "r4"]
+    for slug in rooms[1:]:
         await create_room(engine, slug)
     traffic = Traffic(redis)
-    # Both alive: neither may claim the other's entries (with a claim time shorter than a
-    # slow SQLite commit each would archive some twice, as a no-op, and count them twice).
-    settings = {"archiver_batch_size": 50, "archiver_claim_idle_ms": 60_000}
-    first, second = archivers.new(**settings), archivers.new(**settings)
+    for slug in rooms:  # a real backlog, spread over the rooms
+        await traffic.send(slug, 600)
+    archived_by: dict[str, list[tuple[str, StreamId]]] = {"first": [], "second": []}
+
+    def record(who: str) -> ArchivedHook:
+        return lambda room, ids: archived_by[who].extend((room, i) for i in ids)
+
+    def crash_once_both_work() -> None:
+        # The first is killed mid-batch (committed, not acknowledged), once both have
+        # archived a share; until then, the next batch is its chance.
+        if not all(archived_by.values()):
+            crash.arm("after_commit_before_ack")
+            return
+        raise SimulatedCrash
+
+    crash = Failpoints("after_commit_before_ack", action=crash_once_both_work)
+    # Short claims: the survivor adopts the killed one's batch within a second or so.
+    settings: dict[str, Any] = {"archiver_batch_size": 50, "archiver_claim_idle_ms": 1000}
+    first = archivers.new(failpoints=crash, on_archived=record("first"), **settings)
+    second = archivers.new(on_archived=record("second"), **settings)
     runs = [archivers.start(first), archivers.start(second)]
-    for _ in range(20):
-        for slug in ("lobby", "r1", "r2", "r3"):
-            await traffic.send(slug, 15)
-        await asyncio.sleep(0.01)
+    with pytest.raises(SimulatedCrash):
+        await asyncio.wait_for(runs[0].task, 30)
+    orphaned = await _pending_of(redis, first.consumer, rooms)
+    assert orphaned, "the killed archiver left no batch pending"
+    assert not runs[1].task.done()  # the other runs on: it adopts the batch
+    in_sql = {(room, r[0]) for room in rooms for r in await archived_rows(engine, room)}
+    # The batch it died in was committed (the next one was read only: reads overlap).
+    assert orphaned & in_sql
+    for slug in rooms:  # more traffic while the survivor adopts the batch
+        await traffic.send(slug, 20)
     await wait_for(lambda: _has(engine, traffic.count()), what="everything archived")
-    await asyncio.gather(*(run.stop() for run in runs))
+    await runs[1].stop()
+    first_set, second_set = set(archived_by["first"]), set(archived_by["second"])
+    # Who archived what: each entry by exactly one of them, their union exactly what was
+    # sent, both a share, and the killed one's batch by the survivor.
+    assert len(first_set) == len(archived_by["first"]) and first.archived == len(first_set)
+    assert len(second_set) == len(archived_by["second"]) and second.archived == len(second_set)
+    assert first_set and second_set and not first_set & second_set
+    sent = {(room, i) for room, ids in traffic.sent.items() for i in ids}
+    assert first_set | second_set == sent and len(sent) == 3100
+    assert orphaned <= second_set
     assert first.consumer != second.consumer
-    assert first.archived + second.archived == traffic.count() == 1200
-    await assert_exactly_once(redis, engine, traffic)
+    await assert_exactly_once(redis, engine, traffic)  # SQL: every one once, none pending
     await traffic.close()
+
+
+async def _pending_of(redis: Redis, consumer: str, rooms: list[str]) -> set[tuple[str, StreamId]]:
+    found: set[tuple[str, StreamId]] = set()
+    for slug in rooms:
+        key = redis_keys.room_stream(slug)
+        rows: Any = await redis.xpending_range(
+            key, "archiver", min="-", max="+", count=10_000, consumername=consumer
+        )
+        found |= {(slug, StreamId.parse(row["message_id"])) for row in rows}
+    return found
 
 
 async def test_a_dead_consumers_pending_entries_are_adopted(

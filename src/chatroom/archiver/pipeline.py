@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,8 +46,15 @@ from chatroom.store.counts import room_ids
 
 log = logging.getLogger(__name__)
 
-# Runs a Redis operation until it succeeds (`GroupReader.call`).
-RedisCall = Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]
+T = TypeVar("T")
+
+
+class RedisCall(Protocol):
+    """Runs a Redis operation until it succeeds (`GroupReader.call`)."""
+
+    async def __call__(self, operation: Callable[[], Awaitable[T]], /) -> T: ...
+
+
 # Told, after each acknowledgement, which entries this archiver archived as rows: room,
 # stream ids (the attribution of work among archivers).
 ArchivedHook = Callable[[str, list[StreamId]], None]
@@ -245,19 +253,29 @@ class WritePipeline:
         letters: list[DeadLetter],
         deleted: list[Delivery],
     ) -> int:
-        """XACK committed entries, then count them; returns the rows archived."""
+        """XACK committed entries, then count those this XACK acknowledged (an entry
+        another archiver claimed and acknowledged first is its, not ours: each entry is
+        counted by exactly one archiver); returns the rows archived."""
         acks: dict[str, list[StreamId]] = defaultdict(list)
         for entry in entries:
             acks[entry.room].append(entry.id)
         if not acks:
             return 0
-        await self._redis_call(partial(self._streams.ack, acks))
+        ours = await self._redis_call(partial(self._streams.ack, acks))
         self._failpoints.reach("after_ack_before_trim")
         lettered = {(letter.room_slug, letter.stream_id) for letter in letters}
         archived: dict[str, list[StreamId]] = defaultdict(list)
         for entry, _ in rows:
-            if not lettered or (entry.room, str(entry.id)) not in lettered:
+            if (entry.room, entry.id) in ours and (entry.room, str(entry.id)) not in lettered:
                 archived[entry.room].append(entry.id)
+        # Deleted entries are ours by the claim that found them (they leave the PEL then).
+        gone = {(entry.room, str(entry.id)) for entry in deleted}
+        counted = [
+            letter
+            for letter in letters
+            if (letter.room_slug, letter.stream_id) in gone
+            or (letter.room_slug or "", StreamId.parse(letter.stream_id)) in ours
+        ]
         missing: dict[str, int] = defaultdict(int)
         for entry in deleted:
             missing[entry.room] += 1
@@ -265,7 +283,7 @@ class WritePipeline:
             metrics.ARCHIVED.labels(room).inc(len(ids))
             if self._on_archived is not None:
                 self._on_archived(room, ids)
-        for letter in letters:
+        for letter in counted:
             metrics.DEAD_LETTERS.labels(letter.room_slug or "").inc()
             log.warning("dead letter %s %s: %s", letter.room_slug, letter.stream_id, letter.reason)
         for room, count in missing.items():
@@ -274,7 +292,7 @@ class WritePipeline:
         counts = {room: len(ids) for room, ids in archived.items()}
         total = sum(counts.values())
         self._totals.archived += total
-        self._totals.dead_lettered += len(letters)
+        self._totals.dead_lettered += len(counted)
         self._totals.missing += len(deleted)
         self._progress.add(acks, counts, missing)  # trimmed and reported by the upkeep
         return total

@@ -105,6 +105,17 @@ return 0
 """
 
 
+# Acknowledge entries one by one and say which this call acknowledged (1) and which were
+# no longer pending (0: another consumer acknowledged them first, after claiming them):
+# an entry counts as archived by exactly one archiver, the one that acknowledged it.
+# KEYS: stream. ARGV: group, ids. XACK is allowed at maxmemory.
+_ACK_EACH = """
+local acked = {}
+for i = 2, #ARGV do acked[i - 1] = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) end
+return acked
+"""
+
+
 def _entries(room: str, raw: Iterable[Any], deliveries: int = 1) -> list[Delivery]:
     return [
         Delivery(room, entry_id(raw_id), fields or {}, deliveries)
@@ -129,6 +140,7 @@ class GroupStreams:
         self.consumer = consumer
         self.heartbeat_ttl_s = HEARTBEAT_TTL_S
         self._trim = redis.register_script(_SAFE_TRIM)
+        self._ack_each = redis.register_script(_ACK_EACH)
         self._remove_if_gone = redis.register_script(_REMOVE_IF_GONE)
 
     async def rooms(self) -> set[str]:
@@ -217,13 +229,21 @@ class GroupStreams:
             ]
         return Claimed(entries, deleted, next_start)
 
-    async def ack(self, acks: Mapping[str, list[StreamId]]) -> None:
-        """Acknowledge archived entries, every room in one round trip."""
+    async def ack(self, acks: Mapping[str, list[StreamId]]) -> set[tuple[str, StreamId]]:
+        """Acknowledge archived entries, every room in one round trip; returns the
+        (room, id) this call acknowledged (the others were acknowledged before)."""
+        rooms = [(room, ids) for room, ids in acks.items() if ids]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for room, ids in acks.items():
-                if ids:
-                    pipe.xack(redis_keys.room_stream(room), GROUP, *[str(i) for i in ids])
-            await pipe.execute()
+            for room, ids in rooms:
+                keys = [redis_keys.room_stream(room)]
+                await self._ack_each(keys=keys, args=[GROUP, *map(str, ids)], client=pipe)
+            replies = await pipe.execute()
+        return {
+            (room, entry)
+            for (room, ids), flags in zip(rooms, replies, strict=True)
+            for entry, flag in zip(ids, flags, strict=True)
+            if int(flag)
+        }
 
     async def report_progress(
         self,
