@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
+import pytest
+
+from chatroom.archiver import batching
 from chatroom.archiver.batching import (
     DELETED_REASON,
     BatchClock,
     Delivery,
+    is_suspect,
     split_for_retry,
-    too_many_deliveries,
+    suspects_in_order,
     triage,
 )
+from chatroom.domain.events import decode_event as real_decode
 from chatroom.domain.stream_ids import StreamId
-from chatroom.store.archive_writes import ArchivedMessage, chunk_bounds
+from chatroom.store.archive_writes import (
+    DEAD_LETTER_RAW_MAX,
+    ArchivedMessage,
+    DeadLetter,
+    chunk_bounds,
+)
 
 
 def _event(body: str = "hi", room: str = "lobby") -> dict[bytes, bytes]:
@@ -66,13 +77,42 @@ def test_triage_sorts_each_entry_on_its_own() -> None:
     assert reasons[ids[1]].startswith("invalid event: not JSON")
     assert reasons[ids[2]] == DELETED_REASON
     assert "unknown room 'nowhere'" in reasons[ids[3]]
-    assert "delivered 9 times" in reasons[ids[4]]
     assert [e.id for e in plan.deleted] == [ids[2]]
+    # Delivered 9 times: a suspect to try alone, never a dead letter for its count.
+    assert [e.id for e in plan.suspects] == [ids[4]] and ids[4] not in reasons
+
+
+def test_a_surprise_while_triaging_one_entry_dead_letters_that_entry_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def decode(room: str, fields: dict[bytes, bytes]) -> object:
+        if fields[b"event"].startswith(b"boom"):
+            raise LookupError("surprise")
+        return real_decode(room, fields)
+
+    monkeypatch.setattr(batching, "decode_event", decode)
+    entries = [
+        Delivery("lobby", StreamId(1, 0), _event("fine")),
+        Delivery("lobby", StreamId(1, 1), {b"event": b"boom"}),
+        Delivery("lobby", StreamId(1, 2), _event("also fine")),
+    ]
+    plan = triage(entries, {"lobby": 1}, max_deliveries=5)
+    assert [e.id.seq for e, _, _ in plan.rows] == [0, 2]
+    assert [(e.id.seq, reason) for e, reason in plan.dead] == [
+        (1, "could not be triaged: LookupError: surprise")
+    ]
+
+
+def test_suspects_are_tried_least_tried_first() -> None:
+    tried = [
+        Delivery("lobby", StreamId(1, i), {b"event": b"x"}, d) for i, d in enumerate((9, 7, 7))
+    ]
+    assert [e.id.seq for e in suspects_in_order(tried)] == [1, 2, 0]
 
 
 def test_delivery_limit_and_raw_bytes() -> None:
-    assert too_many_deliveries(5, 5) is None
-    assert too_many_deliveries(6, 5) == "delivered 6 times without being archived (limit 5)"
+    entry = Delivery("lobby", StreamId(1, 0), {b"event": b"x"}, deliveries=5)
+    assert not is_suspect(entry, 5) and is_suspect(entry, 4)
     entry = Delivery("lobby", StreamId(1, 0), {b"b": b"2", b"a": b"1"})
     assert entry.raw == b"a=1\nb=2"
     assert Delivery("lobby", StreamId(1, 0), {b"event": b"\xff"}).raw == b"\xff"
@@ -105,3 +145,13 @@ def test_chunks_respect_rows_and_bytes() -> None:
 def test_row_size_estimate_bounds_escaping() -> None:
     message = ArchivedMessage(1, StreamId(1, 0), 7, "c1", "é" * 100)  # 200 UTF-8 bytes
     assert message.statement_bytes() >= 2 * 200
+
+
+def test_a_dead_letter_keeps_bounded_bytes_and_says_what_it_cut() -> None:
+    small = DeadLetter.of_entry("s", "1-0", "lobby", b"abc", "bad", 1)
+    assert (small.raw, small.reason) == (b"abc", "bad")
+    raw = b"o" * (17 * 1024 * 1024)
+    big = DeadLetter.of_entry("s", "1-1", "lobby", raw, "invalid event: not JSON", 1)
+    assert big.raw == raw[:DEAD_LETTER_RAW_MAX]
+    assert f"entry of {len(raw)} bytes, sha256 {hashlib.sha256(raw).hexdigest()}" in big.reason
+    assert big.statement_bytes() < 1024 * 1024  # fits any max_allowed_packet

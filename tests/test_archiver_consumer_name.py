@@ -1,4 +1,5 @@
-"""Stable, distinct consumer names: `<host>-<folder>-<slot>`, the slot held by a file lock."""
+"""Stable, distinct consumer names: `<host>-<instance>-<slot>`, the slot held by a file
+lock, the instance a random id kept in the data folder."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.archiver.consumer_name import folder_tag, host_name, lease_consumer_name
+from chatroom.archiver.consumer_name import (
+    host_name,
+    instance_id,
+    lease_consumer_name,
+    same_holder_place,
+)
 
 
 def test_two_archivers_get_two_names_and_a_freed_slot_is_reused(tmp_path: Path) -> None:
     first = lease_consumer_name(tmp_path)
     second = lease_consumer_name(tmp_path)
-    prefix = f"{host_name()}-{folder_tag(tmp_path)}"
+    prefix = f"{host_name()}-{instance_id(tmp_path)}"
     assert first.name == f"{prefix}-0" and second.name == f"{prefix}-1"
     first.release()
     again = lease_consumer_name(tmp_path)
@@ -31,6 +37,21 @@ def test_two_data_folders_on_one_host_never_share_a_name(tmp_path: Path) -> None
     assert one.name != two.name and one.name.endswith("-0") and two.name.endswith("-0")
     one.release()
     two.release()
+
+
+def test_the_instance_id_is_random_per_folder_and_kept(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = instance_id(tmp_path / "one")
+    assert len(first) == 8 and instance_id(tmp_path / "one") == first
+    assert instance_id(tmp_path / "two") != first
+
+
+def test_a_token_says_which_machine_and_folder_hold_a_name(tmp_path: Path) -> None:
+    token = lease_consumer_name(tmp_path)
+    assert same_holder_place(token.token, token.token.rsplit("|", 1)[0] + "|99999")
+    assert not same_holder_place(token.token, "another-machine|" + token.token.split("|", 1)[1])
+    token.release()
 
 
 @pytest.mark.processes

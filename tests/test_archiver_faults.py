@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.redis_client import connect
+from chatroom.status import collect_status
 from chatroom.store.database import create_engine
 from conftest import Backend
 from test_archiver_support import (
@@ -36,6 +37,7 @@ from test_archiver_support import (
     archived_total,
     assert_exactly_once,
     create_room,
+    dead_letter_rows,
     pending_count,
     wait_for,
 )
@@ -147,8 +149,9 @@ async def test_random_kill_loop_under_load(
             await asyncio.sleep(0.01)
 
     producer = asyncio.create_task(produce())
-    # Deliveries are what a kill costs an entry: allow plenty, these are not poison.
-    env = _archive_env(backend, tmp_path, CHATROOM_ARCHIVER_MAX_DELIVERIES="1000")
+    # The default max deliveries: each kill adds a delivery to the batch in hand, and no
+    # number of kills may turn a valid message into a dead letter.
+    env = _archive_env(backend, tmp_path)
     kills = 0
     try:
         while kills < 8:
@@ -172,6 +175,31 @@ async def test_random_kill_loop_under_load(
     assert code == 0, err
     assert traffic.count() > 500
     await assert_exactly_once(redis, engine, traffic)
+    assert await dead_letter_rows(engine) == []
+    await traffic.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["after_read", "after_commit_before_ack"])
+async def test_an_archiver_killed_again_and_again_on_one_batch_dead_letters_nothing(
+    point: str, backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path, python: str
+) -> None:
+    traffic = Traffic(redis)
+    await traffic.send("lobby", 20)
+    env = _archive_env(backend, tmp_path, CHATROOM_FAILPOINT=point)
+    # Killed while it holds the batch, more times than archiver_max_deliveries (5): the
+    # batch is re-read as its own pending at each start, one delivery more each time.
+    for _ in range(7):
+        code, err = await _run(python, env, "--once")
+        assert code == -signal.SIGKILL, err
+    code, err = await _run(python, _archive_env(backend, tmp_path), "--once")
+    assert code == 0, err
+    # Before: 20 dead letters ("delivered 6 times"), and after_read left 0 rows.
+    await assert_exactly_once(redis, engine, traffic)
+    assert await dead_letter_rows(engine) == []
+    assert "trying it alone" in err
+    found = (await collect_status(redis, engine)).as_json()
+    assert found["rooms"]["lobby"]["suspects"] == 20
     await traffic.close()
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom import redis_keys
 from chatroom.archiver import redis_streams
 from chatroom.archiver.redis_streams import GroupStreams
+from chatroom.domain.stream_ids import StreamId
 from chatroom.store.counts import room_ids
 from chatroom.store.tables import messages
 from conftest import Backend
@@ -113,3 +114,18 @@ async def test_a_drain_held_up_by_sql_keeps_its_heartbeat_alive(
 
 async def _exists(redis: Redis, key: str) -> bool:
     return bool(await redis.exists(key))
+
+
+async def test_an_ack_says_which_entries_it_acknowledged(backend: Backend, redis: Redis) -> None:
+    traffic = Traffic(redis)
+    await _group_with(redis, traffic, {"slow": 3})
+    entries: Any = await redis.xrange(STREAM)
+    ids = [StreamId.parse(raw_id) for raw_id, _ in entries]
+    # The slow consumer's first entry was claimed and acknowledged by another meanwhile:
+    # it is that one's, and the slow one counts only the two it acknowledged itself.
+    await redis.xclaim(STREAM, "archiver", "quick", 0, [str(ids[0])])
+    quick = GroupStreams(redis, redis, "quick")
+    assert await quick.ack({"lobby": ids[:1]}) == {("lobby", ids[0])}
+    slow = GroupStreams(redis, redis, "slow")
+    assert await slow.ack({"lobby": ids}) == {("lobby", ids[1]), ("lobby", ids[2])}
+    await traffic.close()

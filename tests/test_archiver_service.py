@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
+from chatroom.archiver.batching import Delivery
+from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.pipeline import ArchivedHook
+from chatroom.archiver.reading import GroupReader
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
@@ -166,21 +172,31 @@ async def test_bad_entries_end_in_dead_letters_and_the_rest_goes_on(
     await traffic.close()
 
 
-async def test_an_entry_delivered_too_often_is_dead_lettered(
-    redis: Redis, engine: AsyncEngine, archivers: Archivers
+async def test_entries_delivered_too_often_are_archived_alone_never_dead_lettered_for_it(
+    redis: Redis, engine: AsyncEngine, archivers: Archivers, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="chatroom.archiver")
     traffic = Traffic(redis)
     key = redis_keys.room_stream("lobby")
     await redis.xgroup_create(key, "archiver", id="0", mkstream=True)
-    await traffic.send("lobby", 1)
-    for _ in range(3):  # three crashed attempts of consumer a1 on the same entry
-        await redis.xreadgroup("archiver", "a1", {key: "0" if _ else ">"}, count=10)
+    valid = await traffic.send("lobby", 2)
+    bad = await redis.xadd(key, {"event": b"[" * 5000 + b"]" * 5000})
+    for attempt in range(3):  # three crashed attempts of consumer a1 on the same entries
+        await redis.xreadgroup("archiver", "a1", {key: "0" if attempt else ">"}, count=10)
     later = await traffic.send("lobby", 2)
-    assert await archivers.new(consumer="a1", archiver_max_deliveries=3).drain() == 2
+    archiver = archivers.new(consumer="a1", archiver_max_deliveries=3)
+    # Before: all three were dead-lettered as "delivered 4 times", valid messages included.
+    assert await archiver.drain() == 4
+    assert [r[0] for r in await archived_rows(engine, "lobby")] == [*valid, *later]
     letters = await dead_letter_rows(engine)
-    assert len(letters) == 1 and "delivered 4 times" in letters[0]["reason"]
-    assert [r[0] for r in await archived_rows(engine, "lobby")] == later
-    assert await pending_count(redis, "lobby") == 0
+    assert [(row["stream_id"], row["reason"]) for row in letters] == [
+        (bad.decode(), "invalid event: not JSON: nested too deeply")
+    ]
+    assert archiver.suspects == 3 and await pending_count(redis, "lobby") == 0
+    warned = [r.getMessage() for r in caplog.records if "trying it alone" in r.getMessage()]
+    assert len(warned) == 3 and f"lobby {valid[0]} was delivered 4 times" in warned[0]
+    found = (await collect_status(redis, engine)).as_json()
+    assert found["rooms"]["lobby"]["suspects"] == 3 and found["total"]["suspects"] == 3
     await traffic.close()
 
 
@@ -240,27 +256,73 @@ async def test_trimming_keeps_the_hot_window_and_never_drops_unarchived(
     await traffic.close()
 
 
-async def test_two_archivers_at_once_share_the_work_exactly_once(
+class SimulatedCrash(BaseException):
+    """An in-process archiver's kill -9: raised at a failpoint, caught by no handler."""
+
+
+async def test_two_archivers_share_a_backlog_and_one_killed_mid_batch_leaves_its_batch_to_the_other(
     redis: Redis, engine: AsyncEngine, archivers: Archivers
 ) -> None:
-    for slug in ("r1", "r2", "r3"):
+    rooms = ["lobby", "r1", "r2", "r3", "r4"]
+    for slug in rooms[1:]:
         await create_room(engine, slug)
     traffic = Traffic(redis)
-    # Both alive: neither may claim the other's entries (with a claim time shorter than a
-    # slow SQLite commit each would archive some twice, as a no-op, and count them twice).
-    settings = {"archiver_batch_size": 50, "archiver_claim_idle_ms": 60_000}
-    first, second = archivers.new(**settings), archivers.new(**settings)
+    for slug in rooms:  # a real backlog, spread over the rooms
+        await traffic.send(slug, 600)
+    archived_by: dict[str, list[tuple[str, StreamId]]] = {"first": [], "second": []}
+
+    def record(who: str) -> ArchivedHook:
+        return lambda room, ids: archived_by[who].extend((room, i) for i in ids)
+
+    def crash_once_both_work() -> None:
+        # The first is killed mid-batch (committed, not acknowledged), once both have
+        # archived a share; until then, the next batch is its chance.
+        if not all(archived_by.values()):
+            crash.arm("after_commit_before_ack")
+            return
+        raise SimulatedCrash
+
+    crash = Failpoints("after_commit_before_ack", action=crash_once_both_work)
+    # Short claims: the survivor adopts the killed one's batch within a second or so.
+    settings: dict[str, Any] = {"archiver_batch_size": 50, "archiver_claim_idle_ms": 1000}
+    first = archivers.new(failpoints=crash, on_archived=record("first"), **settings)
+    second = archivers.new(on_archived=record("second"), **settings)
     runs = [archivers.start(first), archivers.start(second)]
-    for _ in range(20):
-        for slug in ("lobby", "r1", "r2", "r3"):
-            await traffic.send(slug, 15)
-        await asyncio.sleep(0.01)
+    with pytest.raises(SimulatedCrash):
+        await asyncio.wait_for(runs[0].task, 30)
+    orphaned = await _pending_of(redis, first.consumer, rooms)
+    assert orphaned, "the killed archiver left no batch pending"
+    assert not runs[1].task.done()  # the other runs on: it adopts the batch
+    in_sql = {(room, r[0]) for room in rooms for r in await archived_rows(engine, room)}
+    # The batch it died in was committed (the next one was read only: reads overlap).
+    assert orphaned & in_sql
+    for slug in rooms:  # more traffic while the survivor adopts the batch
+        await traffic.send(slug, 20)
     await wait_for(lambda: _has(engine, traffic.count()), what="everything archived")
-    await asyncio.gather(*(run.stop() for run in runs))
+    await runs[1].stop()
+    first_set, second_set = set(archived_by["first"]), set(archived_by["second"])
+    # Who archived what: each entry by exactly one of them, their union exactly what was
+    # sent, both a share, and the killed one's batch by the survivor.
+    assert len(first_set) == len(archived_by["first"]) and first.archived == len(first_set)
+    assert len(second_set) == len(archived_by["second"]) and second.archived == len(second_set)
+    assert first_set and second_set and not first_set & second_set
+    sent = {(room, i) for room, ids in traffic.sent.items() for i in ids}
+    assert first_set | second_set == sent and len(sent) == 3100
+    assert orphaned <= second_set
     assert first.consumer != second.consumer
-    assert first.archived + second.archived == traffic.count() == 1200
-    await assert_exactly_once(redis, engine, traffic)
+    await assert_exactly_once(redis, engine, traffic)  # SQL: every one once, none pending
     await traffic.close()
+
+
+async def _pending_of(redis: Redis, consumer: str, rooms: list[str]) -> set[tuple[str, StreamId]]:
+    found: set[tuple[str, StreamId]] = set()
+    for slug in rooms:
+        key = redis_keys.room_stream(slug)
+        rows: Any = await redis.xpending_range(
+            key, "archiver", min="-", max="+", count=10_000, consumername=consumer
+        )
+        found |= {(slug, StreamId.parse(row["message_id"])) for row in rows}
+    return found
 
 
 async def test_a_dead_consumers_pending_entries_are_adopted(
@@ -439,3 +501,35 @@ async def test_write_batch_finds_client_id_duplicates_on_any_engine(
     assert found == [Duplicate(1, stored.id)]  # the replay of `stored` is no duplicate
     rows = await archived_rows(engine, "lobby")
     assert [r[0] for r in rows] == [stored.id, fresh.id]
+
+
+@pytest.mark.parametrize("skew_s", [-3600, 3600], ids=["behind", "ahead"])
+async def test_a_drain_ends_by_redis_clock_under_constant_traffic_whatever_the_local_clock(
+    skew_s: int,
+    redis: Redis,
+    engine: AsyncEngine,
+    archivers: Archivers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    traffic = Traffic(redis)
+    backlog = await traffic.send("lobby", 300)
+    read_new = GroupReader.read_new
+
+    async def read_under_constant_traffic(
+        reader: GroupReader, count: int, block_ms: int | None
+    ) -> list[Delivery]:
+        await traffic.send("lobby", 5)  # every read finds new messages
+        return await read_new(reader, count, block_ms)
+
+    monkeypatch.setattr(GroupReader, "read_new", read_under_constant_traffic)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + skew_s)
+    archiver = archivers.new(consumer="a1", archiver_batch_size=50)
+    # Before: the local clock decided. An hour behind, the drain ended after its first
+    # batch (50 of the 300); an hour ahead, it never ended under constant traffic.
+    drained = await asyncio.wait_for(archiver.drain(), 30)
+    monkeypatch.undo()
+    assert drained >= 300
+    archived = {r[0] for r in await archived_rows(engine, "lobby")}
+    assert set(backlog) <= archived
+    await traffic.close()

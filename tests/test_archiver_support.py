@@ -18,6 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
+from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.pipeline import ArchivedHook
 from chatroom.archiver.service import Archiver
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.domain.stream_ids import StreamId
@@ -78,6 +80,8 @@ class Archivers:
         consumer: str | None = None,
         redis_url: str | None = None,
         engine: AsyncEngine | None = None,
+        failpoints: Failpoints | None = None,
+        on_archived: ArchivedHook | None = None,
         **settings: Any,
     ) -> Archiver:
         return Archiver(
@@ -85,6 +89,8 @@ class Archivers:
             redis_url or self._redis_url,
             engine or self._engine,
             consumer=consumer,
+            failpoints=failpoints,
+            on_archived=on_archived,
         )
 
     def start(self, archiver: Archiver, *, once: bool = False) -> Running:

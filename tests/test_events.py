@@ -86,3 +86,34 @@ def test_names_refuse_a_trailing_newline() -> None:
         with pytest.raises(RuleError):
             check(good + "\n")
     assert CLIENT_ID.match("c1") and not CLIENT_ID.match("c1\n")
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"v":1,"x":' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"}",
+        # Deeper than the standard library's recursion allows, within orjson's limit.
+        b'{"v":1,"type":"message","x":' + b"[" * 1010 + b"]" * 1010 + b"}",
+    ],
+    ids=["array", "in_an_envelope", "past_json_within_orjson"],
+)
+def test_deeply_nested_json_is_an_invalid_event_not_a_recursion_error(raw: bytes) -> None:
+    # Before the fix: RecursionError out of json.loads, which crashed the archiver and
+    # dropped the rest of a hub's XREAD batch.
+    with pytest.raises(InvalidEvent, match="not JSON: nested too deeply"):
+        decode_event("lobby", {b"event": raw})
+
+
+def test_a_decoder_surprise_is_an_invalid_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatroom.domain import events
+
+    def broken(_text: str) -> object:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(events.json, "loads", broken)
+    with pytest.raises(InvalidEvent, match="cannot be decoded: KeyError"):
+        decode_event("lobby", {b"event": b"{oops"})

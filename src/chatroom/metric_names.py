@@ -75,6 +75,12 @@ ARCHIVER_MISSING_ENTRIES = MetricName(
     "Pending entries whose data was deleted before they were archived, per room.",
     ("room",),
 )
+ARCHIVER_SUSPECT_ENTRIES = MetricName(
+    "chatroom_archiver_suspect_entries",
+    "Entries delivered more than archiver_max_deliveries times, then archived apart "
+    "(alone, one per transaction), per room.",
+    ("room",),
+)
 ARCHIVER_BATCH_SECONDS = MetricName(
     "chatroom_archiver_batch_duration_seconds",
     "Time to write one batch to SQL, commit and acknowledge it.",

@@ -112,3 +112,15 @@ def archiver_rate(slug: str) -> str:
 def archiver_missing(slug: str) -> str:
     """Count of pending entries whose data was deleted before they were archived."""
     return f"{room_tag(slug)}:missing"
+
+
+def archiver_suspects(slug: str) -> str:
+    """Count of entries delivered more than `archiver_max_deliveries` times, which the
+    archivers then archived apart (or dead-lettered, if bad)."""
+    return f"{room_tag(slug)}:suspects"
+
+
+def archiver_name_lease(consumer: str) -> str:
+    """Held by the live archiver process that uses the consumer name `consumer` (a lease
+    with the heartbeat's TTL): two processes can never share a name."""
+    return f"{PREFIX}:archiver_name:{consumer}"

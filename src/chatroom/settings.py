@@ -226,13 +226,22 @@ class Settings(BaseSettings):
         default=30_000, ge=100, description="Claim a pending entry idle this long (XAUTOCLAIM)."
     )
     archiver_max_deliveries: int = Field(
-        default=5, ge=1, description="Deliveries before an entry goes to the dead letters."
+        default=5,
+        ge=1,
+        description=(
+            "Deliveries after which an entry is a suspect: tried alone, after the rest of "
+            "its batch (never dead-lettered for its count)."
+        ),
     )
     archiver_hot_window: int = Field(
         default=1000, ge=0, description="Archived entries kept per stream for fast history."
     )
     archiver_consumer: str | None = Field(
-        default=None, description="Consumer name; unset: derived from host and data."
+        default=None,
+        description=(
+            "Consumer name, then unique by you; unset: host, data folder id and slot, "
+            "leased in Redis."
+        ),
     )
 
     @field_validator("database_url")

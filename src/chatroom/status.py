@@ -26,6 +26,9 @@ class RoomStatus:
     oldest_unarchived_age_s: float | None = None
     archived_per_s: float = 0.0  # rows archived per second, averaged over the last minute
     missing: int = 0  # pending entries deleted before they could be archived
+    # Entries delivered more than archiver_max_deliveries times (archivers crashed or
+    # restarted while holding them), then tried alone: archived, or dead-lettered if bad.
+    suspects: int = 0
 
     def add(self, other: RoomStatus) -> None:
         self.stream_length += other.stream_length
@@ -35,6 +38,7 @@ class RoomStatus:
         self.dead_letters += other.dead_letters
         self.archived_per_s = round(self.archived_per_s + other.archived_per_s, 2)
         self.missing += other.missing
+        self.suspects += other.suspects
         ages = [a for a in (self.oldest_unarchived_age_s, other.oldest_unarchived_age_s) if a]
         self.oldest_unarchived_age_s = max(ages) if ages else None
 
@@ -113,6 +117,11 @@ async def archiver_progress(redis: Redis, slug: str, now_ms: int) -> tuple[float
     return round(recent / RATE_WINDOW_S, 2), int(missing or 0)
 
 
+async def suspects_tried(redis: Redis, slug: str) -> int:
+    """Entries of a room that archivers tried alone after too many deliveries."""
+    return int(await redis.get(redis_keys.archiver_suspects(slug)) or 0)
+
+
 async def collect_status(redis: Redis, engine: AsyncEngine) -> Status:
     now_ms = int(time.time() * 1000)
     slugs = set(await room_ids(engine))
@@ -124,6 +133,7 @@ async def collect_status(redis: Redis, engine: AsyncEngine) -> Status:
     for slug in sorted(slugs):
         room = await stream_status(redis, slug, now_ms)
         room.archived_per_s, room.missing = await archiver_progress(redis, slug, now_ms)
+        room.suspects = await suspects_tried(redis, slug)
         room.archived = archived.get(slug, 0)
         room.dead_letters = dead.get(slug, 0)
         status.rooms[slug] = room
@@ -132,7 +142,17 @@ async def collect_status(redis: Redis, engine: AsyncEngine) -> Status:
 
 
 def render_table(status: Status) -> str:
-    header = ("room", "stream", "backlog", "pending", "archived", "dead", "oldest_s", "rows/s")
+    header = (
+        "room",
+        "stream",
+        "backlog",
+        "pending",
+        "archived",
+        "dead",
+        "suspects",
+        "oldest_s",
+        "rows/s",
+    )
     rows = [header]
     for slug, room in [*status.rooms.items(), ("TOTAL", status.total)]:
         age = room.oldest_unarchived_age_s
@@ -144,6 +164,7 @@ def render_table(status: Status) -> str:
                 str(room.pending),
                 str(room.archived),
                 str(room.dead_letters),
+                str(room.suspects),
                 "-" if age is None else f"{age:.1f}",
                 f"{room.archived_per_s:.1f}",
             )

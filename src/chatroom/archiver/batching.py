@@ -76,46 +76,65 @@ class BatchClock:
 
 @dataclass(slots=True)
 class Triage:
-    """A batch split into what becomes a row and what becomes a dead letter."""
+    """A batch split into what becomes a row, what becomes a dead letter, and the
+    suspects: entries delivered more than `max_deliveries` times, archived apart."""
 
     rows: list[tuple[Delivery, int, MessageEvent]] = field(default_factory=list)
     dead: list[tuple[Delivery, str]] = field(default_factory=list)
     deleted: list[Delivery] = field(default_factory=list)
+    suspects: list[Delivery] = field(default_factory=list)
 
 
 DELETED_REASON = "the entry was deleted from the stream before it was archived"
 
 
-def too_many_deliveries(deliveries: int, max_deliveries: int) -> str | None:
-    """The dead-letter reason for an entry delivered more than `max_deliveries` times
-    without being archived (it may be what kills the archiver), or None."""
-    if deliveries > max_deliveries:
-        return f"delivered {deliveries} times without being archived (limit {max_deliveries})"
-    return None
+def is_suspect(entry: Delivery, max_deliveries: int) -> bool:
+    """Delivered more than `max_deliveries` times without being archived: it may be what
+    keeps killing an archiver, or only the victim of crashes and restarts. A delivery
+    count is a symptom, not a verdict: a suspect is archived apart, never dead-lettered
+    for its count."""
+    return entry.deliveries > max_deliveries
+
+
+def suspects_in_order(suspects: list[Delivery]) -> list[Delivery]:
+    """The order to try suspects in, one at a time: the least tried first, so that one
+    that kills the archiver each time (its count is raised before each try) goes last
+    and never holds back the others."""
+    return sorted(suspects, key=lambda entry: (entry.deliveries, entry.room, entry.id))
+
+
+def fate(entry: Delivery, room_ids: dict[str, int]) -> tuple[int, MessageEvent] | str:
+    """One live entry's fate: (room id, event) for a row, or the dead-letter reason.
+    Whatever goes wrong while looking at it is this entry's problem: a reason, never an
+    error out of here."""
+    try:
+        room_id = room_ids.get(entry.room)
+        if room_id is None:
+            return f"unknown room {entry.room!r}: no such row in rooms"
+        return room_id, decode_event(entry.room, entry.fields)
+    except InvalidEvent as exc:
+        return f"invalid event: {exc}"
+    except Exception as exc:
+        return f"could not be triaged: {type(exc).__name__}: {exc}"[:300]
 
 
 def triage(entries: list[Delivery], room_ids: dict[str, int], max_deliveries: int) -> Triage:
-    """Decide each entry's fate; an entry's problem never affects another entry."""
+    """Decide each entry's fate; an entry's problem never affects another entry. Suspects
+    are set apart undecoded: they are looked at alone, after the rest is archived."""
     result = Triage()
     for entry in entries:
         if entry.deleted:
             result.deleted.append(entry)
             result.dead.append((entry, DELETED_REASON))
             continue
-        reason = too_many_deliveries(entry.deliveries, max_deliveries)
-        if reason is not None:
-            result.dead.append((entry, reason))
+        if is_suspect(entry, max_deliveries):
+            result.suspects.append(entry)
             continue
-        room_id = room_ids.get(entry.room)
-        if room_id is None:
-            result.dead.append((entry, f"unknown room {entry.room!r}: no such row in rooms"))
-            continue
-        try:
-            event = decode_event(entry.room, entry.fields)
-        except InvalidEvent as exc:
-            result.dead.append((entry, f"invalid event: {exc}"))
-            continue
-        result.rows.append((entry, room_id, event))
+        found = fate(entry, room_ids)
+        if isinstance(found, str):
+            result.dead.append((entry, found))
+        else:
+            result.rows.append((entry, *found))
     return result
 
 

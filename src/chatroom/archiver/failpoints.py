@@ -3,14 +3,16 @@
 CHATROOM_FAILPOINT names one point (`after_read`, `after_insert_before_commit`,
 `after_commit_before_ack`, `after_ack_before_trim`, `after_claim`); when the archiver
 reaches it for the CHATROOM_FAILPOINT_AFTER-th time (default 1), the process kills
-itself with SIGKILL: no cleanup, no finally blocks, exactly like `kill -9`.
+itself with SIGKILL: no cleanup, no finally blocks, exactly like `kill -9`. A test that
+runs archivers in its own process gives an `action` instead (say, raising an exception
+that ends that archiver alone).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 POINT_ENV = "CHATROOM_FAILPOINT"
@@ -36,6 +38,7 @@ class Failpoints:
     point: str | None = None
     after: int = 1
     reached: int = 0
+    action: Callable[[], None] | None = None  # None: SIGKILL this process
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Failpoints:
@@ -57,4 +60,11 @@ class Failpoints:
 
     def reach(self, point: str) -> None:
         if self.should_fire(point):
+            if self.action is not None:
+                self.action()
+                return
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def arm(self, point: str, after: int = 1) -> None:
+        """Fire at the `after`-th time `point` is reached from now on."""
+        self.point, self.after, self.reached = point, after, 0

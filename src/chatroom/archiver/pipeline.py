@@ -9,10 +9,15 @@ triaged, written in one SQL transaction, committed, then acknowledged.
     commit, then XACK every entry of the batch (one pipeline for all rooms)
 
 Overlap: batch k+1 is written while batch k is acknowledged, never before k committed,
-so a room's rows land in stream order. When SQL rejects a row (a constraint or a value),
-the batch is halved until that row is alone: it becomes a dead letter, the rest is
-archived. SQL outages are waited out (`retries.Dependency`); stop asked meanwhile leaves
+so a room's rows land in stream order. What SQL refuses is isolated and dead-lettered
+alone, outages are waited out (`sql_writes.BatchWriter`); stop asked meanwhile leaves
 the batch pending for the next run.
+
+Suspects, entries delivered more than `max_deliveries` times (each crash or restart of
+an archiver holding a batch adds a delivery to all of it), are not dead-lettered for it:
+once the rest of their batch is committed and acknowledged, each is tried alone, in its
+own transaction, least tried first, with a warning. A suspect that is itself bad is
+dead-lettered with its reason, like any entry; one that is valid is archived.
 """
 
 from __future__ import annotations
@@ -21,53 +26,38 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatroom import redis_keys
 from chatroom.archiver import metrics
-from chatroom.archiver.batching import Delivery, split_for_retry, triage
+from chatroom.archiver.batching import Delivery, fate, suspects_in_order, triage
 from chatroom.archiver.failpoints import Failpoints
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped
+from chatroom.archiver.sql_writes import BatchWriter, Row, dead_letter
 from chatroom.archiver.upkeep import Progress
 from chatroom.domain.stream_ids import StreamId
-from chatroom.outages import SQL_REJECTED, first_line
-from chatroom.store.archive_writes import (
-    ArchivedMessage,
-    DeadLetter,
-    Duplicate,
-    insert_dead_letters,
-    statement_limit,
-    write_batch,
-)
+from chatroom.store.archive_writes import ArchivedMessage, DeadLetter
 from chatroom.store.counts import room_ids
 
 log = logging.getLogger(__name__)
 
-# Runs a Redis operation until it succeeds (`GroupReader.call`).
-RedisCall = Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]
-Row = tuple[Delivery, ArchivedMessage]
+T = TypeVar("T")
 
 
-def dead_letter(entry: Delivery, reason: str) -> DeadLetter:
-    """The dead letter of an entry that cannot be archived, with its raw bytes."""
-    return DeadLetter(
-        redis_keys.room_stream(entry.room),
-        str(entry.id),
-        entry.room,
-        entry.raw,
-        reason,
-        entry.deliveries,
-    )
+class RedisCall(Protocol):
+    """Runs a Redis operation until it succeeds (`GroupReader.call`)."""
+
+    async def __call__(self, operation: Callable[[], Awaitable[T]], /) -> T: ...
 
 
-def late_copy_reason(duplicate: Duplicate) -> str:
-    first = "an earlier message" if duplicate.first is None else str(duplicate.first)
-    return f"duplicate client_id of {first}"
+# Told, after each acknowledgement, which entries this archiver archived as rows: room,
+# stream ids (the attribution of work among archivers).
+ArchivedHook = Callable[[str, list[StreamId]], None]
 
 
 @dataclass(slots=True)
@@ -77,16 +67,18 @@ class Totals:
     archived: int = 0  # rows
     dead_lettered: int = 0
     missing: int = 0  # pending entries found deleted
+    suspects: int = 0  # entries tried alone after more than max_deliveries deliveries
 
 
 @dataclass(slots=True)
 class _Prepared:
-    """A triaged batch, ready for its transaction."""
+    """A triaged batch, ready for its transaction; its suspects are tried after it."""
 
-    entries: list[Delivery]
+    entries: list[Delivery]  # all but the suspects
     rows: list[Row]
     letters: list[DeadLetter]
     deleted: list[Delivery]
+    suspects: list[Delivery]
     started: float
 
 
@@ -106,9 +98,10 @@ class WritePipeline:
         room_ids: dict[str, int],
         totals: Totals,
         progress: Progress,
+        on_archived: ArchivedHook | None = None,
     ) -> None:
         self._engine = engine  # where room ids are looked up
-        self._writes = writes  # where batches are written (see create_writes_engine)
+        self._writer = BatchWriter(writes, sql, failpoints)
         self._streams = streams
         self._redis_call = redis_call
         self._sql = sql
@@ -117,7 +110,7 @@ class WritePipeline:
         self._room_ids = room_ids  # slug -> id, reloaded when an unknown room shows up
         self._totals = totals
         self._progress = progress
-        self._max_bytes: int | None = None  # of one statement, read at the first batch
+        self._on_archived = on_archived
         # The batch being written (then acknowledged), and the event set when its
         # transaction ended; and the batch before it, committed and being acknowledged.
         self._inflight: asyncio.Task[int] | None = None
@@ -166,11 +159,15 @@ class WritePipeline:
         else:
             self._acking = task
 
-    async def _prepare(self, entries: list[Delivery]) -> _Prepared:
+    async def _known_rooms(self, entries: Iterable[Delivery]) -> None:
+        """Reload room ids when an entry names a room not known yet."""
         if any(e.room not in self._room_ids for e in entries if not e.deleted):
             found = await self._sql.call(partial(room_ids, self._engine))
             self._room_ids.clear()
             self._room_ids.update(found)
+
+    async def _prepare(self, entries: list[Delivery]) -> _Prepared:
+        await self._known_rooms(entries)
         plan = triage(entries, self._room_ids, self._max_deliveries)
         rows = [
             (
@@ -180,12 +177,16 @@ class WritePipeline:
             for entry, room_id, event in plan.rows
         ]
         letters = [dead_letter(entry, reason) for entry, reason in plan.dead]
-        return _Prepared(entries, rows, letters, plan.deleted, time.perf_counter())
+        if plan.suspects:
+            apart = {(e.room, e.id) for e in plan.suspects}
+            entries = [e for e in entries if (e.room, e.id) not in apart]
+        return _Prepared(entries, rows, letters, plan.deleted, plan.suspects, time.perf_counter())
 
     async def _archive(self, prepared: _Prepared, written: asyncio.Event) -> int:
-        """One batch: SQL transaction, commit, XACK. Returns rows archived (0 when stop
-        came during an outage: the batch stays pending for the next run). `written` is
-        set once the transaction has ended, however it ended."""
+        """One batch: SQL transaction, commit, XACK, then its suspects one by one.
+        Returns rows archived (0 when stop came during an outage: the batch stays pending
+        for the next run). `written` is set once the transaction (and the suspects') has
+        ended, however it ended."""
         try:
             return await self._archive_batch(prepared, written)
         except Stopped:
@@ -194,67 +195,104 @@ class WritePipeline:
             written.set()
 
     async def _archive_batch(self, prepared: _Prepared, written: asyncio.Event) -> int:
-        rejected = await self._sql.call(partial(self.commit, prepared.rows, prepared.letters))
-        written.set()  # the next batch may be written while this one is acknowledged
-        self._failpoints.reach("after_commit_before_ack")
-        acks: dict[str, list[StreamId]] = defaultdict(list)
-        for entry in prepared.entries:
-            acks[entry.room].append(entry.id)
-        rejected_ids = {(letter.room_slug, letter.stream_id) for letter in rejected}
-        archived: dict[str, int] = defaultdict(int)
-        for entry, _ in prepared.rows:
-            if not rejected_ids or (entry.room, str(entry.id)) not in rejected_ids:
-                archived[entry.room] += 1
-        missing: dict[str, int] = defaultdict(int)
-        for entry in prepared.deleted:
-            missing[entry.room] += 1
+        added = await self._write(prepared.rows, prepared.letters)
+        if not prepared.suspects:
+            written.set()  # the next batch may be written while this one is acknowledged
+        if prepared.entries:
+            self._failpoints.reach("after_commit_before_ack")
         # On Stopped here the batch is committed but not acknowledged: the next run
         # archives it again, as a no-op.
-        await self._redis_call(partial(self._streams.ack, acks))
+        total = await self._acknowledge(
+            prepared.entries, prepared.rows, [*prepared.letters, *added], prepared.deleted
+        )
+        for suspect in suspects_in_order(prepared.suspects):
+            total += await self._archive_suspect(suspect)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
+        return total
+
+    async def _write(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
+        if not rows and not letters:
+            return []
+        return await self._writer.write(rows, letters)
+
+    async def _archive_suspect(self, entry: Delivery) -> int:
+        """One suspect, alone: its delivery count raised first (so that, if it kills
+        us, it goes last next time), then triaged, written and acknowledged by itself."""
+        log.warning(
+            "entry %s %s was delivered %d times (more than %d) without being archived: "
+            "trying it alone",
+            entry.room,
+            entry.id,
+            entry.deliveries,
+            self._max_deliveries,
+        )
+        metrics.SUSPECTS.labels(entry.room).inc()
+        self._totals.suspects += 1
+        self._progress.suspects[entry.room] += 1
+        await self._redis_call(partial(self._streams.count_attempt, entry))
+        await self._known_rooms([entry])
+        found = fate(entry, self._room_ids)
+        rows: list[Row] = []
+        letters: list[DeadLetter] = []
+        if isinstance(found, str):
+            letters.append(dead_letter(entry, found))
+        else:
+            room_id, event = found
+            message = ArchivedMessage(
+                room_id, entry.id, event.author.id, event.client_id, event.body
+            )
+            rows.append((entry, message))
+        added = await self._write(rows, letters)
+        self._failpoints.reach("after_commit_before_ack")
+        return await self._acknowledge([entry], rows, [*letters, *added], [])
+
+    async def _acknowledge(
+        self,
+        entries: list[Delivery],
+        rows: list[Row],
+        letters: list[DeadLetter],
+        deleted: list[Delivery],
+    ) -> int:
+        """XACK committed entries, then count those this XACK acknowledged (an entry
+        another archiver claimed and acknowledged first is its, not ours: each entry is
+        counted by exactly one archiver); returns the rows archived."""
+        acks: dict[str, list[StreamId]] = defaultdict(list)
+        for entry in entries:
+            acks[entry.room].append(entry.id)
+        if not acks:
+            return 0
+        ours = await self._redis_call(partial(self._streams.ack, acks))
         self._failpoints.reach("after_ack_before_trim")
-        letters = [*prepared.letters, *rejected]
-        for room, count in archived.items():
-            metrics.ARCHIVED.labels(room).inc(count)
-        for letter in letters:
+        lettered = {(letter.room_slug, letter.stream_id) for letter in letters}
+        archived: dict[str, list[StreamId]] = defaultdict(list)
+        for entry, _ in rows:
+            if (entry.room, entry.id) in ours and (entry.room, str(entry.id)) not in lettered:
+                archived[entry.room].append(entry.id)
+        # Deleted entries are ours by the claim that found them (they leave the PEL then).
+        gone = {(entry.room, str(entry.id)) for entry in deleted}
+        counted = [
+            letter
+            for letter in letters
+            if (letter.room_slug, letter.stream_id) in gone
+            or (letter.room_slug or "", StreamId.parse(letter.stream_id)) in ours
+        ]
+        missing: dict[str, int] = defaultdict(int)
+        for entry in deleted:
+            missing[entry.room] += 1
+        for room, ids in archived.items():
+            metrics.ARCHIVED.labels(room).inc(len(ids))
+            if self._on_archived is not None:
+                self._on_archived(room, ids)
+        for letter in counted:
             metrics.DEAD_LETTERS.labels(letter.room_slug or "").inc()
+            log.warning("dead letter %s %s: %s", letter.room_slug, letter.stream_id, letter.reason)
         for room, count in missing.items():
             metrics.MISSING.labels(room).inc(count)
             log.warning("%d pending entries of %s were deleted before being archived", count, room)
-        for letter in letters:
-            log.warning("dead letter %s %s: %s", letter.room_slug, letter.stream_id, letter.reason)
-        total = sum(archived.values())
+        counts = {room: len(ids) for room, ids in archived.items()}
+        total = sum(counts.values())
         self._totals.archived += total
-        self._totals.dead_lettered += len(letters)
-        self._totals.missing += len(prepared.deleted)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
-        self._progress.add(acks, archived, missing)  # trimmed and reported by the upkeep
+        self._totals.dead_lettered += len(counted)
+        self._totals.missing += len(deleted)
+        self._progress.add(acks, counts, missing)  # trimmed and reported by the upkeep
         return total
-
-    async def commit(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
-        """Write rows and dead letters in one transaction. A row whose (room, sender,
-        client_id) SQL already holds under another stream id (a resend appended again after
-        Redis forgot its client_id) is dead-lettered in the same transaction. When SQL
-        rejects a row (a constraint or a value), find it by halving and dead-letter it
-        alone: one bad row never holds back the others. Returns the dead letters so added."""
-        if self._max_bytes is None:
-            async with self._writes.connect() as conn:
-                self._max_bytes = await statement_limit(conn)
-        try:
-            async with self._writes.begin() as conn:
-                found = await write_batch(
-                    conn, [m for _, m in rows], letters, max_bytes=self._max_bytes
-                )
-                late = [dead_letter(rows[d.index][0], late_copy_reason(d)) for d in found]
-                await insert_dead_letters(conn, late, max_bytes=self._max_bytes)
-                self._failpoints.reach("after_insert_before_commit")
-            return late
-        except SQL_REJECTED as exc:
-            if len(rows) > 1:
-                first, second = split_for_retry(rows)
-                return await self.commit(first, letters) + await self.commit(second, [])
-            if not rows:
-                raise
-            rejected = dead_letter(rows[0][0], f"rejected by SQL: {first_line(exc)}")
-            async with self._writes.begin() as conn:
-                await write_batch(conn, [], [*letters, rejected], max_bytes=self._max_bytes)
-            return [rejected]

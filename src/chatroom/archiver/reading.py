@@ -62,6 +62,7 @@ class GroupReader:
         self._pending_scan: dict[str, StreamId] = {}
         self._busy_rooms: set[str] = set()  # the rooms the last read of new entries found
         self._rooms_timer = Every(ROOMS_EVERY_S)
+        self._full_rooms: set[str] = set()  # whose group Redis was too full to create
 
     @property
     def rereading_own_pending(self) -> bool:
@@ -99,12 +100,27 @@ class GroupReader:
         streams = self._streams
         found = await self.call(streams.rooms)
         for room in sorted(found - self.rooms):
-            if await self.call(partial(streams.ensure_group, room)):
+            created = await self.call(partial(streams.ensure_group, room))
+            if created is None:
+                if room not in self._full_rooms:  # once per room and episode
+                    log.warning(
+                        "Redis is full (maxmemory): the archiver group of %s is created "
+                        "once archiving the other rooms frees memory",
+                        room,
+                    )
+                self._full_rooms.add(room)
+                continue
+            self._full_rooms.discard(room)
+            if created:
                 log.info("created the archiver group of %s", room)
             # Alive in the room before the first read from it.
             await self.call(partial(streams.heartbeat, [room]))
             self.rooms.add(room)
             self._pending_scan.setdefault(room, ZERO)
+
+    async def server_time_ms(self) -> int:
+        """Redis's clock, in milliseconds: the clock of the stream ids."""
+        return await self._streams.server_time_ms()
 
     async def read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
         """About `count` new entries over every room, waiting up to `block_ms` for them

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from chatroom import redis_keys
 from chatroom.archiver.batching import Delivery
@@ -105,6 +105,17 @@ return 0
 """
 
 
+# Acknowledge entries one by one and say which this call acknowledged (1) and which were
+# no longer pending (0: another consumer acknowledged them first, after claiming them):
+# an entry counts as archived by exactly one archiver, the one that acknowledged it.
+# KEYS: stream. ARGV: group, ids. XACK is allowed at maxmemory.
+_ACK_EACH = """
+local acked = {}
+for i = 2, #ARGV do acked[i - 1] = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) end
+return acked
+"""
+
+
 def _entries(room: str, raw: Iterable[Any], deliveries: int = 1) -> list[Delivery]:
     return [
         Delivery(room, entry_id(raw_id), fields or {}, deliveries)
@@ -129,24 +140,40 @@ class GroupStreams:
         self.consumer = consumer
         self.heartbeat_ttl_s = HEARTBEAT_TTL_S
         self._trim = redis.register_script(_SAFE_TRIM)
+        self._ack_each = redis.register_script(_ACK_EACH)
         self._remove_if_gone = redis.register_script(_REMOVE_IF_GONE)
 
     async def rooms(self) -> set[str]:
         members: Any = await self._redis.smembers(redis_keys.ROOMS_WITH_STREAMS)
         return {slug.decode() if isinstance(slug, bytes) else str(slug) for slug in members}
 
-    async def ensure_group(self, room: str) -> bool:
+    async def server_time_ms(self) -> int:
+        """Redis's clock (TIME), which the stream ids are made of, in milliseconds."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def ensure_group(self, room: str) -> bool | None:
         """Create the group from the stream's first entry (id 0), with the stream if need
-        be; True when this call created it."""
+        be; True when this call created it, False when it was there. None: Redis is full
+        (maxmemory refuses XGROUP CREATE, even of a group that exists) and the group does
+        not exist yet: try again later."""
+        key = redis_keys.room_stream(room)
         try:
-            await self._redis.xgroup_create(
-                redis_keys.room_stream(room), GROUP, id="0", mkstream=True
-            )
+            await self._redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+        except OutOfMemoryError:
+            return False if await self._group_exists(key) else None
         except ResponseError as exc:
             if "BUSYGROUP" in str(exc):
                 return False
             raise
         return True
+
+    async def _group_exists(self, key: str) -> bool:
+        try:
+            groups: Any = await self._redis.xinfo_groups(key)
+        except ResponseError:  # no such stream
+            return False
+        return any(g["name"] in (GROUP, GROUP.encode()) for g in groups)
 
     async def read_new(
         self, rooms: Iterable[str], *, count: int, block_ms: int | None
@@ -202,19 +229,30 @@ class GroupStreams:
             ]
         return Claimed(entries, deleted, next_start)
 
-    async def ack(self, acks: Mapping[str, list[StreamId]]) -> None:
-        """Acknowledge archived entries, every room in one round trip."""
+    async def ack(self, acks: Mapping[str, list[StreamId]]) -> set[tuple[str, StreamId]]:
+        """Acknowledge archived entries, every room in one round trip; returns the
+        (room, id) this call acknowledged (the others were acknowledged before)."""
+        rooms = [(room, ids) for room, ids in acks.items() if ids]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for room, ids in acks.items():
-                if ids:
-                    pipe.xack(redis_keys.room_stream(room), GROUP, *[str(i) for i in ids])
-            await pipe.execute()
+            for room, ids in rooms:
+                keys = [redis_keys.room_stream(room)]
+                await self._ack_each(keys=keys, args=[GROUP, *map(str, ids)], client=pipe)
+            replies = await pipe.execute()
+        return {
+            (room, entry)
+            for (room, ids), flags in zip(rooms, replies, strict=True)
+            for entry, flag in zip(ids, flags, strict=True)
+            if int(flag)
+        }
 
     async def report_progress(
-        self, archived: Mapping[tuple[str, int], int], missing: Mapping[str, int]
+        self,
+        archived: Mapping[tuple[str, int], int],
+        missing: Mapping[str, int],
+        suspects: Mapping[str, int],
     ) -> None:
         """Add rows archived per (room, second) for the rows/s figure of `chatroom status`,
-        and pending entries found deleted, per room."""
+        pending entries found deleted, and suspects tried alone, per room."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for (room, second), rows in archived.items():
                 rate = redis_keys.archiver_rate(room)
@@ -222,7 +260,22 @@ class GroupStreams:
                 pipe.expire(rate, 120)
             for room, gone in missing.items():
                 pipe.incrby(redis_keys.archiver_missing(room), gone)
+            for room, tried in suspects.items():
+                pipe.incrby(redis_keys.archiver_suspects(room), tried)
             await pipe.execute()
+
+    async def count_attempt(self, entry: Delivery) -> None:
+        """Raise a pending entry's delivery count by one before trying it alone, so that
+        one that kills the archiver counts each try (XCLAIM to ourselves, RETRYCOUNT)."""
+        await self._redis.xclaim(
+            redis_keys.room_stream(entry.room),
+            GROUP,
+            self.consumer,
+            0,
+            [str(entry.id)],
+            retrycount=entry.deliveries + 1,
+            justid=True,
+        )
 
     async def prune_rates(self, room: str, older_than_s: int) -> None:
         rate = redis_keys.archiver_rate(room)
@@ -236,12 +289,21 @@ class GroupStreams:
 
     async def heartbeat(self, rooms: Iterable[str]) -> None:
         """Say this consumer is alive for `heartbeat_ttl_s`, in each room it reads (the key
-        lives in the room's slot, next to the stream the removal script checks)."""
+        lives in the room's slot, next to the stream the removal script checks). Redis at
+        maxmemory refuses SET, not PEXPIRE: the keys that exist are renewed meanwhile."""
         ttl_ms = max(1, int(self.heartbeat_ttl_s * 1000))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for room in rooms:
-                pipe.set(redis_keys.archiver_heartbeat(room, self.consumer), "1", px=ttl_ms)
-            if len(pipe):
+        keys = [redis_keys.archiver_heartbeat(room, self.consumer) for room in rooms]
+        if not keys:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, "1", px=ttl_ms)
+                await pipe.execute()
+        except OutOfMemoryError:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.pexpire(key, ttl_ms)
                 await pipe.execute()
 
     async def forget_heartbeat(self, rooms: Iterable[str]) -> None:

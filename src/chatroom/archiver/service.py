@@ -10,7 +10,8 @@ parts on the run's connections, and drives them:
 The three schedules are the loops below: `continuous` block-reads and flushes at N
 entries or T milliseconds (at once when SQL is idle); `interval` and `cron` drain the
 whole backlog when `schedules.decide` says so. A drain ends once a read returns only
-entries newer than its start, so it ends even under constant traffic.
+entries newer than its start (by Redis's clock, which makes the ids: this host's may be
+skewed), so it ends even under constant traffic.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatroom.archiver import redis_streams
 from chatroom.archiver.batching import BatchClock, Delivery
-from chatroom.archiver.consumer_name import ConsumerLease, lease_consumer_name
+from chatroom.archiver.consumer_name import ConsumerLease
 from chatroom.archiver.failpoints import Failpoints
-from chatroom.archiver.pipeline import Totals, WritePipeline
+from chatroom.archiver.name_lease import NameLease, take_consumer_name
+from chatroom.archiver.pipeline import ArchivedHook, Totals, WritePipeline
 from chatroom.archiver.reading import ROOMS_EVERY_S, GroupReader
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped, pause
@@ -52,10 +55,16 @@ class _Run:
     redis: Redis
     blocking: Redis  # reads new entries with BLOCK; never retried behind our back
     writes: AsyncEngine
-    lease: ConsumerLease | None
+    lease: ConsumerLease | None  # the slot's lock, and the name's lease in Redis
+    name_lease: NameLease | None
     reader: GroupReader
     pipeline: WritePipeline
     upkeep: Upkeep
+
+    @property
+    def name_lost(self) -> bool:
+        """Another process took this run's consumer name: end the run, start another."""
+        return self.name_lease is not None and self.name_lease.lost
 
 
 class Archiver:
@@ -69,6 +78,7 @@ class Archiver:
         *,
         consumer: str | None = None,
         failpoints: Failpoints | None = None,
+        on_archived: ArchivedHook | None = None,
     ) -> None:
         self._settings = settings
         self._redis_url = redis_url
@@ -77,6 +87,8 @@ class Archiver:
         self._name = self._consumer or ""
         # Crash points for the fault tests; only `chatroom archive` and `serve` set them.
         self._failpoints = failpoints or Failpoints()
+        # Told which entries this archiver archived, after each acknowledgement.
+        self._on_archived = on_archived
         self._stop = asyncio.Event()
         # What outlives a run: outages under way, counts, room ids, unreported progress.
         self._redis = Dependency("redis", "Redis", down=REDIS_DOWN)
@@ -104,39 +116,55 @@ class Archiver:
     def missing(self) -> int:
         return self._totals.missing
 
+    @property
+    def suspects(self) -> int:
+        """Entries tried alone after more than `archiver_max_deliveries` deliveries."""
+        return self._totals.suspects
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Archive on the configured schedule until `stop` is set; the batch in hand is
         finished first."""
         schedule = self._settings.archiver_schedule
-        run = self._open(stop, f"schedule {schedule.value}")
-        upkeep = asyncio.create_task(run.upkeep.run(), name="archiver-upkeep")
-        try:
-            if schedule is ArchiveSchedule.continuous:
-                await self._continuous(run)
-            else:
-                await self._scheduled(run, schedule)
-        finally:
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
-            await self._close(run)
+        while not stop.is_set():
+            try:
+                run = await self._open(stop, f"schedule {schedule.value}")
+            except Stopped:
+                return
+            upkeep = asyncio.create_task(run.upkeep.run(), name="archiver-upkeep")
+            try:
+                if schedule is ArchiveSchedule.continuous:
+                    await self._continuous(run)
+                else:
+                    await self._scheduled(run, schedule)
+            finally:
+                await run.upkeep.end(upkeep)
+                await self._close(run)
+            if not run.name_lost:
+                return
 
     async def drain(self, stop: asyncio.Event | None = None) -> int:
         """Archive the whole backlog once (own pending, stale, then new), return the rows
         archived; `stop` (optional) ends it early, after the batch in hand."""
-        run = self._open(stop or asyncio.Event(), "draining the backlog once")
-        keep_alive = asyncio.create_task(run.upkeep.keep_alive(), name="archiver-heartbeat")
-        try:
-            return await self._drain(run)
-        finally:
-            keep_alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keep_alive
-            await self._close(run)
+        stop = stop or asyncio.Event()
+        rows = 0
+        while not stop.is_set():
+            try:
+                run = await self._open(stop, "draining the backlog once")
+            except Stopped:
+                break
+            keep_alive = asyncio.create_task(run.upkeep.keep_alive(), name="archiver-heartbeat")
+            try:
+                rows += await self._drain(run)
+            finally:
+                await run.upkeep.end(keep_alive)
+                await self._close(run)
+            if not run.name_lost:
+                break
+        return rows
 
-    def _open(self, stop: asyncio.Event, mode: str) -> _Run:
+    async def _open(self, stop: asyncio.Event, mode: str) -> _Run:
         settings = self._settings
         self._stop = stop
         self._redis.stop = self._sql.stop = stop  # an outage's wait ends on it too
@@ -145,9 +173,16 @@ class Archiver:
         # XREADGROUP > leaves entries pending; we must see the error to re-read them.
         blocking = connect(self._redis_url, blocking=True, max_connections=4)
         blocking.set_retry(Retry(NoBackoff(), 0))
-        lease, name = None, self._consumer
+        lease, name_lease, name = None, None, self._consumer
         if name is None:
-            lease = lease_consumer_name(settings.data_dir / "archiver")
+            try:
+                folder = settings.data_dir / "archiver"
+                ttl_s = redis_streams.HEARTBEAT_TTL_S
+                lease, name_lease = await take_consumer_name(redis, folder, ttl_s, self._redis.call)
+            except BaseException:
+                for client in (redis, blocking):
+                    await client.aclose()
+                raise
             name = lease.name
         self._name = name
         streams = GroupStreams(redis, blocking, name)
@@ -173,6 +208,7 @@ class Archiver:
             room_ids=self._room_ids,
             totals=self._totals,
             progress=self._progress,
+            on_archived=self._on_archived,
         )
         upkeep = Upkeep(
             redis,
@@ -181,16 +217,19 @@ class Archiver:
             self._progress,
             hot_window=settings.archiver_hot_window,
             claim_idle_ms=settings.archiver_claim_idle_ms,
+            name_lease=name_lease,
         )
         log.info("archiver %s started (%s)", name, mode)
-        return _Run(redis, blocking, writes, lease, reader, pipeline, upkeep)
+        return _Run(redis, blocking, writes, lease, name_lease, reader, pipeline, upkeep)
 
     async def _close(self, run: _Run) -> None:
         with contextlib.suppress(Stopped):
             await run.pipeline.finish()
-        if not self._redis.down:
+        if not self._redis.down and not run.name_lost:
             with contextlib.suppress(*REDIS_DOWN, ResponseError):
                 await run.upkeep.leave()
+                if run.name_lease is not None:
+                    await run.name_lease.release()
         for client in (run.redis, run.blocking):
             with contextlib.suppress(*REDIS_DOWN):
                 await client.aclose()
@@ -210,7 +249,7 @@ class Archiver:
         )
         idle_block_s = settings.archiver_block_ms / 1000
         batch: list[Delivery] = []
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not run.name_lost:
             try:
                 if not batch:
                     await self._between_batches(run)
@@ -242,7 +281,7 @@ class Archiver:
         settings = self._settings
         valve = Valve(settings.archiver_valve_backlog, settings.archiver_valve_age_s)
         last_run: float | None = None
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not run.name_lost:
             backlog, oldest = 0, None
             if schedule is ArchiveSchedule.cron:
                 with contextlib.suppress(Stopped, *REDIS_DOWN, ResponseError):
@@ -271,11 +310,12 @@ class Archiver:
         reach entries newer than this run's start (a drain ends even under load)."""
         reader, pipeline = run.reader, run.pipeline
         before = self.archived
-        started_ms = int(time.time() * 1000)
         try:
+            # Redis's clock, which made the stream ids: this host's may be skewed.
+            started_ms = await reader.call(reader.server_time_ms)
             await reader.refresh_rooms(force=True)
             await self._claim_stale(run)
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not run.name_lost:
                 if reader.rereading_own_pending:
                     await self._submit_own_pending(run)
                     continue

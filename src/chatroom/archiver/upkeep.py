@@ -24,12 +24,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from chatroom import status
 from chatroom.archiver import metrics
+from chatroom.archiver.name_lease import NameLease
 from chatroom.archiver.reading import GroupReader
 from chatroom.archiver.redis_streams import GroupStreams
+from chatroom.archiver.retries import pause
 from chatroom.archiver.schedules import Every
 from chatroom.outages import REDIS_DOWN
 
@@ -43,12 +45,13 @@ class Progress:
     """What the batches did since upkeep last reported it. It outlives the archiver's
     runs: what one run could not report (Redis down at its end), the next one does."""
 
-    __slots__ = ("archived", "dirty_rooms", "missing")
+    __slots__ = ("archived", "dirty_rooms", "missing", "suspects")
 
     def __init__(self) -> None:
         self.dirty_rooms: set[str] = set()  # archived into since their last trim
         self.archived: Counter[tuple[str, int]] = Counter()  # rows per (room, second)
         self.missing: Counter[str] = Counter()  # pending entries found deleted, per room
+        self.suspects: Counter[str] = Counter()  # entries tried alone, per room
 
     def add(
         self, rooms: Iterable[str], archived: Mapping[str, int], missing: Mapping[str, int]
@@ -74,8 +77,11 @@ class Upkeep:
         *,
         hot_window: int,
         claim_idle_ms: int,
+        name_lease: NameLease | None = None,
     ) -> None:
         self._redis = redis
+        self._name_lease = name_lease  # renewed with the heartbeat
+        self.closing = asyncio.Event()  # set when the run ends: the loops stop
         self._streams = streams
         self._reader = reader
         self._progress = progress
@@ -87,36 +93,58 @@ class Upkeep:
         self._gauges = Every(GAUGES_EVERY_S)
 
     async def run(self) -> None:
-        """Every chore when due, until cancelled (by the end of `Archiver.run`)."""
-        while True:
-            try:
-                if self._trims.due():
-                    await self.trim_and_report()
-                if self._heartbeats.due():
-                    await self._heartbeat_and_tidy()
-                if self._gauges.due():
-                    await self.sample_backlog()
-            except (*REDIS_DOWN, ResponseError) as exc:
-                log.debug("upkeep round skipped: %s", exc)
-            await asyncio.sleep(min(TRIM_EVERY_S, GAUGES_EVERY_S))
+        """Every chore when due, until `closing` is set (by the end of `Archiver.run`)."""
+        chores = (
+            (self._trims, self.trim_and_report),
+            (self._heartbeats, self._heartbeat_and_tidy),
+            (self._gauges, self.sample_backlog),
+        )
+        while not self.closing.is_set():
+            for timer, chore in chores:
+                # Each on its own: Redis at maxmemory refuses the progress report, never
+                # the heartbeat's renewal, which must not be skipped with it.
+                if timer.due():
+                    try:
+                        await chore()
+                    except (*REDIS_DOWN, ResponseError) as exc:
+                        log.debug("upkeep chore skipped: %s", exc)
+            await pause(self.closing, min(TRIM_EVERY_S, GAUGES_EVERY_S))
 
     async def keep_alive(self) -> None:
-        """The heartbeat alone, until cancelled: a drain may outlast the heartbeat's TTL,
-        and without one another archiver could take it for a gone consumer."""
+        """The heartbeat alone, until `closing` is set: a drain may outlast the heartbeat's
+        TTL, and without one another archiver could take it for a gone consumer."""
         renew_every_s = self._streams.heartbeat_ttl_s / 3
-        while True:
+        while not self.closing.is_set():
             with contextlib.suppress(*REDIS_DOWN, ResponseError):
-                await self._streams.heartbeat(sorted(self._reader.rooms))
-            await asyncio.sleep(renew_every_s)
+                await self._heartbeat()
+            await pause(self.closing, renew_every_s)
+
+    async def end(self, task: asyncio.Task[None]) -> None:
+        """End `task` (`run` or `keep_alive`) and wait for it. Cancelling alone is not
+        enough: redis-py sometimes swallows a cancellation that lands while it connects,
+        and the loop would go on (a heartbeat after `leave` dropped it)."""
+        self.closing.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _heartbeat(self) -> None:
+        """The name's lease and the per-room heartbeats, renewed."""
+        if self._name_lease is not None:
+            await self._name_lease.renew()
+        await self._streams.heartbeat(sorted(self._reader.rooms))
 
     async def trim_and_report(self) -> None:
+        """Trims (which free memory, also at maxmemory), then the progress report (which
+        Redis at maxmemory refuses: kept for a later round)."""
         await self._trim_dirty()
         await self._report_progress()
 
     async def leave(self) -> None:
         """On a clean stop: last trims and progress, then leave the group in each room
         where nothing of ours is pending, and drop the heartbeats."""
-        await self.trim_and_report()
+        with contextlib.suppress(OutOfMemoryError):
+            await self.trim_and_report()
         rooms = sorted(self._reader.rooms)
         for room in rooms:
             await self._streams.remove_self_if_idle(room)
@@ -150,19 +178,21 @@ class Upkeep:
         progress = self._progress
         archived, progress.archived = progress.archived, Counter()
         missing, progress.missing = progress.missing, Counter()
-        if not archived and not missing:
+        suspects, progress.suspects = progress.suspects, Counter()
+        if not archived and not missing and not suspects:
             return
         try:
-            await self._streams.report_progress(archived, missing)
+            await self._streams.report_progress(archived, missing, suspects)
         except (*REDIS_DOWN, ResponseError):
-            # Keep the figures for the next round.
+            # Keep the figures for the next round (Redis full: once it has room again).
             progress.archived.update(archived)
             progress.missing.update(missing)
+            progress.suspects.update(suspects)
             raise
 
     async def _heartbeat_and_tidy(self) -> None:
         rooms = sorted(self._reader.rooms)
-        await self._streams.heartbeat(rooms)
+        await self._heartbeat()
         for room in rooms:
             await self._streams.prune_rates(room, int(time.time()) - status.RATE_WINDOW_S)
             removed = await self._streams.remove_gone_consumers(room, idle_ms=self._gone_after_ms)

@@ -31,6 +31,9 @@ from chatroom.domain.stream_ids import StreamId, iso_millis
 ENVELOPE_VERSION = 1
 # The one field of a stream entry: it holds the envelope.
 EVENT_FIELD = b"event"
+# An envelope nests two levels (the user object). JSON nested far deeper is refused by
+# orjson, and would make the standard library's decoder recurse until RecursionError.
+NESTED_TOO_DEEP = "not JSON: nested too deeply"
 
 
 class InvalidEvent(ValueError):
@@ -111,7 +114,20 @@ def _text(obj: dict[str, Any], key: str, *, max_chars: int, strict: bool) -> str
 
 
 def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
-    """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason."""
+    """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason.
+    Nothing else ever escapes: whatever an entry holds, its readers (the archiver's
+    triage, the hub's fan-out) get a reason, never a crash."""
+    try:
+        return _decode(stream_room, fields)
+    except InvalidEvent:
+        raise
+    except RecursionError:
+        raise InvalidEvent(NESTED_TOO_DEEP) from None
+    except Exception as exc:  # a decoder's surprise is this entry's fault, not the reader's
+        raise InvalidEvent(f"cannot be decoded: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _decode(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     raw = fields.get(EVENT_FIELD)
     if raw is not None:
         # Fast path for the common, valid entry: orjson refuses invalid UTF-8 and lone
@@ -120,8 +136,9 @@ def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
         # (orjson's messages, and its float for a huge integer, differ from json's).
         try:
             obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
+        except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc):
+                raise InvalidEvent(NESTED_TOO_DEEP) from None
         else:
             try:
                 return _event(stream_room, obj, strict=False)
@@ -143,6 +160,8 @@ def _decode_strictly(stream_room: str, fields: dict[bytes, bytes]) -> MessageEve
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"not JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise InvalidEvent(NESTED_TOO_DEEP) from None
     return _event(stream_room, obj, strict=True)
 
 

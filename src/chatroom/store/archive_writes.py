@@ -18,6 +18,8 @@ commit every entry of the batch is in exactly one of the two tables.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from chatroom.domain.stream_ids import StreamId
 from chatroom.store.database import counts_changed_rows, create_engine
@@ -97,9 +101,28 @@ class ArchivedMessage:
         return ROW_OVERHEAD_BYTES + 2 * (4 * len(self.body) + len(self.client_id))
 
 
+# A dead letter keeps at most this much of its entry's bytes (a valid message envelope is
+# smaller): an entry over max_allowed_packet would make its dead letter one statement
+# over it too, which MariaDB answers by dropping the connection.
+DEAD_LETTER_RAW_MAX = 64 * 1024
+
+
+def bounded_raw(raw: bytes, reason: str) -> tuple[bytes, str]:
+    """The bytes a dead letter keeps and its reason: past DEAD_LETTER_RAW_MAX, the first
+    bytes, and the reason says the entry's full length and SHA-256."""
+    if len(raw) <= DEAD_LETTER_RAW_MAX:
+        return raw, reason
+    digest = hashlib.sha256(raw).hexdigest()
+    return raw[:DEAD_LETTER_RAW_MAX], (
+        f"{reason} (entry of {len(raw)} bytes, sha256 {digest}: "
+        f"its first {DEAD_LETTER_RAW_MAX} bytes are kept)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """An entry that cannot become a message row, kept with the reason."""
+    """An entry that cannot become a message row, kept with the reason (build one with
+    `of_entry`, which bounds the bytes kept)."""
 
     stream: str
     stream_id: str
@@ -107,6 +130,19 @@ class DeadLetter:
     raw: bytes
     reason: str
     delivery_count: int
+
+    @classmethod
+    def of_entry(
+        cls,
+        stream: str,
+        stream_id: str,
+        room_slug: str | None,
+        raw: bytes,
+        reason: str,
+        delivery_count: int,
+    ) -> DeadLetter:
+        kept, reason = bounded_raw(raw, reason)
+        return cls(stream, stream_id, room_slug, kept, reason, delivery_count)
 
     def row(self, now: datetime) -> dict[str, Any]:
         return {
@@ -145,6 +181,20 @@ def chunk_bounds(sizes: Sequence[int], *, max_rows: int, max_bytes: int) -> list
     if start < len(sizes):
         chunks.append(range(start, len(sizes)))
     return chunks
+
+
+async def answers_on_a_fresh_connection(engine: AsyncEngine, timeout_s: float = 10.0) -> bool:
+    """Whether SQL answers a trivial query on a new connection (none of the pool's, which
+    may be the broken one): tells a refused statement from an outage."""
+    probe = create_async_engine(engine.url, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(timeout_s), probe.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError):
+        return False
+    finally:
+        await probe.dispose()
+    return True
 
 
 async def statement_limit(conn: AsyncConnection) -> int:

@@ -1,0 +1,203 @@
+"""Writing one batch to SQL, and what a failed write means.
+
+A batch (its rows and dead letters) is one transaction. When it fails, the error decides:
+
+    outage    SQL does not answer: a check on a fresh connection fails too (or SQLite's
+              file is locked by another writer). Waited out with backoff, logged once
+              each way (`retries.Dependency`); the batch is written whole afterwards.
+    busy      a deadlock or a lock wait timeout (MySQL 1213, 1205): tried again, never
+              a verdict on the rows.
+    refused   SQL answers, but not to this batch: a constraint or a value (IntegrityError,
+              DataError), or a statement it cannot take (MariaDB drops the connection
+              after a packet over max_allowed_packet). Not an outage: the batch is
+              halved until the refused entry is alone, and the others are written. A
+              lone row refused by a constraint or a value is dead-lettered at once; one
+              refused otherwise is tried `LONE_ATTEMPTS` times (SQL answering each time)
+              before it is, so that a connection lost by chance is no verdict.
+
+Only an entry that is itself refused becomes a dead letter, with SQL's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from enum import Enum
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatroom import redis_keys
+from chatroom.archiver.batching import Delivery, split_for_retry
+from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.retries import Dependency, Stopped, pause
+from chatroom.outages import SQL_REJECTED, Backoff, first_line
+from chatroom.store.archive_writes import (
+    ArchivedMessage,
+    DeadLetter,
+    Duplicate,
+    answers_on_a_fresh_connection,
+    insert_dead_letters,
+    statement_limit,
+    write_batch,
+)
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Delivery, ArchivedMessage]
+
+# What a failed write can mean (see the module docstring).
+SQL_FAILURES = (SQLAlchemyError, OSError, TimeoutError)
+MYSQL_BUSY = frozenset({1205, 1213})  # lock wait timeout, deadlock
+LONE_ATTEMPTS = 3
+
+
+class Failure(Enum):
+    OUTAGE = "outage"
+    BUSY = "busy"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"  # refused or outage: a check on a fresh connection tells
+
+
+def mysql_error_code(exc: BaseException) -> int | None:
+    """The MySQL/MariaDB error number of a driver error SQLAlchemy wrapped, if any."""
+    args = getattr(getattr(exc, "orig", None), "args", None) or ()
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def classify(exc: BaseException) -> Failure:
+    """What a failed batch write means, as far as the error alone tells."""
+    if isinstance(exc, SQL_REJECTED):
+        return Failure.REFUSED
+    if mysql_error_code(exc) in MYSQL_BUSY:
+        return Failure.BUSY
+    text = first_line(exc).lower()
+    if "database is locked" in text or "database table is locked" in text:
+        return Failure.OUTAGE  # SQLite: another writer holds the file, for now
+    return Failure.UNKNOWN
+
+
+def dead_letter(entry: Delivery, reason: str) -> DeadLetter:
+    """The dead letter of an entry that cannot be archived, with its (bounded) bytes."""
+    return DeadLetter.of_entry(
+        redis_keys.room_stream(entry.room),
+        str(entry.id),
+        entry.room,
+        entry.raw,
+        reason,
+        entry.deliveries,
+    )
+
+
+def late_copy_reason(duplicate: Duplicate) -> str:
+    first = "an earlier message" if duplicate.first is None else str(duplicate.first)
+    return f"duplicate client_id of {first}"
+
+
+def _halves(rows: list[Row], letters: list[DeadLetter]) -> list[tuple[list[Row], list[DeadLetter]]]:
+    """The batch in two halves by item count (rows first, then letters), each non-empty."""
+    items: list[Row | DeadLetter] = [*rows, *letters]
+    first, second = split_for_retry(items)
+    return [
+        ([i for i in half if isinstance(i, tuple)], [i for i in half if isinstance(i, DeadLetter)])
+        for half in (first, second)
+    ]
+
+
+class BatchWriter:
+    """Writes batches to SQL in one transaction each; see the module docstring."""
+
+    def __init__(self, writes: AsyncEngine, sql: Dependency, failpoints: Failpoints) -> None:
+        self._writes = writes  # see create_writes_engine
+        self._sql = sql
+        self._failpoints = failpoints
+        self._max_bytes: int | None = None  # of one statement, read at the first batch
+        self._backoff = Backoff()
+
+    async def write(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
+        """Write rows and dead letters, isolating what SQL refuses; returns the dead
+        letters this added (refused rows, and late copies of a stored client_id)."""
+        attempts = 0
+        while True:
+            try:
+                added = await self._transaction(rows, letters)
+            except SQL_FAILURES as exc:
+                failure = classify(exc)
+                if failure is Failure.UNKNOWN:
+                    reachable = await answers_on_a_fresh_connection(self._writes)
+                    failure = Failure.REFUSED if reachable else Failure.OUTAGE
+                if failure is Failure.OUTAGE:
+                    await self._sql.failed(exc)
+                    continue
+                self._sql.recovered()  # it answers: whatever this is, it is no outage
+                if failure is Failure.BUSY:
+                    log.warning("SQL write busy (%s); trying the batch again", first_line(exc))
+                    await self._wait()
+                    continue
+                if len(rows) + len(letters) > 1:
+                    return await self._isolate(rows, letters)
+                attempts += 1
+                if attempts < LONE_ATTEMPTS and not isinstance(exc, SQL_REJECTED):
+                    await self._wait()
+                    continue
+                return await self._refused(rows, letters, exc)
+            self._sql.recovered()
+            self._backoff.reset()
+            return added
+
+    async def _isolate(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
+        added: list[DeadLetter] = []
+        for half_rows, half_letters in _halves(rows, letters):
+            added += await self.write(half_rows, half_letters)
+        return added
+
+    async def _refused(
+        self, rows: list[Row], letters: list[DeadLetter], exc: BaseException
+    ) -> list[DeadLetter]:
+        """The lone item SQL refused: a row becomes a dead letter; a dead letter SQL
+        refuses (it should not: its bytes are bounded) is kept without its bytes."""
+        reason = f"rejected by SQL: {first_line(exc)}"
+        if rows:
+            letter = dead_letter(rows[0][0], reason)
+            log.warning("SQL refused %s %s alone: %s", letter.room_slug, letter.stream_id, reason)
+            return [letter, *await self.write([], [letter])]
+        [refused] = letters
+        if not refused.raw:
+            raise exc  # nothing left to cut away: SQL refuses any dead letter
+        bare = DeadLetter(
+            refused.stream,
+            refused.stream_id,
+            refused.room_slug,
+            b"",
+            f"{refused.reason}; its bytes were refused too ({reason})"[:2000],
+            refused.delivery_count,
+        )
+        await self.write([], [bare])
+        return []
+
+    async def _transaction(
+        self, rows: list[Row], letters: Sequence[DeadLetter]
+    ) -> list[DeadLetter]:
+        """One transaction: the rows, a dead letter for each row that was a late copy of
+        a stored client_id, and the dead letters. Returns the late copies' letters."""
+        if not rows and not letters:
+            return []
+        if self._max_bytes is None:
+            async with self._writes.connect() as conn:
+                self._max_bytes = await statement_limit(conn)
+        async with self._writes.begin() as conn:
+            found = await write_batch(
+                conn, [m for _, m in rows], letters, max_bytes=self._max_bytes
+            )
+            late = [dead_letter(rows[d.index][0], late_copy_reason(d)) for d in found]
+            await insert_dead_letters(conn, late, max_bytes=self._max_bytes)
+            self._failpoints.reach("after_insert_before_commit")
+        return late
+
+    async def _wait(self) -> None:
+        stop = self._sql.stop
+        if stop.is_set():
+            raise Stopped
+        await pause(stop, self._backoff.next_delay())
+        if stop.is_set():
+            raise Stopped
