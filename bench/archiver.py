@@ -34,9 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.archiver.batching import Delivery
-from chatroom.archiver.pipeline import WritePipeline
 from chatroom.archiver.process import settle_heap
 from chatroom.archiver.service import Archiver
+from chatroom.archiver.sql_writes import BatchWriter
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 from chatroom.redis_client import connect
@@ -174,20 +174,20 @@ async def latency(
     writer = StreamWriter(redis, client_id_ttl_s=600)
     archiver = Archiver(settings, redis_url, engine, consumer="bench-latency")
     durable: dict[tuple[str, StreamId], float] = {}  # ids repeat across rooms
-    commit = WritePipeline.commit  # instrumented: the moment each row's transaction committed
+    commit = BatchWriter._transaction  # instrumented: when each row's transaction committed
 
     async def timed_commit(
-        pipeline: WritePipeline,
+        writer: BatchWriter,
         batch: list[tuple[Delivery, ArchivedMessage]],
-        letters: list[Any],
+        letters: Any,
     ) -> list[Any]:
-        result = await commit(pipeline, batch, letters)
+        result = await commit(writer, batch, letters)
         now = time.perf_counter()
         for entry, _ in batch:
             durable.setdefault((entry.room, entry.id), now)
         return result
 
-    WritePipeline.commit = timed_commit  # type: ignore[method-assign,assignment]
+    BatchWriter._transaction = timed_commit  # type: ignore[method-assign,assignment]
     stop = asyncio.Event()
     running = asyncio.create_task(archiver.run(stop))
     # Warm up: every room has a stream and the archiver has found it (new rooms are
@@ -228,7 +228,7 @@ async def latency(
         await asyncio.sleep(0.05)
     stop.set()
     await running
-    WritePipeline.commit = commit  # type: ignore[method-assign]
+    BatchWriter._transaction = commit  # type: ignore[method-assign]
     await writer.close()
     await redis.aclose()
     waits = sorted((durable[i] - at) * 1000 for i, at in sent.items() if i in durable)
