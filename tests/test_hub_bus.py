@@ -9,22 +9,38 @@ import pytest
 from redis.asyncio import Redis
 
 from chatroom import redis_keys
-from chatroom.domain.stream_ids import ZERO, StreamId
+from chatroom.domain.events import Message
+from chatroom.domain.stream_ids import StreamId
 from chatroom.hub.bus import BLOCK_MS, StreamBus
 from chatroom.redis_client import connect
 from chatroom.streams.entries import Entry
+from chatroom.streams.epochs import StreamEpochs
 from conftest import Backend
 from redis_proxy import RedisProxy
 
 
 class Received:
+    """A `RoomFeed` that keeps what the bus hands it (no SQL behind it)."""
+
     def __init__(self) -> None:
         self.batches: list[tuple[str, list[Entry]]] = []
+        self.resyncs: list[str] = []
         self.changed = asyncio.Event()
 
-    def __call__(self, room: str, entries: list[Entry]) -> None:
+    def entries(self, room: str, entries: list[Entry]) -> None:
         self.batches.append((room, entries))
         self.changed.set()
+
+    def missed(self, room: str, messages: list[Message]) -> None:
+        raise AssertionError(f"nothing was archived, yet {room} missed {len(messages)}")
+
+    def lost(self, room: str) -> None:
+        self.resyncs.append(room)
+
+    async def archived(
+        self, room: str, after: StreamId, before: StreamId, limit: int
+    ) -> list[Message]:
+        return []
 
     def ids(self, room: str) -> list[StreamId]:
         return [i for r, entries in self.batches if r == room for i, _ in entries]
@@ -47,16 +63,18 @@ async def test_rooms_are_read_in_id_order_and_a_new_room_is_picked_up_at_once(
 ) -> None:
     blocking = connect(backend.redis_url, blocking=True)
     received = Received()
-    bus = StreamBus(redis, blocking, "test-node", received)
+    epochs = StreamEpochs(redis)
+    bus = StreamBus(redis, blocking, "test-node", received, epochs)
     await bus.start()
     try:
-        await bus.watch("lobby", ZERO)
+        await bus.watch("lobby", await epochs.standing("lobby"))
         lobby = await _add(redis, "lobby", 5)
         assert await received.wait_for("lobby", 5) == lobby
         await asyncio.sleep(0.1)  # the reader is now blocked in XREAD
         started = time.monotonic()
-        ids = await _add(redis, "music", 2)
-        await bus.watch("music", ids[0])  # from after the first entry
+        ids = await _add(redis, "music", 1)
+        await bus.watch("music", await epochs.standing("music"))  # from after the first
+        ids += await _add(redis, "music", 1)
         assert await received.wait_for("music", 1) == ids[1:]
         assert time.monotonic() - started < BLOCK_MS / 1000 / 2  # woken, not timed out
         bus.unwatch("lobby")
@@ -76,10 +94,11 @@ async def test_a_hung_read_is_dropped_and_resumes_from_the_last_id_delivered(
     received = Received()
     async with RedisProxy(backend.redis_url) as proxy:
         blocking = connect(proxy.url, blocking=True)
-        bus = StreamBus(redis, blocking, "test-node", received, block_ms=200, hang_s=0.3)
+        epochs = StreamEpochs(redis)
+        bus = StreamBus(redis, blocking, "test-node", received, epochs, block_ms=200, hang_s=0.3)
         await bus.start()
         try:
-            await bus.watch("lobby", ZERO)
+            await bus.watch("lobby", await epochs.standing("lobby"))
             before = await _add(redis, "lobby", 2)
             assert await received.wait_for("lobby", 2) == before
             # Half-open: the reader's connection, and any new one, answers nothing. Every
@@ -96,6 +115,7 @@ async def test_a_hung_read_is_dropped_and_resumes_from_the_last_id_delivered(
             assert await received.wait_for("lobby", 7) == before + during + after
             await asyncio.sleep(0.3)
             assert received.ids("lobby") == before + during + after
+            assert received.resyncs == []
         finally:
             await bus.stop()
             await blocking.aclose()
