@@ -122,7 +122,7 @@ class History:
         bound = before
         while True:
             want = limit + 1 - len(found)
-            snap = await read_range(self._redis, slug, after=None, before=bound, count=want)
+            snap = await self._snapshot(slug, after=None, before=bound, count=want)
             # This step answers for the ids from `covered` up to `bound` (None: all of them).
             covered = None if snap.exhausted else snap.entries[-1][0]
             archived: list[Message] = []
@@ -143,7 +143,7 @@ class History:
         bound = after
         while len(found) <= limit:
             want = limit + 1 - len(found)
-            snap = await read_range(self._redis, slug, after=bound, before=None, count=want)
+            snap = await self._snapshot(slug, after=bound, before=None, count=want)
             # This step answers for the ids after `bound` up to `covered` (None: all).
             covered = None if snap.exhausted else snap.entries[-1][0]
             archived: list[Message] = []
@@ -158,6 +158,17 @@ class History:
                 break
             bound = covered
         return Page(found[:limit], has_more=len(found) > limit)
+
+    async def _snapshot(
+        self, slug: str, *, after: StreamId | None, before: StreamId | None, count: int
+    ) -> StreamSnapshot:
+        """A snapshot of the stream, in an epoch: a room without one (new, or its keys
+        lost with Redis) begins one first, so that the snapshot says what SQL alone holds."""
+        snap = await read_range(self._redis, slug, after=after, before=before, count=count)
+        if snap.epoch is None:
+            await self.epochs.begin(slug, seen=None)
+            snap = await read_range(self._redis, slug, after=after, before=before, count=count)
+        return snap
 
     async def position(self, slug: str) -> Standing:
         """Where the room's stream stands: its last generated id (the entry may be trimmed

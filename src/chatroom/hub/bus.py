@@ -307,7 +307,8 @@ class StreamBus:
         self, slug: str, cursor: RoomCursor, entries: list[Entry], standing: Standing
     ) -> None:
         epoch = standing.epoch
-        if epoch is None or went_back(cursor, standing):
+        # A new epoch someone else began accounts for a loss already (`_follow`).
+        if epoch is None or (epoch.id == cursor.epoch and went_back(cursor, standing)):
             epoch = await self._epochs.begin(slug, seen=epoch, evidence=cursor.last)
         if epoch.id != cursor.epoch:
             await self._follow(slug, cursor, epoch)

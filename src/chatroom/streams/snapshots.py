@@ -27,8 +27,13 @@ class StreamSnapshot:
     exhausted: bool  # fewer entries than asked: the range reached the stream's end
     first_id: StreamId | None  # the stream's oldest entry; None when empty or missing
     horizon: StreamId  # nothing newer than this existed at the snapshot
-    # Ids (exclusive bounds) the stream lost in a Redis loss, archived ones only in SQL.
-    archived_only: tuple[StreamId, StreamId] | None = None
+    epoch: Epoch | None = None  # None: the room has no epoch record (yet, or any more)
+
+    @property
+    def archived_only(self) -> tuple[StreamId, StreamId] | None:
+        """Ids (exclusive bounds) the stream lost in a Redis loss: archived ones are only
+        in SQL."""
+        return self.epoch.archived_only() if self.epoch else None
 
 
 def _time_ms(reply: Any) -> int:
@@ -54,11 +59,10 @@ async def read_range(
         if isinstance(reply, Exception):
             raise reply
     epoch = Epoch.from_reply(epoch_reply)
-    archived_only = epoch.archived_only() if epoch else None
     if isinstance(info, ResponseError):  # no such key: the stream never existed (or was lost)
         # Any entry appended later gets an id at or after this moment.
         horizon = StreamId(_time_ms(now), 0).previous()
-        return StreamSnapshot([], True, None, horizon, archived_only)
+        return StreamSnapshot([], True, None, horizon, epoch)
     if isinstance(info, Exception):
         raise info
     first = info.get("first-entry")
@@ -68,7 +72,7 @@ async def read_range(
         exhausted=len(parsed) < count,
         first_id=StreamId.parse(first[0]) if first else None,
         horizon=StreamId.parse(info["last-generated-id"]),
-        archived_only=archived_only,
+        epoch=epoch,
     )
 
 
