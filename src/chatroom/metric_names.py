@@ -36,6 +36,14 @@ WS_MESSAGES_OUT = MetricName(
 WS_SLOW_CONSUMERS = MetricName(
     "chatroom_ws_slow_consumers", "Connections closed for falling behind."
 )
+WS_MISSED_DELIVERED = MetricName(
+    "chatroom_ws_missed_delivered",
+    "Messages the archiver trimmed before this node read them, delivered from SQL.",
+)
+WS_RESYNCS = MetricName(
+    "chatroom_ws_resyncs",
+    "resync frames sent: a gap the node could not fill, or messages Redis lost.",
+)
 FANOUT_LATENCY = MetricName(
     "chatroom_fanout_latency_seconds",
     "Latest fan-out batch: from the newest message's id time to its fan-out.",
