@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from chatroom.domain.events import InvalidEvent, Message, decode_event
 from chatroom.domain.stream_ids import ZERO, StreamId
@@ -166,7 +167,11 @@ class History:
         lost with Redis) begins one first, so that the snapshot says what SQL alone holds."""
         snap = await read_range(self._redis, slug, after=after, before=before, count=count)
         if snap.epoch is None:
-            await self.epochs.begin(slug, seen=None)
+            try:
+                await self.epochs.begin(slug, seen=None)
+            except ResponseError as exc:  # Redis full (OOM): read as the stream stands
+                log.warning("room %s: cannot begin its epoch (%s)", slug, exc)
+                return snap
             snap = await read_range(self._redis, slug, after=after, before=before, count=count)
         return snap
 

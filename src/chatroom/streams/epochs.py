@@ -25,6 +25,7 @@ begin one epoch, not two.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -201,6 +202,7 @@ class Standing:
 
 
 COUNT_CAP = 200
+SQL_WAIT_S = 5.0  # beginning an epoch waits this long for SQL's newest id at most
 
 
 class StreamEpochs:
@@ -234,12 +236,14 @@ class StreamEpochs:
     async def begin(self, slug: str, *, seen: Epoch | None, evidence: StreamId = ZERO) -> Epoch:
         """Begin a new epoch unless someone began one after `seen`; the epoch in force.
 
-        With SQL down the floor is what the stream and the evidence know: sends are not
-        refused for it (new ids come from the clock, which passed the archived ones)."""
+        With SQL down (or slow) the floor is what the stream and the evidence know: sends
+        are not refused for it (new ids come from the clock, which passed the archived
+        ones), and the readers that call this are not held up."""
         archived = ZERO
         if self._newest_archived is not None:
             try:
-                archived = await self._newest_archived(slug)
+                async with asyncio.timeout(SQL_WAIT_S):
+                    archived = await self._newest_archived(slug)
             except SQL_DOWN as exc:
                 log.warning("room %s: SQL's newest message unknown (%s)", slug, exc)
         args = [seen.id if seen else "", secrets.token_hex(8), str(archived), str(evidence)]
