@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import ZERO, StreamId
@@ -225,13 +226,26 @@ class StreamEpochs:
         """Where each room's stream stands, in one round trip; with an id, how many
         entries the stream holds after it (up to COUNT_CAP)."""
         rooms = list(rooms)
+        if not rooms:
+            return []
+        replies = await self._standings(rooms)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            # Redis restarted (or SCRIPT FLUSH): load the script and ask again.
+            await self._redis.script_load(self._standing.script)
+            replies = await self._standings(rooms)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [Standing.from_reply(reply) for reply in replies]
+
+    async def _standings(self, rooms: list[tuple[str, StreamId | None]]) -> list[Any]:
+        """EVALSHA directly: redis-py's Script in a pipeline asks SCRIPT EXISTS first, a
+        second round trip on every read the fan-out checks."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for slug, count_after in rooms:
-                args: list[str | int] = ["" if count_after is None else str(count_after)]
-                args.append(COUNT_CAP)
-                await self._standing(keys=_keys(slug), args=args, client=pipe)
-            replies = await pipe.execute()
-        return [Standing.from_reply(reply) for reply in replies]
+                after = "" if count_after is None else str(count_after)
+                pipe.evalsha(self._standing.sha, 2, *_keys(slug), after, COUNT_CAP)
+            return await pipe.execute(raise_on_error=False)
 
     async def begin(self, slug: str, *, seen: Epoch | None, evidence: StreamId = ZERO) -> Epoch:
         """Begin a new epoch unless someone began one after `seen`; the epoch in force.
