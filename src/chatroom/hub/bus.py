@@ -255,6 +255,10 @@ class StreamBus:
                 self._link.failed(first_line(exc))
                 self._check_all = True
                 await asyncio.sleep(RETRY_S)
+            except Exception:  # a bug must not end every room's fan-out on this node
+                log.exception("the stream reader failed; reading again")
+                self._check_all = True
+                await asyncio.sleep(RETRY_S)
 
     async def _read(self) -> dict[str, list[Entry]] | None:
         """One XREAD of every watched room: the new entries by room (None: none came)."""
