@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent, decode_event
-from chatroom.domain.stream_ids import ZERO, StreamId
+from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
 from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.counts import room_ids
@@ -23,6 +23,7 @@ from chatroom.streams.writer import StreamWriter
 from conftest import HubFactory
 from fake_transport import FakeTransport, messages, send, subscribe
 from test_archiver_support import Archivers, archived_rows
+from test_history import walk_back, walk_forward
 
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
@@ -57,26 +58,6 @@ async def _lose_tail(redis: Redis, kept: StreamId, *, keys_too: bool) -> None:
         await redis.xadd(key, fields, id=raw_id)
 
 
-async def _walk(history: History, room_id: int) -> tuple[list[StreamId], list[StreamId]]:
-    """Every id of the room's history, paging back from the latest and forward from 0-0."""
-    back: list[StreamId] = []
-    page = await history.page(room_id, "lobby", limit=3)
-    while True:
-        back = [m.id for m in page.messages] + back
-        if not page.has_more:
-            break
-        page = await history.page(room_id, "lobby", before=page.messages[0].id, limit=3)
-    forward: list[StreamId] = []
-    after = ZERO
-    while True:
-        page = await history.page(room_id, "lobby", after=after, limit=3)
-        forward += [m.id for m in page.messages]
-        if not page.has_more:
-            break
-        after = page.messages[-1].id
-    return back, forward
-
-
 async def test_history_shows_what_sql_holds_above_the_first_entry_of_a_recreated_stream(
     redis: Redis, engine: AsyncEngine
 ) -> None:
@@ -91,14 +72,16 @@ async def test_history_shows_what_sql_holds_above_the_first_entry_of_a_recreated
         await _archive(redis, engine, sent[7])
         await _lose_tail(redis, sent[4], keys_too=True)
         # Before anyone writes again: history reads 5-7 from SQL, above the stream's end.
-        assert await _walk(history, room_id) == (sent[:8], sent[:8])
+        assert await walk_back(history, room_id, 3) == sent[:8]
+        assert await walk_forward(history, room_id, 3) == sent[:8]
         later = [
             (await writer.append(MessageEvent("lobby", ALICE, f"n{i}", f"n{i}"))).id
             for i in range(3)
         ]
         # 8 and 9 were never archived: lost. The rest reads once each, in order, both ways.
         expected = sent[:8] + later
-        assert await _walk(history, room_id) == (expected, expected)
+        assert await walk_back(history, room_id, 3) == expected
+        assert await walk_forward(history, room_id, 3) == expected
         latest = await history.page(room_id, "lobby", limit=5)
         assert [m.id for m in latest.messages] == expected[-5:] and latest.has_more
         assert [m.body for m in latest.messages] == ["m6", "m7", "n0", "n1", "n2"]
