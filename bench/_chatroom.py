@@ -5,12 +5,15 @@ MariaDB (database `chatroom_bench_fanout`, dropped and migrated afresh on every 
 app node started with `chatroom serve --no-archiver` and a separate `chatroom archive`
 process. Accounts are made through the public HTTP API (register, login, POST /api/tokens)
 and every bench socket authenticates its upgrade with `Authorization: Bearer <secret>`.
+`BENCH_REDIS_URL` and `BENCH_DATABASE` move both elsewhere: two benches on one machine
+(bench/ingest.py uses the same two) must not flush and drop each other's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +26,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from _servers import REPO_DIR, Server, ServerSet, free_port
 from chatroom.settings import Settings
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
-DATABASE = "chatroom_bench_fanout"
+DATABASE = os.environ.get("BENCH_DATABASE", "chatroom_bench_fanout")
 DATABASE_URL = f"{MARIADB_SERVER}/{DATABASE}"
 PASSWORD = "bench-password-1"
 

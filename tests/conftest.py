@@ -223,9 +223,10 @@ async def make_hub(backend: Backend, engine: AsyncEngine) -> AsyncIterator[HubFa
     at the end the clients of their sockets leave (each socket must end then), and the
     hubs are stopped and all that was built is closed.
 
-    `make_hub(access=None, *, writer_url=None, make_writer=None, make_history=None,
-    **settings)`: `access` defaults to the lobby, open to all; `writer_url` puts the
-    writer on another Redis (a dead one, say); `make_writer(redis)` and
+    `make_hub(access=None, *, writer_url=None, blocking_url=None, make_writer=None,
+    make_history=None, **settings)`: `access` defaults to the lobby, open to all;
+    `writer_url` puts the writer on another Redis (a dead one, say), `blocking_url` the
+    node's stream reads and pub/sub (a proxy that stalls, say); `make_writer(redis)` and
     `make_history(redis, archive)` build instrumented ones.
     """
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -238,12 +239,13 @@ async def make_hub(backend: Backend, engine: AsyncEngine) -> AsyncIterator[HubFa
         access: RoomAccess | None = None,
         *,
         writer_url: str | None = None,
+        blocking_url: str | None = None,
         make_writer: Callable[[Redis], StreamWriter] | None = None,
         make_history: Callable[[Redis, ArchivedPages], History] | None = None,
         **settings: Any,
     ) -> HubNode:
         redis = connect(backend.redis_url)
-        blocking = connect(backend.redis_url, blocking=True)
+        blocking = connect(blocking_url or backend.redis_url, blocking=True)
         writer_redis = connect(writer_url) if writer_url else redis
         writer = (make_writer or _stream_writer)(writer_redis)
         history = (make_history or History)(redis, ArchivedPages(engine))

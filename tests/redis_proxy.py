@@ -3,6 +3,10 @@
 `black_hole = True` makes every connection, open or new, swallow what either side sends
 and answer nothing, without closing: what a client sees after a failover, a NAT timeout or
 a paused VM. Back to False, new connections work again (open ones stay dead, as they would).
+
+`paused = True` holds what either side sends, on every connection, and delivers it when
+set back to False: a node stopped (SIGSTOP, a GC or VM pause) or a partition that heals
+before TCP gives up.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class RedisProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._open: set[_Link] = set()
         self._black_hole = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.connections = 0  # accepted so far
         self.url = ""
 
@@ -41,6 +47,17 @@ class RedisProxy:
         if on:
             for link in self._open:
                 link.dead = True
+
+    @property
+    def paused(self) -> bool:
+        return not self._flowing.is_set()
+
+    @paused.setter
+    def paused(self, on: bool) -> None:
+        if on:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
 
     async def __aenter__(self) -> RedisProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -98,5 +115,6 @@ class RedisProxy:
             while data := await source.read(65536):
                 if link.dead:
                     continue  # swallowed: neither an answer nor a close
+                await self._flowing.wait()  # paused: held until it flows again
                 sink.write(data)
                 await sink.drain()

@@ -54,7 +54,7 @@ async def _archive_upto(
         await redis.xtrim(key, minid=str(upto.next()), approximate=False)
 
 
-async def _walk_back(history: History, room_id: int, limit: int) -> list[StreamId]:
+async def walk_back(history: History, room_id: int, limit: int) -> list[StreamId]:
     """Every id, paging backwards from the latest with before=."""
     seen: list[StreamId] = []
     page = await history.page(room_id, "lobby", limit=limit)
@@ -65,7 +65,7 @@ async def _walk_back(history: History, room_id: int, limit: int) -> list[StreamI
         page = await history.page(room_id, "lobby", before=page.messages[0].id, limit=limit)
 
 
-async def _walk_forward(history: History, room_id: int, limit: int) -> list[StreamId]:
+async def walk_forward(history: History, room_id: int, limit: int) -> list[StreamId]:
     seen: list[StreamId] = []
     after = StreamId(0, 0)
     while True:
@@ -84,8 +84,8 @@ async def test_pages_cross_the_seam_with_overlap(redis: Redis, engine: AsyncEngi
     await _archive_upto(redis, engine, room_id, ids[89], trim=False)
     history = History(redis, ArchivedPages(engine))
     for limit in (1, 7, 50, 200):
-        assert await _walk_back(history, room_id, limit) == ids
-        assert await _walk_forward(history, room_id, limit) == ids
+        assert await walk_back(history, room_id, limit) == ids
+        assert await walk_forward(history, room_id, limit) == ids
     latest = await history.page(room_id, "lobby", limit=10)
     assert [m.id for m in latest.messages] == ids[-10:] and latest.has_more
     assert latest.messages[0].body == "message 110"
@@ -104,7 +104,7 @@ async def test_ids_sort_numerically_not_as_text(redis: Redis, engine: AsyncEngin
     page = await history.page(room_id, "lobby", limit=50)
     assert [m.id for m in page.messages] == ids
     assert [m.body for m in page.messages][9:11] == ["seq 9", "seq 10"]
-    assert await _walk_back(history, room_id, 3) == ids
+    assert await walk_back(history, room_id, 3) == ids
 
 
 async def test_gapless_while_entries_move(redis: Redis, engine: AsyncEngine) -> None:
@@ -125,11 +125,11 @@ async def test_gapless_while_entries_move(redis: Redis, engine: AsyncEngine) -> 
     walks = 0
     while not moving.done() or walks < 2:
         limit = rng.choice([5, 13, 50])
-        assert await _walk_back(history, room_id, limit) == ids
-        assert await _walk_forward(history, room_id, limit) == ids
+        assert await walk_back(history, room_id, limit) == ids
+        assert await walk_forward(history, room_id, limit) == ids
         walks += 1
     await moving
-    assert await _walk_back(history, room_id, 37) == ids
+    assert await walk_back(history, room_id, 37) == ids
 
 
 async def test_undecodable_entries_are_skipped_not_fatal(

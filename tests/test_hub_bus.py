@@ -9,22 +9,38 @@ import pytest
 from redis.asyncio import Redis
 
 from chatroom import redis_keys
-from chatroom.domain.stream_ids import ZERO, StreamId
-from chatroom.hub.bus import BLOCK_MS, StreamBus
+from chatroom.domain.events import Message
+from chatroom.domain.stream_ids import StreamId
+from chatroom.hub.bus import BLOCK_MS, RoomCursor, StreamBus, missing_range, went_back
 from chatroom.redis_client import connect
 from chatroom.streams.entries import Entry
+from chatroom.streams.epochs import Epoch, Standing, StreamEpochs
 from conftest import Backend
 from redis_proxy import RedisProxy
 
 
 class Received:
+    """A `RoomFeed` that keeps what the bus hands it (no SQL behind it)."""
+
     def __init__(self) -> None:
         self.batches: list[tuple[str, list[Entry]]] = []
+        self.resyncs: list[str] = []
         self.changed = asyncio.Event()
 
-    def __call__(self, room: str, entries: list[Entry]) -> None:
+    def entries(self, room: str, entries: list[Entry]) -> None:
         self.batches.append((room, entries))
         self.changed.set()
+
+    def missed(self, room: str, messages: list[Message]) -> None:
+        raise AssertionError(f"nothing was archived, yet {room} missed {len(messages)}")
+
+    def lost(self, room: str) -> None:
+        self.resyncs.append(room)
+
+    async def archived(
+        self, room: str, after: StreamId, before: StreamId, limit: int
+    ) -> list[Message]:
+        return []
 
     def ids(self, room: str) -> list[StreamId]:
         return [i for r, entries in self.batches if r == room for i, _ in entries]
@@ -47,16 +63,18 @@ async def test_rooms_are_read_in_id_order_and_a_new_room_is_picked_up_at_once(
 ) -> None:
     blocking = connect(backend.redis_url, blocking=True)
     received = Received()
-    bus = StreamBus(redis, blocking, "test-node", received)
+    epochs = StreamEpochs(redis)
+    bus = StreamBus(redis, blocking, "test-node", received, epochs)
     await bus.start()
     try:
-        await bus.watch("lobby", ZERO)
+        await bus.watch("lobby", await epochs.standing("lobby"))
         lobby = await _add(redis, "lobby", 5)
         assert await received.wait_for("lobby", 5) == lobby
         await asyncio.sleep(0.1)  # the reader is now blocked in XREAD
         started = time.monotonic()
-        ids = await _add(redis, "music", 2)
-        await bus.watch("music", ids[0])  # from after the first entry
+        ids = await _add(redis, "music", 1)
+        await bus.watch("music", await epochs.standing("music"))  # from after the first
+        ids += await _add(redis, "music", 1)
         assert await received.wait_for("music", 1) == ids[1:]
         assert time.monotonic() - started < BLOCK_MS / 1000 / 2  # woken, not timed out
         bus.unwatch("lobby")
@@ -76,10 +94,11 @@ async def test_a_hung_read_is_dropped_and_resumes_from_the_last_id_delivered(
     received = Received()
     async with RedisProxy(backend.redis_url) as proxy:
         blocking = connect(proxy.url, blocking=True)
-        bus = StreamBus(redis, blocking, "test-node", received, block_ms=200, hang_s=0.3)
+        epochs = StreamEpochs(redis)
+        bus = StreamBus(redis, blocking, "test-node", received, epochs, block_ms=200, hang_s=0.3)
         await bus.start()
         try:
-            await bus.watch("lobby", ZERO)
+            await bus.watch("lobby", await epochs.standing("lobby"))
             before = await _add(redis, "lobby", 2)
             assert await received.wait_for("lobby", 2) == before
             # Half-open: the reader's connection, and any new one, answers nothing. Every
@@ -96,9 +115,73 @@ async def test_a_hung_read_is_dropped_and_resumes_from_the_last_id_delivered(
             assert await received.wait_for("lobby", 7) == before + during + after
             await asyncio.sleep(0.3)
             assert received.ids("lobby") == before + during + after
+            assert received.resyncs == []
         finally:
             await bus.stop()
             await blocking.aclose()
     lines = [r.getMessage() for r in caplog.records if r.name == "chatroom.hub.bus"]
     assert len(lines) == 2, lines  # once when it stopped, once when it works again
     assert "is unreachable" in lines[0] and "is back after" in lines[1]
+
+
+# What a node decides from where a stream stands (pure).
+
+
+def _standing(
+    added: int, length: int, first: int, last: int, epoch: Epoch | None = None
+) -> Standing:
+    return Standing(True, StreamId(last, 0), added, length, StreamId(first, 0), -1, epoch)
+
+
+EPOCH = Epoch("e1", StreamId(0, 0), StreamId(0, 0), StreamId(0, 0))
+
+
+def _read(*ms: int) -> list[Entry]:
+    return [(StreamId(m, 0), {}) for m in ms]
+
+
+def test_a_node_that_kept_up_fills_nothing() -> None:
+    cursor = RoomCursor(StreamId(10, 0), seen=10, epoch="e1")
+    # Ten entries ever, five trimmed (all at or below the cursor), one new read.
+    assert missing_range(cursor, _standing(11, 6, 6, 11), EPOCH, _read(11)) == (
+        StreamId(11, 0),
+        False,
+    )
+
+
+def test_entries_trimmed_after_the_cursor_before_the_read_are_a_gap() -> None:
+    cursor = RoomCursor(StreamId(10, 0), seen=10, epoch="e1")
+    # 40 entries ever; the stream kept 38-40: 11-37 were trimmed before the node read.
+    upper, fill = missing_range(cursor, _standing(40, 3, 38, 40), EPOCH, _read(38, 39, 40))
+    assert (upper, fill) == (StreamId(38, 0), True)
+
+
+def test_a_read_answered_before_the_trim_is_no_gap_by_itself() -> None:
+    cursor = RoomCursor(StreamId(10, 0), seen=10, epoch="e1")
+    # The read (11, 12) came before a trim that removed 1-11: only the read's own entry
+    # was trimmed after the cursor.
+    assert missing_range(cursor, _standing(12, 1, 12, 12), EPOCH, _read(11, 12)) == (
+        StreamId(11, 0),
+        False,
+    )
+
+
+def test_a_read_trimmed_away_since_comes_from_sql_with_what_followed() -> None:
+    cursor = RoomCursor(StreamId(10, 0), seen=10, epoch="e1")
+    # The node stalled holding the answer (11): the stream now keeps only 30-31.
+    upper, fill = missing_range(cursor, _standing(31, 2, 30, 31), EPOCH, _read(11))
+    assert (upper, fill) == (StreamId(30, 0), True)
+
+
+def test_crossing_a_range_redis_lost_after_archiving_it_is_a_gap() -> None:
+    lost = Epoch("e2", kept=StreamId(12, 0), archived=StreamId(15, 0), floor=StreamId(15, 0))
+    cursor = RoomCursor(StreamId(12, 0), seen=None, epoch="e2")
+    upper, fill = missing_range(cursor, _standing(14, 14, 1, 20), lost, _read(20))
+    assert (upper, fill) == (StreamId(20, 0), True)
+
+
+def test_a_stream_behind_what_the_node_saw_went_back() -> None:
+    cursor = RoomCursor(StreamId(10, 0), seen=10, epoch="e1")
+    assert went_back(cursor, _standing(8, 8, 1, 8))  # the last id is below the cursor
+    assert went_back(cursor, _standing(9, 9, 1, 30))  # new ids, but fewer entries ever
+    assert not went_back(cursor, _standing(12, 12, 1, 12))

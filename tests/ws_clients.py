@@ -65,6 +65,7 @@ async def open_socket(
     origin: str | None = "same",
     headers: dict[str, str] | None = None,
     compression: str | None = None,
+    open_timeout: float = 10,
     **options: Any,
 ) -> ChatSocket:
     """A socket with the client's session cookie and, by default, the site's own Origin."""
@@ -76,7 +77,7 @@ async def open_socket(
         origin=Origin(server.url) if origin == "same" else (Origin(origin) if origin else None),
         additional_headers=sent,
         compression=compression,
-        open_timeout=10,
+        open_timeout=open_timeout,
         **options,
     )
     return ChatSocket(socket)

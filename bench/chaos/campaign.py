@@ -31,8 +31,9 @@ from bench.chaos.checker import Verdict, check
 from bench.chaos.clients import ChatClient, Pace
 from bench.chaos.cluster import Cluster, Tuning
 from bench.chaos.ledger import ClientLog, Ledger, id_key
-from bench.chaos.nemesis import FAULT_LIMIT_S, Nemesis
+from bench.chaos.nemesis import FAULT_LIMIT_S, FaultRecord, Nemesis
 from bench.chaos.report import attribute, full_report, last_line, render
+from bench.chaos.storm import POOL_EXHAUSTED
 from bench.chaos.supervisor import Supervisor
 from redis.exceptions import RedisError
 
@@ -170,6 +171,7 @@ async def _campaign(
             code=exit_.code,
             last_line=exit_.last_line,
         )
+    _check_storms(verdict, nemesis.storms, cluster)
     verdict.facts.update(
         settled=settled,
         drained=drained,
@@ -183,6 +185,7 @@ async def _campaign(
         bursts=pace.bursts,
         process_starts={p.name: p.starts for p in cluster.processes.all},
         slow_readers=nemesis.slow_readers,
+        connect_storms=[record.detail for record in nemesis.storms],
     )
     table = attribute(verdict, nemesis.timeline)
     verdict.facts["wall_s"] = round(time.monotonic() - begun, 1)
@@ -267,3 +270,28 @@ async def _progress(ledger: Ledger, clients: list[ChatClient], started: float) -
             f"({json.dumps(outcomes)}), clients waiting on answers {unsettled}",
             flush=True,
         )
+
+
+def _check_storms(verdict: Verdict, storms: list[FaultRecord], cluster: Cluster) -> None:
+    """A connect storm's upgrades must all be taken and every storm user must leave; no
+    node may log its Redis pool giving up, storm or not."""
+    for record in storms:
+        refused = record.detail.get("refused") or {}
+        if refused:
+            verdict.add("storm_refused", record.start, refused=refused)
+        if record.detail.get("still_online"):
+            verdict.add("presence_stuck", record.end, online=record.detail["still_online"])
+    for node in cluster.nodes:
+        try:
+            lines = node.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        exhausted = [line for line in lines if any(p in line for p in POOL_EXHAUSTED)]
+        if exhausted:
+            verdict.add(
+                "pool_exhausted",
+                time.time(),
+                node=node.name,
+                lines=len(exhausted),
+                first=exhausted[0][:200],
+            )

@@ -50,7 +50,8 @@ class Tuning:
             "log_level": "WARNING",
             "send_rate_per_s": "100000",
             "send_burst": "100000",
-            "max_connections_per_user": "20",
+            # The connect storm's users hold 200 sockets each (bench/chaos/storm.py).
+            "max_connections_per_user": "250",
             "registrations_per_address_per_hour": "100000",
             "login_attempts_per_minute": "100000",
             "login_attempts_per_address_per_minute": "100000",

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis_asyncio
+from bench.chaos.accounts import account
 from bench.chaos.clients import Account, Pace, slow_reader
 from bench.chaos.cluster import Cluster
 from bench.chaos.poison import huge_entries, poison_entries
 from bench.chaos.processes import Process
 from bench.chaos.proxy import ProxyState
 from bench.chaos.stores import AofTail, hold_sqlite_lock
+from bench.chaos.storm import USERS, connect_storm
 from redis.exceptions import RedisError
 
 from chatroom import redis_keys
@@ -46,6 +48,7 @@ FAULTS = (
     "burst",
     "poison",
     "poison_huge",
+    "connect_storm",
 )
 FSYNC_MODES = ("always", "everysec")
 FAULT_LIMIT_S = 240.0  # no fault runs longer, whatever happens
@@ -95,6 +98,8 @@ class Nemesis:
         self.timeline = Timeline()
         self.redis = redis_asyncio.Redis.from_url(cluster.redis_url, socket_timeout=5)
         self.slow_readers: list[dict[str, Any]] = []
+        self.storms: list[FaultRecord] = []
+        self._storm_users: list[Account] = []
         self._fsync_turn = 0
         self._huge_once = False
         self._runs: dict[str, Callable[[FaultRecord], Awaitable[None]]] = {
@@ -112,6 +117,7 @@ class Nemesis:
             "burst": self.burst,
             "poison": self.poison,
             "poison_huge": self.poison_huge,
+            "connect_storm": self.connect_storm,
         }
         embedded = cluster.engine == "embedded"
         if embedded:
@@ -368,6 +374,17 @@ class Nemesis:
         record.detail.update(close_code=found.close_code, frames_read=found.frames_read)
         record.detail["note"] = found.note
         self.slow_readers.append(record.detail)
+
+    async def connect_storm(self, record: FaultRecord) -> None:
+        """2,000 sockets over both nodes opened at once, then closed at once; every storm
+        user must leave every room's presence (bench/chaos/storm.py)."""
+        if not self._storm_users:  # made the first time only: sign-ups cost argon2 time
+            url = self.cluster.node_url(0)
+            self._storm_users = [await account(url, f"storm_{i}") for i in range(USERS)]
+        urls = [self.cluster.node_url(i) for i in range(len(self.cluster.nodes))]
+        found = await connect_storm(urls, self._storm_users, self.rooms, self.cluster.redis_url)
+        record.detail.update(found.detail())
+        self.storms.append(record)
 
     async def burst(self, record: FaultRecord) -> None:
         held = self._hold((4, 8), (5, 20))

@@ -39,6 +39,7 @@ HINTS = {
     "burst": "ten times the steady send rate for a few seconds",
     "poison": "XADD malformed entries (deep JSON, garbage fields, wrong values) to a room stream",
     "poison_huge": "XADD a 3 MB entry and a 17 MB one (over max_allowed_packet) to a room stream",
+    "connect_storm": "open 2,000 WebSockets over both nodes at once, then close them at once",
     "steady": "no fault nearby: a bug under plain load",
 }
 

@@ -2,15 +2,18 @@
 
 Why it is gapless while the archiver moves entries: the archiver trims an entry from
 the stream only after the SQL transaction holding it committed. Each step first takes
-an atomic snapshot of the stream (a range plus the stream's first entry and last
-generated id), then reads SQL strictly below the snapshot's first entry. An entry older
-than that first entry was trimmed before the snapshot, so it was committed before the
-SQL read starts: it is there. Entries newer than the snapshot's last id are never
-taken from SQL, so a page never skips an entry that was still on its way.
+an atomic snapshot of the stream (a range plus the stream's first entry, last generated
+id and epoch), then reads SQL where the stream cannot answer: strictly below the
+snapshot's first entry, and in the range its epoch says Redis lost (streams/epochs.py:
+after a loss, messages archived before it sit above the recreated stream's first entry).
+An entry older than that first entry was trimmed before the snapshot, so it was committed
+before the SQL read starts: it is there. Entries newer than the snapshot's last id are
+never taken from SQL, so a page never skips an entry that was still on its way. Stream
+and SQL are merged by id, each id once.
 
 A subscribe with `since` asks three more questions, answered here too: where the room's
-stream stands (`stream_last_id`), whether a message id exists (`contains`), and the id
-of the newest message when the stream is gone (`newest_id`).
+stream stands (`position`), whether a message id exists (`contains`), and the id of the
+newest message when the stream is gone (`newest_id`).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from chatroom.domain.events import InvalidEvent, Message, decode_event
 from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.entries import Entry
-from chatroom.streams.snapshots import holds, last_generated_id, read_range
+from chatroom.streams.epochs import Standing, StreamEpochs
+from chatroom.streams.snapshots import StreamSnapshot, holds, read_range
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,10 @@ PAGE_MAX = 200
 class Page:
     messages: list[Message]  # oldest first
     has_more: bool  # older (latest or before=) or newer (after=) messages exist
+
+
+# Ids between two exclusive bounds (a lower bound of None: from the very first).
+Span = tuple[StreamId | None, StreamId]
 
 
 def _messages(slug: str, entries: list[Entry]) -> list[Message]:
@@ -50,10 +59,49 @@ def _messages(slug: str, entries: list[Entry]) -> list[Message]:
     return found
 
 
+def _merged(*groups: list[Message], newest_first: bool = False) -> list[Message]:
+    """The messages of every group in id order, each id once."""
+    by_id: dict[StreamId, Message] = {}
+    for group in groups:
+        for message in group:
+            by_id.setdefault(message.id, message)
+    return sorted(by_id.values(), key=lambda m: m.id, reverse=newest_first)
+
+
+def _archived_after(snap: StreamSnapshot, bound: StreamId) -> list[Span]:
+    """Where, after `bound`, only SQL can hold messages of this snapshot's room."""
+    spans: list[Span] = []
+    first = snap.first_id
+    if first is None or first > bound.next():  # below the stream's first entry
+        spans.append((bound, first or snap.horizon.next()))
+    lost = snap.archived_only
+    if lost is not None and first is not None and lost[1] > first:  # not all below it
+        lower = max(bound, lost[0])
+        if lower.next() < lost[1]:
+            spans.append((lower, lost[1]))
+    return spans
+
+
+def _archived_before(snap: StreamSnapshot, bound: StreamId | None) -> list[Span]:
+    """Where, before `bound` (None: the latest), only SQL can hold messages."""
+    spans: list[Span] = []
+    upper = snap.horizon.next() if bound is None else min(bound, snap.horizon.next())
+    first = snap.first_id
+    if snap.exhausted:  # the stream holds nothing more below `bound`: the rest is in SQL
+        spans.append((None, upper if first is None else min(upper, first)))
+    lost = snap.archived_only
+    if lost is not None and first is not None and lost[1] > first:  # not all below it
+        top = min(upper, lost[1])
+        if lost[0].next() < top:
+            spans.append((lost[0], top))
+    return spans
+
+
 class History:
     def __init__(self, redis: Redis, archive: ArchivedPages) -> None:
         self._redis = redis
         self._archive = archive
+        self.epochs = StreamEpochs(redis, archive.newest_id)
 
     async def page(
         self,
@@ -75,18 +123,20 @@ class History:
         bound = before
         while True:
             want = limit + 1 - len(found)
-            snap = await read_range(self._redis, slug, after=None, before=bound, count=want)
-            found += _messages(slug, snap.entries)
-            if len(found) > limit:
+            snap = await self._snapshot(slug, after=None, before=bound, count=want)
+            # This step answers for the ids from `covered` up to `bound` (None: all of them).
+            covered = None if snap.exhausted else snap.entries[-1][0]
+            archived: list[Message] = []
+            for lower, upper in _archived_before(snap, bound):
+                rows = await self._archive.before(room_id, slug, upper, want, lower=lower)
+                archived += rows
+                if len(rows) == want:  # SQL may hold more below these
+                    covered = rows[-1].id if covered is None else max(covered, rows[-1].id)
+            step = _merged(_messages(slug, snap.entries), archived, newest_first=True)
+            found += [m for m in step if covered is None or m.id >= covered]
+            if len(found) > limit or covered is None:
                 break
-            if not snap.exhausted:  # undecodable entries left the page short: read on
-                bound = snap.entries[-1][0]
-                continue
-            # Below `bound` the stream held nothing more: the rest is in SQL.
-            candidates = [snap.horizon.next(), bound, snap.first_id]
-            upper = min(c for c in candidates if c is not None)
-            found += await self._archive.before(room_id, slug, upper, limit + 1 - len(found))
-            break
+            bound = covered
         return Page(list(reversed(found[:limit])), has_more=len(found) > limit)
 
     async def _newer(self, room_id: int, slug: str, after: StreamId, limit: int) -> Page:
@@ -94,25 +144,53 @@ class History:
         bound = after
         while len(found) <= limit:
             want = limit + 1 - len(found)
-            snap = await read_range(self._redis, slug, after=bound, before=None, count=want)
-            reaches_stream = snap.first_id is not None and snap.first_id <= bound.next()
-            if not reaches_stream:
-                # Between `bound` and the stream's first entry only SQL holds messages.
-                upper = snap.first_id or snap.horizon.next()
-                archived = await self._archive.between(room_id, slug, bound, upper, want)
-                found += archived
-                if len(archived) == want or snap.first_id is None:
-                    break
-            found += _messages(slug, snap.entries)
-            if snap.exhausted:
+            snap = await self._snapshot(slug, after=bound, before=None, count=want)
+            # This step answers for the ids after `bound` up to `covered` (None: all).
+            covered = None if snap.exhausted else snap.entries[-1][0]
+            archived: list[Message] = []
+            for lower, upper in _archived_after(snap, bound):
+                rows = await self._archive.between(room_id, slug, lower or ZERO, upper, want)
+                archived += rows
+                if len(rows) == want:  # SQL may hold more above these
+                    covered = rows[-1].id if covered is None else min(covered, rows[-1].id)
+            step = _merged(_messages(slug, snap.entries), archived)
+            found += [m for m in step if covered is None or m.id <= covered]
+            if covered is None:
                 break
-            bound = snap.entries[-1][0]
+            bound = covered
         return Page(found[:limit], has_more=len(found) > limit)
+
+    async def _snapshot(
+        self, slug: str, *, after: StreamId | None, before: StreamId | None, count: int
+    ) -> StreamSnapshot:
+        """A snapshot of the stream, in an epoch: a room without one (new, or its keys
+        lost with Redis) begins one first, so that the snapshot says what SQL alone holds."""
+        snap = await read_range(self._redis, slug, after=after, before=before, count=count)
+        if snap.epoch is None:
+            try:
+                await self.epochs.begin(slug, seen=None)
+            except ResponseError as exc:  # Redis full (OOM): read as the stream stands
+                log.warning("room %s: cannot begin its epoch (%s)", slug, exc)
+                return snap
+            snap = await read_range(self._redis, slug, after=after, before=before, count=count)
+        return snap
+
+    async def position(self, slug: str) -> Standing:
+        """Where the room's stream stands: its last generated id (the entry may be trimmed
+        by now), how many entries it ever had, and its epoch."""
+        return await self.epochs.standing(slug)
 
     async def stream_last_id(self, slug: str) -> StreamId | None:
         """The last id the room's stream ever gave (its entry may be trimmed by now), or
         None when the room has no stream: never written to, or lost with Redis."""
-        return await last_generated_id(self._redis, slug)
+        standing = await self.position(slug)
+        return standing.last_generated if standing.exists else None
+
+    async def archived_between(
+        self, room_id: int, slug: str, after: StreamId, before: StreamId, limit: int
+    ) -> list[Message]:
+        """Up to `limit` archived messages with after < id < before, oldest first."""
+        return await self._archive.between(room_id, slug, after, before, limit)
 
     async def contains(self, room_id: int, slug: str, message_id: StreamId) -> bool:
         """Whether the room has a message with this id, in the stream or in SQL."""

@@ -41,6 +41,14 @@ WS_UPGRADES_REFUSED = MetricName(
     "WebSocket upgrades refused before opening, by error code (origin, session, ...).",
     ("code",),
 )
+WS_MISSED_DELIVERED = MetricName(
+    "chatroom_ws_missed_delivered",
+    "Messages the archiver trimmed before this node read them, delivered from SQL.",
+)
+WS_RESYNCS = MetricName(
+    "chatroom_ws_resyncs",
+    "resync frames sent: a gap the node could not fill, or messages Redis lost.",
+)
 FANOUT_LATENCY = MetricName(
     "chatroom_fanout_latency_seconds",
     "Latest fan-out batch: from the newest message's id time to its fan-out.",

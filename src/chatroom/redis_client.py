@@ -1,4 +1,9 @@
-"""Redis clients with explicit timeouts, retries and TCP keepalive."""
+"""Redis clients with explicit timeouts, retries, TCP keepalive and a pool that waits.
+
+Each client's pool is bounded and blocking: when every connection is busy (a storm of
+sockets opening or closing at once), a command waits up to `POOL_WAIT_S` for one to come
+free instead of failing at once with "Too many connections".
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -16,6 +21,10 @@ from redis.retry import Retry
 # block time ends is on a hung connection: half-open after a failover, a NAT timeout or
 # a paused VM. Nothing else bounds it, since blocking clients have no socket timeout.
 READ_HANG_S = 10.0
+
+# How long a command waits for a free connection of its client's pool before it fails
+# ("No connection available"): as long as a command may take itself.
+POOL_WAIT_S = 10.0
 
 # TCP keepalive: the kernel finds a dead peer after 30 s idle + 3 probes 5 s apart, even
 # on an idle connection (the OS default waits two hours before its first probe).
@@ -46,11 +55,13 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 64) -> R
     timeout, since redis-py's would otherwise fire before a long BLOCK ends; the callers
     bound each read themselves (`read_limit_s`). Retries are on: every command Chatroom
     sends is idempotent or made so (appends go through a script keyed by client_id,
-    group reads re-read their own pending entries after any error).
+    group reads re-read their own pending entries after any error). At most
+    `max_connections` are open; a command beyond them waits for one (`POOL_WAIT_S`).
     """
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=2)
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        timeout=POOL_WAIT_S,
         socket_timeout=None if blocking else 10.0,
         socket_connect_timeout=5.0,
         health_check_interval=30,
@@ -59,3 +70,4 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 64) -> R
         max_connections=max_connections,
         **keepalive_options(url),
     )
+    return Redis.from_pool(pool)

@@ -33,6 +33,12 @@ def room_of_stream(stream: str) -> str:
     return stream[start : stream.index("}", start)]
 
 
+def room_epoch(slug: str) -> str:
+    """Hash: which stream of the room this is (streams/epochs.py): its epoch id, the last
+    id that survived a loss, SQL's newest id then, and the floor new ids start above."""
+    return f"{room_tag(slug)}:epoch"
+
+
 def sent_client_id(slug: str, user_id: int, client_id: str) -> str:
     """The stream id a send of this (room, sender, client_id) got: idempotent resend."""
     digest = hashlib.blake2b(client_id.encode(), digest_size=12).hexdigest()

@@ -11,6 +11,19 @@ A read that outlasts its BLOCK by `READ_HANG_S` is on a hung connection (half-op
 a failover, a NAT timeout, a paused VM): it is dropped, and the next read, on a fresh
 connection, starts again from the last id delivered per room, so nothing is lost and
 nothing is delivered twice.
+
+No reader skips ids (invariant 10). A node that stalled (a pause, a partition, a CPU
+starved by a burst) may find that the archiver trimmed entries after its cursor: XREAD
+then returns only what is left. So before it delivers a read, the node asks where each
+room's stream stands, in one round trip for the rooms of the read (`StreamEpochs`), and
+compares the entries trimmed so far with the entries it has seen (`RoomCursor.seen`, the
+count of entries up to its cursor): more trimmed than seen means entries after the cursor
+are gone (`missing_range`), and the node delivers them from SQL first, in order. If SQL
+cannot give them, the room's subscribers on this node get `resync`, never a silent gap. The same
+answer says when Redis lost the stream's tail (its epoch changed, or it holds fewer
+entries or a lower last id than this node already saw): the subscribers that saw lost
+messages get `resync`. After a failed read, and after a quiet BLOCK, every watched room
+is checked too: a stream trimmed to nothing returns no entries to notice a gap by.
 """
 
 from __future__ import annotations
@@ -18,17 +31,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from chatroom import redis_keys
+from chatroom.domain.events import Message
 from chatroom.domain.stream_ids import StreamId
-from chatroom.outages import Outage, first_line
+from chatroom.outages import SQL_DOWN, Outage, first_line
 from chatroom.redis_client import READ_HANG_S
 from chatroom.streams.entries import Entry, parse_entries
+from chatroom.streams.epochs import COUNT_CAP, Epoch, Standing, StreamEpochs
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +51,117 @@ READ_COUNT = 1000
 BLOCK_MS = 10_000
 RETRY_S = 0.5
 WAKEUP_TTL_S = 3600
+FILL_PAGE = 500  # missed messages read from SQL at a time
+FILL_TIMEOUT_S = 5.0  # a missed range SQL cannot give within this long: resync instead
 
-# The room's slug and its new entries, in id order.
-OnEntries = Callable[[str, list[Entry]], None]
+
+class RoomFeed(Protocol):
+    """Where the bus hands a room's messages (the hub)."""
+
+    def entries(self, slug: str, entries: list[Entry]) -> None:
+        """New stream entries of the room, in id order."""
+
+    def missed(self, slug: str, messages: list[Message]) -> None:
+        """Messages trimmed from the stream before this node read them, in id order."""
+
+    def lost(self, slug: str) -> None:
+        """Continuity could not be kept: the room's subscribers here must reload history."""
+
+    async def archived(
+        self, slug: str, after: StreamId, before: StreamId, limit: int
+    ) -> list[Message]:
+        """Up to `limit` archived messages of the room with after < id < before."""
+
+
+@dataclass(slots=True)
+class RoomCursor:
+    """Where this node's fan-out of one room stands."""
+
+    last: StreamId  # every entry up to here was delivered (or is known not to exist)
+    seen: int | None  # how many entries the stream ever had up to `last`; None: unknown
+    epoch: str | None  # the epoch `last` belongs to; None: the room had none yet
+
+
+def went_back(cursor: RoomCursor, standing: Standing) -> bool:
+    """The stream is behind what this node already saw: Redis lost its tail."""
+    if cursor.last > standing.last_generated:
+        return True
+    return cursor.seen is not None and standing.entries_added < cursor.seen
+
+
+def missing_range(
+    cursor: RoomCursor, standing: Standing, epoch: Epoch, entries: list[Entry]
+) -> tuple[StreamId, bool]:
+    """Below which id the stream no longer holds what comes after the cursor, and whether
+    anything may have been there: entries trimmed before this node read them, or messages
+    archived before Redis lost them (the epoch's archived range).
+
+    When the stream still starts within the read, what lies between the cursor and the
+    read's first entry is the question; the count of entries trimmed says exactly whether
+    any of them came after the cursor (those trimmed since the read was answered are the
+    read's own). When the read was trimmed away since (the node stalled with the answer
+    in hand) or there was no read, everything below the stream's first entry is in SQL,
+    the read's entries too.
+    """
+    last_read = entries[-1][0] if entries else None
+    if standing.length and last_read is not None and standing.first_id <= last_read:
+        upper = entries[0][0]
+        if cursor.seen is None:
+            maybe = standing.first_id > cursor.last
+        else:
+            read_trimmed = sum(1 for entry_id, _ in entries if entry_id < standing.first_id)
+            maybe = standing.trimmed - read_trimmed > cursor.seen
+    else:
+        upper = standing.first_id if standing.length else standing.last_generated.next()
+        maybe = cursor.seen is None or standing.trimmed > cursor.seen
+    if upper <= cursor.last.next():
+        return upper, False  # nothing lies between
+    lost = epoch.archived_only()
+    if lost is not None and max(cursor.last, lost[0]).next() < min(upper, lost[1]):
+        maybe = True
+    return upper, maybe
+
+
+def holds_all_after(standing: Standing, entry_id: StreamId) -> bool:
+    """Whether no entry after `entry_id` was trimmed: the stream still starts at or below
+    it, or it is the stream's last id."""
+    if standing.length:
+        return standing.first_id <= entry_id
+    return entry_id == standing.last_generated
+
+
+def _counted_after(standing: Standing, entry_id: StreamId) -> bool:
+    """Whether the standing counted every entry ever added after `entry_id` (the count
+    asked for, under its cap, with none of them trimmed)."""
+    counted = 0 <= standing.entries_after < COUNT_CAP
+    return counted and holds_all_after(standing, entry_id)
+
+
+def seen_after(
+    cursor: RoomCursor, standing: Standing, entries: list[Entry], filled: bool
+) -> int | None:
+    """The count of entries up to the last of `entries` (delivered after the cursor)."""
+    last = entries[-1][0]
+    if cursor.seen is not None and not filled:
+        return cursor.seen + len(entries)  # the read was contiguous with the cursor
+    if _counted_after(standing, last):
+        return standing.entries_added - standing.entries_after
+    ids = [entry_id for entry_id, _ in entries]
+    if standing.length and standing.first_id in ids:  # the first entry left is one of them
+        return standing.trimmed + len(ids) - ids.index(standing.first_id)
+    return None
 
 
 class StreamBus:
-    """Reads the watched rooms' streams in id order and hands each batch to `on_entries`."""
+    """Reads the watched rooms' streams in id order and hands them to a `RoomFeed`."""
 
     def __init__(
         self,
         redis: Redis,
         blocking_redis: Redis,
         node_id: str,
-        on_entries: OnEntries,
+        feed: RoomFeed,
+        epochs: StreamEpochs,
         *,
         block_ms: int = BLOCK_MS,
         hang_s: float = READ_HANG_S,
@@ -65,8 +177,10 @@ class StreamBus:
         )
         self._wakeup_key = redis_keys.node_wakeup(node_id)
         self._wakeup_id = StreamId(0, 0)
-        self._on_entries = on_entries
-        self._cursors: dict[str, StreamId] = {}  # by slug: the last id delivered
+        self._feed = feed
+        self._epochs = epochs
+        self._cursors: dict[str, RoomCursor] = {}  # by slug
+        self._check_all = False  # every watched room is checked before the next read
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -82,11 +196,13 @@ class StreamBus:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._wakeup_key)
 
-    async def watch(self, slug: str, after: StreamId) -> None:
-        """Deliver the room's entries after `after` from now on (no-op if watched)."""
+    async def watch(self, slug: str, position: Standing) -> None:
+        """Deliver the room's entries after `position` (where its stream stood, read by
+        the caller) from now on; no-op if watched."""
         if slug in self._cursors:
             return
-        self._cursors[slug] = after
+        epoch = position.epoch.id if position.epoch else None
+        self._cursors[slug] = RoomCursor(position.last_generated, position.entries_added, epoch)
         await self._nudge()
 
     def unwatch(self, slug: str) -> None:
@@ -121,46 +237,139 @@ class StreamBus:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            streams: dict[str, str] = {
-                redis_keys.room_stream(slug): str(after) for slug, after in self._cursors.items()
-            }
-            streams[self._wakeup_key] = str(self._wakeup_id)
             try:
-                reply: Any = await asyncio.wait_for(
-                    self._blocking.xread(
-                        streams,  # type: ignore[arg-type]
-                        count=READ_COUNT,
-                        block=self._block_ms,
-                    ),
-                    self._read_limit_s,
-                )
+                if self._check_all:
+                    await self._deliver({slug: [] for slug in self._cursors})
+                    self._check_all = False
+                reply = await self._read()
+                if reply is None:  # BLOCK ran out: a room trimmed to nothing says nothing
+                    self._check_all = True
+                    continue
+                await self._deliver(reply)
             except TimeoutError:
                 self._link.failed(f"no answer within {self._read_limit_s:g} s")
+                self._check_all = True
                 await self._drop_connection()
-                continue  # at once: the cursors still hold the last ids delivered
+                # At once: the cursors still hold the last ids delivered.
             except (RedisError, OSError) as exc:
                 self._link.failed(first_line(exc))
+                self._check_all = True
                 await asyncio.sleep(RETRY_S)
-                continue
-            self._link.recovered()
-            for raw_key, raw_entries in reply or []:
-                key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-                entries = parse_entries(raw_entries)
-                if not entries:
-                    continue
-                if key == self._wakeup_key:
+            except Exception:  # a bug must not end every room's fan-out on this node
+                log.exception("the stream reader failed; reading again")
+                self._check_all = True
+                await asyncio.sleep(RETRY_S)
+
+    async def _read(self) -> dict[str, list[Entry]] | None:
+        """One XREAD of every watched room: the new entries by room (None: none came)."""
+        streams: dict[str, str] = {
+            redis_keys.room_stream(slug): str(cursor.last) for slug, cursor in self._cursors.items()
+        }
+        streams[self._wakeup_key] = str(self._wakeup_id)
+        reply: Any = await asyncio.wait_for(
+            self._blocking.xread(
+                streams,  # type: ignore[arg-type]
+                count=READ_COUNT,
+                block=self._block_ms,
+            ),
+            self._read_limit_s,
+        )
+        self._link.recovered()
+        if not reply:
+            return None
+        by_room: dict[str, list[Entry]] = {}
+        for raw_key, raw_entries in reply:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            entries = parse_entries(raw_entries)
+            if key == self._wakeup_key:
+                if entries:
                     self._wakeup_id = entries[-1][0]
-                    continue
-                slug = redis_keys.room_of_stream(key)
-                cursor = self._cursors.get(slug)
-                if cursor is None:
-                    continue  # unwatched while the read was on its way
-                # Watched anew meanwhile from a later id: only what is after that is news.
-                entries = [entry for entry in entries if entry[0] > cursor]
-                if not entries:
-                    continue
-                self._cursors[slug] = entries[-1][0]
-                try:
-                    self._on_entries(slug, entries)
-                except Exception:  # one room's bad batch must not stop every room's fan-out
-                    log.exception("fan-out of room %s failed", slug)
+                continue
+            if entries:
+                by_room[redis_keys.room_of_stream(key)] = entries
+        return by_room
+
+    async def _deliver(self, by_room: dict[str, list[Entry]]) -> None:
+        """Check where the rooms' streams stand (one round trip), then deliver each room:
+        what it missed first, then its new entries. A failed check delivers nothing: the
+        next read returns the same entries."""
+        rooms = [(slug, self._cursors[slug]) for slug in by_room if slug in self._cursors]
+        if not rooms:
+            return
+        asks = []
+        for slug, cursor in rooms:
+            entries = by_room[slug]
+            # An unknown count of entries seen is learnt from how many follow the last one.
+            count_after = None if cursor.seen is not None else _last(entries, cursor.last)
+            asks.append((slug, count_after))
+        standings = await self._epochs.standings(asks)
+        for (slug, cursor), standing in zip(rooms, standings, strict=True):
+            if self._cursors.get(slug) is cursor:  # not unwatched meanwhile
+                await self._advance(slug, cursor, by_room[slug], standing)
+
+    async def _advance(
+        self, slug: str, cursor: RoomCursor, entries: list[Entry], standing: Standing
+    ) -> None:
+        epoch = standing.epoch
+        # A new epoch someone else began accounts for a loss already (`_follow`).
+        if epoch is None or (epoch.id == cursor.epoch and went_back(cursor, standing)):
+            epoch = await self._epochs.begin(slug, seen=epoch, evidence=cursor.last)
+        if epoch.id != cursor.epoch:
+            await self._follow(slug, cursor, epoch)
+        if self._cursors.get(slug) is not cursor:
+            return
+        # Watched anew meanwhile from a later id: only what is after that is news.
+        entries = [entry for entry in entries if entry[0] > cursor.last]
+        upper, filled = missing_range(cursor, standing, epoch, entries)
+        if filled:
+            await self._fill(slug, cursor, upper)
+            if self._cursors.get(slug) is not cursor:
+                return
+            entries = [entry for entry in entries if entry[0] > cursor.last]
+        if entries:
+            cursor.seen = seen_after(cursor, standing, entries, filled)
+            cursor.last = entries[-1][0]
+            try:
+                self._feed.entries(slug, entries)
+            except Exception:  # one room's bad batch must not stop every room's fan-out
+                log.exception("fan-out of room %s failed", slug)
+        elif filled:  # all that was below the stream's first entry came from SQL
+            cursor.seen = standing.trimmed if standing.length else standing.entries_added
+        elif cursor.seen is None and _counted_after(standing, cursor.last):
+            cursor.seen = standing.entries_added - standing.entries_after
+
+    async def _follow(self, slug: str, cursor: RoomCursor, epoch: Epoch) -> None:
+        """The room's stream began a new epoch: this node's subscribers who saw messages
+        Redis then lost are told to reload, and no new id may fall below what they saw."""
+        if cursor.last > epoch.survived:
+            log.warning("room %s: Redis lost messages this node delivered; resync", slug)
+            self._feed.lost(slug)
+            if cursor.last > epoch.floor:
+                await self._epochs.raise_floor(slug, epoch, cursor.last)
+        if cursor.epoch is not None or epoch.floor > epoch.kept:
+            cursor.seen = None  # counts of the earlier stream no longer apply
+        cursor.epoch = epoch.id
+
+    async def _fill(self, slug: str, cursor: RoomCursor, upper: StreamId) -> None:
+        """Deliver from SQL what the stream no longer holds between the cursor and `upper`
+        (exclusive); if SQL cannot, the room's subscribers here get `resync`."""
+        after = cursor.last
+        try:
+            async with asyncio.timeout(FILL_TIMEOUT_S):
+                while True:
+                    missed = await self._feed.archived(slug, after, upper, FILL_PAGE)
+                    if self._cursors.get(slug) is not cursor:
+                        return
+                    if missed:
+                        self._feed.missed(slug, missed)
+                        after = missed[-1].id
+                    if len(missed) < FILL_PAGE:
+                        break
+        except SQL_DOWN as exc:
+            log.warning("room %s: cannot load what this node missed (%s); resync", slug, exc)
+            self._feed.lost(slug)
+        cursor.last = max(cursor.last, upper.previous())
+
+
+def _last(entries: list[Entry], cursor: StreamId) -> StreamId:
+    return entries[-1][0] if entries else cursor

@@ -2,7 +2,8 @@
 fan-out of the rooms' messages and signals to them.
 
 Messages reach subscribers only through the room streams (`StreamBus`), on every node
-alike; presence and typing travel by pub/sub (`RoomSignals`). Each connection's frames
+alike (and what the stream lost before this node read it, from SQL, or a `resync`);
+presence and typing travel by pub/sub (`RoomSignals`). Each connection's frames
 are served by its `Session` (hub/session.py); the hub keeps what the node shares: the
 sessions by connection, the subscriptions by room, the heartbeat, start and stop. The hub
 knows nothing of HTTP: the web layer gives it a `Transport`, the authenticated user and a
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -36,6 +38,7 @@ from chatroom.hub.transport import SharedText, Transport
 from chatroom.outages import STORE_ERRORS
 from chatroom.settings import Settings
 from chatroom.streams.entries import Entry
+from chatroom.streams.epochs import Standing
 from chatroom.streams.writer import StreamWriter
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ class HubStats:
     messages_in: int = 0  # sends acknowledged (resends included)
     messages_out: int = 0  # message frames queued to sockets, replays included
     slow_consumers: int = 0  # connections closed for falling behind
+    missed_delivered: int = 0  # messages trimmed before the node read them, sent from SQL
+    resyncs: int = 0  # `resync` frames: a gap this node could not fill, or a Redis loss
     fanout_lag_ms: float = 0.0  # last batch: from the newest entry's id time to its fan-out
 
 
@@ -79,7 +84,7 @@ class Hub:
         )
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
         node_id = secrets.token_hex(6)  # names this node's wake-up stream
-        self._bus = StreamBus(redis, blocking_redis, node_id, self._on_entries)
+        self._bus = StreamBus(redis, blocking_redis, node_id, self, history.epochs)
         self._sessions: dict[str, Session] = {}  # by connection id
         self._subscribers_by_slug: dict[str, set[Subscription]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -161,8 +166,8 @@ class Hub:
     def add_subscriber(self, subscription: Subscription) -> None:
         self._subscribers_by_slug.setdefault(subscription.room.slug, set()).add(subscription)
 
-    async def watch(self, slug: str, after: StreamId) -> None:
-        await self._bus.watch(slug, after)
+    async def watch(self, slug: str, position: Standing) -> None:
+        await self._bus.watch(slug, position)
 
     def remove_subscriber(self, subscription: Subscription) -> None:
         slug = subscription.room.slug
@@ -173,24 +178,49 @@ class Hub:
                 del self._subscribers_by_slug[slug]
                 self._bus.unwatch(slug)
 
-    # Fan-out.
+    # Fan-out (the `RoomFeed` the bus hands each room's messages to).
 
-    def _on_entries(self, slug: str, entries: list[Entry]) -> None:
-        subscriptions = self._subscribers_by_slug.get(slug)
-        if not subscriptions:
+    def entries(self, slug: str, entries: list[Entry]) -> None:
+        if not self._subscribers_by_slug.get(slug):
             return
+        messages = []
         for entry_id, fields in entries:
             try:
                 event = decode_event(slug, fields)
             except InvalidEvent:
                 continue  # the archiver puts it in the dead letters, with the reason
-            frame = SharedText(
-                frames.message(Message(entry_id, slug, event.author, event.body, event.client_id))
-            )
-            for subscription in subscriptions:
-                subscription.deliver(entry_id, frame)
-            self.stats.messages_out += len(subscriptions)
+            messages.append(Message(entry_id, slug, event.author, event.body, event.client_id))
+        self._fan_out(slug, messages)
         self.stats.fanout_lag_ms = max(0.0, time.time() * 1000 - entries[-1][0].ms)
+
+    def missed(self, slug: str, messages: list[Message]) -> None:
+        self._fan_out(slug, messages)
+        self.stats.missed_delivered += len(messages)
+
+    def lost(self, slug: str) -> None:
+        for subscription in self._subscribers_by_slug.get(slug, ()):
+            if subscription.announced:  # one still subscribing reads history anyway
+                subscription.connection.offer(frames.resync(slug))
+                self.stats.resyncs += 1
+
+    async def archived(
+        self, slug: str, after: StreamId, before: StreamId, limit: int
+    ) -> list[Message]:
+        subscriptions = self._subscribers_by_slug.get(slug)
+        if not subscriptions:
+            return []  # no one here to give them to
+        room_id = next(iter(subscriptions)).room.id
+        return await self.history.archived_between(room_id, slug, after, before, limit)
+
+    def _fan_out(self, slug: str, messages: Iterable[Message]) -> None:
+        subscriptions = self._subscribers_by_slug.get(slug)
+        if not subscriptions:
+            return
+        for message in messages:
+            frame = SharedText(frames.message(message))
+            for subscription in subscriptions:
+                subscription.deliver(message.id, frame)
+            self.stats.messages_out += len(subscriptions)
 
     def _on_signal(self, slug: str, frame: str, skip_user: int | None) -> None:
         for subscription in self._subscribers_by_slug.get(slug, ()):

@@ -6,15 +6,22 @@ users' profiles. Each node refreshes the expiry of its own connections every qua
 `expiry_ms`; when a node dies its entries expire and the next sweep (by any node with
 subscribers in the room) turns them into one leave per user. Every change is one Lua
 script, so a user with tabs on several nodes joins once and leaves once.
+
+Joins and leaves of many connections at once (a node's sockets all closing, a crowd
+reconnecting) are queued and sent together, one pipeline per round trip, so a storm costs
+a few connections of the pool rather than one per socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from chatroom import redis_keys
 from chatroom.domain.events import Author
@@ -107,6 +114,49 @@ class Presence:
     connection_id: str
 
 
+_Call = tuple[AsyncScript, list[str], list[str | int], "asyncio.Future[Any]"]
+
+
+class _ScriptBatches:
+    """Script calls queued by many connections, sent in one pipeline per round trip: one
+    task sends what has queued up while the previous pipeline was on its way."""
+
+    def __init__(self, redis: Redis, max_batch: int = 512) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._queue: list[_Call] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((script, keys, args, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all(), name="presence-batches")
+        return await future
+
+    async def _send_all(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for script, keys, args, _ in batch:
+                        await script(keys=keys, args=args, client=pipe)
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception as exc:  # the round trip failed: every call of it did
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (*_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue  # its caller was cancelled meanwhile
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
 class PresenceBoard:
     def __init__(self, redis: Redis, expiry_ms: int) -> None:
         self._redis = redis
@@ -115,6 +165,7 @@ class PresenceBoard:
         self._leave = redis.register_script(_LEAVE)
         self._refresh = redis.register_script(_REFRESH)
         self._sweep = redis.register_script(_SWEEP)
+        self._batches = _ScriptBatches(redis)
 
     async def join(self, entry: Presence) -> bool:
         """Mark the connection online in the room; True when the user just came online."""
@@ -126,12 +177,12 @@ class PresenceBoard:
             now,
             _profile(entry.user),
         ]
-        return bool(await self._join(keys=_keys(entry.slug, entry.user.id), args=args))
+        return bool(await self._batches.call(self._join, _keys(entry.slug, entry.user.id), args))
 
     async def leave(self, entry: Presence) -> bool:
         """Mark the connection gone; True when it was the user's last one in the room."""
         args: list[str | int] = [entry.user.id, entry.connection_id, _now_ms()]
-        return bool(await self._leave(keys=_keys(entry.slug, entry.user.id), args=args))
+        return bool(await self._batches.call(self._leave, _keys(entry.slug, entry.user.id), args))
 
     async def refresh(self, entries: list[Presence]) -> None:
         """The node's heartbeat: push the expiry of all its connections forward."""

@@ -22,7 +22,7 @@ from typing import Protocol
 from chatroom.domain import frames
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.domain.frames import CloseCode, ErrorCode, FrameError
-from chatroom.domain.stream_ids import ZERO, StreamId
+from chatroom.domain.stream_ids import ZERO
 from chatroom.history import History
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import SendLimiter
@@ -32,6 +32,7 @@ from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.outages import STORE_ERRORS
 from chatroom.settings import Settings
+from chatroom.streams.epochs import Standing
 from chatroom.streams.writer import StreamWriter
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ class Node(Protocol):
         """Deliver the room's live messages to this subscription from now on."""
         ...
 
-    async def watch(self, slug: str, after: StreamId) -> None:
-        """Read the room's stream after `after`, unless it is read already."""
+    async def watch(self, slug: str, position: Standing) -> None:
+        """Read the room's stream after `position`, unless it is read already."""
         ...
 
     def remove_subscriber(self, subscription: Subscription) -> None:
@@ -235,8 +236,9 @@ class Session:
         self._subscriptions[slug] = subscription
         node.add_subscriber(subscription)
         try:
-            stream_last = await node.history.stream_last_id(slug)
-            await node.watch(slug, stream_last or ZERO)
+            position = await node.history.position(slug)
+            stream_last = position.last_generated if position.exists else None
+            await node.watch(slug, position)
             if old is None:
                 user = connection.user
                 if await node.presence.join(Presence(slug, user, connection.id)):
@@ -247,9 +249,11 @@ class Session:
                     )
             online = await node.presence.online(slug)
             since = subscribe.since
-            lost = since is not None and since != ZERO
+            lost = since is not None and since not in (ZERO, stream_last)
             if lost and stream_last is not None and since is not None:
-                lost = not await node.history.contains(room.id, slug, since)
+                # An id Redis lost (streams/epochs.py), or one neither Redis nor SQL knows.
+                in_lost_range = position.epoch is not None and position.epoch.lost(since)
+                lost = in_lost_range or not await node.history.contains(room.id, slug, since)
             if stream_last is None:
                 last_id = await node.history.newest_id(room.id, slug)
             else:

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom.domain.events import Author, Message
-from chatroom.domain.stream_ids import StreamId
-from chatroom.store.tables import messages, users
+from chatroom.domain.stream_ids import ZERO, StreamId
+from chatroom.store.tables import messages, rooms, users
 
 _COLUMNS = (
     messages.c.stream_ms,
@@ -59,13 +59,20 @@ class ArchivedPages:
         self._engine = engine
 
     async def before(
-        self, room_id: int, room_slug: str, upper: StreamId, limit: int
+        self,
+        room_id: int,
+        room_slug: str,
+        upper: StreamId,
+        limit: int,
+        *,
+        lower: StreamId | None = None,
     ) -> list[Message]:
-        """Up to `limit` messages with id < upper, newest first."""
+        """Up to `limit` messages with id < upper (and > lower), newest first."""
+        bounds = [_before(upper)] if lower is None else [_before(upper), _after(lower)]
         query = (
             sa.select(*_COLUMNS)
             .select_from(_JOINED)
-            .where(messages.c.room_id == room_id, _before(upper))
+            .where(messages.c.room_id == room_id, *bounds)
             .order_by(messages.c.stream_ms.desc(), messages.c.stream_seq.desc())
             .limit(limit)
         )
@@ -87,3 +94,16 @@ class ArchivedPages:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_message(room_slug, row) for row in rows]
+
+    async def newest_id(self, room_slug: str) -> StreamId:
+        """The id of the room's newest archived message (by slug), or 0-0."""
+        query = (
+            sa.select(messages.c.stream_ms, messages.c.stream_seq)
+            .select_from(messages.join(rooms, rooms.c.id == messages.c.room_id))
+            .where(rooms.c.slug == room_slug)
+            .order_by(messages.c.stream_ms.desc(), messages.c.stream_seq.desc())
+            .limit(1)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return StreamId(row.stream_ms, row.stream_seq) if row else ZERO

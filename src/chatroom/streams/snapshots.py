@@ -1,9 +1,10 @@
 """Reads of a room stream for the history merge.
 
-One MULTI/EXEC returns a range of entries together with the stream's first entry and
-last generated id at that same instant: what the merge needs to know which part of the
-history the stream held, and so which part only SQL can hold. Two single reads answer
-what a subscribe asks: where the stream stands, and whether it holds one id.
+One MULTI/EXEC returns a range of entries together with the stream's first entry, last
+generated id and epoch at that same instant: what the merge needs to know which part of
+the history the stream held, and so which part only SQL can hold (below the first entry,
+and what an earlier epoch archived before Redis lost it: streams/epochs.py). One single
+read answers what a subscribe with `since` asks: whether the stream holds that id.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis.exceptions import ResponseError
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
 from chatroom.streams.entries import Entry, parse_entries
+from chatroom.streams.epochs import Epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,13 @@ class StreamSnapshot:
     exhausted: bool  # fewer entries than asked: the range reached the stream's end
     first_id: StreamId | None  # the stream's oldest entry; None when empty or missing
     horizon: StreamId  # nothing newer than this existed at the snapshot
+    epoch: Epoch | None = None  # None: the room has no epoch record (yet, or any more)
+
+    @property
+    def archived_only(self) -> tuple[StreamId, StreamId] | None:
+        """Ids (exclusive bounds) the stream lost in a Redis loss: archived ones are only
+        in SQL."""
+        return self.epoch.archived_only() if self.epoch else None
 
 
 def _time_ms(reply: Any) -> int:
@@ -44,12 +53,16 @@ async def read_range(
         else:
             pipe.xrevrange(key, max=f"({before}" if before else "+", min="-", count=count)
         pipe.time()
-        info, entries, now = await pipe.execute(raise_on_error=False)
-    if isinstance(entries, Exception) or isinstance(now, Exception):
-        raise entries if isinstance(entries, Exception) else now
+        pipe.hmget(redis_keys.room_epoch(room), ["id", "kept", "archived", "floor"])
+        info, entries, now, epoch_reply = await pipe.execute(raise_on_error=False)
+    for reply in (entries, now, epoch_reply):
+        if isinstance(reply, Exception):
+            raise reply
+    epoch = Epoch.from_reply(epoch_reply)
     if isinstance(info, ResponseError):  # no such key: the stream never existed (or was lost)
         # Any entry appended later gets an id at or after this moment.
-        return StreamSnapshot([], True, None, StreamId(_time_ms(now), 0).previous())
+        horizon = StreamId(_time_ms(now), 0).previous()
+        return StreamSnapshot([], True, None, horizon, epoch)
     if isinstance(info, Exception):
         raise info
     first = info.get("first-entry")
@@ -59,24 +72,8 @@ async def read_range(
         exhausted=len(parsed) < count,
         first_id=StreamId.parse(first[0]) if first else None,
         horizon=StreamId.parse(info["last-generated-id"]),
+        epoch=epoch,
     )
-
-
-async def last_generated_id(redis: Redis, room: str) -> StreamId | None:
-    """The id of the last entry ever added to the room's stream (trimmed or not), or None
-    when the room has no stream (never written, or lost with Redis)."""
-    key = redis_keys.room_stream(room)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(key)
-        pipe.xinfo_stream(key)
-        exists, info = await pipe.execute(raise_on_error=False)
-    if isinstance(exists, Exception):
-        raise exists
-    if not exists:
-        return None
-    if isinstance(info, Exception):
-        raise info
-    return StreamId.parse(info["last-generated-id"])
 
 
 async def holds(redis: Redis, room: str, entry_id: StreamId) -> bool:

@@ -7,6 +7,10 @@ again. That makes a resend after a dropped connection safe, and a retried comman
 
 Concurrent appends are queued and sent together in one pipeline per round trip: under
 load that is many appends per network write instead of one.
+
+The script refuses to add to a room that has no epoch record (a new room, or Redis lost
+the room's keys): the writer begins one (streams/epochs.py), which raises the stream's
+last id above every archived message, and appends again.
 """
 
 from __future__ import annotations
@@ -17,20 +21,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from chatroom import redis_keys
 from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
+from chatroom.streams.epochs import StreamEpochs
 
-# KEYS: stream, sent-client-id key. ARGV: the envelope, ttl seconds. The entry's one field
-# is 'event' (domain.events.EVENT_FIELD).
-# Returns {1, id} for a new entry, {0, id} for a resend of a known client_id.
+# KEYS: stream, sent-client-id key, the room's epoch. ARGV: the envelope, ttl seconds. The
+# entry's one field is 'event' (domain.events.EVENT_FIELD).
+# Returns {1, id} for a new entry, {0, id} for a resend of a known client_id; an error
+# starting with NOEPOCH when the room has no epoch (nothing was added).
 _APPEND = """
 local known = redis.call('GET', KEYS[2])
 if known then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
   return {0, known}
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  return redis.error_reply('NOEPOCH the room has no stream epoch')
 end
 local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
 redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
@@ -45,8 +54,17 @@ class Appended:
 
 
 class StreamWriter:
-    def __init__(self, redis: Redis, *, client_id_ttl_s: int, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        client_id_ttl_s: int,
+        max_batch: int = 512,
+        epochs: StreamEpochs | None = None,
+    ) -> None:
         self._redis = redis
+        # Without SQL's newest ids (tests of Redis alone) an epoch's floor is the stream's.
+        self._epochs = epochs or StreamEpochs(redis)
         self._ttl = client_id_ttl_s
         self._max_batch = max_batch
         self._sha: str | None = None  # the append script, once loaded
@@ -92,6 +110,7 @@ class StreamWriter:
                 # of this batch ran, and each is idempotent anyway: load it and go again.
                 self._sha = await self._redis.script_load(_APPEND)
                 results = await self._pipeline(batch)
+            results = await self._append_after_new_epochs(batch, results)
         except Exception as exc:  # a connection error: every append of the batch failed
             for _, future in batch:
                 if not future.done():
@@ -105,6 +124,20 @@ class StreamWriter:
             else:
                 created, stream_id = result
                 future.set_result(Appended(StreamId.parse(stream_id), duplicate=not created))
+
+    async def _append_after_new_epochs(
+        self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]], results: list[Any]
+    ) -> list[Any]:
+        """Appends refused for want of an epoch: begin one in their rooms, then append
+        them again (idempotent by client_id, as any retry)."""
+        refused = [i for i, r in enumerate(results) if _no_epoch(r)]
+        if not refused:
+            return results
+        await self._epochs.begin_missing(sorted({batch[i][0].room for i in refused}))
+        again = await self._pipeline([batch[i] for i in refused])
+        for i, result in zip(refused, again, strict=True):
+            results[i] = result
+        return results
 
     async def _pipeline(
         self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]]
@@ -123,11 +156,16 @@ class StreamWriter:
             for event, _ in batch:
                 pipe.evalsha(
                     self._sha,
-                    2,
+                    3,
                     redis_keys.room_stream(event.room),
                     redis_keys.sent_client_id(event.room, event.author.id, event.client_id),
+                    redis_keys.room_epoch(event.room),
                     event.encode(),
                     self._ttl,
                 )
             results: list[Any] = await pipe.execute(raise_on_error=False)
         return results[1:]
+
+
+def _no_epoch(result: Any) -> bool:
+    return isinstance(result, ResponseError) and str(result).startswith("NOEPOCH")

@@ -96,7 +96,8 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
     persistence = await enforce_persistence(redis, strict=settings.redis_require_persistence)
     engine = await open_database(settings, backends.database_url)
     stack.push_async_callback(engine.dispose)
-    writer = StreamWriter(redis, client_id_ttl_s=settings.client_id_ttl_s)
+    history = History(redis, ArchivedPages(engine))
+    writer = StreamWriter(redis, client_id_ttl_s=settings.client_id_ttl_s, epochs=history.epochs)
     stack.push_async_callback(writer.close)
     return AppState(
         settings=settings,
@@ -104,7 +105,7 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
         redis_url=backends.redis_url,
         engine=engine,
         writer=writer,
-        history=History(redis, ArchivedPages(engine)),
+        history=history,
         accounts=Accounts(settings, redis, engine),
         rooms=RoomDirectory(engine),
         persistence=persistence,

@@ -135,6 +135,8 @@ class HubStatsLike(Protocol):
     messages_in: int
     messages_out: int
     slow_consumers: int
+    missed_delivered: int
+    resyncs: int
     fanout_lag_ms: float
 
 
@@ -151,11 +153,13 @@ class HubMetrics(Collector):
         stats = self._stats()
         if stats is None:
             return []
-        connections, received, sent, slow, lag = families = self._families()
+        connections, received, sent, slow, missed, resyncs, lag = families = self._families()
         connections.add_metric([], stats.connections)
         received.add_metric([], stats.messages_in)
         sent.add_metric([], stats.messages_out)
         slow.add_metric([], stats.slow_consumers)
+        missed.add_metric([], stats.missed_delivered)
+        resyncs.add_metric([], stats.resyncs)
         lag.add_metric([], stats.fanout_lag_ms / 1000)
         return families
 
@@ -166,6 +170,8 @@ class HubMetrics(Collector):
             _counter(metric_names.WS_MESSAGES_IN),
             _counter(metric_names.WS_MESSAGES_OUT),
             _counter(metric_names.WS_SLOW_CONSUMERS),
+            _counter(metric_names.WS_MISSED_DELIVERED),
+            _counter(metric_names.WS_RESYNCS),
             _gauge(metric_names.FANOUT_LATENCY),
         ]
 
