@@ -261,20 +261,23 @@ class WritePipeline:
             acks[entry.room].append(entry.id)
         if not acks:
             return 0
-        ours = await self._redis_call(partial(self._streams.ack, acks))
+        taken = await self._redis_call(partial(self._streams.ack, acks))
         self._failpoints.reach("after_ack_before_trim")
         lettered = {(letter.room_slug, letter.stream_id) for letter in letters}
         archived: dict[str, list[StreamId]] = defaultdict(list)
         for entry, _ in rows:
-            if (entry.room, entry.id) in ours and (entry.room, str(entry.id)) not in lettered:
-                archived[entry.room].append(entry.id)
+            if lettered and (entry.room, str(entry.id)) in lettered:
+                continue
+            if taken and (entry.room, entry.id) in taken:
+                continue
+            archived[entry.room].append(entry.id)
         # Deleted entries are ours by the claim that found them (they leave the PEL then).
         gone = {(entry.room, str(entry.id)) for entry in deleted}
         counted = [
             letter
             for letter in letters
             if (letter.room_slug, letter.stream_id) in gone
-            or (letter.room_slug or "", StreamId.parse(letter.stream_id)) in ours
+            or (letter.room_slug or "", StreamId.parse(letter.stream_id)) not in taken
         ]
         missing: dict[str, int] = defaultdict(int)
         for entry in deleted:

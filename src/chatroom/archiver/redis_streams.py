@@ -105,14 +105,17 @@ return 0
 """
 
 
-# Acknowledge entries one by one and say which this call acknowledged (1) and which were
-# no longer pending (0: another consumer acknowledged them first, after claiming them):
-# an entry counts as archived by exactly one archiver, the one that acknowledged it.
+# Acknowledge entries one by one and return the positions (1-based) of those that were
+# no longer pending: another consumer claimed and acknowledged them first. An entry counts
+# as archived by exactly one archiver, the one that acknowledged it; the reply is almost
+# always empty, so it costs nothing to read.
 # KEYS: stream. ARGV: group, ids. XACK is allowed at maxmemory.
 _ACK_EACH = """
-local acked = {}
-for i = 2, #ARGV do acked[i - 1] = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) end
-return acked
+local taken = {}
+for i = 2, #ARGV do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 0 then taken[#taken + 1] = i - 1 end
+end
+return taken
 """
 
 
@@ -231,7 +234,7 @@ class GroupStreams:
 
     async def ack(self, acks: Mapping[str, list[StreamId]]) -> set[tuple[str, StreamId]]:
         """Acknowledge archived entries, every room in one round trip; returns the
-        (room, id) this call acknowledged (the others were acknowledged before)."""
+        (room, id) this call did NOT acknowledge: another consumer had, before it."""
         rooms = [(room, ids) for room, ids in acks.items() if ids]
         async with self._redis.pipeline(transaction=False) as pipe:
             for room, ids in rooms:
@@ -239,10 +242,9 @@ class GroupStreams:
                 await self._ack_each(keys=keys, args=[GROUP, *map(str, ids)], client=pipe)
             replies = await pipe.execute()
         return {
-            (room, entry)
-            for (room, ids), flags in zip(rooms, replies, strict=True)
-            for entry, flag in zip(ids, flags, strict=True)
-            if int(flag)
+            (room, ids[int(position) - 1])
+            for (room, ids), taken in zip(rooms, replies, strict=True)
+            for position in taken
         }
 
     async def report_progress(
