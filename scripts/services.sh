@@ -27,3 +27,9 @@ if ! mariadb_up; then
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
   wait_for MariaDB mariadb_up
 fi
+# nginx is not a service here: tests/test_nginx.py starts its own on a free port, in
+# front of two app nodes, with deploy/nginx's configuration. It only needs the binary.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "services: installing Debian's nginx-light for tests/test_nginx.py"
+  apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null
+fi
