@@ -1,0 +1,76 @@
+"""The built wheel is the whole product: installed alone in a new virtual environment,
+`chatroom serve` serves the web client (issue: a user who installs from a package index
+gets the chat UI, not a page saying how to build it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chat_servers import free_port
+from waiting import wait_until
+
+# Building the wheel and installing its dependencies from the index take a minute or two.
+pytestmark = [pytest.mark.processes, pytest.mark.slow, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILT_CLIENT = ROOT / "src" / "chatroom" / "web" / "client_dist" / "index.html"
+
+
+def _run(*command: str | Path, cwd: Path) -> None:
+    done = subprocess.run(
+        [str(part) for part in command], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+
+
+async def test_the_wheel_installed_in_a_new_venv_serves_the_web_client(tmp_path: Path) -> None:
+    if not BUILT_CLIENT.exists():
+        pytest.fail("the web client is not built: scripts/setup.sh builds it")
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", "dist", ROOT, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("chatroom-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "chatroom/web/client_dist/index.html" in names
+    assert any(re.fullmatch(r"chatroom/web/client_dist/assets/index-.+\.js", n) for n in names)
+
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    _run(venv / "bin" / "pip", "install", "-q", wheel, cwd=tmp_path)
+
+    port = free_port()
+    # Nothing of the source tree or the tests' settings: the installed package alone.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATROOM_", "PYTHON"))}
+    env.update({"CHATROOM_PORT": str(port), "CHATROOM_DATA_DIR": str(tmp_path / "data")})
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [venv / "bin" / "chatroom", "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+
+            async def up() -> bool:
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(up, 60, what="the installed chatroom answers")
+            shell = await client.get("/")
+            assert shell.status_code == 200
+            script = re.search(r'src="(/assets/index-[^"]+\.js)"', shell.text)
+            assert script, shell.text  # the client's shell, not the "not built yet" page
+            asset = await client.get(script.group(1))
+            assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
