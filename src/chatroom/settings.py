@@ -234,6 +234,12 @@ class Settings(BaseSettings):
     max_subscriptions_per_connection: int = Field(
         default=100, ge=1, description="Rooms one WebSocket may be subscribed to at once."
     )
+    typing_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Typing frames passed on per user and room, across all their sockets "
+        "and nodes: at most one per this interval.",
+    )
     unknown_room_cache_s: float = Field(
         default=2.0,
         ge=0,

@@ -28,6 +28,10 @@ PASSWORD_MIN = 8
 # Longer passwords are refused before hashing: a megabyte password is a CPU attack.
 PASSWORD_MAX = 1024
 
+# WebSocket frames: what a frame spends of its connection's frame bucket (hub/limits.py).
+# A subscribe reads Redis and SQL and joins presence; every other frame costs 1.
+SUBSCRIBE_FRAME_COST = 2.0
+
 # The ceiling of any stored body, whatever the configured limit: the SQL column holds it.
 STORED_BODY_MAX_CHARS = 16_000
 

@@ -2,6 +2,10 @@
 
 Rooms are never renamed, deleted or turned public/private, so a room found once is
 cached by slug for the life of the node: the WebSocket hub asks `visible` for every frame.
+A slug found missing is remembered for `unknown_ttl_s` (a couple of seconds): a client
+subscribing to a room that does not exist, again and again, costs no SQL query each time.
+A room created on this node is known at once; one created on another node is found here
+at most `unknown_ttl_s` after someone here last asked for it.
 Membership is not cached: a member removed on one node is out on every node at once.
 
 A private room's owner adds and removes members by username, and the answer is the same
@@ -10,6 +14,8 @@ whether that username exists or not: the directory does not tell who has an acco
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +41,7 @@ from chatroom.store.tables import room_members, rooms, users
 
 _ROOM_COLUMNS = (rooms.c.id, rooms.c.slug, rooms.c.title, rooms.c.is_private, rooms.c.owner_id)
 _ROOMS_CACHED_MAX = 10_000
+_MISSING_CACHED_MAX = 10_000
 
 
 def _room(row: sa.Row[*tuple[Any, ...]]) -> Room:
@@ -65,9 +72,18 @@ class MemberPage:
 
 
 class RoomDirectory:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        unknown_ttl_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._by_slug: dict[str, Room] = {}
+        self._unknown_ttl_s = unknown_ttl_s
+        self._clock = clock
+        self._missing: dict[str, float] = {}  # slug -> when to ask SQL again
 
     async def find(self, slug: str) -> Room | None:
         """The room of this slug, visible or not."""
@@ -76,16 +92,32 @@ class RoomDirectory:
             return room
         if not isinstance(slug, str) or not SLUG.match(slug):
             return None
+        missing_until = self._missing.get(slug)
+        if missing_until is not None:
+            if missing_until > self._clock():
+                return None
+            del self._missing[slug]
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(sa.select(*_ROOM_COLUMNS).where(rooms.c.slug == slug))
             ).first()
         if row is None:
+            self._remember_missing(slug)
             return None
         room = _room(row)
         if len(self._by_slug) < _ROOMS_CACHED_MAX:
             self._by_slug[slug] = room
         return room
+
+    def _remember_missing(self, slug: str) -> None:
+        if self._unknown_ttl_s <= 0:
+            return
+        if len(self._missing) >= _MISSING_CACHED_MAX:  # a flood of made-up slugs
+            now = self._clock()
+            self._missing = {s: t for s, t in self._missing.items() if t > now}
+            if len(self._missing) >= _MISSING_CACHED_MAX:
+                return
+        self._missing[slug] = self._clock() + self._unknown_ttl_s
 
     async def is_member(self, room: Room, user: User) -> bool:
         async with self._engine.connect() as conn:
@@ -142,6 +174,7 @@ class RoomDirectory:
                 )
         except IntegrityError:
             raise Conflict("room_exists", f"the room {checked_slug!r} exists already") from None
+        self._missing.pop(checked_slug, None)
         return Room(room_id, checked_slug, checked_title, private, owner.id)
 
     async def join(self, user: User, room: Room) -> None:

@@ -115,7 +115,7 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
         writer=writer,
         history=history,
         accounts=Accounts(settings, redis, engine),
-        rooms=RoomDirectory(engine),
+        rooms=RoomDirectory(engine, unknown_ttl_s=settings.unknown_room_cache_s),
         persistence=persistence,
     )
 
