@@ -28,11 +28,14 @@ from chatroom.domain.events import Author
 from chatroom.domain.refusals import Conflict, Forbidden, room_not_found
 from chatroom.domain.rooms import Room
 from chatroom.domain.rules import (
+    LISTING_PAGE_MAX,
     SLUG,
     TITLE_MAX,
     USERNAME,
     USERNAME_RULE,
     RuleError,
+    check_cursor,
+    check_search,
     check_slug,
     clean_label,
 )
@@ -63,6 +66,12 @@ def check_title(title: object) -> str:
 class ListedRoom:
     room: Room
     joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListingPage:
+    rooms: list[ListedRoom]  # by slug
+    has_more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,22 +149,72 @@ class RoomDirectory:
             raise room_not_found(slug)
         return room
 
-    async def listing(self, user: User) -> list[ListedRoom]:
-        """Public rooms and the private rooms `user` is a member of, by slug."""
+    async def listing(
+        self,
+        user: User,
+        *,
+        after: str | None = None,
+        limit: int = LISTING_PAGE_MAX,
+        search: str | None = None,
+        joined_only: bool = False,
+    ) -> ListingPage:
+        """A page of the rooms `user` may see (public ones, and private ones they are a
+        member of), by slug: the first `limit` after the slug `after` (exclusive; None:
+        from the first), whose slug or title holds `search` (any case), or only the ones
+        they joined."""
         membership = sa.select(room_members.c.room_id).where(room_members.c.user_id == user.id)
-        query = (
-            sa.select(*_ROOM_COLUMNS, rooms.c.id.in_(membership).label("joined"))
-            .where(sa.or_(rooms.c.is_private == sa.false(), rooms.c.id.in_(membership)))
-            .order_by(rooms.c.slug)
-        )
+        joined = rooms.c.id.in_(membership)
+        query = sa.select(*_ROOM_COLUMNS, joined.label("joined"))
+        if joined_only:
+            query = query.where(joined)
+        else:
+            query = query.where(sa.or_(rooms.c.is_private == sa.false(), joined))
+        if after is not None:
+            query = query.where(rooms.c.slug > check_cursor(after))
+        if search is not None:
+            words = check_search(search)
+            query = query.where(
+                sa.or_(
+                    rooms.c.slug.contains(words.lower(), autoescape=True),
+                    sa.func.lower(rooms.c.title).contains(words.lower(), autoescape=True),
+                )
+            )
+        query = query.order_by(rooms.c.slug).limit(limit + 1)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [ListedRoom(_room(row), bool(row.joined)) for row in rows]
+        listed = [ListedRoom(_room(row), bool(row.joined)) for row in rows[:limit]]
+        return ListingPage(listed, has_more=len(rows) > limit)
 
-    async def create(self, owner: User, slug: object, title: object, private: bool) -> Room:
-        """A new room, owned by `owner`, who is its first member."""
+    async def owned(self, user: User) -> int:
+        """How many rooms `user` owns."""
+        async with self._engine.connect() as conn:
+            count = await conn.scalar(
+                sa.select(sa.func.count()).select_from(rooms).where(rooms.c.owner_id == user.id)
+            )
+        return int(count or 0)
+
+    async def create(
+        self,
+        owner: User,
+        slug: object,
+        title: object,
+        private: bool,
+        *,
+        max_owned: int | None = None,
+    ) -> Room:
+        """A new room, owned by `owner`, who is its first member; refused (403
+        `room_quota_exceeded`) when `owner` owns `max_owned` rooms already.
+
+        A slug in use is `409 room_exists` whoever's room it is, public or private: the
+        answer says the name is taken, never whose room it is or what kind. That a private
+        room's name is taken is the one thing a creator can learn of it, and only as fast
+        as the creation limit lets them try (web/api_rooms.py counts every attempt)."""
         checked_slug = check_slug(slug)
         checked_title = check_title(title)
+        if max_owned is not None and await self.owned(owner) >= max_owned:
+            raise Forbidden(
+                "room_quota_exceeded", f"you own {max_owned} rooms already, the most one may"
+            )
         now = now_utc()
         try:
             async with self._engine.begin() as conn:
@@ -173,7 +232,7 @@ class RoomDirectory:
                     room_members.insert().values(room_id=room_id, user_id=owner.id, joined_at=now)
                 )
         except IntegrityError:
-            raise Conflict("room_exists", f"the room {checked_slug!r} exists already") from None
+            raise Conflict("room_exists", f"the name {checked_slug!r} is taken") from None
         self._missing.pop(checked_slug, None)
         return Room(room_id, checked_slug, checked_title, private, owner.id)
 
