@@ -229,7 +229,10 @@ class Settings(BaseSettings):
         "bucket refill; a subscribe costs more than one).",
     )
     frame_burst: int = Field(
-        default=100, ge=1, description="Frame tokens a connection may spend at once."
+        default=200,
+        ge=1,
+        description="Frame tokens a connection may spend at once (a reconnect subscribes "
+        "every room again: 100 subscribes cost 200).",
     )
     max_subscriptions_per_connection: int = Field(
         default=100, ge=1, description="Rooms one WebSocket may be subscribed to at once."
