@@ -34,6 +34,7 @@ TEST_LIMITS = {
     "login_attempts_per_address_per_minute": "10000",
     "registrations_per_address_per_hour": "10000",
     "login_attempts_per_minute": "1000",
+    "room_creations_per_hour": "10000",
 }
 
 

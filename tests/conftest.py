@@ -38,7 +38,7 @@ from chatroom.domain.events import Author
 from chatroom.embedded import EmbeddedRedis
 from chatroom.history import History
 from chatroom.hub.hub import Hub
-from chatroom.hub.session import RoomAccess
+from chatroom.hub.node import RoomAccess
 from chatroom.hub.subscription import RoomRef
 from chatroom.redis_client import connect
 from chatroom.settings import Settings

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,6 +51,22 @@ from test_archiver_support import (
 
 def _metric(name: str, room: str) -> float:
     return REGISTRY.get_sample_value(name, {"room": room}) or 0.0
+
+
+async def test_the_archiver_s_metrics_never_name_a_private_room(
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
+) -> None:
+    await create_room(engine, "secret-plans", private=True)
+    await create_room(engine, "open-plans")
+    traffic = Traffic(redis)
+    await traffic.send("secret-plans", 20)
+    await traffic.send("open-plans", 5)
+    private_before = _metric("chatroom_archiver_archived_rows_total", "private")
+    archiver = archivers.new(consumer="labels")
+    assert await archiver.drain() == 25
+    assert _metric("chatroom_archiver_archived_rows_total", "private") - private_before == 20
+    assert _metric("chatroom_archiver_archived_rows_total", "open-plans") >= 5
+    assert b"secret-plans" not in generate_latest(REGISTRY)
 
 
 async def test_drain_archives_every_message_once_with_exact_bytes(

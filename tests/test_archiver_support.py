@@ -113,11 +113,14 @@ class Archivers:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def create_room(engine: AsyncEngine, slug: str) -> int:
+async def create_room(engine: AsyncEngine, slug: str, *, private: bool = False) -> int:
     async with engine.begin() as conn:
         await conn.execute(
             sa.insert(rooms).values(
-                slug=slug, title=slug.title(), created_at=datetime.now(UTC).replace(tzinfo=None)
+                slug=slug,
+                title=slug.title(),
+                is_private=private,
+                created_at=datetime.now(UTC).replace(tzinfo=None),
             )
         )
     return (await room_ids(engine))[slug]

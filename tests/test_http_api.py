@@ -180,6 +180,40 @@ async def test_metrics_without_and_with_the_archiver(
         await wait_until(archived_and_no_backlog, 20, interval=0.2)
 
 
+async def test_metrics_never_name_a_private_room_and_can_need_a_token(
+    redis: Redis, chat_server: StartServer, signed_up: SignUp
+) -> None:
+    server = await chat_server(settings={"metrics_token": "scrape-me"})
+    owner = await signed_up(server, "owner")
+    made = await owner.post("/api/rooms", json={"slug": "hush", "title": "x", "private": True})
+    assert made.status_code == 201
+    writer = StreamWriter(redis, client_id_ttl_s=3600)
+    try:
+        for number in range(2):
+            await writer.append(MessageEvent("hush", Author(1, "owner", "O"), "s", f"h-{number}"))
+    finally:
+        await writer.close()
+    async with server.client() as client:
+        refused = await client.get("/metrics")
+        assert refused.status_code == 401
+        assert api_error(refused)["code"] == "metrics_token_required"
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer guess"})
+        assert wrong.status_code == 401
+        answer = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert answer.status_code == 200
+        assert 'chatroom_archiver_backlog{room="private"} 2.0' in answer.text
+        assert "hush" not in answer.text
+
+    async with (await chat_server(archiver=True)).client() as client:
+
+        async def archived() -> bool:
+            text = (await client.get("/metrics")).text
+            assert "hush" not in text
+            return 'chatroom_archiver_archived_rows_total{room="private"} 2.0' in text
+
+        await wait_until(archived, 20, interval=0.2)
+
+
 async def test_strict_persistence_refuses_a_redis_that_can_lose_messages(
     backend: Backend, tmp_path: Path, redis: Redis, chat_server: StartServer
 ) -> None:

@@ -186,7 +186,13 @@ async def test_private_rooms_are_closed_to_non_members(make_node: HubFactory) ->
 async def test_a_slow_subscriber_is_closed_and_the_others_keep_going(
     make_node: HubFactory,
 ) -> None:
-    node = await make_node(outbound_queue_max=10, send_rate_per_s=1000, send_burst=1000)
+    node = await make_node(
+        outbound_queue_max=10,
+        send_rate_per_s=1000,
+        send_burst=1000,
+        frame_rate_per_s=1000,
+        frame_burst=1000,
+    )
     slow, alice = node.connect(CAROL), node.connect(ALICE)
     await subscribe(slow)
     await subscribe(alice)

@@ -24,7 +24,12 @@ from waiting import wait_until
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
 HOT_WINDOW = 2
-FAST = {"send_rate_per_s": 10_000, "send_burst": 10_000}
+FAST = {
+    "send_rate_per_s": 10_000,
+    "send_burst": 10_000,
+    "frame_rate_per_s": 10_000,
+    "frame_burst": 10_000,
+}
 
 
 async def _stream_trimmed_to_hot_window(redis: Redis, engine: AsyncEngine, total: int) -> bool:

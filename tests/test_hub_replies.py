@@ -138,6 +138,8 @@ async def node(make_hub: HubFactory) -> Node:
         make_writer=CountingWriter,
         send_rate_per_s=1000,  # the bursts here are about the pipeline, not the rate limit
         send_burst=1000,
+        frame_rate_per_s=1000,
+        frame_burst=1000,
     )
     assert isinstance(built.writer, CountingWriter)
     return Node(built.hub, built.writer, built.connect(ALICE))

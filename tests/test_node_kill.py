@@ -22,7 +22,12 @@ from test_archiver_support import archived_rows
 from waiting import wait_until
 from ws_clients import ChatSocket, open_socket
 
-SETTINGS = {"send_rate_per_s": "100000", "send_burst": "100000"}
+SETTINGS = {
+    "send_rate_per_s": "100000",
+    "send_burst": "100000",
+    "frame_rate_per_s": "100000",
+    "frame_burst": "100000",
+}
 CLIENTS = 4  # two on the node that dies, two on the one that lives
 SENDS = 60  # each
 KILL_AFTER_ACKS = 60  # of all clients together: the rest are in flight or still to come

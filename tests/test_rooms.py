@@ -31,7 +31,8 @@ async def test_lobby_create_list_join_leave(chat_app: StartApp, signed_up: SignU
                 "joined": True,  # everyone joins the lobby at registration
                 "owned": False,
             }
-        ]
+        ],
+        "next_cursor": None,
     }
     made = await owner.post("/api/rooms", json={"slug": "book-club", "title": "  Book club 📚 "})
     assert made.status_code == 201

@@ -27,7 +27,12 @@ from test_history import walk_back, walk_forward
 
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
-FAST = {"send_rate_per_s": 10_000, "send_burst": 10_000}
+FAST = {
+    "send_rate_per_s": 10_000,
+    "send_burst": 10_000,
+    "frame_rate_per_s": 10_000,
+    "frame_burst": 10_000,
+}
 
 
 async def _archive(redis: Redis, engine: AsyncEngine, upto: StreamId) -> None:

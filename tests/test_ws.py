@@ -23,7 +23,12 @@ from conftest import Backend, OpenSocket, SignUp, StartApp, StartServer
 from ws_clients import SESSION_COOKIE as SESSION
 from ws_clients import ChatSocket
 
-FAST = {"send_rate_per_s": "100000", "send_burst": "100000"}
+FAST = {
+    "send_rate_per_s": "100000",
+    "send_burst": "100000",
+    "frame_rate_per_s": "100000",
+    "frame_burst": "100000",
+}
 
 
 async def test_every_frame_of_the_contract(

@@ -10,7 +10,13 @@ from chatroom.domain.stream_ids import StreamId
 from conftest import OpenSocket, SignUp, StartServer
 from ws_clients import ChatSocket
 
-SETTINGS = {"send_rate_per_s": "100000", "send_burst": "100000", "presence_expiry_s": "2"}
+SETTINGS = {
+    "send_rate_per_s": "100000",
+    "send_burst": "100000",
+    "frame_rate_per_s": "100000",
+    "frame_burst": "100000",
+    "presence_expiry_s": "2",
+}
 # The product's bounds: a user's leave reaches every node within 5 s of their last
 # connection closing or of their node dying (presence_expiry_s=2 here, plus a sweep or
 # so); a removal from a private room ends their subscription on every node within 3 s.

@@ -55,6 +55,12 @@ class Tuning:
             "registrations_per_address_per_hour": "100000",
             "login_attempts_per_minute": "100000",
             "login_attempts_per_address_per_minute": "100000",
+            # Every client comes from 127.0.0.1, and the storm subscribes and pings in bursts.
+            "max_connections_per_address": "100000",
+            "frame_rate_per_s": "100000",
+            "frame_burst": "100000",
+            "room_creations_per_hour": "100000",
+            "rooms_per_user_max": "100000",
             "archiver_claim_idle_ms": str(self.claim_idle_ms),
             "archiver_hot_window": str(self.hot_window),
             "archiver_max_deliveries": str(self.max_deliveries),

@@ -4,12 +4,13 @@ import {
   DESKTOP,
   PASSWORD,
   PHONE,
+  browseRooms,
   createRoom,
+  directoryRoom,
   joinedRoom,
   messageList,
   messagesWithBody,
   openRoom,
-  otherRoom,
   screenshot,
   send,
   setTheme,
@@ -124,7 +125,12 @@ test('a private room is invisible to a non-member until the owner adds them', as
   await send(alice.page, 'only for members')
 
   const carol = await signUp(browser, 'carol_', 'Carol')
-  await expect(carol.page.locator(`[data-room="${room}"]`)).toBeVisible()
+  // The public room is in the directory for her to join; the private one is nowhere.
+  await expect(await directoryRoom(carol.page, room)).toBeVisible()
+  const directory = carol.page.getByRole('dialog', { name: 'Browse rooms' })
+  await directory.getByRole('searchbox', { name: 'Search rooms' }).fill(secret)
+  await expect(directory.getByText('No rooms found.')).toBeVisible()
+  await carol.page.keyboard.press('Escape')
   await expect(carol.page.locator(`[data-room="${secret}"]`)).toHaveCount(0)
   await carol.page.goto(`/r/${secret}`)
   await expect(carol.page.getByText('This room does not exist, or you are not a member.')).toBeVisible()
@@ -178,16 +184,42 @@ test("a user's rooms follow them to another device; leaving on one leaves on bot
   await laptop.page.getByRole('button', { name: 'Leave room' }).click()
   await expect(laptop.page).toHaveURL(/\/$/)
   await expect(joinedRoom(laptop.page, den)).toHaveCount(0)
-  await expect(otherRoom(laptop.page, den)).toBeVisible()
   await screenshot(laptop.page, 'desktop-rooms-light')
+  await expect((await directoryRoom(laptop.page, den)).getByRole('button', { name: /^Join / })).toBeVisible()
+  await laptop.page.keyboard.press('Escape')
 
   // ...and after a reload the first device has left it too (a public room: still listed to join).
   await bob.page.reload()
   await expect(bob.page.getByRole('status').getByText('Live')).toBeVisible()
-  await expect(otherRoom(bob.page, den)).toBeVisible()
   await expect(joinedRoom(bob.page, den)).toHaveCount(0)
   await expect(joinedRoom(bob.page, room)).toBeVisible()
+  await expect((await directoryRoom(bob.page, den)).getByRole('button', { name: /^Join / })).toBeVisible()
+  await bob.page.keyboard.press('Escape')
   await laptop.context.close()
+})
+
+test('the room directory searches public rooms on the server and joins one', async () => {
+  const word = unique('quill')
+  const slugs = [unique('scribes-'), unique('poets-')]
+  await createRoom(alice.page, `Scribes ${word}`, slugs[0]!)
+  await createRoom(alice.page, `Poets ${word}`, slugs[1]!)
+  await createRoom(alice.page, `Hidden ${word}`, unique('hidden-'), true)
+
+  await bob.page.goto('/')
+  const dialog = await browseRooms(bob.page, word)
+  const listed = dialog.getByTestId('room-directory').locator('li')
+  // Both public rooms that match, by slug; the private one is not Bob's to see.
+  await expect(listed).toHaveCount(2)
+  await expect(listed.nth(0)).toHaveAttribute('data-room', slugs[1]!)
+  await expect(listed.nth(1)).toHaveAttribute('data-room', slugs[0]!)
+  await screenshot(bob.page, 'desktop-browse-rooms-light')
+  await dialog.getByRole('searchbox', { name: 'Search rooms' }).fill(`${word}-nothing`)
+  await expect(dialog.getByText('No rooms found.')).toBeVisible()
+  await dialog.getByRole('searchbox', { name: 'Search rooms' }).fill(`Scribes ${word}`)
+  await expect(listed).toHaveCount(1)
+  await listed.getByRole('button', { name: `Join Scribes ${word}` }).click()
+  await expect(bob.page).toHaveURL(new RegExp(`/r/${slugs[0]}$`))
+  await expect(joinedRoom(bob.page, slugs[0]!)).toBeVisible()
 })
 
 test('the composer counts against the length limit the server sets', async () => {

@@ -68,9 +68,18 @@ export function joinedRoom(page: Page, slug: string) {
   return page.getByTestId('joined-rooms').locator(`[data-room="${slug}"]`)
 }
 
-/** The sidebar's public rooms the user has not joined. */
-export function otherRoom(page: Page, slug: string) {
-  return page.getByTestId('other-rooms').locator(`[data-room="${slug}"]`)
+/** Opens the room directory and searches it for `text`; returns the dialog. */
+export async function browseRooms(page: Page, text: string) {
+  await page.getByRole('button', { name: 'Browse rooms' }).click()
+  const dialog = page.getByRole('dialog', { name: 'Browse rooms' })
+  await dialog.getByRole('searchbox', { name: 'Search rooms' }).fill(text)
+  return dialog
+}
+
+/** A room the directory lists, found by searching for its slug. */
+export async function directoryRoom(page: Page, slug: string) {
+  const dialog = await browseRooms(page, slug)
+  return dialog.getByTestId('room-directory').locator(`[data-room="${slug}"]`)
 }
 
 export function messageList(page: Page) {
@@ -97,10 +106,18 @@ export async function createRoom(page: Page, title: string, slug: string, isPriv
   await expect(page.getByTestId('room-title')).toHaveText(title)
 }
 
-/** Opens a room from the room list, reloading the list first so new rooms show up. */
+/**
+ * Opens a room from the sidebar if the user joined it, else finds it in the room directory
+ * and joins it there (the start page is loaded first, so new rooms show up).
+ */
 export async function openRoom(page: Page, slug: string) {
   await page.goto('/')
-  await page.locator(`[data-room="${slug}"]`).click()
+  await expect(joinedRoom(page, 'lobby')).toBeVisible() // the sidebar has loaded
+  if ((await joinedRoom(page, slug).count()) > 0) {
+    await joinedRoom(page, slug).click()
+  } else {
+    await (await directoryRoom(page, slug)).getByRole('button', { name: /^Join / }).click()
+  }
   await expect(page).toHaveURL(new RegExp(`/r/${slug}$`))
 }
 

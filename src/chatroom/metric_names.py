@@ -54,6 +54,11 @@ FANOUT_LATENCY = MetricName(
     "Latest fan-out batch: from the newest message's id time to its fan-out.",
 )
 
+# The `room` label of the per-room series: a public room's slug; every private room is
+# counted together under this one label (a private room's name is not for /metrics, which
+# answers without a login), and so is a stream that names no room.
+PRIVATE_ROOM_LABEL = "private"
+
 # The archiver, per room unless said otherwise.
 ARCHIVER_BACKLOG = MetricName(
     "chatroom_archiver_backlog",

@@ -60,6 +60,12 @@ def room_presence_profiles(slug: str) -> str:
     return f"{room_tag(slug)}:presence:profiles"
 
 
+def room_typing(slug: str, user_id: int) -> str:
+    """Set for `typing_interval_s` after the user's typing frame in the room was passed on:
+    one per user and room across all their sockets and nodes."""
+    return f"{room_tag(slug)}:typing:{user_id}"
+
+
 def room_signals(database: int) -> str:
     """Pub/sub channel of ephemeral room frames (presence, typing) between app nodes.
 

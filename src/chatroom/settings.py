@@ -184,6 +184,80 @@ class Settings(BaseSettings):
         ge=1,
         description="Members a user may add to or remove from private rooms per hour.",
     )
+    request_body_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest HTTP request body; larger ones are refused with 413 before "
+        "they are read.",
+    )
+    request_body_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="An HTTP request body whose next part takes longer than this is "
+        "refused with 408.",
+    )
+    request_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request line and headers are not complete this "
+        "long after it opened (or after its request began) is closed.",
+    )
+    request_header_max_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Longest request line plus headers; longer ones get 431 and are closed.",
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="An idle keep-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open connections (HTTP and WebSocket) one node accepts; more are "
+        "closed at once.",
+    )
+    max_connections_per_address: int = Field(
+        default=200,
+        ge=1,
+        description="Open connections from one client address (an IPv6 /64); a trusted "
+        "proxy's are not counted.",
+    )
+    frame_rate_per_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="WebSocket frames per connection per second, of any type (token "
+        "bucket refill; a subscribe costs more than one).",
+    )
+    frame_burst: int = Field(
+        default=200,
+        ge=1,
+        description="Frame tokens a connection may spend at once (a reconnect subscribes "
+        "every room again: 100 subscribes cost 200).",
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=100, ge=1, description="Rooms one WebSocket may be subscribed to at once."
+    )
+    typing_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Typing frames passed on per user and room, across all their sockets "
+        "and nodes: at most one per this interval.",
+    )
+    unknown_room_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a node remembers that a room does not exist (0: not at all).",
+    )
+    room_creations_per_hour: int = Field(
+        default=10, ge=1, description="Rooms a user may create (or try to) per hour."
+    )
+    rooms_per_user_max: int = Field(
+        default=50, ge=1, description="Rooms a user may own at once (admins: no limit)."
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="When set, the app node's /metrics needs `Authorization: Bearer <it>`.",
+    )
     forwarded_allow_ips: str | None = Field(
         default=None,
         description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are "

@@ -3,6 +3,8 @@ import type {
   Message,
   MessagePage,
   Room,
+  RoomPage,
+  RoomQuery,
   ServerLimits,
   ServerStatus,
   User,
@@ -55,6 +57,16 @@ async function toApiError(response: Response): Promise<ApiError> {
 
 const room = (slug: string) => `/api/rooms/${encodeURIComponent(slug)}`
 
+function roomQuery(query: RoomQuery): string {
+  const params = new URLSearchParams()
+  if (query.joined) params.set('joined', 'true')
+  if (query.q) params.set('q', query.q)
+  if (query.cursor) params.set('cursor', query.cursor)
+  if (query.limit !== undefined) params.set('limit', String(query.limit))
+  const text = params.toString()
+  return text === '' ? '' : `?${text}`
+}
+
 export const api = {
   me: () => request<{ user: User; limits?: ServerLimits }>('GET', '/api/me'),
   register: (username: string, password: string, display_name?: string) =>
@@ -66,7 +78,7 @@ export const api = {
   changePassword: (current_password: string, new_password: string) =>
     request<void>('POST', '/api/me/password', { current_password, new_password }),
 
-  rooms: () => request<{ rooms: Room[] }>('GET', '/api/rooms'),
+  rooms: (query: RoomQuery = {}) => request<RoomPage>('GET', `/api/rooms${roomQuery(query)}`),
   room: (slug: string) => request<{ room: Room }>('GET', room(slug)),
   joinRoom: (slug: string) => request<void>('POST', `${room(slug)}/join`),
   leaveRoom: (slug: string) => request<void>('POST', `${room(slug)}/leave`),

@@ -24,6 +24,23 @@ export interface Room {
   owned?: boolean
 }
 
+/** A page of the room directory (GET /api/rooms), by slug. */
+export interface RoomPage {
+  rooms: Room[]
+  /** Pass as `cursor` for the next page; null (or absent): the last page. */
+  next_cursor?: string | null
+}
+
+/** What to list of the room directory. */
+export interface RoomQuery {
+  /** Only the rooms we are a member of (the sidebar). */
+  joined?: boolean
+  /** Only rooms whose slug or title holds this text. */
+  q?: string
+  cursor?: string | null
+  limit?: number
+}
+
 /** Extension of the Python server, in GET /api/me: the rules it checks input against. */
 export interface ServerLimits {
   message_max_chars: number
@@ -87,4 +104,6 @@ export type ServerFrame =
       message: string
       client_id?: string
       retry_after_ms?: number
+      /** The room of a refused subscribe, unsubscribe or typing frame. */
+      room?: string
     }

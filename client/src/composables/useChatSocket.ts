@@ -183,6 +183,9 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
       case 'error':
         if (frame.client_id !== undefined) {
           messages.fail(frame.client_id, frame.code, frame.retry_after_ms ?? null)
+        } else if (frame.code === 'rate_limited' && frame.room !== undefined) {
+          // Too many frames at once (a reconnect subscribing many rooms): ask again later.
+          rooms.subscribeLater(frame.room, frame.retry_after_ms ?? 1000)
         } else if (frame.code !== 'room_not_found') {
           // (A room we cannot see is handled where it shows: its pane says so and the
           // room list drops it, see rooms.load.)

@@ -2,13 +2,16 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 
 import { ApiError, api } from '@/api/http'
-import type { Room } from '@/api/types'
+import type { Room, RoomPage } from '@/api/types'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
 
 /** Members shown per page in a room's member list. */
 export const MEMBERS_PAGE = 50
+/** Rooms per page of the sidebar's load, and of the room directory's. */
+export const JOINED_PAGE = 200
+export const DIRECTORY_PAGE = 50
 
 const byTitle = (a: Room, b: Room) => a.title.localeCompare(b.title) || a.slug.localeCompare(b.slug)
 
@@ -71,9 +74,16 @@ export const useRoomsStore = defineStore('rooms', () => {
     return [...subscribed]
   }
 
-  /** Loads the rooms we can see and our membership, on this device or any other. */
+  /** Loads the rooms we joined, on this device or any other (every page of them). */
   async function load() {
-    rooms.value = (await api.rooms()).rooms
+    const found: Room[] = []
+    let cursor: string | null = null
+    do {
+      const page: RoomPage = await api.rooms({ joined: true, cursor, limit: JOINED_PAGE })
+      found.push(...page.rooms)
+      cursor = page.next_cursor ?? null
+    } while (cursor !== null)
+    rooms.value = found
     const visible = new Set(rooms.value.map((room) => room.slug))
     for (const slug of subscribed) {
       if (!visible.has(slug) && slug !== active.value) drop(slug, false)
@@ -151,6 +161,23 @@ export const useRoomsStore = defineStore('rooms', () => {
     return room
   }
 
+  /**
+   * The server refused a subscribe for now (`rate_limited`): ask again after the wait, if
+   * the room is still wanted. The refusal may have been of another frame of the room (a
+   * typing one): subscribing again costs one frame and restarts nothing we hold.
+   */
+  function subscribeLater(slug: string, retryAfterMs: number) {
+    setTimeout(() => {
+      if (!subscribed.has(slug)) return
+      subscribed.delete(slug)
+      reconcile()
+    }, retryAfterMs)
+  }
+
+  /** A page of the room directory: public rooms (and private ones we are in), by slug. */
+  const directory = (q: string, cursor: string | null = null) =>
+    api.rooms({ q: q.trim() || undefined, cursor, limit: DIRECTORY_PAGE })
+
   /** The online count of a room, kept in step with presence frames for subscribed rooms. */
   function onlineCount(room: Room): number {
     return presence.online[room.slug]?.length ?? room.online
@@ -176,6 +203,9 @@ export const useRoomsStore = defineStore('rooms', () => {
     leave,
     open,
     create,
+    isJoined,
+    subscribeLater,
+    directory,
     onlineCount,
     members,
     addMember,

@@ -49,6 +49,37 @@ beforeEach(() => {
 })
 
 describe('rooms store', () => {
+  it('loads every page of the rooms we joined, and only those', async () => {
+    vi.mocked(api.rooms)
+      .mockResolvedValueOnce({ rooms: [room('alpha', true), room('beta', true)], next_cursor: 'beta' })
+      .mockResolvedValueOnce({ rooms: [room('lobby', true)], next_cursor: null })
+    const rooms = useRoomsStore()
+    await rooms.load()
+
+    expect(vi.mocked(api.rooms).mock.calls).toEqual([
+      [{ joined: true, cursor: null, limit: 200 }],
+      [{ joined: true, cursor: 'beta', limit: 200 }],
+    ])
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['alpha', 'beta', 'lobby'])
+  })
+
+  it('subscribes again after the wait when the server refused a subscribe for now', async () => {
+    vi.useFakeTimers()
+    try {
+      serverSays(room('lobby', true))
+      const rooms = useRoomsStore()
+      await rooms.load()
+      sent = []
+      rooms.subscribeLater('lobby', 1500)
+      vi.advanceTimersByTime(1400)
+      expect(sent).toEqual([])
+      vi.advanceTimersByTime(200)
+      expect(sent).toEqual([{ type: 'subscribe', room: 'lobby' }])
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
   it('lists the rooms the server says we joined, subscribes them, and stores nothing locally', async () => {
     serverSays(room('lobby', true), room('dev', true), room('random', false))
     const rooms = useRoomsStore()

@@ -7,9 +7,42 @@ same registry, so an in-process archiver appears there. Names and help texts com
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from chatroom import metric_names as names
+
+
+class RoomLabels:
+    """The `room` label of a slug: the slug of a public room, `private` for any other
+    (a private room, or a stream that names no room the archiver knows of yet). Rooms
+    never turn public or private, so the public set only grows: the pipeline reloads it
+    from SQL with the room ids, when a room it does not know shows up."""
+
+    def __init__(self) -> None:
+        self.public: frozenset[str] = frozenset()
+
+    def of(self, slug: str) -> str:
+        return slug if slug in self.public else names.PRIVATE_ROOM_LABEL
+
+    def set_gauges(self, values: Iterable[tuple[str, int, int, float]]) -> None:
+        """(slug, backlog, pending, oldest age) per room into the per-room gauges; the
+        private rooms as one: their sums, and their oldest age."""
+        private = [0, 0, 0.0]
+        for slug, backlog, pending, age in values:
+            label = self.of(slug)
+            if label == names.PRIVATE_ROOM_LABEL:
+                private[0] += backlog
+                private[1] += pending
+                private[2] = max(private[2], age)
+                continue
+            BACKLOG.labels(label).set(backlog)
+            PENDING.labels(label).set(pending)
+            OLDEST_UNARCHIVED_AGE.labels(label).set(age)
+        BACKLOG.labels(names.PRIVATE_ROOM_LABEL).set(private[0])
+        PENDING.labels(names.PRIVATE_ROOM_LABEL).set(private[1])
+        OLDEST_UNARCHIVED_AGE.labels(names.PRIVATE_ROOM_LABEL).set(private[2])
 
 
 def _gauge(metric: names.MetricName) -> Gauge:

@@ -42,7 +42,7 @@ from chatroom.archiver.sql_writes import BatchWriter, Row, dead_letter
 from chatroom.archiver.upkeep import Progress
 from chatroom.domain.stream_ids import StreamId
 from chatroom.store.archive_writes import ArchivedMessage, DeadLetter
-from chatroom.store.counts import room_ids
+from chatroom.store.counts import public_rooms, room_ids
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class WritePipeline:
         failpoints: Failpoints,
         max_deliveries: int,
         room_ids: dict[str, int],
+        labels: metrics.RoomLabels,
         totals: Totals,
         progress: Progress,
         on_archived: ArchivedHook | None = None,
@@ -108,6 +109,7 @@ class WritePipeline:
         self._failpoints = failpoints
         self._max_deliveries = max_deliveries
         self._room_ids = room_ids  # slug -> id, reloaded when an unknown room shows up
+        self._labels = labels  # the public rooms, reloaded with the ids
         self._totals = totals
         self._progress = progress
         self._on_archived = on_archived
@@ -163,6 +165,7 @@ class WritePipeline:
         """Reload room ids when an entry names a room not known yet."""
         if any(e.room not in self._room_ids for e in entries if not e.deleted):
             found = await self._sql.call(partial(room_ids, self._engine))
+            self._labels.public = await self._sql.call(partial(public_rooms, self._engine))
             self._room_ids.clear()
             self._room_ids.update(found)
 
@@ -226,7 +229,7 @@ class WritePipeline:
             entry.deliveries,
             self._max_deliveries,
         )
-        metrics.SUSPECTS.labels(entry.room).inc()
+        metrics.SUSPECTS.labels(self._labels.of(entry.room)).inc()
         self._totals.suspects += 1
         self._progress.suspects[entry.room] += 1
         await self._redis_call(partial(self._streams.count_attempt, entry))
@@ -283,14 +286,14 @@ class WritePipeline:
         for entry in deleted:
             missing[entry.room] += 1
         for room, ids in archived.items():
-            metrics.ARCHIVED.labels(room).inc(len(ids))
+            metrics.ARCHIVED.labels(self._labels.of(room)).inc(len(ids))
             if self._on_archived is not None:
                 self._on_archived(room, ids)
         for letter in counted:
-            metrics.DEAD_LETTERS.labels(letter.room_slug or "").inc()
+            metrics.DEAD_LETTERS.labels(self._labels.of(letter.room_slug or "")).inc()
             log.warning("dead letter %s %s: %s", letter.room_slug, letter.stream_id, letter.reason)
         for room, count in missing.items():
-            metrics.MISSING.labels(room).inc(count)
+            metrics.MISSING.labels(self._labels.of(room)).inc(count)
             log.warning("%d pending entries of %s were deleted before being archived", count, room)
         counts = {room: len(ids) for room, ids in archived.items()}
         total = sum(counts.values())

@@ -33,6 +33,7 @@ from chatroom.archiver import redis_streams
 from chatroom.archiver.batching import BatchClock, Delivery
 from chatroom.archiver.consumer_name import ConsumerLease
 from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.metrics import RoomLabels
 from chatroom.archiver.name_lease import NameLease, take_consumer_name
 from chatroom.archiver.pipeline import ArchivedHook, Totals, WritePipeline
 from chatroom.archiver.reading import ROOMS_EVERY_S, GroupReader
@@ -95,6 +96,7 @@ class Archiver:
         self._sql = Dependency("sql", "SQL", down=SQL_DOWN)
         self._totals = Totals()
         self._room_ids: dict[str, int] = {}
+        self._labels = RoomLabels()  # the `room` label: public slugs only
         self._progress = Progress()
         self._claims = Every(settings.archiver_claim_idle_ms / 2000)
 
@@ -206,6 +208,7 @@ class Archiver:
             failpoints=self._failpoints,
             max_deliveries=settings.archiver_max_deliveries,
             room_ids=self._room_ids,
+            labels=self._labels,
             totals=self._totals,
             progress=self._progress,
             on_archived=self._on_archived,
@@ -217,6 +220,7 @@ class Archiver:
             self._progress,
             hot_window=settings.archiver_hot_window,
             claim_idle_ms=settings.archiver_claim_idle_ms,
+            labels=self._labels,
             name_lease=name_lease,
         )
         log.info("archiver %s started (%s)", name, mode)

@@ -77,9 +77,11 @@ class Upkeep:
         *,
         hot_window: int,
         claim_idle_ms: int,
+        labels: metrics.RoomLabels,
         name_lease: NameLease | None = None,
     ) -> None:
         self._redis = redis
+        self._labels = labels
         self._name_lease = name_lease  # renewed with the heartbeat
         self.closing = asyncio.Event()  # set when the run ends: the loops stop
         self._streams = streams
@@ -155,14 +157,15 @@ class Upkeep:
         backlog and the oldest age (None: nothing unarchived)."""
         backlog, oldest = 0, None
         now_ms = int(time.time() * 1000)
+        sampled = []
         for room in sorted(self._reader.rooms):
             found = await status.stream_status(self._redis, room, now_ms)
-            metrics.BACKLOG.labels(room).set(found.backlog)
-            metrics.PENDING.labels(room).set(found.pending)
-            metrics.OLDEST_UNARCHIVED_AGE.labels(room).set(found.oldest_unarchived_age_s or 0)
+            age = found.oldest_unarchived_age_s
+            sampled.append((room, found.backlog, found.pending, age or 0.0))
             backlog += found.backlog
-            if found.oldest_unarchived_age_s is not None:
-                oldest = max(oldest or 0.0, found.oldest_unarchived_age_s)
+            if age is not None:
+                oldest = max(oldest or 0.0, age)
+        self._labels.set_gauges(sampled)  # by public slug; private rooms as one
         return backlog, oldest
 
     async def _trim_dirty(self) -> None:

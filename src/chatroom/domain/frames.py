@@ -34,7 +34,8 @@ class ErrorCode:
     ROOM_NOT_FOUND = "room_not_found"  # no such room, or a private room you are not in
     FORBIDDEN = "forbidden"  # the room exists and is visible, but this is not allowed
     # The server.
-    RATE_LIMITED = "rate_limited"  # too many sends: carries retry_after_ms
+    RATE_LIMITED = "rate_limited"  # too many frames or sends: carries retry_after_ms
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # over the socket's subscriptions
     UNAVAILABLE = "unavailable"  # Redis down or full: the message was not taken
 
 
@@ -56,10 +57,6 @@ class CloseCode:
     SLOW_CONSUMER = 4000  # the client read too slowly: its outbound queue filled up
     TOO_MANY_CONNECTIONS = 4500  # this user already has max_connections_per_user sockets
     SIGNED_OUT = 4501  # the session was ended (logout, expiry) or the token revoked
-
-
-# Typing frames are advisory: at most one per user, room and connection per this interval.
-TYPING_INTERVAL_S = 1.0
 
 
 class FrameError(ValueError):
@@ -211,11 +208,20 @@ def _dump(obj: dict[str, Any]) -> str:
 
 
 def error(
-    code: str, message: str, *, client_id: str | None = None, retry_after_ms: int | None = None
+    code: str,
+    message: str,
+    *,
+    client_id: str | None = None,
+    retry_after_ms: int | None = None,
+    room: str | None = None,
 ) -> str:
+    """An `error` frame; `room` names the room of a refused subscribe, unsubscribe or
+    typing frame (the client retries a `rate_limited` subscribe after `retry_after_ms`)."""
     obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if client_id is not None:
         obj["client_id"] = client_id
+    if room is not None:
+        obj["room"] = room
     if retry_after_ms is not None:
         obj["retry_after_ms"] = retry_after_ms
     return _dump(obj)

@@ -34,8 +34,8 @@ class Conflict(Refused):
 
 
 class Throttled(Refused):
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__("throttled", message)
+    def __init__(self, message: str, retry_after_s: int, *, code: str = "throttled") -> None:
+        super().__init__(code, message)
         self.retry_after_s = retry_after_s
 
 

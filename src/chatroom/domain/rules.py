@@ -17,6 +17,10 @@ SLUG_MIN, SLUG_MAX = 2, 32
 SLUG = re.compile(rf"^[a-z0-9][a-z0-9-]{{{SLUG_MIN - 1},{SLUG_MAX - 1}}}\Z")
 SLUG_RULE = f"{SLUG_MIN}-{SLUG_MAX} of a-z, 0-9 and -, not starting with -"
 
+# The room directory (GET /api/rooms): a page of rooms, and a search text.
+LISTING_PAGE_DEFAULT, LISTING_PAGE_MAX = 100, 200
+SEARCH_MAX = 64
+
 CLIENT_ID_MAX = 64
 CLIENT_ID = re.compile(rf"^[\x21-\x7e]{{1,{CLIENT_ID_MAX}}}\Z")
 CLIENT_ID_RULE = f"1-{CLIENT_ID_MAX} printable ASCII characters"
@@ -27,6 +31,10 @@ TOKEN_NAME_MAX = 64  # an API token's name
 PASSWORD_MIN = 8
 # Longer passwords are refused before hashing: a megabyte password is a CPU attack.
 PASSWORD_MAX = 1024
+
+# WebSocket frames: what a frame spends of its connection's frame bucket (hub/limits.py).
+# A subscribe reads Redis and SQL and joins presence; every other frame costs 1.
+SUBSCRIBE_FRAME_COST = 2.0
 
 # The ceiling of any stored body, whatever the configured limit: the SQL column holds it.
 STORED_BODY_MAX_CHARS = 16_000
@@ -79,6 +87,18 @@ def check_slug(slug: object) -> str:
     if not isinstance(slug, str) or not SLUG.match(slug):
         raise RuleError("invalid_slug", f"a room slug is {SLUG_RULE}")
     return slug
+
+
+def check_cursor(cursor: object) -> str:
+    """A room directory cursor: the slug of the last room of the page before."""
+    if not isinstance(cursor, str) or not SLUG.match(cursor):
+        raise RuleError("invalid_cursor", "cursor must be the next_cursor of the page before")
+    return cursor
+
+
+def check_search(text: object) -> str:
+    """A room search: 1-64 characters after trimming, nothing unseen."""
+    return clean_label(text, field="q", max_chars=SEARCH_MAX)
 
 
 def check_username(username: object) -> str:

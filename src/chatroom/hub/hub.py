@@ -30,11 +30,13 @@ from chatroom.history import History
 from chatroom.hub.bus import StreamBus
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
+from chatroom.hub.node import RoomAccess, SignedIn
 from chatroom.hub.presence import PresenceBoard
-from chatroom.hub.session import RoomAccess, Session, SignedIn
+from chatroom.hub.session import Session
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import Subscription
 from chatroom.hub.transport import SharedText, Transport
+from chatroom.hub.typing import TypingGate
 from chatroom.outages import STORE_ERRORS
 from chatroom.settings import Settings
 from chatroom.streams.entries import Entry
@@ -79,6 +81,7 @@ class Hub:
         self._heartbeat_s = settings.presence_expiry_s / 4
         self.presence = PresenceBoard(redis, expiry_ms)
         self.sends = SendLimiter(settings.send_rate_per_s, settings.send_burst)
+        self.typing = TypingGate(redis, settings.typing_interval_s)
         self.signals = RoomSignals(
             redis, blocking_redis, self._on_signal, self._on_access_lost, self._on_signed_out
         )

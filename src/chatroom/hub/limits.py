@@ -1,4 +1,10 @@
-"""Per-user limits: sends per second (a token bucket) and open connections.
+"""Per-user and per-connection limits: sends per second and frames per second (token
+buckets), and open connections.
+
+Every frame a connection sends spends tokens from that connection's bucket, whatever its
+type (a subscribe costs `SUBSCRIBE_FRAME_COST`: it reads Redis and SQL); an empty bucket
+answers `rate_limited` with `retry_after_ms` and the frame is not served. The bucket is
+plain arithmetic on the connection's own object: no lock, no Redis, a clock read.
 
 The send bucket is shared by all of a user's connections to this node, and it outlives
 them until it has refilled: a disconnect and reconnect buys no fresh burst. It is kept in
@@ -27,18 +33,29 @@ class TokenBucket:
     tokens: float
     updated: float
 
-    def take(self, now: float) -> float:
-        """Take a token: 0.0 when allowed, else the seconds until one is there."""
-        self.tokens = self.level(now)
+    def take(self, now: float, cost: float = 1.0) -> float:
+        """Take `cost` tokens: 0.0 when allowed, else the seconds until they are there."""
+        tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if tokens >= cost:
+            self.tokens = tokens - cost
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        self.tokens = tokens
+        return (cost - tokens) / self.rate
 
     def level(self, now: float) -> float:
         """The tokens saved up at `now`."""
         return min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+
+
+def wait_ms(seconds: float) -> int:
+    """A bucket's wait as the `retry_after_ms` of a `rate_limited` error (at least 1)."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def frame_bucket(rate: float, burst: int, now: float) -> TokenBucket:
+    """A new connection's frame bucket, full."""
+    return TokenBucket(rate, burst, float(burst), now)
 
 
 class SendLimiter:
@@ -65,7 +82,7 @@ class SendLimiter:
             bucket = TokenBucket(self._rate, self._burst, float(self._burst), now)
             self._buckets[user_id] = bucket
         wait = bucket.take(now)
-        return 0 if wait == 0.0 else max(1, math.ceil(wait * 1000))
+        return 0 if wait == 0.0 else wait_ms(wait)
 
     def forget_full(self) -> None:
         """Drop the buckets that have refilled (the hub calls this at every heartbeat):

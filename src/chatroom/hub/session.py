@@ -16,31 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from chatroom.domain import frames
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.domain.frames import CloseCode, ErrorCode, FrameError
+from chatroom.domain.rules import SUBSCRIBE_FRAME_COST
 from chatroom.domain.stream_ids import ZERO
-from chatroom.history import History
 from chatroom.hub.connection import Connection
-from chatroom.hub.limits import SendLimiter
-from chatroom.hub.presence import Presence, PresenceBoard
+from chatroom.hub.limits import frame_bucket, wait_ms
+from chatroom.hub.node import Node, RoomAccess, SignedIn
+from chatroom.hub.presence import Presence
 from chatroom.hub.replies import SEND_WINDOW, Replies
-from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.outages import STORE_ERRORS
-from chatroom.settings import Settings
-from chatroom.streams.epochs import Standing
-from chatroom.streams.writer import StreamWriter
 
 log = logging.getLogger(__name__)
-
-# Says whether `user` may use room `slug` now: the room, or None (unknown or not allowed).
-RoomAccess = Callable[[Author, str], Awaitable[RoomRef | None]]
-# Says whether the session (or token) the socket was opened with is still valid.
-SignedIn = Callable[[], Awaitable[bool]]
 
 REPLAY_PAGE = 200
 # A send or typing frame reuses a yes from the room check for this long; a subscribe asks
@@ -49,50 +39,13 @@ REPLAY_PAGE = 200
 ACCESS_CACHE_S = 5.0
 
 
-class Counters(Protocol):
-    """The node's counters a session adds to (`HubStats`)."""
-
-    messages_in: int
-    messages_out: int
-
-
-class Node(Protocol):
-    """What a session uses of its node (the `Hub`)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def stats(self) -> Counters: ...
-    @property
-    def writer(self) -> StreamWriter: ...
-    @property
-    def history(self) -> History: ...
-    @property
-    def presence(self) -> PresenceBoard: ...
-    @property
-    def signals(self) -> RoomSignals: ...
-    @property
-    def sends(self) -> SendLimiter: ...
-
-    def add_subscriber(self, subscription: Subscription) -> None:
-        """Deliver the room's live messages to this subscription from now on."""
-        ...
-
-    async def watch(self, slug: str, position: Standing) -> None:
-        """Read the room's stream after `position`, unless it is read already."""
-        ...
-
-    def remove_subscriber(self, subscription: Subscription) -> None:
-        """Deliver no more live messages to this subscription."""
-        ...
-
-
 class Session:
     """One connection's protocol state: what the hub keeps for one socket."""
 
     __slots__ = (
         "_access",
         "_allowed",
+        "_frames",
         "_node",
         "_signed_in",
         "_subscriptions",
@@ -113,6 +66,10 @@ class Session:
         self._subscriptions: dict[str, Subscription] = {}
         self._allowed: dict[str, tuple[RoomRef, float]] = {}
         self._typed_at: dict[str, float] = {}
+        settings = node.settings
+        self._frames = frame_bucket(
+            settings.frame_rate_per_s, settings.frame_burst, time.monotonic()
+        )
 
     async def _allowed_room(self, slug: str, *, fresh: bool) -> RoomRef | None:
         """The room if this user may use it; `fresh=False` takes a recent yes as it is."""
@@ -143,7 +100,12 @@ class Session:
         try:
             frame = frames.parse_client_frame(raw, body_max_chars=settings.message_max_chars)
         except FrameError as exc:
-            replies.answer(exc.as_frame())
+            if not self._over_frame_rate(1.0, exc.client_id, None):
+                replies.answer(exc.as_frame())
+            return
+        cost = SUBSCRIBE_FRAME_COST if isinstance(frame, frames.Subscribe) else 1.0
+        room: str | None = getattr(frame, "room", None)
+        if self._over_frame_rate(cost, getattr(frame, "client_id", None), room):
             return
         try:
             if isinstance(frame, frames.Send):
@@ -167,6 +129,23 @@ class Session:
             log.warning("a %s frame failed: %s", type(frame).__name__.lower(), exc)
             client_id = frame.client_id if isinstance(frame, frames.Send) else None
             replies.answer(_unavailable(client_id))
+
+    def _over_frame_rate(self, cost: float, client_id: str | None, room: str | None) -> bool:
+        """Spend the frame's tokens; when there are too few, answer `rate_limited`."""
+        wait = self._frames.take(time.monotonic(), cost)
+        if wait == 0.0:
+            return False
+        rate = self._node.settings.frame_rate_per_s
+        self.replies.answer(
+            frames.error(
+                ErrorCode.RATE_LIMITED,
+                f"too many frames: at most {rate:g} per second",
+                client_id=client_id,
+                retry_after_ms=wait_ms(wait),
+                room=room,
+            )
+        )
+        return True
 
     async def _send(self, send: frames.Send) -> None:
         """Check the send now and start its append; its reply comes in turn (`Replies`)."""
@@ -207,7 +186,8 @@ class Session:
 
     async def _typing(self, typing: frames.Typing) -> None:
         now = time.monotonic()
-        if now - self._typed_at.get(typing.room, -1e9) < frames.TYPING_INTERVAL_S:
+        gate = self._node.typing
+        if now - self._typed_at.get(typing.room, -1e9) < gate.interval_s:
             return  # advisory: the one a moment ago still shows
         room = await self._allowed_room(typing.room, fresh=False)
         if room is None:
@@ -215,6 +195,8 @@ class Session:
             return
         self._typed_at[typing.room] = now
         user = self.connection.user
+        if not await gate.claim(room.slug, user.id):
+            return  # another socket of the user said it this interval
         await self._node.signals.publish(
             room.slug, frames.typing(room.slug, user), skip_user=user.id
         )
@@ -222,6 +204,17 @@ class Session:
     async def _subscribe(self, subscribe: frames.Subscribe) -> None:
         node = self._node
         connection = self.connection
+        subscriptions = self._subscriptions
+        cap = node.settings.max_subscriptions_per_connection
+        if len(subscriptions) >= cap and subscribe.room not in subscriptions:
+            connection.offer(
+                frames.error(
+                    ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                    f"a connection may be subscribed to at most {cap} rooms",
+                    room=subscribe.room,
+                )
+            )
+            return
         room = await self._allowed_room(subscribe.room, fresh=True)
         if room is None:
             connection.offer(_room_not_found(subscribe.room))

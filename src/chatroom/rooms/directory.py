@@ -2,6 +2,10 @@
 
 Rooms are never renamed, deleted or turned public/private, so a room found once is
 cached by slug for the life of the node: the WebSocket hub asks `visible` for every frame.
+A slug found missing is remembered for `unknown_ttl_s` (a couple of seconds): a client
+subscribing to a room that does not exist, again and again, costs no SQL query each time.
+A room created on this node is known at once; one created on another node is found here
+at most `unknown_ttl_s` after someone here last asked for it.
 Membership is not cached: a member removed on one node is out on every node at once.
 
 A private room's owner adds and removes members by username, and the answer is the same
@@ -10,6 +14,8 @@ whether that username exists or not: the directory does not tell who has an acco
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +28,14 @@ from chatroom.domain.events import Author
 from chatroom.domain.refusals import Conflict, Forbidden, room_not_found
 from chatroom.domain.rooms import Room
 from chatroom.domain.rules import (
+    LISTING_PAGE_MAX,
     SLUG,
     TITLE_MAX,
     USERNAME,
     USERNAME_RULE,
     RuleError,
+    check_cursor,
+    check_search,
     check_slug,
     clean_label,
 )
@@ -35,6 +44,7 @@ from chatroom.store.tables import room_members, rooms, users
 
 _ROOM_COLUMNS = (rooms.c.id, rooms.c.slug, rooms.c.title, rooms.c.is_private, rooms.c.owner_id)
 _ROOMS_CACHED_MAX = 10_000
+_MISSING_CACHED_MAX = 10_000
 
 
 def _room(row: sa.Row[*tuple[Any, ...]]) -> Room:
@@ -59,15 +69,30 @@ class ListedRoom:
 
 
 @dataclass(frozen=True, slots=True)
+class ListingPage:
+    rooms: list[ListedRoom]  # by slug
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MemberPage:
     members: list[Author]  # by username, whatever the case
     has_more: bool
 
 
 class RoomDirectory:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        unknown_ttl_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._by_slug: dict[str, Room] = {}
+        self._unknown_ttl_s = unknown_ttl_s
+        self._clock = clock
+        self._missing: dict[str, float] = {}  # slug -> when to ask SQL again
 
     async def find(self, slug: str) -> Room | None:
         """The room of this slug, visible or not."""
@@ -76,16 +101,32 @@ class RoomDirectory:
             return room
         if not isinstance(slug, str) or not SLUG.match(slug):
             return None
+        missing_until = self._missing.get(slug)
+        if missing_until is not None:
+            if missing_until > self._clock():
+                return None
+            del self._missing[slug]
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(sa.select(*_ROOM_COLUMNS).where(rooms.c.slug == slug))
             ).first()
         if row is None:
+            self._remember_missing(slug)
             return None
         room = _room(row)
         if len(self._by_slug) < _ROOMS_CACHED_MAX:
             self._by_slug[slug] = room
         return room
+
+    def _remember_missing(self, slug: str) -> None:
+        if self._unknown_ttl_s <= 0:
+            return
+        if len(self._missing) >= _MISSING_CACHED_MAX:  # a flood of made-up slugs
+            now = self._clock()
+            self._missing = {s: t for s, t in self._missing.items() if t > now}
+            if len(self._missing) >= _MISSING_CACHED_MAX:
+                return
+        self._missing[slug] = self._clock() + self._unknown_ttl_s
 
     async def is_member(self, room: Room, user: User) -> bool:
         async with self._engine.connect() as conn:
@@ -108,22 +149,72 @@ class RoomDirectory:
             raise room_not_found(slug)
         return room
 
-    async def listing(self, user: User) -> list[ListedRoom]:
-        """Public rooms and the private rooms `user` is a member of, by slug."""
+    async def listing(
+        self,
+        user: User,
+        *,
+        after: str | None = None,
+        limit: int = LISTING_PAGE_MAX,
+        search: str | None = None,
+        joined_only: bool = False,
+    ) -> ListingPage:
+        """A page of the rooms `user` may see (public ones, and private ones they are a
+        member of), by slug: the first `limit` after the slug `after` (exclusive; None:
+        from the first), whose slug or title holds `search` (any case), or only the ones
+        they joined."""
         membership = sa.select(room_members.c.room_id).where(room_members.c.user_id == user.id)
-        query = (
-            sa.select(*_ROOM_COLUMNS, rooms.c.id.in_(membership).label("joined"))
-            .where(sa.or_(rooms.c.is_private == sa.false(), rooms.c.id.in_(membership)))
-            .order_by(rooms.c.slug)
-        )
+        joined = rooms.c.id.in_(membership)
+        query = sa.select(*_ROOM_COLUMNS, joined.label("joined"))
+        if joined_only:
+            query = query.where(joined)
+        else:
+            query = query.where(sa.or_(rooms.c.is_private == sa.false(), joined))
+        if after is not None:
+            query = query.where(rooms.c.slug > check_cursor(after))
+        if search is not None:
+            words = check_search(search)
+            query = query.where(
+                sa.or_(
+                    rooms.c.slug.contains(words.lower(), autoescape=True),
+                    sa.func.lower(rooms.c.title).contains(words.lower(), autoescape=True),
+                )
+            )
+        query = query.order_by(rooms.c.slug).limit(limit + 1)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [ListedRoom(_room(row), bool(row.joined)) for row in rows]
+        listed = [ListedRoom(_room(row), bool(row.joined)) for row in rows[:limit]]
+        return ListingPage(listed, has_more=len(rows) > limit)
 
-    async def create(self, owner: User, slug: object, title: object, private: bool) -> Room:
-        """A new room, owned by `owner`, who is its first member."""
+    async def owned(self, user: User) -> int:
+        """How many rooms `user` owns."""
+        async with self._engine.connect() as conn:
+            count = await conn.scalar(
+                sa.select(sa.func.count()).select_from(rooms).where(rooms.c.owner_id == user.id)
+            )
+        return int(count or 0)
+
+    async def create(
+        self,
+        owner: User,
+        slug: object,
+        title: object,
+        private: bool,
+        *,
+        max_owned: int | None = None,
+    ) -> Room:
+        """A new room, owned by `owner`, who is its first member; refused (403
+        `room_quota_exceeded`) when `owner` owns `max_owned` rooms already.
+
+        A slug in use is `409 room_exists` whoever's room it is, public or private: the
+        answer says the name is taken, never whose room it is or what kind. That a private
+        room's name is taken is the one thing a creator can learn of it, and only as fast
+        as the creation limit lets them try (web/api_rooms.py counts every attempt)."""
         checked_slug = check_slug(slug)
         checked_title = check_title(title)
+        if max_owned is not None and await self.owned(owner) >= max_owned:
+            raise Forbidden(
+                "room_quota_exceeded", f"you own {max_owned} rooms already, the most one may"
+            )
         now = now_utc()
         try:
             async with self._engine.begin() as conn:
@@ -141,7 +232,8 @@ class RoomDirectory:
                     room_members.insert().values(room_id=room_id, user_id=owner.id, joined_at=now)
                 )
         except IntegrityError:
-            raise Conflict("room_exists", f"the room {checked_slug!r} exists already") from None
+            raise Conflict("room_exists", f"the name {checked_slug!r} is taken") from None
+        self._missing.pop(checked_slug, None)
         return Room(room_id, checked_slug, checked_title, private, owner.id)
 
     async def join(self, user: User, room: Room) -> None:

@@ -14,6 +14,15 @@ async def room_ids(engine: AsyncEngine) -> dict[str, int]:
     return {row.slug: row.id for row in rows}
 
 
+async def public_rooms(engine: AsyncEngine) -> frozenset[str]:
+    """The slugs of the public rooms (the only ones /metrics names)."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(sa.select(rooms.c.slug).where(rooms.c.is_private == sa.false()))
+        ).all()
+    return frozenset(row.slug for row in rows)
+
+
 async def archived_per_room(engine: AsyncEngine) -> dict[str, int]:
     query = (
         sa.select(rooms.c.slug, sa.func.count(messages.c.id))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from chatroom.domain.refusals import Forbidden
+from chatroom.domain.refusals import Forbidden, NotAuthenticated
 from chatroom.outages import first_line
 from chatroom.status import collect_status
 from chatroom.streams.persistence import check_persistence
@@ -71,13 +72,28 @@ async def readyz(state: State, response: Response) -> dict[str, Any]:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
-    summary="Prometheus metrics",
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."},
+        **errors(401),
+    },
+    summary="Prometheus metrics (with `metrics_token` set: send it as a bearer token)",
 )
-async def metrics(state: State) -> Response:
+async def metrics(request: Request, state: State) -> Response:
+    token = state.settings.metrics_token
+    if token is not None and not _bearer_is(request, token):
+        raise NotAuthenticated(
+            "metrics_token_required", "send the metrics token: Authorization: Bearer <token>"
+        )
     if state.archiver_status_metrics is not None:
         await state.archiver_status_metrics.refresh()
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _bearer_is(request: Request, token: str) -> bool:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        secret.strip().encode(), token.encode()
+    )
 
 
 @router.get(

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from chatroom.accounts.throttle import Limit
 from chatroom.domain.refusals import Throttled, room_not_found
 from chatroom.domain.rooms import Room
-from chatroom.domain.rules import RuleError
+from chatroom.domain.rules import LISTING_PAGE_DEFAULT, LISTING_PAGE_MAX, SEARCH_MAX, RuleError
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
 from chatroom.domain.users import User
 from chatroom.history import PAGE_MAX
@@ -54,9 +54,29 @@ async def _room_json(state: AppState, user: User, room: Room, joined: bool) -> d
     )
 
 
-@router.get("", response_model=RoomList, responses=errors(401), summary="Rooms you can see")
-async def list_rooms(user: CurrentUser, state: State) -> dict[str, object]:
-    listed = await state.rooms.listing(user)
+@router.get(
+    "",
+    response_model=RoomList,
+    responses=errors(401, 422),
+    summary="A page of the rooms you can see (public, and private ones you are in), by slug",
+)
+async def list_rooms(
+    user: CurrentUser,
+    state: State,
+    cursor: Annotated[str | None, Query(description="The next_cursor of the page before.")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=LISTING_PAGE_MAX, description="How many rooms.")
+    ] = LISTING_PAGE_DEFAULT,
+    q: Annotated[
+        str | None,
+        Query(max_length=SEARCH_MAX, description="Only rooms whose slug or title holds this."),
+    ] = None,
+    joined: Annotated[
+        bool, Query(description="Only the rooms you are a member of (the sidebar).")
+    ] = False,
+) -> dict[str, object]:
+    page = await state.rooms.listing(user, after=cursor, limit=limit, search=q, joined_only=joined)
+    listed = page.rooms
     counts = await presence.online_counts(state.redis, [entry.room.slug for entry in listed])
     return {
         "rooms": [
@@ -66,21 +86,37 @@ async def list_rooms(user: CurrentUser, state: State) -> dict[str, object]:
                 owned=entry.room.owner_id == user.id,
             )
             for entry in listed
-        ]
+        ],
+        "next_cursor": listed[-1].room.slug if page.has_more else None,
     }
+
+
+async def _count_room_creation(state: AppState, user: User) -> None:
+    """Each attempt counts against the user's hourly allowance before SQL is asked,
+    refused or not: creation is also the one question that tells whether a name is taken."""
+    if user.is_admin:
+        return
+    limit = Limit("room-create", str(user.id), state.settings.room_creations_per_hour, 3600)
+    wait = await state.accounts.throttle.hit([limit])
+    if wait:
+        raise Throttled(
+            "too many rooms created; try again later", wait, code="room_creation_throttled"
+        )
 
 
 @router.post(
     "",
     status_code=201,
     response_model=RoomEnvelope,
-    responses=errors(401, 403, 409, 422),
+    responses=errors(401, 403, 409, 422, 429),
     summary="Create a room; you are its owner and first member",
 )
 async def create_room(
     body: CreateRoomRequest, user: CurrentUser, state: State
 ) -> dict[str, object]:
-    room = await state.rooms.create(user, body.slug, body.title, body.private)
+    await _count_room_creation(state, user)
+    quota = None if user.is_admin else state.settings.rooms_per_user_max
+    room = await state.rooms.create(user, body.slug, body.title, body.private, max_owned=quota)
     return {"room": await _room_json(state, user, room, joined=True)}
 
 

@@ -27,6 +27,7 @@ from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.streams.writer import StreamWriter
 from chatroom.web import api_accounts, api_operations, api_rooms, ws
+from chatroom.web.body_limit import BodyLimitMiddleware
 from chatroom.web.client import DIST, WebClient
 from chatroom.web.errors import install_error_handlers
 from chatroom.web.metrics import (
@@ -79,6 +80,13 @@ def create_app(settings: Settings, backends: Backends, *, with_archiver: bool) -
         redoc_url=None,
     )
     install_error_handlers(app, client.page)
+    # Innermost first: a body is refused before anything reads it, and the refusal is
+    # counted and carries the security headers like any answer.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.request_body_max_bytes,
+        timeout_s=settings.request_body_timeout_s,
+    )
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     app.include_router(api_accounts.router)
@@ -107,7 +115,7 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
         writer=writer,
         history=history,
         accounts=Accounts(settings, redis, engine),
-        rooms=RoomDirectory(engine),
+        rooms=RoomDirectory(engine, unknown_ttl_s=settings.unknown_room_cache_s),
         persistence=persistence,
     )
 

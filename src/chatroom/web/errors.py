@@ -28,6 +28,7 @@ from chatroom.domain.refusals import (
     Throttled,
 )
 from chatroom.domain.rules import RuleError
+from chatroom.web.body_limit import BodyRefused
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
-    413: "too_large",
+    413: "body_too_large",
     415: "unsupported_media_type",
 }
 
@@ -100,7 +101,8 @@ def install_error_handlers(app: FastAPI, client_page: ClientPage) -> None:
             page = await client_page(request)
             if page is not None:
                 return page
-        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        code = exc.code if isinstance(exc, BodyRefused) else _HTTP_CODES.get(exc.status_code)
+        code = code or f"http_{exc.status_code}"
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, dict(exc.headers or {}) or None)
 

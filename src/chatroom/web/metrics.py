@@ -4,6 +4,8 @@ HTTP requests are counted by route template (never the raw path: one series per 
 whatever slugs or ids clients send). When the archiver runs in another process, its
 backlog, lag and dead letters are still shown here, computed from `collect_status`
 (Redis and SQL) at most every few seconds, under the names the archiver itself uses.
+As there, the `room` label is a public room's slug, and every private room is counted
+together as `private`: /metrics never names a private room.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatroom import metric_names
-from chatroom.metric_names import MetricName
+from chatroom.metric_names import PRIVATE_ROOM_LABEL, MetricName
 from chatroom.status import Status, collect_status
+from chatroom.store.counts import public_rooms
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ class ArchiverStatusMetrics(Collector):
         self._engine = engine
         self._max_age_s = max_age_s
         self._status: Status | None = None
+        self._public: frozenset[str] = frozenset()
         self._taken = 0.0
 
     async def refresh(self) -> None:
@@ -96,6 +100,7 @@ class ArchiverStatusMetrics(Collector):
             return
         try:
             self._status = await collect_status(self._redis, self._engine)
+            self._public = await public_rooms(self._engine)
         except Exception as exc:  # a scrape must not fail because a backend is down
             log.warning("cannot read the archiver status for /metrics: %s", exc)
             return
@@ -111,12 +116,24 @@ class ArchiverStatusMetrics(Collector):
         if status is None:
             return []
         backlog, pending, age, archived, dead = families = self._families()
+        # By public slug; every private room (or unknown stream) as one `private` room.
+        rooms: dict[str, list[float]] = {}
         for slug, room in status.rooms.items():
-            backlog.add_metric([slug], room.backlog)
-            pending.add_metric([slug], room.pending)
-            age.add_metric([slug], room.oldest_unarchived_age_s or 0.0)
-            archived.add_metric([slug], room.archived)
-            dead.add_metric([slug], room.dead_letters)
+            label = slug if slug in self._public else PRIVATE_ROOM_LABEL
+            sums = rooms.setdefault(label, [0, 0, 0.0, 0, 0])
+            sums[0] += room.backlog
+            sums[1] += room.pending
+            sums[2] = max(sums[2], room.oldest_unarchived_age_s or 0.0)
+            sums[3] += room.archived
+            sums[4] += room.dead_letters
+        for label, (room_backlog, room_pending, room_age, room_archived, room_dead) in sorted(
+            rooms.items()
+        ):
+            backlog.add_metric([label], room_backlog)
+            pending.add_metric([label], room_pending)
+            age.add_metric([label], room_age)
+            archived.add_metric([label], room_archived)
+            dead.add_metric([label], room_dead)
         return families
 
     @staticmethod

@@ -19,6 +19,8 @@ from chatroom.redis_client import connect
 from chatroom.settings import Settings
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.web.app import create_app
+from chatroom.web.connection_guard import ConnectionGuard, trusted_networks
+from chatroom.web.http_protocol import GuardedHttpToolsProtocol, NodeConfig
 from chatroom.web.ws_protocol import ChatroomWebSocketProtocol
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,22 @@ def uvicorn_config(
     settings: Settings, backends: Backends, *, with_archiver: bool
 ) -> uvicorn.Config:
     trusted_proxies = settings.forwarded_allow_ips
-    return uvicorn.Config(
+    guard = ConnectionGuard(
+        max_total=settings.max_connections,
+        max_per_address=settings.max_connections_per_address,
+        trusted=trusted_networks(trusted_proxies),
+    )
+    return NodeConfig(
         create_app(settings, backends, with_archiver=with_archiver),
+        # Slowloris: connections counted and capped, headers bounded in time and size.
+        guard=guard,
+        header_timeout_s=settings.request_header_timeout_s,
+        header_max_bytes=settings.request_header_max_bytes,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,
         ws=ChatroomWebSocketProtocol,  # uvicorn's websockets-sansio, plus `send_wire`
         ws_max_size=settings.frame_max_bytes,
         ws_per_message_deflate=False,

@@ -135,6 +135,9 @@ class RoomEnvelope(BaseModel):
 
 class RoomList(BaseModel):
     rooms: list[RoomOut]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null: the last page."
+    )
 
 
 class Author(BaseModel):

@@ -25,6 +25,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from chatroom.web.http_protocol import guard_of
+
 SEND_WIRE = "chatroom.send_wire"
 
 _FIN_TEXT = 0x81  # FIN bit and opcode 1 (text)
@@ -48,6 +50,13 @@ class ChatroomWebSocketProtocol(WebSocketsSansIOProtocol):
             # over. Otherwise uvicorn logs an ERROR ("returned without completing
             # handshake") for every refused upgrade, which anyone can send.
             self.handshake_complete = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The connection guard counted it when it opened as HTTP (web/http_protocol.py).
+        guard = guard_of(self.config)
+        if guard is not None:
+            guard.release(self.transport)
+        super().connection_lost(exc)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
