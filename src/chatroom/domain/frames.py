@@ -30,6 +30,7 @@ class ErrorCode:
     INVALID_BODY = "invalid_body"  # a lone surrogate: not valid Unicode
     INVALID_CLIENT_ID = "invalid_client_id"  # not 1-64 printable ASCII characters
     INVALID_SINCE = "invalid_since"  # not a stream id like 1655188547271-0
+    INVALID_ID = "invalid_id"  # a read's id is not a stream id
     # The room.
     ROOM_NOT_FOUND = "room_not_found"  # no such room, or a private room you are not in
     FORBIDDEN = "forbidden"  # the room exists and is visible, but this is not allowed
@@ -103,7 +104,13 @@ class Ping:
     pass
 
 
-ClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping
+@dataclass(frozen=True, slots=True)
+class Read:
+    room: str
+    id: StreamId  # the last message the user has read (the read mark moves only forward)
+
+
+ClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping | Read
 
 
 def frame_too_big(frame: str | bytes, max_bytes: int) -> bool:
@@ -163,6 +170,21 @@ def _subscribe(obj: dict[str, Any]) -> Subscribe:
     return Subscribe(room, since_id)
 
 
+def _read(obj: dict[str, Any]) -> Read:
+    room = _room(obj)
+    mark = obj.get("id")
+    if mark is None:
+        raise FrameError(ErrorCode.MISSING_FIELD, "a read needs the id of the last message read")
+    if not isinstance(mark, str):
+        raise FrameError(ErrorCode.INVALID_ID, "id must be a message id string")
+    try:
+        return Read(room, StreamId.parse(mark))
+    except InvalidStreamId:
+        raise FrameError(
+            ErrorCode.INVALID_ID, "id must be a message id like 1655188547271-0"
+        ) from None
+
+
 def _send(obj: dict[str, Any], body_max_chars: int) -> Send:
     client_id = obj.get("client_id")
     if client_id is None:
@@ -196,10 +218,12 @@ def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFram
         return Typing(_room(obj))
     if kind == "ping":
         return Ping()
+    if kind == "read":
+        return _read(obj)
     shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE,
-        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, typing or ping",
+        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, typing, ping or read",
     )
 
 
@@ -211,9 +235,16 @@ def _dump(obj: dict[str, Any]) -> str:
 
 
 def error(
-    code: str, message: str, *, client_id: str | None = None, retry_after_ms: int | None = None
+    code: str,
+    message: str,
+    *,
+    client_id: str | None = None,
+    retry_after_ms: int | None = None,
+    room: str | None = None,
 ) -> str:
     obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if room is not None:
+        obj["room"] = room
     if client_id is not None:
         obj["client_id"] = client_id
     if retry_after_ms is not None:
@@ -258,3 +289,23 @@ def pong() -> str:
 
 def resync(room: str) -> str:
     return _dump({"type": "resync", "room": room})
+
+
+def read(room: str, mark: StreamId) -> str:
+    """The user's read mark in the room moved (to their own sockets, every tab)."""
+    return _dump({"type": "read", "room": room, "id": str(mark)})
+
+
+class RoomEvent:
+    """The `event` of a `room` frame: a change to the user's rooms."""
+
+    CREATED = "created"  # a new public room (to everyone)
+    JOINED = "joined"  # you joined a public room (on another tab or device)
+    ADDED = "added"  # the owner added you to a private room, or a DM was started with you
+    LEFT = "left"  # you left the room (on another tab or device)
+    REMOVED = "removed"  # the owner removed you from a private room
+
+
+def room_event(event: str, room: dict[str, Any]) -> str:
+    """A change to the user's rooms; `room` is the Room as GET /api/rooms shows it."""
+    return _dump({"type": "room", "event": event, "room": room})

@@ -28,6 +28,9 @@ PASSWORD_MIN = 8
 # Longer passwords are refused before hashing: a megabyte password is a CPU attack.
 PASSWORD_MAX = 1024
 
+# Unread messages are counted up to this many per room; past it a client shows "99+".
+UNREAD_COUNT_MAX = 99
+
 # The ceiling of any stored body, whatever the configured limit: the SQL column holds it.
 STORED_BODY_MAX_CHARS = 16_000
 

@@ -22,7 +22,7 @@ from typing import Protocol
 from chatroom.domain import frames
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.domain.frames import CloseCode, ErrorCode, FrameError
-from chatroom.domain.stream_ids import ZERO
+from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.history import History
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import SendLimiter
@@ -84,6 +84,10 @@ class Node(Protocol):
 
     def remove_subscriber(self, subscription: Subscription) -> None:
         """Deliver no more live messages to this subscription."""
+        ...
+
+    async def read(self, user: Author, room: RoomRef, mark: StreamId) -> None:
+        """Store the user's read mark in the room and tell their other sockets."""
         ...
 
 
@@ -161,6 +165,8 @@ class Session:
                 connection.offer(frames.unsubscribed(frame.room))
             elif isinstance(frame, frames.Typing):
                 await self._typing(frame)
+            elif isinstance(frame, frames.Read):
+                await self._read(frame)
             else:
                 connection.offer(frames.pong())
         except STORE_ERRORS as exc:
@@ -218,6 +224,13 @@ class Session:
         await self._node.signals.publish(
             room.slug, frames.typing(room.slug, user), skip_user=user.id
         )
+
+    async def _read(self, read: frames.Read) -> None:
+        room = await self._allowed_room(read.room, fresh=False)
+        if room is None:
+            self.connection.offer(_room_not_found(read.room))
+            return
+        await self._node.read(self.connection.user, room, read.id)
 
     async def _subscribe(self, subscribe: frames.Subscribe) -> None:
         node = self._node
@@ -307,7 +320,7 @@ class Session:
         if self._subscriptions.get(slug) is not subscription:
             return
         self._drop(subscription)
-        self.connection.offer(frames.error(code, why))
+        self.connection.offer(frames.error(code, why, room=slug))
         self.connection.offer(frames.unsubscribed(slug))
         self.connection.spawn(self._leave(slug), name=f"leave {slug}")
 

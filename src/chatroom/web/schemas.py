@@ -76,6 +76,10 @@ class CreateRoomRequest(Request):
     private: bool = Field(default=False, description="Members only (the owner adds them).")
 
 
+class ReadRequest(Request):
+    id: str = Field(description="The id of the last message you have read.")
+
+
 class MemberRequest(Request):
     username: str = Field(
         description=f"{USERNAME_RULE}; the answer is the same whether it exists or not.",
@@ -120,6 +124,12 @@ class MeEnvelope(UserEnvelope):
     limits: Limits = Field(description="Extension: the server's input limits, for clients.")
 
 
+class Author(BaseModel):
+    id: int
+    username: str
+    display_name: str
+
+
 class RoomOut(BaseModel):
     slug: str
     title: str
@@ -127,6 +137,30 @@ class RoomOut(BaseModel):
     online: int = Field(description="How many users are in the room now.")
     joined: bool = Field(description="Extension: you are a member of the room.")
     owned: bool = Field(description="Extension: you own the room (and manage its members).")
+    kind: str = Field(
+        default="room",
+        description="Extension: `room`, or `dm` for a direct conversation (its slug "
+        "starts with `dm.`; `members` are its participants).",
+    )
+    members: list[Author] | None = Field(
+        default=None, description="Extension: a direct conversation's participants."
+    )
+    last_read: str | None = Field(
+        default=None,
+        description="Extension: the id of the last message you have read here (your "
+        "read mark, on every device); null: none yet.",
+    )
+    unread: int = Field(
+        default=0, description="Extension: messages of others after `last_read` (at most 99)."
+    )
+    unread_more: bool = Field(
+        default=False, description="Extension: there are more than `unread` (show 99+)."
+    )
+    mentions: int = Field(
+        default=0,
+        description="Extension: of the unread messages, those that mention you "
+        "(`@username` or `@room`).",
+    )
 
 
 class RoomEnvelope(BaseModel):
@@ -135,12 +169,6 @@ class RoomEnvelope(BaseModel):
 
 class RoomList(BaseModel):
     rooms: list[RoomOut]
-
-
-class Author(BaseModel):
-    id: int
-    username: str
-    display_name: str
 
 
 class MessageOut(BaseModel):
