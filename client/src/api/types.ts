@@ -22,7 +22,20 @@ export interface Room {
   joined: boolean
   /** Extension of the Python server: you own the room (and manage its members). */
   owned?: boolean
+  /** Extension: 'dm' for a direct conversation (slug `dm.…`), whose `members` are its people. */
+  kind?: 'room' | 'dm'
+  members?: User[] | null
+  /** Extension: your read mark here (the last message you read, on any device). */
+  last_read?: string | null
+  /** Extension: messages of others after `last_read` (at most 99; `unread_more`: 99+). */
+  unread?: number
+  unread_more?: boolean
+  /** Extension: of those, the ones that mention you (`@username` or `@room`). */
+  mentions?: number
 }
+
+/** What changed in the user's rooms (the `room` frame). */
+export type RoomEventKind = 'created' | 'joined' | 'added' | 'left' | 'removed'
 
 /** Extension of the Python server, in GET /api/me: the rules it checks input against. */
 export interface ServerLimits {
@@ -72,6 +85,7 @@ export type ClientFrame =
   | { type: 'send'; room: string; body: string; client_id: string }
   | { type: 'typing'; room: string }
   | { type: 'ping' }
+  | { type: 'read'; room: string; id: string }
 
 export type ServerFrame =
   | { type: 'subscribed'; room: string; last_id: string | null; online: User[] }
@@ -81,10 +95,14 @@ export type ServerFrame =
   | { type: 'typing'; room: string; user: User }
   | { type: 'pong' }
   | { type: 'resync'; room: string }
+  | { type: 'read'; room: string; id: string }
+  | { type: 'room'; event: RoomEventKind; room: Room }
   | {
       type: 'error'
       code: string
       message: string
       client_id?: string
       retry_after_ms?: number
+      /** The room whose subscription the server ended (forbidden, unavailable). */
+      room?: string
     }

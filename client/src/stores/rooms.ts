@@ -2,10 +2,11 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 
 import { ApiError, api } from '@/api/http'
-import type { Room } from '@/api/types'
+import type { Room, RoomEventKind } from '@/api/types'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
+import { useReadsStore } from '@/stores/reads'
 
 /** Members shown per page in a room's member list. */
 export const MEMBERS_PAGE = 50
@@ -23,6 +24,9 @@ export const useRoomsStore = defineStore('rooms', () => {
   const active = ref<string | null>(null)
   /** The active room does not exist, or is private and we are not a member. */
   const activeMissing = ref(false)
+  /** The last room the server took from us while we may have been in it (the view
+   * closes it): a removal, or leaving it on another device. */
+  const closed = ref<{ slug: string } | null>(null)
 
   /** The rooms we asked the server for, over this socket or the next one. */
   const subscribed = new Set<string>()
@@ -32,6 +36,7 @@ export const useRoomsStore = defineStore('rooms', () => {
   const connection = useConnectionStore()
   const messages = useMessagesStore()
   const presence = usePresenceStore()
+  const reads = useReadsStore()
 
   const joined = computed(() => rooms.value.filter((room) => room.joined).map((room) => room.slug))
   /** The sidebar: the rooms the server says we joined. */
@@ -64,6 +69,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     if (tellServer) connection.transmit({ type: 'unsubscribe', room: slug })
     messages.forget(slug)
     presence.forget(slug)
+    reads.forget(slug)
   }
 
   /** What to subscribe again on a new socket. */
@@ -74,6 +80,7 @@ export const useRoomsStore = defineStore('rooms', () => {
   /** Loads the rooms we can see and our membership, on this device or any other. */
   async function load() {
     rooms.value = (await api.rooms()).rooms
+    for (const room of rooms.value) reads.fromServer(room)
     const visible = new Set(rooms.value.map((room) => room.slug))
     for (const slug of subscribed) {
       if (!visible.has(slug) && slug !== active.value) drop(slug, false)
@@ -85,6 +92,42 @@ export const useRoomsStore = defineStore('rooms', () => {
     const index = rooms.value.findIndex((candidate) => candidate.slug === room.slug)
     if (index >= 0) rooms.value[index] = room
     else rooms.value.push(room)
+    reads.fromServer(room)
+  }
+
+  /** A `room` frame: the server changed our rooms (on any device, or the owner did). */
+  function roomEvent(event: RoomEventKind, room: Room) {
+    const known = find(room.slug)
+    switch (event) {
+      case 'created': // a new public room: everyone sees it
+        if (known === undefined) upsert(room)
+        break
+      case 'joined':
+      case 'added':
+        upsert({ ...known, ...room, joined: true })
+        reconcile()
+        break
+      case 'left':
+        if (known?.joined !== true || leaving.has(room.slug)) break
+        left(room.slug)
+        if (active.value === room.slug) closed.value = { slug: room.slug }
+        reconcile()
+        break
+      case 'removed':
+        removed(room.slug)
+        break
+    }
+  }
+
+  /** We are no longer a member of a private room (the owner removed us): it goes, and
+   * we are told once, whether by its `room` frame or by the end of its subscription. */
+  function removed(slug: string) {
+    const room = find(slug)
+    if (room === undefined) return
+    rooms.value = rooms.value.filter((candidate) => candidate.slug !== slug)
+    if (subscribed.has(slug)) drop(slug, false)
+    connection.showNotice({ code: 'removed_from_room', message: room.title, retryAfterMs: null })
+    if (active.value === slug) closed.value = { slug }
   }
 
   /** Becomes a member on the server; a 404 (unknown, or private) is left to the caller. */
@@ -167,6 +210,9 @@ export const useRoomsStore = defineStore('rooms', () => {
     joined,
     active,
     activeMissing,
+    closed,
+    roomEvent,
+    removed,
     joinedRooms,
     otherRooms,
     activeRoom,
