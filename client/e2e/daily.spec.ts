@@ -77,3 +77,73 @@ test('unread counts and the "New messages" divider survive a reload and follow t
   await expect(messageList(eli.page).locator('.new-marker')).toHaveCount(0)
   await phone.context.close()
 })
+
+test('membership is live: added, a new room, the member list, removed with a notice', async () => {
+  const hideout = unique('hideout-')
+  await createRoom(dana.page, 'Hideout', hideout, true)
+  await send(dana.page, 'members only')
+  // Eli stays where he is: no reload from here on.
+  await joinedRoom(eli.page, 'lobby').click()
+  await expect(joinedRoom(eli.page, hideout)).toHaveCount(0)
+
+  await dana.page.getByRole('button', { name: 'Members' }).click()
+  const dialog = dana.page.getByRole('dialog', { name: 'Members' })
+  await expect(dialog.getByTestId('members').locator(`[data-username="${dana.username}"]`)).toBeVisible()
+  await expect(dialog.getByText('Only the owner can add or remove members.')).toHaveCount(0)
+  await dialog.getByLabel('Username').fill(eli.username)
+  await dialog.getByRole('button', { name: 'Add' }).click()
+  await expect(dialog.getByTestId('members').locator(`[data-username="${eli.username}"]`)).toBeVisible()
+  await dialog.getByRole('button', { name: 'Close' }).click()
+
+  // The room appears in Eli's sidebar at once, and he can see who is in it.
+  await expect(joinedRoom(eli.page, hideout)).toBeVisible()
+  await joinedRoom(eli.page, hideout).click()
+  await expect(messagesWithBody(eli.page, 'members only')).toHaveCount(1)
+  await eli.page.getByRole('button', { name: 'Members' }).click()
+  const eliDialog = eli.page.getByRole('dialog', { name: 'Members' })
+  await expect(eliDialog.getByTestId('members').locator(`[data-username="${dana.username}"]`)).toBeVisible()
+  await expect(eliDialog.getByRole('button', { name: 'Add' })).toHaveCount(0)
+  await eliDialog.getByRole('button', { name: 'Close' }).click()
+
+  // A new public room shows up for everyone at once.
+  const plaza = unique('plaza-')
+  await createRoom(dana.page, 'Plaza', plaza)
+  await expect(eli.page.getByTestId('other-rooms').locator(`[data-room="${plaza}"]`)).toBeVisible()
+
+  // Removed: Eli is told, the room closes and leaves his sidebar; he cannot write to it.
+  await openRoom(dana.page, hideout)
+  await dana.page.getByRole('button', { name: 'Members' }).click()
+  await dialog.getByRole('button', { name: `Remove ${eli.username}` }).click()
+  await expect(dialog.getByTestId('members').locator(`[data-username="${eli.username}"]`)).toHaveCount(0)
+  await expect(eli.page.locator('.toast')).toHaveText(/You were removed from Hideout/)
+  await expect(eli.page).toHaveURL(/\/$/)
+  await expect(joinedRoom(eli.page, hideout)).toHaveCount(0)
+  await expect(eli.page.getByTestId('composer')).toHaveCount(0)
+  await dialog.getByRole('button', { name: 'Close' }).click()
+})
+
+test('Leave asks first, leaves on the server, and every device of the user follows', async ({ browser }) => {
+  await openRoom(eli.page, room)
+  const phone = await signInElsewhere(browser, eli)
+  await expect(joinedRoom(phone.page, room)).toBeVisible()
+
+  const leave = eli.page.getByRole('button', { name: 'Leave room' })
+  await leave.click()
+  const confirm = eli.page.getByRole('dialog', { name: 'Leave Standup?' })
+  await expect(confirm).toBeVisible()
+  await confirm.getByRole('button', { name: 'Cancel' }).click()
+  await expect(eli.page).toHaveURL(new RegExp(`/r/${room}$`))
+  await expect(joinedRoom(eli.page, room)).toBeVisible()
+
+  await leave.click()
+  await eli.page.getByTestId('confirm-leave').click()
+  await expect(eli.page).toHaveURL(/\/$/)
+  await expect(joinedRoom(eli.page, room)).toHaveCount(0)
+  // The other device drops it live; after a reload the server still has him out.
+  await expect(joinedRoom(phone.page, room)).toHaveCount(0)
+  await eli.page.reload()
+  await expect(eli.page.getByRole('status').getByText('Live')).toBeVisible()
+  await expect(joinedRoom(eli.page, room)).toHaveCount(0)
+  await expect(eli.page.getByTestId('other-rooms').locator(`[data-room="${room}"]`)).toBeVisible()
+  await phone.context.close()
+})
