@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatroom.domain.events import Author, Message
-from chatroom.domain.rules import CLIENT_ID, CLIENT_ID_RULE, SLUG, RuleError, clean_body
+from chatroom.domain.rules import (
+    CLIENT_ID,
+    CLIENT_ID_RULE,
+    RuleError,
+    clean_body,
+    is_room_name,
+)
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
 
 
@@ -147,7 +153,7 @@ def _room(obj: dict[str, Any], client_id: str | None = None) -> str:
         raise FrameError(
             ErrorCode.MISSING_FIELD, "room must be a string (the room's slug)", client_id=client_id
         )
-    if not SLUG.match(room):  # no room can have this name
+    if not is_room_name(room):  # no room can have this name
         raise FrameError(
             ErrorCode.ROOM_NOT_FOUND, f"there is no room {room[:40]!r}", client_id=client_id
         )

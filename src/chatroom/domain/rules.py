@@ -16,6 +16,20 @@ USERNAME_RULE = f"{USERNAME_MIN}-{USERNAME_MAX} of A-Z, a-z, 0-9 and _"
 SLUG_MIN, SLUG_MAX = 2, 32
 SLUG = re.compile(rf"^[a-z0-9][a-z0-9-]{{{SLUG_MIN - 1},{SLUG_MAX - 1}}}\Z")
 SLUG_RULE = f"{SLUG_MIN}-{SLUG_MAX} of a-z, 0-9 and -, not starting with -"
+# A direct conversation's slug: `dm.` and a digest of its participants' ids. A room's slug
+# has no `.`, so the two never collide. Wherever a room is named (frames, the stream
+# envelope, routes) either may appear; only `check_slug` (creating a room) is strict.
+DM_SLUG = re.compile(r"^dm\.[0-9a-f]{24}\Z")
+# How many people a direct conversation holds at most, its starter included.
+DM_PEOPLE_MAX = 8
+
+
+def is_room_name(text: object) -> bool:
+    """Whether `text` can name a room: a room's slug, or a direct conversation's."""
+    return isinstance(text, str) and (
+        SLUG.match(text) is not None or DM_SLUG.match(text) is not None
+    )
+
 
 CLIENT_ID_MAX = 64
 CLIENT_ID = re.compile(rf"^[\x21-\x7e]{{1,{CLIENT_ID_MAX}}}\Z")

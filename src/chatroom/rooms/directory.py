@@ -23,13 +23,13 @@ from chatroom.domain.events import Author
 from chatroom.domain.refusals import Conflict, Forbidden, room_not_found
 from chatroom.domain.rooms import Room
 from chatroom.domain.rules import (
-    SLUG,
     TITLE_MAX,
     USERNAME,
     USERNAME_RULE,
     RuleError,
     check_slug,
     clean_label,
+    is_room_name,
 )
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
@@ -75,7 +75,7 @@ class RoomDirectory:
         room = self._by_slug.get(slug)
         if room is not None:
             return room
-        if not isinstance(slug, str) or not SLUG.match(slug):
+        if not is_room_name(slug):
             return None
         async with self._engine.connect() as conn:
             row = (
@@ -155,6 +155,10 @@ class RoomDirectory:
         return await self._add(room, user.id)
 
     async def leave(self, user: User, room: Room) -> None:
+        if room.is_dm:
+            raise Conflict(
+                "conversation_cannot_be_left", "a direct conversation stays between its people"
+            )
         if room.owner_id == user.id and room.is_private:
             raise Conflict("owner_cannot_leave", "the owner of a private room cannot leave it")
         await self._remove(room, user.id)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatroom.domain.rules import (
     DISPLAY_NAME_MAX,
+    DM_PEOPLE_MAX,
     PASSWORD_MAX,
     PASSWORD_MIN,
     SLUG,
@@ -74,6 +75,13 @@ class CreateRoomRequest(Request):
         json_schema_extra={"minLength": 1, "maxLength": TITLE_MAX},
     )
     private: bool = Field(default=False, description="Members only (the owner adds them).")
+
+
+class StartConversationRequest(Request):
+    usernames: list[str] = Field(
+        description=f"The people to talk with (besides you; at most {DM_PEOPLE_MAX - 1}).",
+        json_schema_extra={"minItems": 1, "maxItems": DM_PEOPLE_MAX - 1},
+    )
 
 
 class ReadRequest(Request):
