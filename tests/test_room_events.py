@@ -83,7 +83,12 @@ async def test_direct_conversations_are_private_found_again_and_apart_from_rooms
     room = started.json()["room"]
     slug = room["slug"]
     assert slug.startswith("dm.") and is_room_name(slug)
-    assert (room["kind"], room["private"], room["joined"], room["owned"]) == ("dm", True, True, False)
+    assert (room["kind"], room["private"], room["joined"], room["owned"]) == (
+        "dm",
+        True,
+        True,
+        False,
+    )
     assert [m["username"] for m in room["members"]] == ["ann", "ben"]
     # Ben, on the other node, sees it at once.
     seen = await _room_frame(ben)
