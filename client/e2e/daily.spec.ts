@@ -147,3 +147,34 @@ test('Leave asks first, leaves on the server, and every device of the user follo
   await expect(eli.page.getByTestId('other-rooms').locator(`[data-room="${room}"]`)).toBeVisible()
   await phone.context.close()
 })
+
+test('a direct message starts from a name, shows under Direct messages, and is found again', async () => {
+  await joinedRoom(eli.page, 'lobby').click()
+  await joinedRoom(dana.page, 'lobby').click()
+  const eliOnline = dana.page.getByTestId('online').locator(`[data-username="${eli.username}"]`)
+  await eliOnline.getByRole('button', { name: 'Message Eli' }).click()
+  await expect(dana.page).toHaveURL(/\/r\/dm\.[0-9a-f]{24}$/)
+  const address = dana.page.url()
+  await expect(dana.page.getByTestId('room-title')).toHaveText('Eli')
+  await send(dana.page, 'psst, lunch?')
+
+  // Eli sees the conversation arrive under Direct messages, named after Dana, unread.
+  const conversation = eli.page.getByTestId('dms').locator('[data-room^="dm."]')
+  await expect(conversation).toHaveText(/Dana/)
+  await expect(conversation.getByTestId('unread').locator('[aria-hidden="true"]')).toHaveText('1')
+  await expect(eli.page.getByTestId('joined-rooms').locator('[data-room^="dm."]')).toHaveCount(0)
+  await conversation.click()
+  await expect(messagesWithBody(eli.page, 'psst, lunch?')).toHaveCount(1)
+  await send(eli.page, 'yes!')
+  await expect(messagesWithBody(dana.page, 'yes!')).toHaveCount(1)
+
+  // Started again by username from the sidebar: the same conversation, not a new one.
+  await joinedRoom(dana.page, 'lobby').click()
+  await dana.page.getByRole('button', { name: 'New conversation' }).click()
+  const dialog = dana.page.getByRole('dialog', { name: 'New conversation' })
+  await dialog.getByLabel('Usernames').fill(eli.username)
+  await dialog.getByRole('button', { name: 'Start' }).click()
+  await expect(dana.page).toHaveURL(address)
+  await expect(messagesWithBody(dana.page, 'yes!')).toHaveCount(1)
+  await expect(dana.page.getByTestId('dms').locator('[data-room^="dm."]')).toHaveCount(1)
+})

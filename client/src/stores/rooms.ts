@@ -7,6 +7,7 @@ import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
 import { useReadsStore } from '@/stores/reads'
+import { useSessionStore } from '@/stores/session'
 
 /** Members shown per page in a room's member list. */
 export const MEMBERS_PAGE = 50
@@ -37,13 +38,31 @@ export const useRoomsStore = defineStore('rooms', () => {
   const messages = useMessagesStore()
   const presence = usePresenceStore()
   const reads = useReadsStore()
+  const session = useSessionStore()
 
   const joined = computed(() => rooms.value.filter((room) => room.joined).map((room) => room.slug))
-  /** The sidebar: the rooms the server says we joined. */
-  const joinedRooms = computed(() => rooms.value.filter((room) => room.joined).sort(byTitle))
+  /** The sidebar: the rooms the server says we joined (direct conversations apart). */
+  const joinedRooms = computed(() =>
+    rooms.value.filter((room) => room.joined && room.kind !== 'dm').sort(byTitle),
+  )
+  /** The sidebar's "Direct messages": our conversations, by their people's names. */
+  const conversations = computed(() =>
+    rooms.value
+      .filter((room) => room.joined && room.kind === 'dm')
+      .sort((a, b) => conversationTitle(a).localeCompare(conversationTitle(b))),
+  )
   /** Public rooms we have not joined: opening one joins it. */
   const otherRooms = computed(() => rooms.value.filter((room) => !room.joined).sort(byTitle))
   const activeRoom = computed(() => rooms.value.find((room) => room.slug === active.value) ?? null)
+
+  /** A conversation is named by its other people (as they are called now). */
+  function conversationTitle(room: Room): string {
+    const others = (room.members ?? []).filter((member) => !session.isMe(member))
+    return others.length > 0 ? others.map((member) => member.display_name).join(', ') : room.title
+  }
+
+  /** What the room is called: a conversation by its people, a room by its title. */
+  const titleOf = (room: Room) => (room.kind === 'dm' ? conversationTitle(room) : room.title)
 
   const find = (slug: string) => rooms.value.find((room) => room.slug === slug)
   const isJoined = (slug: string) => find(slug)?.joined === true
@@ -188,6 +207,14 @@ export const useRoomsStore = defineStore('rooms', () => {
     if (active.value === slug) activeMissing.value = true
   }
 
+  /** Starts a direct conversation with these people, or finds it again: its slug. */
+  async function startConversation(usernames: string[]): Promise<string> {
+    const { room } = await api.startConversation(usernames)
+    upsert({ ...find(room.slug), ...room })
+    reconcile()
+    return room.slug
+  }
+
   async function create(slug: string, title: string, isPrivate: boolean): Promise<Room> {
     const { room } = await api.createRoom(slug, title, isPrivate)
     upsert(room)
@@ -214,7 +241,10 @@ export const useRoomsStore = defineStore('rooms', () => {
     roomEvent,
     removed,
     joinedRooms,
+    conversations,
     otherRooms,
+    titleOf,
+    startConversation,
     activeRoom,
     subscriptions,
     load,
