@@ -194,4 +194,37 @@ describe('rooms store', () => {
     await rooms.open(null)
     expect(sent).toEqual([{ type: 'unsubscribe', room: 'lobby' }])
   })
+
+  it('follows room frames: added and created show up, removed goes with a notice and closes', async () => {
+    serverSays(room('lobby', true))
+    const rooms = useRoomsStore()
+    await rooms.load()
+    rooms.roomEvent('added', room('hideout', true, { private: true }))
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['hideout', 'lobby'])
+    expect(sent).toContainEqual({ type: 'subscribe', room: 'hideout' })
+    rooms.roomEvent('created', room('plaza', false))
+    expect(rooms.otherRooms.map((r) => r.slug)).toEqual(['plaza'])
+
+    await rooms.open('hideout')
+    rooms.roomEvent('removed', room('hideout', false, { private: true }))
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['lobby'])
+    expect(rooms.closed).toEqual({ slug: 'hideout' })
+    expect(useConnectionStore().notice?.code).toBe('removed_from_room')
+    // The forbidden that ends its subscription says nothing more.
+    useConnectionStore().dismissNotice()
+    rooms.removed('hideout')
+    expect(useConnectionStore().notice).toBeNull()
+  })
+
+  it('lists direct conversations apart, named after the other people', async () => {
+    const bob = { id: 2, username: 'bob', display_name: 'Bob' }
+    serverSays(
+      room('lobby', true),
+      room('dm.0123456789abcdef01234567', true, { kind: 'dm', private: true, members: [alice, bob] }),
+    )
+    const rooms = useRoomsStore()
+    await rooms.load()
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['lobby'])
+    expect(rooms.conversations.map((r) => rooms.titleOf(r))).toEqual(['Bob'])
+  })
 })
