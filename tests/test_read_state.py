@@ -159,3 +159,33 @@ async def test_the_store_keeps_the_furthest_mark_and_merges_pending_ones(
     await marks.store([((user, lobby), StreamId(6, 0))])  # the time moves, the seq resets
     assert await marks.of_user(user, [lobby]) == {lobby: StreamId(6, 0)}
     assert await marks.of_user(2, [lobby]) == {lobby: StreamId(7, 0)}
+
+
+async def test_a_mark_being_written_is_still_seen(engine: AsyncEngine) -> None:
+    """While a flush writes, the node's answers keep the marks it is writing."""
+    lobby = (await room_ids(engine))["lobby"]
+    from chatroom.accounts.users_table import now_utc
+    from chatroom.store.tables import users
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            users.insert().values(
+                username="u1",
+                username_key="u1",
+                display_name="u1",
+                password_hash="x",
+                created_at=now_utc(),
+            )
+        )
+    seen_during_write: list[dict[int, StreamId]] = []
+
+    class Watched(ReadMarks):
+        async def store(self, marks: Any) -> None:
+            seen_during_write.append(await self.of_user(1, [lobby]))
+            await super().store(marks)
+
+    marks = Watched(engine, flush_s=60)
+    marks.note(1, lobby, StreamId(9, 0))
+    await marks.flush()
+    assert seen_during_write == [{lobby: StreamId(9, 0)}]
+    assert await marks.of_user(1, [lobby]) == {lobby: StreamId(9, 0)}

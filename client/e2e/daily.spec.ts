@@ -1,11 +1,13 @@
 import { expect, test, type Page } from '@playwright/test'
 
 import {
+  PHONE,
   createRoom,
   joinedRoom,
   messageList,
   messagesWithBody,
   openRoom,
+  screenshot,
   send,
   signInElsewhere,
   signUp,
@@ -65,6 +67,7 @@ test('unread counts and the "New messages" divider survive a reload and follow t
   await expect(divider).toHaveCount(1)
   const afterDivider = messageList(eli.page).locator('.new-marker + * .body').first()
   await expect(afterDivider).toHaveText('first thing you missed')
+  await screenshot(eli.page, 'daily-new-messages-desktop-light')
   await expect(unreadBadge(eli.page, room)).toHaveCount(0)
   // Reading on the laptop clears the badge on the phone, live.
   await expect(unreadBadge(phone.page, room)).toHaveCount(0)
@@ -116,6 +119,7 @@ test('membership is live: added, a new room, the member list, removed with a not
   await dialog.getByRole('button', { name: `Remove ${eli.username}` }).click()
   await expect(dialog.getByTestId('members').locator(`[data-username="${eli.username}"]`)).toHaveCount(0)
   await expect(eli.page.locator('.toast')).toHaveText(/You were removed from Hideout/)
+  await screenshot(eli.page, 'daily-removed-desktop-light')
   await expect(eli.page).toHaveURL(/\/$/)
   await expect(joinedRoom(eli.page, hideout)).toHaveCount(0)
   await expect(eli.page.getByTestId('composer')).toHaveCount(0)
@@ -131,6 +135,7 @@ test('Leave asks first, leaves on the server, and every device of the user follo
   await leave.click()
   const confirm = eli.page.getByRole('dialog', { name: 'Leave Standup?' })
   await expect(confirm).toBeVisible()
+  await screenshot(eli.page, 'daily-leave-desktop-light')
   await confirm.getByRole('button', { name: 'Cancel' }).click()
   await expect(eli.page).toHaveURL(new RegExp(`/r/${room}$`))
   await expect(joinedRoom(eli.page, room)).toBeVisible()
@@ -177,4 +182,30 @@ test('a direct message starts from a name, shows under Direct messages, and is f
   await expect(dana.page).toHaveURL(address)
   await expect(messagesWithBody(dana.page, 'yes!')).toHaveCount(1)
   await expect(dana.page.getByTestId('dms').locator('[data-room^="dm."]')).toHaveCount(1)
+  await screenshot(dana.page, 'daily-dm-desktop-light')
+})
+
+test('on a phone, dark: the conversation and the room list with its badges (screenshots)', async ({
+  browser,
+}) => {
+  await send(dana.page, `@${eli.username} see you at noon`)
+  await joinedRoom(eli.page, 'lobby').click()
+  const context = await browser.newContext({
+    viewport: PHONE,
+    locale: 'en-US',
+    colorScheme: 'dark',
+    storageState: await eli.context.storageState(),
+  })
+  await context.addInitScript(() => localStorage.setItem('chatroom.theme', 'dark'))
+  const page = await context.newPage()
+  await page.goto('/')
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark')
+  await page.getByRole('button', { name: 'Open room list' }).click()
+  const conversation = page.getByTestId('dms').locator('[data-room^="dm."]')
+  await expect(conversation.getByTestId('mentioned')).toBeVisible()
+  await screenshot(page, 'daily-rooms-phone-dark')
+  await conversation.click()
+  await expect(messagesWithBody(page, `@${eli.username} see you at noon`)).toHaveCount(1)
+  await screenshot(page, 'daily-dm-phone-dark')
+  await context.close()
 })

@@ -207,6 +207,11 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     }
   }
 
+  /** The page is going away (a reload, a closed tab): the read marks waiting go now. */
+  function onPageHide() {
+    reads.report()
+  }
+
   function onOffline() {
     abandon()
   }
@@ -225,6 +230,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     connection.bindTransport(transmit)
     events.addEventListener('online', onOnline)
     events.addEventListener('offline', onOffline)
+    events.addEventListener('pagehide', onPageHide)
     connect()
   }
 
@@ -233,6 +239,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     clearTimeout(reconnectTimer)
     events.removeEventListener('online', onOnline)
     events.removeEventListener('offline', onOffline)
+    events.removeEventListener('pagehide', onPageHide)
     connection.bindTransport(null)
     const current = socket
     if (current !== null) {

@@ -38,8 +38,9 @@ const newer = (id: string, than: string | null) => than === null || compareIds(i
 
 /**
  * Read state, kept on the server: per room the last message read. Reading a room moves
- * the mark here at once and reports it (at most once a second per room, over the socket;
- * whatever could not be sent goes after the next connect); the server passes it to our
+ * the mark here at once and reports it (over the socket: the first at once, then at most
+ * once a second, and whatever is waiting when the page goes away; what could not be sent
+ * goes after the next connect); the server passes it to our
  * other tabs and devices (`read` frames). Unread counts come from the messages we hold
  * when they reach back to the mark, otherwise from the server's count in the room list.
  */
@@ -48,6 +49,7 @@ export const useReadsStore = defineStore('reads', () => {
   /** Marks not yet sent to the server, by room. */
   const unsent = new Map<string, string>()
   let reportTimer: ReturnType<typeof setTimeout> | undefined
+  let lastReportAt = 0
 
   const connection = useConnectionStore()
   const messages = useMessagesStore()
@@ -82,7 +84,11 @@ export const useReadsStore = defineStore('reads', () => {
     state.upTo = id
     state.known = true
     unsent.set(room, id)
-    reportTimer ??= setTimeout(report, READ_REPORT_MS)
+    if (reportTimer !== undefined) return
+    // The first mark goes at once, then at most one a second (the newest of the second).
+    const wait = lastReportAt + READ_REPORT_MS - Date.now()
+    if (wait <= 0) report()
+    else reportTimer = setTimeout(report, wait)
   }
 
   /** Another tab or device of ours read up to `id` (a `read` frame). */
@@ -94,7 +100,9 @@ export const useReadsStore = defineStore('reads', () => {
 
   /** Sends the marks waiting; those that cannot go now wait for the next connect. */
   function report() {
+    clearTimeout(reportTimer)
     reportTimer = undefined
+    if (unsent.size > 0) lastReportAt = Date.now()
     for (const [room, id] of unsent) {
       if (!connection.transmit({ type: 'read', room, id })) return
       unsent.delete(room)

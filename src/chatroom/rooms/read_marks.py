@@ -131,14 +131,13 @@ class ReadMarks:
         """Write every pending mark now, in one statement."""
         if not self._pending:
             return
-        batch, self._pending = self._pending, {}
-        try:
-            await self.store(batch.items())
-        except BaseException:
-            for key, mark in batch.items():  # put back what newer notes did not replace
-                if key not in self._pending or self._pending[key] < mark:
-                    self._pending[key] = mark
-            raise
+        # Pending until written: a read meanwhile must still see them (neither here nor
+        # in SQL would say the user had never read the room).
+        batch = dict(self._pending)
+        await self.store(batch.items())
+        for key, mark in batch.items():  # unless a newer note came meanwhile
+            if self._pending.get(key) == mark:
+                del self._pending[key]
         self._remember(batch.items())
 
     def _remember(self, marks: Iterable[tuple[MarkKey, StreamId]]) -> None:
