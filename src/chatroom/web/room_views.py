@@ -20,6 +20,10 @@ from chatroom.hub import presence
 from chatroom.rooms.unread import NOTHING, Unread, unread_in
 from chatroom.web.state import AppState
 
+# Rooms counted at the same time for one room list: a user in hundreds of rooms read long
+# ago must not take every SQL connection of the node.
+COUNTS_AT_ONCE = 8
+
 
 async def room_views(
     state: AppState, user: User, rooms: list[tuple[Room, bool]]
@@ -31,14 +35,15 @@ async def room_views(
     if len(marks) < len(joined_ids):
         since = await state.rooms.joined_at(user, [i for i in joined_ids if i not in marks])
         marks.update((room_id, _joined_mark(at)) for room_id, at in since.items())
-    unread = await asyncio.gather(
-        *(
-            unread_in(state.history, room, user.author, marks.get(room.id))
-            if joined
-            else _nothing()
-            for room, joined in rooms
-        )
-    )
+    at_once = asyncio.Semaphore(COUNTS_AT_ONCE)
+
+    async def count(room: Room, joined: bool) -> Unread:
+        if not joined:
+            return NOTHING
+        async with at_once:
+            return await unread_in(state.history, room, user.author, marks.get(room.id))
+
+    unread = await asyncio.gather(*(count(room, joined) for room, joined in rooms))
     dms = [room for room, _ in rooms if room.is_dm]
     participants = await state.rooms.participants(dms) if dms else {}
     views = []
@@ -55,10 +60,6 @@ async def room_views(
 
 async def room_view(state: AppState, user: User, room: Room, *, joined: bool) -> dict[str, Any]:
     return (await room_views(state, user, [(room, joined)]))[0]
-
-
-async def _nothing() -> Unread:
-    return NOTHING
 
 
 def _joined_mark(joined_at: datetime) -> StreamId:
