@@ -188,8 +188,10 @@ test('a direct message starts from a name, shows under Direct messages, and is f
 test('on a phone, dark: the conversation and the room list with its badges (screenshots)', async ({
   browser,
 }) => {
-  await send(dana.page, `@${eli.username} see you at noon`)
+  // Eli looks elsewhere while Dana mentions him in their conversation.
   await joinedRoom(eli.page, 'lobby').click()
+  await expect(eli.page.getByTestId('room-title')).toHaveText('Lobby')
+  await send(dana.page, `@${eli.username} see you at noon`)
   const context = await browser.newContext({
     viewport: PHONE,
     locale: 'en-US',
