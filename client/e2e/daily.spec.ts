@@ -106,6 +106,8 @@ test('membership is live: added, a new room, the member list, removed with a not
   const eliDialog = eli.page.getByRole('dialog', { name: 'Members' })
   await expect(eliDialog.getByTestId('members').locator(`[data-username="${dana.username}"]`)).toBeVisible()
   await expect(eliDialog.getByRole('button', { name: 'Add' })).toHaveCount(0)
+  // From a member's name, a direct conversation is one click away.
+  await expect(eliDialog.getByRole('button', { name: 'Message Dana' })).toBeVisible()
   await eliDialog.getByRole('button', { name: 'Close' }).click()
 
   // A new public room shows up for everyone at once.
