@@ -41,6 +41,7 @@ from chatroom.hub.hub import Hub
 from chatroom.hub.node import RoomAccess
 from chatroom.hub.subscription import RoomRef
 from chatroom.redis_client import connect
+from chatroom.rooms.read_marks import ReadMarks
 from chatroom.settings import Settings
 from chatroom.store import migrate
 from chatroom.store.counts import room_ids
@@ -257,6 +258,7 @@ async def make_hub(backend: Backend, engine: AsyncEngine) -> AsyncIterator[HubFa
             blocking_redis=blocking,
             writer=writer,
             history=history,
+            read_marks=ReadMarks(engine, flush_s=0.05),
         )
         node = HubNode(hub, writer, access or lobby_only)
 

@@ -33,6 +33,14 @@ def test_round_trip_keeps_every_character() -> None:
     assert decode_event("lobby", {b"event": event.encode()}) == event
 
 
+def test_a_direct_conversations_messages_decode_and_so_are_archived() -> None:
+    slug = "dm.0123456789abcdef01234567"
+    event = MessageEvent(slug, ALICE, "hi", "c-1")
+    assert decode_event(slug, {b"event": event.encode()}) == event
+    with pytest.raises(InvalidEvent):
+        decode_event("dm.nothex", {b"event": MessageEvent("dm.nothex", ALICE, "x", "c").encode()})
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [

@@ -277,6 +277,7 @@ async def test_a_replay_that_fails_ends_the_subscription_and_says_why(
         "type": "error",
         "code": "unavailable",
         "message": "could not load the missed messages of lobby; subscribe again",
+        "room": "lobby",  # the subscription it ends
     }
     assert await alice.next() == {"type": "unsubscribed", "room": "lobby"}
     join, leave = await bob.next("presence"), await bob.next("presence")

@@ -127,3 +127,14 @@ async def test_signed_out_reaches_every_node(backend: Backend, redis: Redis) -> 
         for node in nodes:
             await node.stop()
         await blocking.aclose()
+
+
+def test_user_frames_decode_apart_from_room_frames() -> None:
+    from chatroom.hub.signals import RoomFrame, UserFrame, decode_signal
+
+    assert decode_signal('{"to_user": 7, "frame": "{}"}') == UserFrame(7, "{}")
+    assert decode_signal('{"to_user": null, "frame": "{}"}') == UserFrame(None, "{}")
+    assert decode_signal('{"room": "lobby", "frame": "{}", "skip": null}') == RoomFrame(
+        "lobby", "{}", None
+    )
+    assert decode_signal('{"to_user": "x", "frame": "{}"}') is None

@@ -155,6 +155,7 @@ test('a private room is invisible to a non-member until the owner adds them', as
   // Leaving ends her access; she did it herself, so no "not allowed" notice comes with it
   // (the ack of a message she sends next comes after all the leave made her socket say).
   await carol.page.getByRole('button', { name: 'Leave room' }).click()
+  await carol.page.getByTestId('confirm-leave').click()
   await expect(carol.page).toHaveURL(/\/$/)
   await expect(carol.page.locator(`[data-room="${secret}"]`)).toHaveCount(0)
   await joinedRoom(carol.page, 'lobby').click()
@@ -182,6 +183,7 @@ test("a user's rooms follow them to another device; leaving on one leaves on bot
   await joinedRoom(laptop.page, den).click()
   await expect(laptop.page.getByTestId('room-title')).toHaveText('Reading den')
   await laptop.page.getByRole('button', { name: 'Leave room' }).click()
+  await laptop.page.getByTestId('confirm-leave').click()
   await expect(laptop.page).toHaveURL(/\/$/)
   await expect(joinedRoom(laptop.page, den)).toHaveCount(0)
   await screenshot(laptop.page, 'desktop-rooms-light')

@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     registrations_per_address_per_hour: int = Field(
         default=10, ge=1, description="Registrations per client address per hour."
     )
+    read_mark_flush_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Read marks noted on a node are written to SQL together this often "
+        "(a node killed meanwhile loses that many seconds of reading).",
+    )
     member_changes_per_hour: int = Field(
         default=60,
         ge=1,

@@ -95,6 +95,9 @@ export const api = {
   removeMember: (slug: string, username: string) =>
     request<void>('DELETE', `${room(slug)}/members/${encodeURIComponent(username)}`),
 
+  startConversation: (usernames: string[]) =>
+    request<{ room: Room }>('POST', '/api/dms', { usernames }),
+
   latestMessages: (slug: string, limit = 50) =>
     request<MessagePage>('GET', `${room(slug)}/messages?limit=${limit}`),
   messagesBefore: (slug: string, before: Message['id'], limit = 50) =>

@@ -22,6 +22,16 @@ export interface Room {
   joined: boolean
   /** Extension of the Python server: you own the room (and manage its members). */
   owned?: boolean
+  /** Extension: 'dm' for a direct conversation (slug `dm.…`), whose `members` are its people. */
+  kind?: 'room' | 'dm'
+  members?: User[] | null
+  /** Extension: your read mark here (the last message you read, on any device). */
+  last_read?: string | null
+  /** Extension: messages of others after `last_read` (at most 99; `unread_more`: 99+). */
+  unread?: number
+  unread_more?: boolean
+  /** Extension: of those, the ones that mention you (`@username` or `@room`). */
+  mentions?: number
 }
 
 /** A page of the room directory (GET /api/rooms), by slug. */
@@ -40,6 +50,9 @@ export interface RoomQuery {
   cursor?: string | null
   limit?: number
 }
+
+/** What changed in the user's rooms (the `room` frame). */
+export type RoomEventKind = 'created' | 'joined' | 'added' | 'left' | 'removed'
 
 /** Extension of the Python server, in GET /api/me: the rules it checks input against. */
 export interface ServerLimits {
@@ -89,6 +102,7 @@ export type ClientFrame =
   | { type: 'send'; room: string; body: string; client_id: string }
   | { type: 'typing'; room: string }
   | { type: 'ping' }
+  | { type: 'read'; room: string; id: string }
 
 export type ServerFrame =
   | { type: 'subscribed'; room: string; last_id: string | null; online: User[] }
@@ -98,12 +112,15 @@ export type ServerFrame =
   | { type: 'typing'; room: string; user: User }
   | { type: 'pong' }
   | { type: 'resync'; room: string }
+  | { type: 'read'; room: string; id: string }
+  | { type: 'room'; event: RoomEventKind; room: Room }
   | {
       type: 'error'
       code: string
       message: string
       client_id?: string
       retry_after_ms?: number
-      /** The room of a refused subscribe, unsubscribe or typing frame. */
+      /** The room of a refused subscribe, unsubscribe or typing frame, or the room whose
+       *  subscription the server ended (forbidden, unavailable). */
       room?: string
     }

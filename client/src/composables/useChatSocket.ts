@@ -3,6 +3,7 @@ import { backoffDelay } from '@/lib/backoff'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
+import { useReadsStore } from '@/stores/reads'
 import { useRoomsStore } from '@/stores/rooms'
 import { useSessionStore } from '@/stores/session'
 
@@ -57,6 +58,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
   const messages = useMessagesStore()
   const presence = usePresenceStore()
   const rooms = useRoomsStore()
+  const reads = useReadsStore()
   const session = useSessionStore()
 
   let socket: SocketLike | null = null
@@ -82,6 +84,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
       connection.setState('live')
       for (const room of rooms.subscriptions()) transmit(messages.subscribeFrame(room))
       messages.resendPending()
+      reads.report()
       startPing()
       // Rooms may have been created, or access changed, while we were away.
       connection.background(rooms.load())
@@ -180,8 +183,16 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
       case 'resync':
         connection.background(messages.resync(frame.room))
         break
+      case 'read':
+        reads.synced(frame.room, frame.id)
+        break
+      case 'room':
+        rooms.roomEvent(frame.event, frame.room)
+        break
       case 'error':
-        if (frame.client_id !== undefined) {
+        if (frame.code === 'forbidden' && frame.room !== undefined) {
+          rooms.removed(frame.room) // (said once: its `room` frame may have come first)
+        } else if (frame.client_id !== undefined) {
           messages.fail(frame.client_id, frame.code, frame.retry_after_ms ?? null)
         } else if (frame.code === 'rate_limited' && frame.room !== undefined) {
           // Too many frames at once (a reconnect subscribing many rooms): ask again later.
@@ -197,6 +208,11 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
         }
         break
     }
+  }
+
+  /** The page is going away (a reload, a closed tab): the read marks waiting go now. */
+  function onPageHide() {
+    reads.report()
   }
 
   function onOffline() {
@@ -217,6 +233,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     connection.bindTransport(transmit)
     events.addEventListener('online', onOnline)
     events.addEventListener('offline', onOffline)
+    events.addEventListener('pagehide', onPageHide)
     connect()
   }
 
@@ -225,6 +242,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     clearTimeout(reconnectTimer)
     events.removeEventListener('online', onOnline)
     events.removeEventListener('offline', onOffline)
+    events.removeEventListener('pagehide', onPageHide)
     connection.bindTransport(null)
     const current = socket
     if (current !== null) {

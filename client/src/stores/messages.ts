@@ -6,6 +6,7 @@ import type { ClientFrame, Message } from '@/api/types'
 import { sendableBody } from '@/lib/rules'
 import { compareIds, idTime } from '@/lib/streamId'
 import { useConnectionStore } from '@/stores/connection'
+import { useReadsStore } from '@/stores/reads'
 import { useSessionStore } from '@/stores/session'
 
 /** A send without an ack after this long is shown as failed, with a Retry button. */
@@ -20,8 +21,6 @@ export interface RoomTimeline {
   loadingOlder: boolean
   /** The room is unknown, or private and we are not a member. */
   missing: boolean
-  /** The newest id the user has seen; newer messages of others are unread. */
-  readUpTo: string | null
 }
 
 export type OutgoingStatus = 'pending' | 'failed'
@@ -69,7 +68,6 @@ export const useMessagesStore = defineStore('messages', () => {
       hasOlder: false,
       loadingOlder: false,
       missing: false,
-      readUpTo: null,
     }
     return timelines[room]
   }
@@ -235,7 +233,6 @@ export const useMessagesStore = defineStore('messages', () => {
       merge(room, page.messages)
       state.loaded = true
       state.missing = false
-      state.readUpTo ??= lastId(room)
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) state.missing = true
       else throw error
@@ -271,23 +268,15 @@ export const useMessagesStore = defineStore('messages', () => {
     await loadLatest(room)
   }
 
+  /** The user has seen the newest message of the room (read state: stores/reads.ts). */
   function markRead(room: string) {
     const newest = lastId(room)
-    if (newest !== null) timeline(room).readUpTo = newest
+    if (newest !== null) useReadsStore().markRead(room, newest)
   }
 
-  /** Messages of others newer than what the user has seen. */
+  /** Messages of others after the read mark (at most 99: see `useReadsStore().counted`). */
   function unreadCount(room: string): number {
-    const state = timelines[room]
-    if (state === undefined) return 0
-    const readUpTo = state.readUpTo
-    let count = 0
-    for (let index = state.messages.length - 1; index >= 0; index -= 1) {
-      const message = state.messages[index]!
-      if (readUpTo !== null && compareIds(message.id, readUpTo) <= 0) break
-      if (!session.isMe(message.user)) count += 1
-    }
-    return count
+    return useReadsStore().counted(room).count
   }
 
   function pendingIn(room: string): OutgoingMessage[] {

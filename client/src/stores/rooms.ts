@@ -2,10 +2,12 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 
 import { ApiError, api } from '@/api/http'
-import type { Room, RoomPage } from '@/api/types'
+import type { Room, RoomEventKind, RoomPage } from '@/api/types'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
+import { useReadsStore } from '@/stores/reads'
+import { useSessionStore } from '@/stores/session'
 
 /** Members shown per page in a room's member list. */
 export const MEMBERS_PAGE = 50
@@ -26,6 +28,9 @@ export const useRoomsStore = defineStore('rooms', () => {
   const active = ref<string | null>(null)
   /** The active room does not exist, or is private and we are not a member. */
   const activeMissing = ref(false)
+  /** The last room the server took from us while we may have been in it (the view
+   * closes it): a removal, or leaving it on another device. */
+  const closed = ref<{ slug: string } | null>(null)
 
   /** The rooms we asked the server for, over this socket or the next one. */
   const subscribed = new Set<string>()
@@ -35,13 +40,33 @@ export const useRoomsStore = defineStore('rooms', () => {
   const connection = useConnectionStore()
   const messages = useMessagesStore()
   const presence = usePresenceStore()
+  const reads = useReadsStore()
+  const session = useSessionStore()
 
   const joined = computed(() => rooms.value.filter((room) => room.joined).map((room) => room.slug))
-  /** The sidebar: the rooms the server says we joined. */
-  const joinedRooms = computed(() => rooms.value.filter((room) => room.joined).sort(byTitle))
-  /** Public rooms we have not joined: opening one joins it. */
-  const otherRooms = computed(() => rooms.value.filter((room) => !room.joined).sort(byTitle))
+  /** The sidebar: the rooms the server says we joined (direct conversations apart). */
+  const joinedRooms = computed(() =>
+    rooms.value.filter((room) => room.joined && room.kind !== 'dm').sort(byTitle),
+  )
+  /** The sidebar's "Direct messages": our conversations, by their people's names. */
+  const conversations = computed(() =>
+    rooms.value
+      .filter((room) => room.joined && room.kind === 'dm')
+      .sort((a, b) => conversationTitle(a).localeCompare(conversationTitle(b))),
+  )
+  /** Counts the public rooms created since the page loaded (`room` frames): an open
+   * directory asks the server again, so a new room shows up without a reload. */
+  const directoryChanged = ref(0)
   const activeRoom = computed(() => rooms.value.find((room) => room.slug === active.value) ?? null)
+
+  /** A conversation is named by its other people (as they are called now). */
+  function conversationTitle(room: Room): string {
+    const others = (room.members ?? []).filter((member) => !session.isMe(member))
+    return others.length > 0 ? others.map((member) => member.display_name).join(', ') : room.title
+  }
+
+  /** What the room is called: a conversation by its people, a room by its title. */
+  const titleOf = (room: Room) => (room.kind === 'dm' ? conversationTitle(room) : room.title)
 
   const find = (slug: string) => rooms.value.find((room) => room.slug === slug)
   const isJoined = (slug: string) => find(slug)?.joined === true
@@ -67,6 +92,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     if (tellServer) connection.transmit({ type: 'unsubscribe', room: slug })
     messages.forget(slug)
     presence.forget(slug)
+    reads.forget(slug)
   }
 
   /** What to subscribe again on a new socket. */
@@ -84,6 +110,7 @@ export const useRoomsStore = defineStore('rooms', () => {
       cursor = page.next_cursor ?? null
     } while (cursor !== null)
     rooms.value = found
+    for (const room of rooms.value) reads.fromServer(room)
     const visible = new Set(rooms.value.map((room) => room.slug))
     for (const slug of subscribed) {
       if (!visible.has(slug) && slug !== active.value) drop(slug, false)
@@ -95,6 +122,42 @@ export const useRoomsStore = defineStore('rooms', () => {
     const index = rooms.value.findIndex((candidate) => candidate.slug === room.slug)
     if (index >= 0) rooms.value[index] = room
     else rooms.value.push(room)
+    reads.fromServer(room)
+  }
+
+  /** A `room` frame: the server changed our rooms (on any device, or the owner did). */
+  function roomEvent(event: RoomEventKind, room: Room) {
+    const known = find(room.slug)
+    switch (event) {
+      case 'created': // a new public room: the directory shows it, not the sidebar
+        directoryChanged.value += 1
+        break
+      case 'joined':
+      case 'added':
+        upsert({ ...known, ...room, joined: true })
+        reconcile()
+        break
+      case 'left':
+        if (known?.joined !== true || leaving.has(room.slug)) break
+        left(room.slug)
+        if (active.value === room.slug) closed.value = { slug: room.slug }
+        reconcile()
+        break
+      case 'removed':
+        removed(room.slug)
+        break
+    }
+  }
+
+  /** We are no longer a member of a private room (the owner removed us): it goes, and
+   * we are told once, whether by its `room` frame or by the end of its subscription. */
+  function removed(slug: string) {
+    const room = find(slug)
+    if (room === undefined) return
+    rooms.value = rooms.value.filter((candidate) => candidate.slug !== slug)
+    if (subscribed.has(slug)) drop(slug, false)
+    connection.showNotice({ code: 'removed_from_room', message: room.title, retryAfterMs: null })
+    if (active.value === slug) closed.value = { slug }
   }
 
   /** Becomes a member on the server; a 404 (unknown, or private) is left to the caller. */
@@ -127,11 +190,9 @@ export const useRoomsStore = defineStore('rooms', () => {
     }
   }
 
+  /** A room we left leaves the sidebar; a public one is in the directory to join again. */
   function left(slug: string) {
-    const room = find(slug)
-    // Leaving a private room ends our access to it.
-    if (room !== undefined && !room.private) room.joined = false
-    else rooms.value = rooms.value.filter((candidate) => candidate.slug !== slug)
+    rooms.value = rooms.value.filter((candidate) => candidate.slug !== slug)
   }
 
   /** The room shown in the main pane (from the route); opening a room joins it. */
@@ -153,6 +214,14 @@ export const useRoomsStore = defineStore('rooms', () => {
     rooms.value = rooms.value.filter((room) => room.slug !== slug)
     if (subscribed.has(slug)) drop(slug, false)
     if (active.value === slug) activeMissing.value = true
+  }
+
+  /** Starts a direct conversation with these people, or finds it again: its slug. */
+  async function startConversation(usernames: string[]): Promise<string> {
+    const { room } = await api.startConversation(usernames)
+    upsert({ ...find(room.slug), ...room })
+    reconcile()
+    return room.slug
   }
 
   async function create(slug: string, title: string, isPrivate: boolean): Promise<Room> {
@@ -194,8 +263,14 @@ export const useRoomsStore = defineStore('rooms', () => {
     joined,
     active,
     activeMissing,
+    closed,
+    roomEvent,
+    removed,
     joinedRooms,
-    otherRooms,
+    conversations,
+    directoryChanged,
+    titleOf,
+    startConversation,
     activeRoom,
     subscriptions,
     load,

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
 import { ApiError, api } from '@/api/http'
 import { useConnectionStore } from '@/stores/connection'
+import { useReadsStore } from '@/stores/reads'
 import { useMessagesStore } from '@/stores/messages'
 
 import { alice, bob, message, signedIn } from './fakes'
@@ -77,10 +78,18 @@ describe('messages store', () => {
     expect(messages.timeline('secret').missing).toBe(true)
   })
 
-  it('counts unread messages of others after what was read', async () => {
+  it('counts unread messages of others after the read mark the server keeps', async () => {
     const messages = useMessagesStore()
     vi.mocked(api.latestMessages).mockResolvedValue({ messages: [message('1-0')], has_more: false })
     await messages.loadLatest('lobby')
+    useReadsStore().fromServer({
+      slug: 'lobby',
+      title: 'Lobby',
+      private: false,
+      online: 0,
+      joined: true,
+      last_read: '1-0',
+    })
     expect(messages.unreadCount('lobby')).toBe(0)
 
     messages.receive(message('2-0', bob))

@@ -86,7 +86,6 @@ describe('rooms store', () => {
     await rooms.load()
 
     expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['dev', 'lobby'])
-    expect(rooms.otherRooms.map((r) => r.slug)).toEqual(['random'])
     expect(sent).toEqual([
       { type: 'subscribe', room: 'lobby' },
       { type: 'subscribe', room: 'dev' },
@@ -156,8 +155,8 @@ describe('rooms store', () => {
     await rooms.leave('lobby')
     expect(api.leaveRoom).toHaveBeenCalledWith('lobby')
     expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['dev'])
-    // A public room stays in the list, to join again.
-    expect(rooms.otherRooms.map((r) => r.slug)).toEqual(['lobby'])
+    // Gone from the sidebar (the directory has it, to join again).
+    expect(rooms.rooms.map((r) => r.slug)).toEqual(['dev'])
     expect(messages.timelines.lobby).toBeUndefined()
     expect(rooms.subscriptions()).toEqual(['dev'])
     expect(sent).toEqual([{ type: 'unsubscribe', room: 'lobby' }])
@@ -224,5 +223,40 @@ describe('rooms store', () => {
 
     await rooms.open(null)
     expect(sent).toEqual([{ type: 'unsubscribe', room: 'lobby' }])
+  })
+
+  it('follows room frames: added and created show up, removed goes with a notice and closes', async () => {
+    serverSays(room('lobby', true))
+    const rooms = useRoomsStore()
+    await rooms.load()
+    rooms.roomEvent('added', room('hideout', true, { private: true }))
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['hideout', 'lobby'])
+    expect(sent).toContainEqual({ type: 'subscribe', room: 'hideout' })
+    // A new public room is news for the directory, not for the sidebar.
+    rooms.roomEvent('created', room('plaza', false))
+    expect(rooms.directoryChanged).toBe(1)
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['hideout', 'lobby'])
+
+    await rooms.open('hideout')
+    rooms.roomEvent('removed', room('hideout', false, { private: true }))
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['lobby'])
+    expect(rooms.closed).toEqual({ slug: 'hideout' })
+    expect(useConnectionStore().notice?.code).toBe('removed_from_room')
+    // The forbidden that ends its subscription says nothing more.
+    useConnectionStore().dismissNotice()
+    rooms.removed('hideout')
+    expect(useConnectionStore().notice).toBeNull()
+  })
+
+  it('lists direct conversations apart, named after the other people', async () => {
+    const bob = { id: 2, username: 'bob', display_name: 'Bob' }
+    serverSays(
+      room('lobby', true),
+      room('dm.0123456789abcdef01234567', true, { kind: 'dm', private: true, members: [alice, bob] }),
+    )
+    const rooms = useRoomsStore()
+    await rooms.load()
+    expect(rooms.joinedRooms.map((r) => r.slug)).toEqual(['lobby'])
+    expect(rooms.conversations.map((r) => rooms.titleOf(r))).toEqual(['Bob'])
   })
 })

@@ -18,13 +18,13 @@ from chatroom.domain.rules import (
     CLIENT_ID_MAX,
     CLIENT_ID_RULE,
     DISPLAY_NAME_MAX,
-    SLUG,
     SLUG_MAX,
     SQL_ID_MAX,
     STORED_BODY_MAX_CHARS,
     USERNAME,
     USERNAME_MAX,
     has_lone_surrogate,
+    is_room_name,
 )
 from chatroom.domain.stream_ids import StreamId, iso_millis
 
@@ -175,7 +175,7 @@ def _event(stream_room: str, obj: Any, *, strict: bool) -> MessageEvent:
     if obj.get("type") != "message":
         raise InvalidEvent(f"unknown event type {obj.get('type')!r}")
     room = _text(obj, "room", max_chars=SLUG_MAX, strict=strict)
-    if room != stream_room or not SLUG.match(room):
+    if room != stream_room or not is_room_name(room):
         raise InvalidEvent(f"room {room!r} does not match its stream {stream_room!r}")
     user = obj.get("user")
     if not isinstance(user, dict):

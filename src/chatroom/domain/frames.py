@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatroom.domain.events import Author, Message
-from chatroom.domain.rules import CLIENT_ID, CLIENT_ID_RULE, SLUG, RuleError, clean_body
+from chatroom.domain.rules import (
+    CLIENT_ID,
+    CLIENT_ID_RULE,
+    RuleError,
+    clean_body,
+    is_room_name,
+)
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
 
 
@@ -30,6 +36,7 @@ class ErrorCode:
     INVALID_BODY = "invalid_body"  # a lone surrogate: not valid Unicode
     INVALID_CLIENT_ID = "invalid_client_id"  # not 1-64 printable ASCII characters
     INVALID_SINCE = "invalid_since"  # not a stream id like 1655188547271-0
+    INVALID_ID = "invalid_id"  # a read's id is not a stream id
     # The room.
     ROOM_NOT_FOUND = "room_not_found"  # no such room, or a private room you are not in
     FORBIDDEN = "forbidden"  # the room exists and is visible, but this is not allowed
@@ -100,7 +107,13 @@ class Ping:
     pass
 
 
-ClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping
+@dataclass(frozen=True, slots=True)
+class Read:
+    room: str
+    id: StreamId  # the last message the user has read (the read mark moves only forward)
+
+
+ClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping | Read
 
 
 def frame_too_big(frame: str | bytes, max_bytes: int) -> bool:
@@ -137,7 +150,7 @@ def _room(obj: dict[str, Any], client_id: str | None = None) -> str:
         raise FrameError(
             ErrorCode.MISSING_FIELD, "room must be a string (the room's slug)", client_id=client_id
         )
-    if not SLUG.match(room):  # no room can have this name
+    if not is_room_name(room):  # no room can have this name
         raise FrameError(
             ErrorCode.ROOM_NOT_FOUND, f"there is no room {room[:40]!r}", client_id=client_id
         )
@@ -158,6 +171,21 @@ def _subscribe(obj: dict[str, Any]) -> Subscribe:
             ErrorCode.INVALID_SINCE, "since must be a message id like 1655188547271-0"
         ) from None
     return Subscribe(room, since_id)
+
+
+def _read(obj: dict[str, Any]) -> Read:
+    room = _room(obj)
+    mark = obj.get("id")
+    if mark is None:
+        raise FrameError(ErrorCode.MISSING_FIELD, "a read needs the id of the last message read")
+    if not isinstance(mark, str):
+        raise FrameError(ErrorCode.INVALID_ID, "id must be a message id string")
+    try:
+        return Read(room, StreamId.parse(mark))
+    except InvalidStreamId:
+        raise FrameError(
+            ErrorCode.INVALID_ID, "id must be a message id like 1655188547271-0"
+        ) from None
 
 
 def _send(obj: dict[str, Any], body_max_chars: int) -> Send:
@@ -193,10 +221,12 @@ def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFram
         return Typing(_room(obj))
     if kind == "ping":
         return Ping()
+    if kind == "read":
+        return _read(obj)
     shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE,
-        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, typing or ping",
+        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, typing, ping or read",
     )
 
 
@@ -218,6 +248,8 @@ def error(
     """An `error` frame; `room` names the room of a refused subscribe, unsubscribe or
     typing frame (the client retries a `rate_limited` subscribe after `retry_after_ms`)."""
     obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if room is not None:
+        obj["room"] = room
     if client_id is not None:
         obj["client_id"] = client_id
     if room is not None:
@@ -264,3 +296,23 @@ def pong() -> str:
 
 def resync(room: str) -> str:
     return _dump({"type": "resync", "room": room})
+
+
+def read(room: str, mark: StreamId) -> str:
+    """The user's read mark in the room moved (to their own sockets, every tab)."""
+    return _dump({"type": "read", "room": room, "id": str(mark)})
+
+
+class RoomEvent:
+    """The `event` of a `room` frame: a change to the user's rooms."""
+
+    CREATED = "created"  # a new public room (to everyone)
+    JOINED = "joined"  # you joined a public room (on another tab or device)
+    ADDED = "added"  # the owner added you to a private room, or a DM was started with you
+    LEFT = "left"  # you left the room (on another tab or device)
+    REMOVED = "removed"  # the owner removed you from a private room
+
+
+def room_event(event: str, room: dict[str, Any]) -> str:
+    """A change to the user's rooms; `room` is the Room as GET /api/rooms shows it."""
+    return _dump({"type": "room", "event": event, "room": room})

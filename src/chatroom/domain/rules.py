@@ -16,6 +16,20 @@ USERNAME_RULE = f"{USERNAME_MIN}-{USERNAME_MAX} of A-Z, a-z, 0-9 and _"
 SLUG_MIN, SLUG_MAX = 2, 32
 SLUG = re.compile(rf"^[a-z0-9][a-z0-9-]{{{SLUG_MIN - 1},{SLUG_MAX - 1}}}\Z")
 SLUG_RULE = f"{SLUG_MIN}-{SLUG_MAX} of a-z, 0-9 and -, not starting with -"
+# A direct conversation's slug: `dm.` and a digest of its participants' ids. A room's slug
+# has no `.`, so the two never collide. Wherever a room is named (frames, the stream
+# envelope, routes) either may appear; only `check_slug` (creating a room) is strict.
+DM_SLUG = re.compile(r"^dm\.[0-9a-f]{24}\Z")
+# How many people a direct conversation holds at most, its starter included.
+DM_PEOPLE_MAX = 8
+
+
+def is_room_name(text: object) -> bool:
+    """Whether `text` can name a room: a room's slug, or a direct conversation's."""
+    return isinstance(text, str) and (
+        SLUG.match(text) is not None or DM_SLUG.match(text) is not None
+    )
+
 
 # The room directory (GET /api/rooms): a page of rooms, and a search text.
 LISTING_PAGE_DEFAULT, LISTING_PAGE_MAX = 100, 200
@@ -35,6 +49,8 @@ PASSWORD_MAX = 1024
 # WebSocket frames: what a frame spends of its connection's frame bucket (hub/limits.py).
 # A subscribe reads Redis and SQL and joins presence; every other frame costs 1.
 SUBSCRIBE_FRAME_COST = 2.0
+# Unread messages are counted up to this many per room; past it a client shows "99+".
+UNREAD_COUNT_MAX = 99
 
 # The ceiling of any stored body, whatever the configured limit: the SQL column holds it.
 STORED_BODY_MAX_CHARS = 16_000

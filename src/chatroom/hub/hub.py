@@ -34,10 +34,11 @@ from chatroom.hub.node import RoomAccess, SignedIn
 from chatroom.hub.presence import PresenceBoard
 from chatroom.hub.session import Session
 from chatroom.hub.signals import RoomSignals
-from chatroom.hub.subscription import Subscription
+from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.hub.transport import SharedText, Transport
 from chatroom.hub.typing import TypingGate
 from chatroom.outages import STORE_ERRORS
+from chatroom.rooms.read_marks import ReadMarks
 from chatroom.settings import Settings
 from chatroom.streams.entries import Entry
 from chatroom.streams.epochs import Standing
@@ -72,8 +73,10 @@ class Hub:
         blocking_redis: Redis,
         writer: StreamWriter,
         history: History,
+        read_marks: ReadMarks,
     ) -> None:
         self.settings = settings
+        self.read_marks = read_marks
         self.stats = HubStats()
         self.writer = writer
         self.history = history
@@ -83,7 +86,12 @@ class Hub:
         self.sends = SendLimiter(settings.send_rate_per_s, settings.send_burst)
         self.typing = TypingGate(redis, settings.typing_interval_s)
         self.signals = RoomSignals(
-            redis, blocking_redis, self._on_signal, self._on_access_lost, self._on_signed_out
+            redis,
+            blocking_redis,
+            self._on_signal,
+            self._on_access_lost,
+            self._on_signed_out,
+            self._on_user_frame,
         )
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
         node_id = secrets.token_hex(6)  # names this node's wake-up stream
@@ -99,6 +107,7 @@ class Hub:
     async def start(self) -> None:
         await self._bus.start()
         await self.signals.start()
+        await self.read_marks.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="hub-heartbeat")
 
     async def stop(self) -> None:
@@ -112,6 +121,7 @@ class Hub:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        await self.read_marks.stop()
         await self.signals.stop()
         await self._bus.stop()
 
@@ -245,6 +255,30 @@ class Hub:
         for session in list(self._sessions.values()):
             if session.connection.user.id == user_id:
                 session.access_lost(slug)
+
+    # Frames for one user's sockets, on every node: read marks, changes to their rooms.
+
+    async def tell_user(self, user_id: int | None, frame: str) -> None:
+        """Send `frame` to every socket of the user (None: of every user), on every node.
+        Advisory: a frame lost with Redis is made up by the client's next room list."""
+        try:
+            await self.signals.publish_to_user(user_id, frame)
+        except STORE_ERRORS as exc:
+            log.warning("could not tell user %s of a change: %s", user_id, exc)
+
+    def _on_user_frame(self, user_id: int | None, frame: str) -> None:
+        for session in list(self._sessions.values()):
+            if user_id is None or session.connection.user.id == user_id:
+                session.connection.offer(frame)
+
+    async def read(self, user: Author, room: RoomRef, mark: StreamId) -> None:
+        """The user has read the room up to `mark`: stored (coalesced) and told to their
+        other sockets. A mark past the room's newest message is taken as that message."""
+        last = await self.history.stream_last_id(room.slug)
+        if last is not None and mark > last:
+            mark = last
+        if self.read_marks.note(user.id, room.id, mark):
+            await self.tell_user(user.id, frames.read(room.slug, mark))
 
     # Sessions ended (logout, logout everywhere, a password change).
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from chatroom.domain.events import Author
+from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
 from chatroom.hub.limits import SendLimiter
 from chatroom.hub.presence import PresenceBoard
@@ -60,4 +61,8 @@ class Node(Protocol):
 
     def remove_subscriber(self, subscription: Subscription) -> None:
         """Deliver no more live messages to this subscription."""
+        ...
+
+    async def read(self, user: Author, room: RoomRef, mark: StreamId) -> None:
+        """Store the user's read mark in the room and tell their other sockets."""
         ...

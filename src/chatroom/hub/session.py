@@ -123,6 +123,8 @@ class Session:
                 connection.offer(frames.unsubscribed(frame.room))
             elif isinstance(frame, frames.Typing):
                 await self._typing(frame)
+            elif isinstance(frame, frames.Read):
+                await self._read(frame)
             else:
                 connection.offer(frames.pong())
         except STORE_ERRORS as exc:
@@ -200,6 +202,13 @@ class Session:
         await self._node.signals.publish(
             room.slug, frames.typing(room.slug, user), skip_user=user.id
         )
+
+    async def _read(self, read: frames.Read) -> None:
+        room = await self._allowed_room(read.room, fresh=False)
+        if room is None:
+            self.connection.offer(_room_not_found(read.room))
+            return
+        await self._node.read(self.connection.user, room, read.id)
 
     async def _subscribe(self, subscribe: frames.Subscribe) -> None:
         node = self._node
@@ -300,7 +309,7 @@ class Session:
         if self._subscriptions.get(slug) is not subscription:
             return
         self._drop(subscription)
-        self.connection.offer(frames.error(code, why))
+        self.connection.offer(frames.error(code, why, room=slug))
         self.connection.offer(frames.unsubscribed(slug))
         self.connection.spawn(self._leave(slug), name=f"leave {slug}")
 

@@ -1,6 +1,8 @@
 """Ephemeral room signals between app nodes, over Redis pub/sub.
 
-Three kinds: a frame for a room's subscribers (presence, typing); "this user lost
+Four kinds: a frame for a room's subscribers (presence, typing); a frame for every socket
+of one user, or of everyone (their read mark moved, their rooms changed: added, removed,
+joined, left, a new public room); "this user lost
 access to this room" (a member removed from a private room), on which every node ends
 that user's subscription at once; and "sessions of this user ended" (logout, logout
 everywhere, a password change), on which every node checks that user's sockets at once
@@ -46,6 +48,8 @@ OnSignal = Callable[[str, str, int | None], None]
 OnAccessLost = Callable[[str, int], None]
 # The user some of whose sessions ended.
 OnSignedOut = Callable[[int], None]
+# The user whose sockets get the frame (None: every socket), the frame's JSON text.
+OnUserFrame = Callable[[int | None, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +70,22 @@ class SignedOut:
     user_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class UserFrame:
+    user_id: int | None  # None: every connected user
+    frame: str
+
+
 class _Silent(Exception):
     """The pub/sub connection answered nothing, not even a PING."""
 
 
-def decode_signal(data: Any) -> RoomFrame | AccessLost | SignedOut | None:
+def decode_signal(data: Any) -> RoomFrame | AccessLost | SignedOut | UserFrame | None:
     try:
         obj = json.loads(data)
+        if "to_user" in obj:
+            to = obj["to_user"]
+            return UserFrame(int(to) if to is not None else None, str(obj["frame"]))
         if "signed_out" in obj:
             return SignedOut(int(obj["signed_out"]))
         if "lost" in obj:
@@ -93,6 +106,10 @@ def _ignore_signed_out(_user_id: int) -> None:
     return None
 
 
+def _ignore_user_frame(_user_id: int | None, _frame: str) -> None:
+    return None
+
+
 class RoomSignals:
     def __init__(
         self,
@@ -101,6 +118,7 @@ class RoomSignals:
         on_signal: OnSignal,
         on_access_lost: OnAccessLost = _ignore_access_lost,
         on_signed_out: OnSignedOut = _ignore_signed_out,
+        on_user_frame: OnUserFrame = _ignore_user_frame,
         *,
         ping_every_s: float = PING_EVERY_S,
         hang_s: float = READ_HANG_S,
@@ -110,6 +128,7 @@ class RoomSignals:
         self._on_signal = on_signal
         self._on_access_lost = on_access_lost
         self._on_signed_out = on_signed_out
+        self._on_user_frame = on_user_frame
         self._ping_every_s = ping_every_s
         self._hang_s = hang_s
         self._pubsub: PubSub | None = None
@@ -138,6 +157,11 @@ class RoomSignals:
 
     async def publish_access_lost(self, slug: str, user_id: int) -> None:
         await self._redis.publish(self.channel, json.dumps({"room": slug, "lost": user_id}))
+
+    async def publish_to_user(self, user_id: int | None, frame: str) -> None:
+        """`frame` to every socket of the user (None: of everyone), on every node."""
+        payload = json.dumps({"to_user": user_id, "frame": frame}, ensure_ascii=False)
+        await self._redis.publish(self.channel, payload)
 
     async def publish_signed_out(self, user_id: int) -> None:
         await self._redis.publish(self.channel, json.dumps({"signed_out": user_id}))
@@ -215,6 +239,8 @@ class RoomSignals:
                 self._on_access_lost(signal.slug, signal.user_id)
             elif isinstance(signal, SignedOut):
                 self._on_signed_out(signal.user_id)
+            elif isinstance(signal, UserFrame):
+                self._on_user_frame(signal.user_id, signal.frame)
             else:
                 self._on_signal(signal.slug, signal.frame, signal.skip_user)
         except Exception:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +30,6 @@ from chatroom.domain.refusals import Conflict, Forbidden, room_not_found
 from chatroom.domain.rooms import Room
 from chatroom.domain.rules import (
     LISTING_PAGE_MAX,
-    SLUG,
     TITLE_MAX,
     USERNAME,
     USERNAME_RULE,
@@ -38,6 +38,7 @@ from chatroom.domain.rules import (
     check_search,
     check_slug,
     clean_label,
+    is_room_name,
 )
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
@@ -99,7 +100,7 @@ class RoomDirectory:
         room = self._by_slug.get(slug)
         if room is not None:
             return room
-        if not isinstance(slug, str) or not SLUG.match(slug):
+        if not is_room_name(slug):
             return None
         missing_until = self._missing.get(slug)
         if missing_until is not None:
@@ -117,6 +118,11 @@ class RoomDirectory:
         if len(self._by_slug) < _ROOMS_CACHED_MAX:
             self._by_slug[slug] = room
         return room
+
+    def forget_missing(self, slug: str) -> None:
+        """The room exists now (created here, or by another request): stop answering
+        that it does not."""
+        self._missing.pop(slug, None)
 
     def _remember_missing(self, slug: str) -> None:
         if self._unknown_ttl_s <= 0:
@@ -233,18 +239,23 @@ class RoomDirectory:
                 )
         except IntegrityError:
             raise Conflict("room_exists", f"the name {checked_slug!r} is taken") from None
-        self._missing.pop(checked_slug, None)
+        self.forget_missing(checked_slug)
         return Room(room_id, checked_slug, checked_title, private, owner.id)
 
-    async def join(self, user: User, room: Room) -> None:
-        """Become a member of a public room (a private room's owner adds its members)."""
+    async def join(self, user: User, room: Room) -> bool:
+        """Become a member of a public room (a private room's owner adds its members);
+        False if `user` was one already."""
         if room.is_private:
             if await self.is_member(room, user):
-                return
+                return False
             raise room_not_found(room.slug)
-        await self._add(room, user.id)
+        return await self._add(room, user.id)
 
     async def leave(self, user: User, room: Room) -> None:
+        if room.is_dm:
+            raise Conflict(
+                "conversation_cannot_be_left", "a direct conversation stays between its people"
+            )
         if room.owner_id == user.id and room.is_private:
             raise Conflict("owner_cannot_leave", "the owner of a private room cannot leave it")
         await self._remove(room, user.id)
@@ -267,12 +278,13 @@ class RoomDirectory:
         members = [Author(int(r.id), r.username, r.display_name) for r in rows[:limit]]
         return MemberPage(members, has_more=len(rows) > limit)
 
-    async def add_member(self, acting: User, room: Room, username: object) -> None:
+    async def add_member(self, acting: User, room: Room, username: object) -> int | None:
         """Add a user to a private room; an unknown username changes nothing, and the
-        caller cannot tell the two apart."""
+        caller cannot tell the two apart. The id of the user added (None: nobody new)."""
         member = await self._manageable(acting, room, username)
-        if member is not None:
-            await self._add(room, member)
+        if member is not None and await self._add(room, member):
+            return member
+        return None
 
     async def remove_member(self, acting: User, room: Room, username: object) -> int | None:
         """Remove a member of a private room; the removed user's id (None: no such user)."""
@@ -282,6 +294,32 @@ class RoomDirectory:
         if member is not None:
             await self._remove(room, member)
         return member
+
+    async def joined_at(self, user: User, room_ids: list[int]) -> dict[int, datetime]:
+        """When the user joined each of these rooms (UTC; rooms they are not in: absent)."""
+        query = sa.select(room_members.c.room_id, room_members.c.joined_at).where(
+            room_members.c.user_id == user.id, room_members.c.room_id.in_(room_ids)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {int(row.room_id): row.joined_at for row in rows}
+
+    async def participants(self, rooms_: list[Room]) -> dict[int, list[Author]]:
+        """The members of each room (for direct conversations: a few each), by username."""
+        query = (
+            sa.select(room_members.c.room_id, users.c.id, users.c.username, users.c.display_name)
+            .select_from(room_members.join(users, users.c.id == room_members.c.user_id))
+            .where(room_members.c.room_id.in_([room.id for room in rooms_]))
+            .order_by(users.c.username_key)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found: dict[int, list[Author]] = {}
+        for row in rows:
+            found.setdefault(int(row.room_id), []).append(
+                Author(int(row.id), row.username, row.display_name)
+            )
+        return found
 
     async def _manageable(self, acting: User, room: Room, username: object) -> int | None:
         """The id of the user `acting` may add to or remove from `room` (None: nobody has
@@ -308,18 +346,20 @@ class RoomDirectory:
         )
         return found is not None
 
-    async def _add(self, room: Room, user_id: int) -> None:
+    async def _add(self, room: Room, user_id: int) -> bool:
+        """Whether the user became a member now (False: they were one already)."""
         try:
             async with self._engine.begin() as conn:
                 if await self._member(conn, room.id, user_id):
-                    return
+                    return False
                 await conn.execute(
                     room_members.insert().values(
                         room_id=room.id, user_id=user_id, joined_at=now_utc()
                     )
                 )
         except IntegrityError:
-            return  # added at the same moment by another request: the outcome is the same
+            return False  # added at the same moment by another request: the same outcome
+        return True
 
     async def _remove(self, room: Room, user_id: int) -> None:
         async with self._engine.begin() as conn:

@@ -78,6 +78,20 @@ room_members = sa.Table(
     **MYSQL_TABLE,
 )
 
+# How far each member has read each room: one row per (user, room), the id of the last
+# message read. Unread counts are computed from the room's stream and archive above it;
+# no row is written per message (see rooms/read_marks.py).
+read_marks = sa.Table(
+    "read_marks",
+    metadata,
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("room_id", sa.BigInteger(), sa.ForeignKey("rooms.id"), primary_key=True),
+    sa.Column("stream_ms", sa.BigInteger(), nullable=False),
+    sa.Column("stream_seq", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", Moment, nullable=False),
+    **MYSQL_TABLE,
+)
+
 # The archive. No foreign key on user_id: the archiver must never fail a whole batch on
 # one row, and users are never deleted; history joins users to show current names.
 messages = sa.Table(

@@ -7,25 +7,29 @@ member answers the same whether the username exists or not, at a limited rate.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from chatroom.accounts.throttle import Limit
+from chatroom.domain import frames
+from chatroom.domain.frames import RoomEvent
 from chatroom.domain.refusals import Throttled, room_not_found
-from chatroom.domain.rooms import Room
 from chatroom.domain.rules import LISTING_PAGE_DEFAULT, LISTING_PAGE_MAX, SEARCH_MAX, RuleError
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
 from chatroom.domain.users import User
 from chatroom.history import PAGE_MAX
 from chatroom.hub import presence
+from chatroom.hub.subscription import RoomRef
 from chatroom.web.dependencies import CurrentUser, State
+from chatroom.web.room_views import room_view, room_views
 from chatroom.web.schemas import (
     CreateRoomRequest,
     MemberList,
     MemberRequest,
     MessagePage,
     OnlineList,
+    ReadRequest,
     RoomEnvelope,
     RoomList,
     errors,
@@ -45,13 +49,6 @@ def parse_message_id(text: str, name: str) -> StreamId:
         return StreamId.parse(text)  # refuses parts past SQL's range: no message has one
     except InvalidStreamId:
         raise RuleError("invalid_id", f"{name} must be a message id like 1655188547271-0") from None
-
-
-async def _room_json(state: AppState, user: User, room: Room, joined: bool) -> dict[str, Any]:
-    counts = await presence.online_counts(state.redis, [room.slug])
-    return room.as_json(
-        online=counts.get(room.slug, 0), joined=joined, owned=room.owner_id == user.id
-    )
 
 
 @router.get(
@@ -77,16 +74,8 @@ async def list_rooms(
 ) -> dict[str, object]:
     page = await state.rooms.listing(user, after=cursor, limit=limit, search=q, joined_only=joined)
     listed = page.rooms
-    counts = await presence.online_counts(state.redis, [entry.room.slug for entry in listed])
     return {
-        "rooms": [
-            entry.room.as_json(
-                online=counts.get(entry.room.slug, 0),
-                joined=entry.joined,
-                owned=entry.room.owner_id == user.id,
-            )
-            for entry in listed
-        ],
+        "rooms": await room_views(state, user, [(e.room, e.joined) for e in listed]),
         "next_cursor": listed[-1].room.slug if page.has_more else None,
     }
 
@@ -117,14 +106,19 @@ async def create_room(
     await _count_room_creation(state, user)
     quota = None if user.is_admin else state.settings.rooms_per_user_max
     room = await state.rooms.create(user, body.slug, body.title, body.private, max_owned=quota)
-    return {"room": await _room_json(state, user, room, joined=True)}
+    view = await room_view(state, user, room, joined=True)
+    await state.hub.tell_user(user.id, frames.room_event(RoomEvent.JOINED, view))
+    if not room.is_private:  # everyone's room list shows it at once
+        public = room.as_json(online=0, joined=False, owned=False)
+        await state.hub.tell_user(None, frames.room_event(RoomEvent.CREATED, public))
+    return {"room": view}
 
 
 @router.get("/{slug}", response_model=RoomEnvelope, responses=errors(401, 404), summary="One room")
 async def get_room(slug: str, user: CurrentUser, state: State) -> dict[str, object]:
     room = await state.rooms.require_visible(user, slug)
     joined = await state.rooms.is_member(room, user)
-    return {"room": await _room_json(state, user, room, joined=joined)}
+    return {"room": await room_view(state, user, room, joined=joined)}
 
 
 @router.post(
@@ -136,7 +130,9 @@ async def get_room(slug: str, user: CurrentUser, state: State) -> dict[str, obje
 )
 async def join_room(slug: str, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
-    await state.rooms.join(user, room)
+    if await state.rooms.join(user, room):
+        view = await room_view(state, user, room, joined=True)
+        await state.hub.tell_user(user.id, frames.room_event(RoomEvent.JOINED, view))
     return Response(status_code=204)
 
 
@@ -150,7 +146,11 @@ async def join_room(slug: str, user: CurrentUser, state: State) -> Response:
 async def leave_room(slug: str, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
     await state.rooms.leave(user, room)
-    if room.is_private and state.hub is not None:  # their other tabs lose it too
+    # Their other tabs and devices drop it (told first: the `forbidden` that ends a
+    # private room's subscriptions then finds it gone, and says nothing).
+    view = room.as_json(online=0, joined=False, owned=room.owner_id == user.id)
+    await state.hub.tell_user(user.id, frames.room_event(RoomEvent.LEFT, view))
+    if room.is_private:
         await state.hub.access_lost(room.slug, user.id)
     return Response(status_code=204)
 
@@ -197,7 +197,10 @@ async def _count_member_change(state: AppState, user: User) -> None:
 async def add_member(slug: str, body: MemberRequest, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
     await _count_member_change(state, user)
-    await state.rooms.add_member(user, room, body.username)
+    added = await state.rooms.add_member(user, room, body.username)
+    if added is not None:  # the new member's room list shows it at once
+        view = room.as_json(online=0, joined=True, owned=False)
+        await state.hub.tell_user(added, frames.room_event(RoomEvent.ADDED, view))
     return Response(status_code=204)
 
 
@@ -213,8 +216,25 @@ async def remove_member(slug: str, username: str, user: CurrentUser, state: Stat
     room = await state.rooms.require_visible(user, slug)
     await _count_member_change(state, user)
     removed = await state.rooms.remove_member(user, room, username)
-    if removed is not None and state.hub is not None:  # their sockets lose it now, everywhere
+    if removed is not None:  # they are told, and their sockets lose it now, everywhere
+        view = room.as_json(online=0, joined=False, owned=False)
+        await state.hub.tell_user(removed, frames.room_event(RoomEvent.REMOVED, view))
         await state.hub.access_lost(room.slug, removed)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{slug}/read",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 404, 422),
+    summary="Set your read mark in the room: the id of the last message you have read "
+    "(extension; the mark only moves forward, and your other tabs and devices hear of it)",
+)
+async def mark_read(slug: str, body: ReadRequest, user: CurrentUser, state: State) -> Response:
+    room = await state.rooms.require_visible(user, slug)
+    mark = parse_message_id(body.id, "id")
+    await state.hub.read(user.author, RoomRef(room.id, room.slug, room.is_private), mark)
     return Response(status_code=204)
 
 

@@ -21,12 +21,13 @@ from chatroom.accounts.service import Accounts
 from chatroom.backends import Backends, open_database
 from chatroom.history import History
 from chatroom.redis_client import connect
+from chatroom.rooms.direct import DirectMessages
 from chatroom.rooms.directory import RoomDirectory
 from chatroom.settings import Settings
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.streams.writer import StreamWriter
-from chatroom.web import api_accounts, api_operations, api_rooms, ws
+from chatroom.web import api_accounts, api_dms, api_operations, api_rooms, ws
 from chatroom.web.body_limit import BodyLimitMiddleware
 from chatroom.web.client import DIST, WebClient
 from chatroom.web.errors import install_error_handlers
@@ -91,6 +92,7 @@ def create_app(settings: Settings, backends: Backends, *, with_archiver: bool) -
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     app.include_router(api_accounts.router)
     app.include_router(api_rooms.router)
+    app.include_router(api_dms.router)
     app.include_router(api_operations.router)
     app.include_router(ws.router)  # /ws, the realtime endpoint
     client.mount(app)
@@ -107,6 +109,7 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
     history = History(redis, ArchivedPages(engine))
     writer = StreamWriter(redis, client_id_ttl_s=settings.client_id_ttl_s, epochs=history.epochs)
     stack.push_async_callback(writer.close)
+    directory = RoomDirectory(engine, unknown_ttl_s=settings.unknown_room_cache_s)
     return AppState(
         settings=settings,
         redis=redis,
@@ -115,7 +118,8 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
         writer=writer,
         history=history,
         accounts=Accounts(settings, redis, engine),
-        rooms=RoomDirectory(engine, unknown_ttl_s=settings.unknown_room_cache_s),
+        rooms=directory,
+        dms=DirectMessages(engine, directory),
         persistence=persistence,
     )
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatroom.domain.rules import (
     DISPLAY_NAME_MAX,
+    DM_PEOPLE_MAX,
     PASSWORD_MAX,
     PASSWORD_MIN,
     SLUG,
@@ -76,6 +77,17 @@ class CreateRoomRequest(Request):
     private: bool = Field(default=False, description="Members only (the owner adds them).")
 
 
+class StartConversationRequest(Request):
+    usernames: list[str] = Field(
+        description=f"The people to talk with (besides you; at most {DM_PEOPLE_MAX - 1}).",
+        json_schema_extra={"minItems": 1, "maxItems": DM_PEOPLE_MAX - 1},
+    )
+
+
+class ReadRequest(Request):
+    id: str = Field(description="The id of the last message you have read.")
+
+
 class MemberRequest(Request):
     username: str = Field(
         description=f"{USERNAME_RULE}; the answer is the same whether it exists or not.",
@@ -120,6 +132,12 @@ class MeEnvelope(UserEnvelope):
     limits: Limits = Field(description="Extension: the server's input limits, for clients.")
 
 
+class Author(BaseModel):
+    id: int
+    username: str
+    display_name: str
+
+
 class RoomOut(BaseModel):
     slug: str
     title: str
@@ -127,6 +145,30 @@ class RoomOut(BaseModel):
     online: int = Field(description="How many users are in the room now.")
     joined: bool = Field(description="Extension: you are a member of the room.")
     owned: bool = Field(description="Extension: you own the room (and manage its members).")
+    kind: str = Field(
+        default="room",
+        description="Extension: `room`, or `dm` for a direct conversation (its slug "
+        "starts with `dm.`; `members` are its participants).",
+    )
+    members: list[Author] | None = Field(
+        default=None, description="Extension: a direct conversation's participants."
+    )
+    last_read: str | None = Field(
+        default=None,
+        description="Extension: the id of the last message you have read here (your "
+        "read mark, on every device); null: none yet.",
+    )
+    unread: int = Field(
+        default=0, description="Extension: messages of others after `last_read` (at most 99)."
+    )
+    unread_more: bool = Field(
+        default=False, description="Extension: there are more than `unread` (show 99+)."
+    )
+    mentions: int = Field(
+        default=0,
+        description="Extension: of the unread messages, those that mention you "
+        "(`@username` or `@room`).",
+    )
 
 
 class RoomEnvelope(BaseModel):
@@ -138,12 +180,6 @@ class RoomList(BaseModel):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next page; null: the last page."
     )
-
-
-class Author(BaseModel):
-    id: int
-    username: str
-    display_name: str
 
 
 class MessageOut(BaseModel):

@@ -22,6 +22,7 @@ from chatroom.web.metrics import ArchiverStatusMetrics
 if TYPE_CHECKING:
     from chatroom.accounts.service import Accounts
     from chatroom.hub.hub import Hub
+    from chatroom.rooms.direct import DirectMessages
     from chatroom.rooms.directory import RoomDirectory
 
 STATE_KEY = "chat"
@@ -37,6 +38,7 @@ class AppState:
     history: History
     accounts: Accounts
     rooms: RoomDirectory
+    dms: DirectMessages
     persistence: PersistenceReport
     # Set when the archiver runs in another process: its figures, read for /metrics.
     archiver_status_metrics: ArchiverStatusMetrics | None = None
