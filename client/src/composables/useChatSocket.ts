@@ -105,6 +105,9 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     detach(gone)
     socket = null
     stopPing()
+    // Sends without an ack go again on the next socket; who is online is unknown meanwhile.
+    messages.connectionLost()
+    presence.markUnknown()
     if (!running) return
     const delay = backoffDelay(attempt, random)
     attempt += 1
@@ -211,6 +214,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     if (running) return
     running = true
     attempt = 0
+    if (session.user !== null) messages.restoreOutbox(session.user.id)
     connection.bindTransport(transmit)
     events.addEventListener('online', onOnline)
     events.addEventListener('offline', onOffline)

@@ -55,6 +55,7 @@ export const en = {
     counter: '{count} / {max}',
     tooLong: 'Too long by {count} characters',
     pending: 'Sending…',
+    queued: 'Queued · sends when you are back online',
     failed: 'Not sent',
     retry: 'Retry',
     newMessages: 'New messages',
@@ -66,6 +67,7 @@ export const en = {
     typingTwo: '{first} and {second} are typing…',
     typingMany: 'Several people are typing…',
     online: 'Online',
+    onlineUnknown: 'Online: unknown while offline',
     onlineCount: 'Online ({count})',
     nobody: 'Nobody else is here',
     today: 'Today',
@@ -74,6 +76,12 @@ export const en = {
     openRooms: 'Open room list',
     closeRooms: 'Close room list',
     toggleOnline: 'Show who is online',
+  },
+  offline: {
+    title: 'You are offline.',
+    serverAway: 'Cannot reach the server.',
+    queued: 'Messages you write are kept and sent as soon as the connection is back.',
+    waiting: '{count} message waiting. | {count} messages waiting.',
   },
   connection: {
     idle: 'Offline',

@@ -57,6 +57,7 @@ export const zhCN: LocaleMessages = {
     counter: '{count} / {max}',
     tooLong: '超出 {count} 个字符',
     pending: '发送中…',
+    queued: '排队中 · 恢复连接后自动发送',
     failed: '未发送',
     retry: '重试',
     newMessages: '新消息',
@@ -68,6 +69,7 @@ export const zhCN: LocaleMessages = {
     typingTwo: '{first} 和 {second} 正在输入…',
     typingMany: '多人正在输入…',
     online: '在线',
+    onlineUnknown: '在线：离线时未知',
     onlineCount: '在线（{count}）',
     nobody: '这里暂时没有其他人',
     today: '今天',
@@ -76,6 +78,12 @@ export const zhCN: LocaleMessages = {
     openRooms: '打开聊天室列表',
     closeRooms: '关闭聊天室列表',
     toggleOnline: '查看在线成员',
+  },
+  offline: {
+    title: '你已离线。',
+    serverAway: '无法连接服务器。',
+    queued: '你写的消息会保留，连接恢复后立即发送。',
+    waiting: '{count} 条消息等待发送。 | {count} 条消息等待发送。',
   },
   connection: {
     idle: '离线',

@@ -3,9 +3,11 @@ import { computed, ref } from 'vue'
 
 import { ApiError, api } from '@/api/http'
 import type { Room } from '@/api/types'
+import { rememberRoom } from '@/lib/landing'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
+import { useSessionStore } from '@/stores/session'
 
 /** Members shown per page in a room's member list. */
 export const MEMBERS_PAGE = 50
@@ -32,6 +34,7 @@ export const useRoomsStore = defineStore('rooms', () => {
   const connection = useConnectionStore()
   const messages = useMessagesStore()
   const presence = usePresenceStore()
+  const session = useSessionStore()
 
   const joined = computed(() => rooms.value.filter((room) => room.joined).map((room) => room.slug))
   /** The sidebar: the rooms the server says we joined. */
@@ -137,6 +140,7 @@ export const useRoomsStore = defineStore('rooms', () => {
       if (!(error instanceof ApiError && error.status === 404)) throw error
     }
     if (!isJoined(slug) || messages.timelines[slug]?.missing) missing(slug)
+    else if (session.user !== null) rememberRoom(session.user.id, slug)
   }
 
   function missing(slug: string) {
@@ -151,8 +155,10 @@ export const useRoomsStore = defineStore('rooms', () => {
     return room
   }
 
-  /** The online count of a room, kept in step with presence frames for subscribed rooms. */
+  /** The online count of a room, kept in step with presence frames for subscribed rooms;
+   * 0 (shown as nothing) while the socket is down and the count is unknown. */
   function onlineCount(room: Room): number {
+    if (!presence.known(room.slug)) return 0
     return presence.online[room.slug]?.length ?? room.online
   }
 

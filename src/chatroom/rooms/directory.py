@@ -10,6 +10,7 @@ whether that username exists or not: the directory does not tell who has an acco
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +24,28 @@ from chatroom.domain.refusals import Conflict, Forbidden, room_not_found
 from chatroom.domain.rooms import Room
 from chatroom.domain.rules import (
     SLUG,
+    SLUG_FALLBACK_RANDOM_CHARS,
     TITLE_MAX,
     USERNAME,
     USERNAME_RULE,
     RuleError,
     check_slug,
     clean_label,
+    fallback_slug,
+    slug_from_title,
 )
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
 
 _ROOM_COLUMNS = (rooms.c.id, rooms.c.slug, rooms.c.title, rooms.c.is_private, rooms.c.owner_id)
 _ROOMS_CACHED_MAX = 10_000
+# A random slug collides once in about 2 billion: three tries are plenty.
+_RANDOM_SLUG_TRIES = 3
+
+
+def _random_slug() -> str:
+    tail = "".join(secrets.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(SLUG_FALLBACK_RANDOM_CHARS))
+    return fallback_slug(tail)
 
 
 def _room(row: sa.Row[*tuple[Any, ...]]) -> Room:
@@ -121,9 +132,28 @@ class RoomDirectory:
         return [ListedRoom(_room(row), bool(row.joined)) for row in rows]
 
     async def create(self, owner: User, slug: object, title: object, private: bool) -> Room:
-        """A new room, owned by `owner`, who is its first member."""
-        checked_slug = check_slug(slug)
+        """A new room, owned by `owner`, who is its first member. Without a slug (None or
+        ""), the title suggests one, or, in a script with no a-z/0-9, `room-` and a random
+        tail (so is a suggested slug that is taken)."""
         checked_title = check_title(title)
+        if slug is None or slug == "":
+            suggested = slug_from_title(checked_title)
+            if suggested is not None:
+                try:
+                    return await self._insert(owner, suggested, checked_title, private)
+                except Conflict:
+                    pass
+            for attempt in range(_RANDOM_SLUG_TRIES):
+                try:
+                    return await self._insert(owner, _random_slug(), checked_title, private)
+                except Conflict:
+                    if attempt == _RANDOM_SLUG_TRIES - 1:
+                        raise
+        return await self._insert(owner, check_slug(slug), checked_title, private)
+
+    async def _insert(
+        self, owner: User, checked_slug: str, checked_title: str, private: bool
+    ) -> Room:
         now = now_utc()
         try:
             async with self._engine.begin() as conn:

@@ -65,8 +65,11 @@ class ChangePasswordRequest(Request):
 
 
 class CreateRoomRequest(Request):
-    slug: str = Field(
-        description=f"{SLUG_RULE}.",
+    slug: str | None = Field(
+        default=None,
+        description=f"{SLUG_RULE}. Extension: optional; without it the title suggests one "
+        "(`Team Standup` -> `team-standup`), or, for a title with no a-z/0-9 (Chinese, say), "
+        "`room-` and a random base36 tail.",
         json_schema_extra={"pattern": json_pattern(SLUG)},
     )
     title: str = Field(

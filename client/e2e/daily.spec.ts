@@ -1,0 +1,109 @@
+import { expect, test } from '@playwright/test'
+
+import {
+  messageList,
+  messagesWithBody,
+  openRoom,
+  screenshot,
+  send,
+  signInElsewhere,
+  signUp,
+  unique,
+  type Person,
+} from './helpers'
+
+// Everyday flows of issue 11: where you land, rooms in any script, the offline queue.
+test.describe.configure({ mode: 'serial' })
+
+let erin: Person
+let finn: Person
+const room = unique('daily-')
+
+test.beforeAll(async ({ browser }) => {
+  erin = await signUp(browser, 'erin_', 'Erin Brockovich')
+  finn = await signUp(browser, 'finn_', 'Finn 芬恩')
+})
+
+test.afterAll(async () => {
+  await erin?.context.close()
+  await finn?.context.close()
+})
+
+test('after sign-up you land in the Lobby; after sign-in, in the room you had open last', async ({ browser }) => {
+  await expect(erin.page).toHaveURL(/\/r\/lobby$/)
+  await expect(erin.page.getByTestId('room-title')).toHaveText('Lobby')
+  await expect(erin.page.getByText('Pick a room on the left, or create one.')).toHaveCount(0)
+
+  await erin.page.getByRole('button', { name: 'New room' }).click()
+  const dialog = erin.page.getByRole('dialog', { name: 'New room' })
+  await dialog.getByLabel('Title').fill('Daily standup')
+  await dialog.getByLabel('Address').fill(room)
+  await dialog.getByRole('button', { name: 'New room' }).click()
+  await expect(erin.page).toHaveURL(new RegExp(`/r/${room}$`))
+
+  const laptop = await signInElsewhere(browser, erin)
+  await expect(laptop.page).toHaveURL(new RegExp(`/r/${room}$`))
+  await expect(laptop.page.getByTestId('room-title')).toHaveText('Daily standup')
+  await laptop.context.close()
+})
+
+test('a room titled in Chinese gets an address the user can keep or edit', async () => {
+  await erin.page.getByRole('button', { name: 'New room' }).click()
+  const dialog = erin.page.getByRole('dialog', { name: 'New room' })
+  await dialog.getByLabel('Title').fill('产品讨论')
+  const address = dialog.getByLabel('Address')
+  await expect(address).toHaveValue(/^room-[a-z0-9]{6}$/)
+  const suggested = await address.inputValue()
+  // Typing more of the title keeps the same address; a Latin title suggests from it again.
+  await dialog.getByLabel('Title').fill('产品讨论组')
+  await expect(address).toHaveValue(suggested)
+  await screenshot(erin.page, 'desktop-create-room-chinese-light')
+  const create = dialog.getByRole('button', { name: 'New room' })
+  await expect(create).toBeEnabled()
+  await create.click()
+  await expect(erin.page).toHaveURL(new RegExp(`/r/${suggested}$`))
+  await expect(erin.page.getByTestId('room-title')).toHaveText('产品讨论组')
+})
+
+test('messages written offline are queued, survive 10 s, and go in order when back', async () => {
+  await openRoom(erin.page, room)
+  await openRoom(finn.page, room)
+  await expect(erin.page.getByTestId('online').locator(`[data-username="${finn.username}"]`)).toBeVisible()
+  await send(erin.page, 'before the outage')
+  await expect(messagesWithBody(finn.page, 'before the outage')).toHaveCount(1)
+
+  await erin.context.setOffline(true)
+  const banner = erin.page.getByTestId('offline-banner')
+  await expect(banner).toContainText('You are offline.')
+  // Who is online is not known while offline: no stale count, no green dots.
+  await expect(erin.page.getByTestId('online-count')).toHaveText('?')
+  await expect(erin.page.getByTestId('online')).toHaveAttribute('data-known', 'false')
+
+  const composer = erin.page.getByTestId('composer')
+  const bodies = ['offline one', 'offline two', 'offline three']
+  for (const body of bodies) {
+    await composer.fill(body)
+    await composer.press('Enter')
+  }
+  const queued = messageList(erin.page).locator('.message[data-status="queued"]')
+  await expect(queued).toHaveCount(3)
+  await expect(queued.first()).toContainText('Queued · sends when you are back online')
+  await expect(banner).toContainText('3 messages waiting.')
+  await screenshot(erin.page, 'desktop-offline-queue-light')
+
+  // Longer than the ack timeout: still queued, never "Not sent · No answer from the server".
+  await erin.page.waitForTimeout(11_000)
+  await expect(queued).toHaveCount(3)
+  await expect(erin.page.getByText('Not sent')).toHaveCount(0)
+
+  await erin.context.setOffline(false)
+  await expect(banner).toHaveCount(0)
+  await expect(messageList(erin.page).locator('.message[data-status="queued"]')).toHaveCount(0)
+  await expect(messageList(erin.page).locator('.message[data-status="pending"]')).toHaveCount(0)
+  for (const body of bodies) await expect(messagesWithBody(finn.page, body)).toHaveCount(1)
+  const seen = await messageList(finn.page).locator('.message .body').allInnerTexts()
+  expect(seen.filter((text) => text.startsWith('offline '))).toEqual(bodies)
+  // Each once, on both sides.
+  for (const body of bodies) await expect(messagesWithBody(erin.page, body)).toHaveCount(1)
+  await expect(erin.page.getByTestId('online-count')).toHaveText('2')
+})
