@@ -1,6 +1,7 @@
 import { expect, test } from '@playwright/test'
 
 import {
+  PASSWORD,
   messageList,
   messagesWithBody,
   openRoom,
@@ -29,7 +30,7 @@ test.afterAll(async () => {
   await finn?.context.close()
 })
 
-test('after sign-up you land in the Lobby; after sign-in, in the room you had open last', async ({ browser }) => {
+test('after sign-up you land in the Lobby; after sign-in, in the room you had open last', async () => {
   await expect(erin.page).toHaveURL(/\/r\/lobby$/)
   await expect(erin.page.getByTestId('room-title')).toHaveText('Lobby')
   await expect(erin.page.getByText('Pick a room on the left, or create one.')).toHaveCount(0)
@@ -41,9 +42,20 @@ test('after sign-up you land in the Lobby; after sign-in, in the room you had op
   await dialog.getByRole('button', { name: 'New room' }).click()
   await expect(erin.page).toHaveURL(new RegExp(`/r/${room}$`))
 
-  const laptop = await signInElsewhere(browser, erin)
-  await expect(laptop.page).toHaveURL(new RegExp(`/r/${room}$`))
-  await expect(laptop.page.getByTestId('room-title')).toHaveText('Daily standup')
+  // Signed out and in again on this browser: back in that room.
+  await erin.page.getByRole('button', { name: 'Sign out' }).click()
+  await expect(erin.page).toHaveURL(/\/signin$/)
+  await erin.page.getByLabel('Username').fill(erin.username)
+  await erin.page.getByLabel('Password').fill(PASSWORD)
+  await erin.page.getByRole('button', { name: 'Sign in' }).click()
+  await expect(erin.page).toHaveURL(new RegExp(`/r/${room}$`))
+  await expect(erin.page.getByTestId('room-title')).toHaveText('Daily standup')
+})
+
+test('on a new device, sign-in lands in the Lobby', async ({ browser }) => {
+  const laptop = await signInElsewhere(browser, finn)
+  await expect(laptop.page).toHaveURL(/\/r\/lobby$/)
+  await expect(laptop.page.getByTestId('room-title')).toHaveText('Lobby')
   await laptop.context.close()
 })
 
