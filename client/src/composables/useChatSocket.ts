@@ -2,6 +2,7 @@ import type { ClientFrame, ServerFrame } from '@/api/types'
 import { backoffDelay } from '@/lib/backoff'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
+import { useNotificationsStore } from '@/stores/notifications'
 import { usePresenceStore } from '@/stores/presence'
 import { useRoomsStore } from '@/stores/rooms'
 import { useSessionStore } from '@/stores/session'
@@ -55,6 +56,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
 
   const connection = useConnectionStore()
   const messages = useMessagesStore()
+  const notifications = useNotificationsStore()
   const presence = usePresenceStore()
   const rooms = useRoomsStore()
   const session = useSessionStore()
@@ -165,6 +167,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
         break
       case 'message':
         messages.receive(frame)
+        notifications.onMessage(frame, rooms.rooms.find((room) => room.slug === frame.room))
         presence.stopTyping(frame.room, frame.user)
         break
       case 'ack':
