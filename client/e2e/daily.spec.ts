@@ -119,3 +119,94 @@ test('messages written offline are queued, survive 10 s, and go in order when ba
   for (const body of bodies) await expect(messagesWithBody(erin.page, body)).toHaveCount(1)
   await expect(erin.page.getByTestId('online-count')).toHaveText('2')
 })
+
+/** A stand-in for the browser's Notification API and the tab's visibility, which headless
+ * Chromium cannot show or change: what the page does with them is what is tested. */
+const NOTIFICATION_STUB = () => {
+  const shown: { title: string; body: string | undefined }[] = []
+  let hidden = false
+  class StubNotification {
+    static permission: NotificationPermission = 'default'
+    static async requestPermission() {
+      StubNotification.permission = 'granted'
+      return StubNotification.permission
+    }
+    onclick: (() => void) | null = null
+    constructor(title: string, options?: NotificationOptions) {
+      shown.push({ title, body: options?.body })
+    }
+    close() {}
+  }
+  Object.assign(window, {
+    Notification: StubNotification,
+    shownNotifications: shown,
+    setTabHidden(value: boolean) {
+      hidden = value
+      document.dispatchEvent(new Event('visibilitychange'))
+    },
+  })
+  Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden })
+  Object.defineProperty(document, 'visibilityState', {
+    configurable: true,
+    get: () => (hidden ? 'hidden' : 'visible'),
+  })
+}
+
+type StubbedWindow = Window & {
+  shownNotifications: { title: string; body: string | undefined }[]
+  setTabHidden(value: boolean): void
+}
+
+test('@mentions autocomplete, highlight, notify while hidden, count in the title, and mute', async () => {
+  await finn.context.addInitScript(NOTIFICATION_STUB)
+  await finn.page.reload()
+  await expect(finn.page.getByTestId('room-title')).toHaveText('Daily standup')
+
+  // Finn turns notifications on from the room's bell: the browser asks only now.
+  await finn.page.getByTestId('notify-settings').click()
+  const settings = finn.page.getByRole('dialog', { name: 'Notifications' })
+  await settings.getByLabel(/Desktop notifications/).check()
+  await expect(settings.getByLabel(/Desktop notifications/)).toBeChecked()
+  await settings.getByRole('button', { name: 'Done' }).click()
+
+  // Erin mentions Finn, picking him from the suggestions.
+  const composer = erin.page.getByTestId('composer')
+  await composer.pressSequentially('@fin', { delay: 20 })
+  const suggestions = erin.page.getByTestId('mention-suggestions')
+  await expect(suggestions.getByRole('option', { name: new RegExp(finn.username) })).toBeVisible()
+  await screenshot(erin.page, 'desktop-mention-autocomplete-light')
+  await composer.press('Enter')
+  await expect(composer).toHaveValue(`@${finn.username} `)
+  await expect(suggestions).toHaveCount(0)
+  await composer.pressSequentially('standup in 5?')
+  await composer.press('Enter')
+  const mentionBody = `@${finn.username} standup in 5?`
+  await expect(messagesWithBody(finn.page, mentionBody)).toHaveCount(1)
+  const mentioned = messageList(finn.page).locator('.message.mentioned')
+  await expect(mentioned).toHaveCount(1)
+  await expect(mentioned.locator('.mention.me')).toHaveText(`@${finn.username}`)
+
+  // Tab hidden: a plain message counts in the title, a mention also notifies.
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(true))
+  await send(erin.page, 'plain words')
+  await send(erin.page, `@${finn.username} are you there?`)
+  await expect(finn.page).toHaveTitle(/^\(2\) Daily standup · Chatroom$/)
+  const shown = () => finn.page.evaluate(() => (window as unknown as StubbedWindow).shownNotifications)
+  await expect.poll(shown).toEqual([
+    { title: 'Erin Brockovich · Daily standup', body: `@${finn.username} are you there?` },
+  ])
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(false))
+  await expect(finn.page).toHaveTitle('Daily standup · Chatroom')
+
+  // Muted: nothing notifies or counts.
+  await finn.page.getByTestId('notify-settings').click()
+  await settings.getByLabel(/Mute #Daily standup/).check()
+  await settings.getByRole('button', { name: 'Done' }).click()
+  await expect(finn.page.getByRole('button', { name: 'Notifications for this room (muted)' })).toBeVisible()
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(true))
+  await send(erin.page, '@room muted for Finn')
+  await expect(messagesWithBody(finn.page, '@room muted for Finn')).toHaveCount(1)
+  expect(await shown()).toHaveLength(1)
+  await expect(finn.page).toHaveTitle('Daily standup · Chatroom')
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(false))
+})
