@@ -44,7 +44,8 @@ _RANDOM_SLUG_TRIES = 3
 
 
 def _random_slug() -> str:
-    tail = "".join(secrets.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(SLUG_FALLBACK_RANDOM_CHARS))
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    tail = "".join(secrets.choice(alphabet) for _ in range(SLUG_FALLBACK_RANDOM_CHARS))
     return fallback_slug(tail)
 
 
