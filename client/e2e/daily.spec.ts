@@ -1,4 +1,5 @@
-import { expect, test } from '@playwright/test'
+import AxeBuilder from '@axe-core/playwright'
+import { expect, test, type Page } from '@playwright/test'
 
 import {
   PASSWORD,
@@ -209,4 +210,38 @@ test('@mentions autocomplete, highlight, notify while hidden, count in the title
   expect(await shown()).toHaveLength(1)
   await expect(finn.page).toHaveTitle('Daily standup · Chatroom')
   await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(false))
+})
+
+/** Serious and critical axe findings (WCAG 2.2 A/AA), as "rule: targets" lines. */
+async function seriousIssues(page: Page): Promise<string[]> {
+  const results = await new AxeBuilder({ page })
+    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'])
+    .analyze()
+  return results.violations
+    .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+    .map((violation) => `${violation.id}: ${violation.nodes.map((node) => node.target.join(' ')).join(', ')}`)
+}
+
+test('axe finds no serious issue; new messages are announced, keystrokes are not', async () => {
+  const page = finn.page
+  const toggle = page.getByRole('button', { name: /online: show who/ })
+  if ((await toggle.getAttribute('aria-expanded')) !== 'true') await toggle.click()
+  await expect(page.getByTestId('online')).toBeVisible()
+  expect(await seriousIssues(page)).toEqual([])
+
+  await page.getByRole('button', { name: 'New room' }).click()
+  await expect(page.getByRole('dialog', { name: 'New room' })).toBeVisible()
+  expect(await seriousIssues(page)).toEqual([])
+  await page.getByRole('dialog', { name: 'New room' }).getByRole('button', { name: 'Cancel' }).click()
+
+  // The length counter is not a live region (it was read out on every keystroke)...
+  await expect(page.locator('#composer-counter')).not.toHaveAttribute('aria-live', /.*/)
+  await page.getByTestId('composer').pressSequentially('typing', { delay: 10 })
+  await expect(page.locator('#composer-counter')).toHaveText('6 / 3000')
+  await page.getByTestId('composer').fill('')
+  // ...while a new message of someone else is, politely.
+  const announcer = page.getByTestId('announcer')
+  await expect(announcer).toHaveAttribute('aria-live', 'polite')
+  await send(erin.page, 'announce me, please')
+  await expect(announcer).toHaveText(`${erin.displayName}: announce me, please`)
 })

@@ -60,6 +60,8 @@ export const en = {
     overLimit: 'The message is over the length limit',
     mentionSuggestions: 'People to mention',
     mentionRoom: 'Everyone in this room',
+    announceOne: '{name}: {body}',
+    announceMany: '{count} new messages, the last from {name}: {body}',
     retry: 'Retry',
     newMessages: 'New messages',
     jumpToLatest: 'Jump to latest',

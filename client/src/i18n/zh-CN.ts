@@ -62,6 +62,8 @@ export const zhCN: LocaleMessages = {
     overLimit: '消息超出长度限制',
     mentionSuggestions: '可提及的人',
     mentionRoom: '房间里的所有人',
+    announceOne: '{name}：{body}',
+    announceMany: '{count} 条新消息，最后一条来自 {name}：{body}',
     retry: '重试',
     newMessages: '新消息',
     jumpToLatest: '跳到最新',
