@@ -56,6 +56,13 @@ class LoginRequest(Request):
     password: str
 
 
+class ChangeProfileRequest(Request):
+    display_name: str = Field(
+        description=f"1-{DISPLAY_NAME_MAX} characters of any script, nothing invisible.",
+        json_schema_extra={"minLength": 1, "maxLength": DISPLAY_NAME_MAX},
+    )
+
+
 class ChangePasswordRequest(Request):
     current_password: str
     new_password: str = Field(
