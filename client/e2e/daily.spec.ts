@@ -3,11 +3,13 @@ import { expect, test, type Page } from '@playwright/test'
 
 import {
   PASSWORD,
+  PHONE,
   messageList,
   messagesWithBody,
   openRoom,
   screenshot,
   send,
+  setTheme,
   signInElsewhere,
   signUp,
   unique,
@@ -42,6 +44,7 @@ test('after sign-up you land in the Lobby; after sign-in, in the room you had op
   await dialog.getByLabel('Address').fill(room)
   await dialog.getByRole('button', { name: 'New room' }).click()
   await expect(erin.page).toHaveURL(new RegExp(`/r/${room}$`))
+  await expect(erin.page.getByText('This is the beginning of #Daily standup.')).toBeVisible()
 
   // Signed out and in again on this browser: back in that room.
   await erin.page.getByRole('button', { name: 'Sign out' }).click()
@@ -244,4 +247,56 @@ test('axe finds no serious issue; new messages are announced, keystrokes are not
   await expect(announcer).toHaveAttribute('aria-live', 'polite')
   await send(erin.page, 'announce me, please')
   await expect(announcer).toHaveText(`${erin.displayName}: announce me, please`)
+})
+
+test('a new display name shows on the next message and in the online list of others', async () => {
+  await erin.page.getByRole('button', { name: 'Account' }).click()
+  const account = erin.page.getByRole('dialog', { name: 'Account' })
+  const field = account.getByLabel('Display name')
+  await expect(field).toHaveValue('Erin Brockovich')
+  await field.fill('   ')
+  await account.getByRole('button', { name: 'Save' }).click()
+  await expect(account.getByText('1-64 characters')).toBeVisible()
+  await field.fill('Erin B. 艾琳')
+  await account.getByRole('button', { name: 'Save' }).click()
+  await expect(account.getByText('Saved. Others see the new name from your next message.')).toBeVisible()
+  await screenshot(erin.page, 'desktop-profile-light')
+  await account.getByRole('button', { name: 'Close' }).first().click()
+  await expect(erin.page.getByTestId('me')).toHaveText('Erin B. 艾琳')
+  await expect(erin.page.getByRole('status').getByText('Live')).toBeVisible()
+
+  await send(erin.page, 'same me, new name')
+  await expect(messagesWithBody(finn.page, 'same me, new name')).toHaveCount(1)
+  await expect(messageList(finn.page).locator('.author').last()).toHaveText('Erin B. 艾琳')
+  await expect(finn.page.getByTestId('online').locator(`[data-username="${erin.username}"]`)).toContainText(
+    'Erin B. 艾琳',
+  )
+  // After a reload her name is the new one there too (the session carries it).
+  await erin.page.reload()
+  await expect(erin.page.getByTestId('me')).toHaveText('Erin B. 艾琳')
+})
+
+test('phone, dark: the offline queue, mentions and notification settings', async ({ browser }) => {
+  const phone = await signInElsewhere(browser, finn)
+  await setTheme(phone.page, 'dark')
+  await phone.page.setViewportSize(PHONE)
+  await phone.page.goto(`/r/${room}`)
+  await expect(phone.page.getByTestId('room-title')).toHaveText('Daily standup')
+  await expect(messagesWithBody(phone.page, 'same me, new name')).toHaveCount(1)
+  await screenshot(phone.page, 'phone-mentions-dark')
+
+  await phone.page.getByTestId('notify-settings').click()
+  await expect(phone.page.getByRole('dialog', { name: 'Notifications' })).toBeVisible()
+  await screenshot(phone.page, 'phone-notifications-dark')
+  await phone.page.getByRole('dialog', { name: 'Notifications' }).getByRole('button', { name: 'Done' }).click()
+
+  await phone.context.setOffline(true)
+  await expect(phone.page.getByTestId('offline-banner')).toBeVisible()
+  await phone.page.getByTestId('composer').fill('sent from the train')
+  await phone.page.getByTestId('composer').press('Enter')
+  await expect(messageList(phone.page).locator('.message[data-status="queued"]')).toHaveCount(1)
+  await screenshot(phone.page, 'phone-offline-queue-dark')
+  await phone.context.setOffline(false)
+  await expect(messagesWithBody(erin.page, 'sent from the train')).toHaveCount(1)
+  await phone.context.close()
 })

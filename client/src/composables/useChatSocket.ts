@@ -202,6 +202,12 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     }
   }
 
+  /** A fresh socket now (no backoff): the server should see the session as it is now. */
+  function reconnectNow() {
+    abandon()
+    onOnline()
+  }
+
   function onOffline() {
     abandon()
   }
@@ -218,7 +224,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     running = true
     attempt = 0
     if (session.user !== null) messages.restoreOutbox(session.user.id)
-    connection.bindTransport(transmit)
+    connection.bindTransport(transmit, reconnectNow)
     events.addEventListener('online', onOnline)
     events.addEventListener('offline', onOffline)
     connect()

@@ -120,6 +120,10 @@ export const en = {
   },
   account: {
     title: 'Account',
+    profile: 'Profile',
+    displayNameHint: 'How others see you, in any script; your username stays.',
+    displayNameSaved: 'Saved. Others see the new name from your next message.',
+    saveProfile: 'Save',
     changePassword: 'Change password',
     currentPassword: 'Current password',
     newPassword: 'New password',

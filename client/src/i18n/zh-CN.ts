@@ -122,6 +122,10 @@ export const zhCN: LocaleMessages = {
   },
   account: {
     title: '账号',
+    profile: '个人资料',
+    displayNameHint: '别人看到的名字，可用任何文字；用户名不变。',
+    displayNameSaved: '已保存。从你的下一条消息起，别人会看到新名字。',
+    saveProfile: '保存',
     changePassword: '修改密码',
     currentPassword: '当前密码',
     newPassword: '新密码',

@@ -44,10 +44,13 @@ export const usePresenceStore = defineStore('presence', () => {
   /** Whether the room's online list is up to date (false while the socket is down). */
   const known = (room: string) => stale[room] !== true
 
+  /** A join; the same user again (another tab, a reconnect) may carry a new display name. */
   function join(room: string, user: User) {
     const users = online[room] ?? []
-    if (!users.some((other) => other.id === user.id)) {
-      online[room] = [...users, user]
+    const index = users.findIndex((other) => other.id === user.id)
+    if (index < 0) online[room] = [...users, user]
+    else if (users[index]!.display_name !== user.display_name) {
+      online[room] = users.map((other) => (other.id === user.id ? user : other))
     }
   }
 

@@ -135,12 +135,12 @@ export const useRoomsStore = defineStore('rooms', () => {
     if (slug === null) return
     try {
       if (!isJoined(slug)) await join(slug)
+      if (session.user !== null) rememberRoom(session.user.id, slug) // where to land next time
       if (!messages.timelines[slug]?.loaded) await messages.loadLatest(slug)
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) throw error
     }
     if (!isJoined(slug) || messages.timelines[slug]?.missing) missing(slug)
-    else if (session.user !== null) rememberRoom(session.user.id, slug)
   }
 
   function missing(slug: string) {
