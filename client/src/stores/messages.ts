@@ -128,6 +128,7 @@ export const useMessagesStore = defineStore('messages', () => {
   }
 
   function settle(clientId: string) {
+    timedOutOnce.delete(clientId)
     clearTimeout(ackTimers.get(clientId))
     ackTimers.delete(clientId)
     const index = outbox.findIndex((entry) => entry.clientId === clientId)
@@ -170,6 +171,26 @@ export const useMessagesStore = defineStore('messages', () => {
     entry.retryAfterMs = retryAfterMs
   }
 
+  /** Sends whose ack did not come on a socket we took for live, once (per client_id). */
+  const timedOutOnce = new Set<string>()
+
+  /**
+   * No ack in time on a socket that looked live: most often it is dead without having said
+   * so (a network that went away with no `offline` event, a half-open TCP connection). The
+   * first time, the socket is replaced (the send is queued and goes again on the new one,
+   * same client_id); a second time, the send is shown failed, with Retry.
+   */
+  function ackTimedOut(clientId: string) {
+    if (timedOutOnce.has(clientId)) {
+      timedOutOnce.delete(clientId)
+      fail(clientId, 'timeout')
+      return
+    }
+    timedOutOnce.add(clientId)
+    ackTimers.delete(clientId)
+    connection.reconnect()
+  }
+
   /** Sends an entry over the live socket (pending, with an ack timer), or queues it. */
   function transmit(entry: OutgoingMessage) {
     entry.error = null
@@ -191,7 +212,7 @@ export const useMessagesStore = defineStore('messages', () => {
     entry.status = 'pending'
     ackTimers.set(
       entry.clientId,
-      setTimeout(() => fail(entry.clientId, 'timeout'), ACK_TIMEOUT_MS),
+      setTimeout(() => ackTimedOut(entry.clientId), ACK_TIMEOUT_MS),
     )
   }
 

@@ -316,14 +316,23 @@ describe('useChatSocket', () => {
     expect(messages.outbox).toEqual([])
   })
 
-  it('marks a send failed when no ack comes in time', async () => {
+  it('takes a missing ack for a dead socket once: reconnects and resends, then fails', async () => {
     const { messages } = await setup()
     FakeSocket.last.open()
+    const first = FakeSocket.last
     messages.send('lobby', 'hello')
+    const [sent] = first.sentOfType('send')
 
     vi.advanceTimersByTime(ACK_TIMEOUT_MS - 1)
     expect(messages.outbox[0]!.status).toBe('pending')
     vi.advanceTimersByTime(1)
+    // The silent socket is dropped at once, and a new one carries the same send.
+    expect(messages.outbox[0]!.status).toBe('queued')
+    expect(FakeSocket.last).not.toBe(first)
+    FakeSocket.last.open()
+    expect(FakeSocket.last.sentOfType('send')).toEqual([sent])
+
+    vi.advanceTimersByTime(ACK_TIMEOUT_MS)
     expect(messages.outbox[0]).toMatchObject({ status: 'failed', error: 'timeout' })
   })
 
