@@ -94,6 +94,7 @@ test('messages written offline are queued, survive 10 s, and go in order when ba
   // Who is online is not known while offline: no stale count, no green dots.
   await expect(erin.page.getByTestId('online-count')).toHaveText('?')
   await expect(erin.page.getByTestId('online')).toHaveAttribute('data-known', 'false')
+  await expect(erin.page.getByTestId('joined-rooms').locator('.online')).toHaveCount(0)
 
   const composer = erin.page.getByTestId('composer')
   const bodies = ['offline one', 'offline two', 'offline three']
@@ -122,6 +123,7 @@ test('messages written offline are queued, survive 10 s, and go in order when ba
   // Each once, on both sides.
   for (const body of bodies) await expect(messagesWithBody(erin.page, body)).toHaveCount(1)
   await expect(erin.page.getByTestId('online-count')).toHaveText('2')
+  await expect(erin.page.getByTestId('joined-rooms').locator(`[data-room="${room}"] .online`)).toContainText('2')
 })
 
 /** A stand-in for the browser's Notification API and the tab's visibility, which headless

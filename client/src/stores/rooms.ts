@@ -158,7 +158,7 @@ export const useRoomsStore = defineStore('rooms', () => {
   /** The online count of a room, kept in step with presence frames for subscribed rooms;
    * 0 (shown as nothing) while the socket is down and the count is unknown. */
   function onlineCount(room: Room): number {
-    if (!presence.known(room.slug)) return 0
+    if (connection.state === 'reconnecting' || !presence.known(room.slug)) return 0
     return presence.online[room.slug]?.length ?? room.online
   }
 
