@@ -90,6 +90,38 @@ async def test_two_nodes_share_sessions(chat_server: StartServer, signed_up: Sig
     assert (await on_first.get("/api/me")).status_code == 401
 
 
+async def test_change_display_name_on_every_session_and_node(
+    chat_server: StartServer, signed_up: SignUp
+) -> None:
+    first, second = await chat_server(), await chat_server()
+    phone = await signed_up(first, "mia", display_name="Mia")
+    async with second.client() as laptop:
+        await login(laptop, "mia")
+        renamed = await phone.patch("/api/me", json={"display_name": "  米娅 Mia 🌸 "})
+        assert renamed.status_code == 200, renamed.text
+        assert renamed.json()["user"]["display_name"] == "米娅 Mia 🌸"
+        # Every session of hers, on any node, has the new name at once (no re-login).
+        for client in (phone, laptop):
+            me = (await client.get("/api/me")).json()["user"]
+            assert me["display_name"] == "米娅 Mia 🌸" and me["username"] == "mia"
+        # The room's member list (SQL) shows it too.
+        members = (await laptop.get("/api/rooms/lobby/members")).json()["members"]
+        assert [m["display_name"] for m in members if m["username"] == "mia"] == ["米娅 Mia 🌸"]
+        for body, code in [
+            ({"display_name": "   "}, "invalid_display_name"),
+            ({"display_name": "x" * 65}, "invalid_display_name"),
+            ({"display_name": "admin\u202e"}, "invalid_display_name"),
+            ({}, "invalid_display_name"),
+            ({"display_name": 7}, "invalid_display_name"),
+        ]:
+            refused = await laptop.patch("/api/me", json=body)
+            assert refused.status_code == 422, (body, refused.text)
+            assert api_error(refused)["code"] == code, (body, refused.text)
+        assert (await laptop.get("/api/me")).json()["user"]["display_name"] == "米娅 Mia 🌸"
+    async with first.client() as stranger:
+        assert (await stranger.patch("/api/me", json={"display_name": "X"})).status_code == 401
+
+
 async def test_no_password_or_session_id_in_the_logs(chat_server: StartServer) -> None:
     secret_password = "Sup3r-Secret-Passphrase"
     server = await chat_server(settings={"log_level": "DEBUG"})
@@ -319,6 +351,7 @@ async def test_only_a_session_manages_credentials(chat_app: StartApp, signed_up:
             ("DELETE", f"/api/tokens/{made['id']}", None),
             ("POST", "/api/me/password", {"current_password": "x", "new_password": "y" * 8}),
             ("POST", "/api/logout/all", None),
+            ("PATCH", "/api/me", {"display_name": "Hijacked"}),
         ]:
             refused = await bot.request(method, path, json=body, headers=bearer)
             assert refused.status_code == 403, (path, refused.text)

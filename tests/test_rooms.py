@@ -5,6 +5,8 @@ non-members on every path."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from chat_servers import api_error
@@ -97,6 +99,25 @@ async def test_lobby_create_list_join_leave(chat_app: StartApp, signed_up: SignU
     unknown = await owner.get("/api/rooms/no-such-room")
     assert unknown.status_code == 404 and api_error(unknown)["code"] == "room_not_found"
     assert (await owner.post("/api/rooms/no-such-room/join")).status_code == 404
+
+
+async def test_a_room_without_a_slug_gets_one_from_its_title_in_any_script(
+    chat_app: StartApp, signed_up: SignUp
+) -> None:
+    node = await chat_app()
+    owner = await signed_up(node, "tess")
+    latin = await owner.post("/api/rooms", json={"title": "Café Crème"})
+    assert latin.status_code == 201 and latin.json()["room"]["slug"] == "cafe-creme"
+    chinese = await owner.post("/api/rooms", json={"title": "产品讨论", "slug": ""})
+    assert chinese.status_code == 201, chinese.text
+    slug = chinese.json()["room"]["slug"]
+    assert re.fullmatch(r"room-[a-z0-9]{6}", slug), slug
+    assert chinese.json()["room"]["title"] == "产品讨论"
+    # A suggested slug that is taken: a random one, not a 409.
+    again = await owner.post("/api/rooms", json={"title": "Cafe creme"})
+    assert again.status_code == 201
+    assert re.fullmatch(r"room-[a-z0-9]{6}", again.json()["room"]["slug"])
+    assert {slug, "cafe-creme"} <= set(await _slugs(owner))
 
 
 async def test_private_room_members(chat_app: StartApp, signed_up: SignUp) -> None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from chatroom.domain.rules import RuleError, check_display_name, clean_label
+from chatroom.domain.rules import (
+    RuleError,
+    check_display_name,
+    clean_label,
+    fallback_slug,
+    slug_from_title,
+)
 
 # Each would make a name look like another, or like something it is not.
 UNSEEN = {
@@ -58,3 +67,20 @@ def test_titles_and_token_names_share_the_rule(field: str) -> None:
 )
 def test_names_of_any_script_and_emoji_stay_allowed(name: str) -> None:
     assert check_display_name(name) == name.strip()
+
+
+_SLUG_CASES = json.loads(
+    (Path(__file__).parent / "fixtures" / "slug_from_title.json").read_text(encoding="utf-8")
+)["cases"]
+
+
+@pytest.mark.parametrize(("title", "slug"), _SLUG_CASES)
+def test_slug_from_title_agrees_with_the_web_client(title: str, slug: str | None) -> None:
+    # The same fixture drives the client's test (client/tests/unit/lib.spec.ts).
+    assert slug_from_title(title) == slug
+
+
+def test_fallback_slug_is_a_valid_slug_for_any_title() -> None:
+    assert fallback_slug("k3x9q2zzzz") == "room-k3x9q2"
+    with pytest.raises(RuleError):
+        fallback_slug("ÄÖ")

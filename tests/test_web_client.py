@@ -3,6 +3,7 @@ falling back to index.html, and a helpful page when the client is not built."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import httpx
@@ -74,3 +75,37 @@ async def test_unbuilt_client_says_how_to_build_it(tmp_path: Path) -> None:
         assert "cd client &amp;&amp; npm ci &amp;&amp; npm run build" in page.text
         assert (await client.get("/api/ping")).status_code == 200
         assert (await client.get("/api/nothing")).status_code == 404
+
+
+async def test_assets_are_served_precompressed_to_browsers_that_take_it(tmp_path: Path) -> None:
+    dist = _built(tmp_path)
+    script = dist / "assets" / "index-3f2a9c.js"
+    source = b"console.log('chat');\n" * 200
+    script.write_bytes(source)
+    gzipped = gzip.compress(source)
+    script.with_name(script.name + ".gz").write_bytes(gzipped)
+    script.with_name(script.name + ".br").write_bytes(b"brotli stand-in")
+    async with _client(_app(dist)) as client:
+        for accept, encoding, sent in [
+            ("gzip, deflate, br, zstd", "br", b"brotli stand-in"),
+            ("gzip", "gzip", gzipped),
+            ("br;q=0, gzip", "gzip", gzipped),
+            ("identity", None, source),
+        ]:
+            headers = {"Accept-Encoding": accept}
+            async with client.stream("GET", "/assets/index-3f2a9c.js", headers=headers) as answer:
+                raw = b"".join([chunk async for chunk in answer.aiter_raw()])
+            assert answer.status_code == 200, accept
+            assert answer.headers["vary"] == "Accept-Encoding"
+            assert answer.headers["cache-control"] == IMMUTABLE
+            assert answer.headers["content-type"].startswith("text/javascript"), accept
+            assert answer.headers.get("content-encoding") == encoding, accept
+            assert raw == sent, accept
+            assert answer.headers["content-length"] == str(len(sent))
+        assert gzip.decompress(gzipped) == source
+        # An asset without copies (too small to gain) is sent as it is.
+        icon_css = dist / "assets" / "tiny.css"
+        icon_css.write_text("a{}")
+        tiny = await client.get("/assets/tiny.css", headers={"Accept-Encoding": "gzip, br"})
+        assert tiny.status_code == 200 and "content-encoding" not in tiny.headers
+        assert tiny.text == "a{}"

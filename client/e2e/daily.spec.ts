@@ -1,221 +1,304 @@
+import AxeBuilder from '@axe-core/playwright'
 import { expect, test, type Page } from '@playwright/test'
 
 import {
+  PASSWORD,
   PHONE,
-  browseRooms,
-  createRoom,
-  directoryRoom,
-  joinedRoom,
   messageList,
   messagesWithBody,
   openRoom,
   screenshot,
   send,
+  setTheme,
   signInElsewhere,
   signUp,
   unique,
   type Person,
 } from './helpers'
 
-// A team's day: what did I miss (read state on the server), rooms that change while you
-// are in them (live membership, Leave), and direct messages. Two people for the file.
+// Everyday flows of issue 11: where you land, rooms in any script, the offline queue.
 test.describe.configure({ mode: 'serial' })
 
-let dana: Person
-let eli: Person
-const room = unique('standup-')
+let erin: Person
+let finn: Person
+const room = unique('daily-')
 
 test.beforeAll(async ({ browser }) => {
-  dana = await signUp(browser, 'dana_', 'Dana')
-  eli = await signUp(browser, 'eli_', 'Eli')
+  erin = await signUp(browser, 'erin_', 'Erin Brockovich')
+  finn = await signUp(browser, 'finn_', 'Finn 芬恩')
 })
 
 test.afterAll(async () => {
-  await dana?.context.close()
-  await eli?.context.close()
+  await erin?.context.close()
+  await finn?.context.close()
 })
 
-/** The number on a room's unread badge (the part people see). */
-function unreadBadge(page: Page, slug: string) {
-  return joinedRoom(page, slug).getByTestId('unread').locator('[aria-hidden="true"]')
+test('after sign-up you land in the Lobby; after sign-in, in the room you had open last', async () => {
+  await expect(erin.page).toHaveURL(/\/r\/lobby$/)
+  await expect(erin.page.getByTestId('room-title')).toHaveText('Lobby')
+  await expect(erin.page.getByText('Pick a room on the left, or create one.')).toHaveCount(0)
+
+  await erin.page.getByRole('button', { name: 'New room' }).click()
+  const dialog = erin.page.getByRole('dialog', { name: 'New room' })
+  await dialog.getByLabel('Title').fill('Daily standup')
+  await dialog.getByLabel('Address').fill(room)
+  await dialog.getByRole('button', { name: 'New room' }).click()
+  await expect(erin.page).toHaveURL(new RegExp(`/r/${room}$`))
+  await expect(erin.page.getByText('This is the beginning of #Daily standup.')).toBeVisible()
+
+  // Signed out and in again on this browser: back in that room.
+  await erin.page.getByRole('button', { name: 'Sign out' }).click()
+  await expect(erin.page).toHaveURL(/\/signin$/)
+  await erin.page.getByLabel('Username').fill(erin.username)
+  await erin.page.getByLabel('Password').fill(PASSWORD)
+  await erin.page.getByRole('button', { name: 'Sign in' }).click()
+  await expect(erin.page).toHaveURL(new RegExp(`/r/${room}$`))
+  await expect(erin.page.getByTestId('room-title')).toHaveText('Daily standup')
+})
+
+test('on a new device, sign-in lands in the Lobby', async ({ browser }) => {
+  const laptop = await signInElsewhere(browser, finn)
+  await expect(laptop.page).toHaveURL(/\/r\/lobby$/)
+  await expect(laptop.page.getByTestId('room-title')).toHaveText('Lobby')
+  await laptop.context.close()
+})
+
+test('a room titled in Chinese gets an address the user can keep or edit', async () => {
+  await erin.page.getByRole('button', { name: 'New room' }).click()
+  const dialog = erin.page.getByRole('dialog', { name: 'New room' })
+  await dialog.getByLabel('Title').fill('产品讨论')
+  const address = dialog.getByLabel('Address')
+  await expect(address).toHaveValue(/^room-[a-z0-9]{6}$/)
+  const suggested = await address.inputValue()
+  // Typing more of the title keeps the same address; a Latin title suggests from it again.
+  await dialog.getByLabel('Title').fill('产品讨论组')
+  await expect(address).toHaveValue(suggested)
+  await screenshot(erin.page, 'desktop-create-room-chinese-light')
+  const create = dialog.getByRole('button', { name: 'New room' })
+  await expect(create).toBeEnabled()
+  await create.click()
+  await expect(erin.page).toHaveURL(new RegExp(`/r/${suggested}$`))
+  await expect(erin.page.getByTestId('room-title')).toHaveText('产品讨论组')
+})
+
+test('messages written offline are queued, survive 10 s, and go in order when back', async () => {
+  await openRoom(erin.page, room)
+  await openRoom(finn.page, room)
+  await expect(erin.page.getByTestId('online').locator(`[data-username="${finn.username}"]`)).toBeVisible()
+  await send(erin.page, 'before the outage')
+  await expect(messagesWithBody(finn.page, 'before the outage')).toHaveCount(1)
+
+  await erin.context.setOffline(true)
+  const banner = erin.page.getByTestId('offline-banner')
+  await expect(banner).toContainText('You are offline.')
+  // Who is online is not known while offline: no stale count, no green dots.
+  await expect(erin.page.getByTestId('online-count')).toHaveText('?')
+  await expect(erin.page.getByTestId('online')).toHaveAttribute('data-known', 'false')
+  await expect(erin.page.getByTestId('joined-rooms').locator('.online')).toHaveCount(0)
+
+  const composer = erin.page.getByTestId('composer')
+  const bodies = ['offline one', 'offline two', 'offline three']
+  for (const body of bodies) {
+    await composer.fill(body)
+    await composer.press('Enter')
+  }
+  const queued = messageList(erin.page).locator('.message[data-status="queued"]')
+  await expect(queued).toHaveCount(3)
+  await expect(queued.first()).toContainText('Queued · sends when you are back online')
+  await expect(banner).toContainText('3 messages waiting.')
+  await screenshot(erin.page, 'desktop-offline-queue-light')
+
+  // Longer than the ack timeout: still queued, never "Not sent · No answer from the server".
+  await erin.page.waitForTimeout(11_000)
+  await expect(queued).toHaveCount(3)
+  await expect(erin.page.getByText('Not sent')).toHaveCount(0)
+
+  await erin.context.setOffline(false)
+  await expect(banner).toHaveCount(0)
+  await expect(messageList(erin.page).locator('.message[data-status="queued"]')).toHaveCount(0)
+  await expect(messageList(erin.page).locator('.message[data-status="pending"]')).toHaveCount(0)
+  for (const body of bodies) await expect(messagesWithBody(finn.page, body)).toHaveCount(1)
+  const seen = await messageList(finn.page).locator('.message .body').allInnerTexts()
+  expect(seen.filter((text) => text.startsWith('offline '))).toEqual(bodies)
+  // Each once, on both sides.
+  for (const body of bodies) await expect(messagesWithBody(erin.page, body)).toHaveCount(1)
+  await expect(erin.page.getByTestId('online-count')).toHaveText('2')
+  await expect(erin.page.getByTestId('joined-rooms').locator(`[data-room="${room}"] .online`)).toContainText('2')
+})
+
+/** A stand-in for the browser's Notification API and the tab's visibility, which headless
+ * Chromium cannot show or change: what the page does with them is what is tested. */
+const NOTIFICATION_STUB = () => {
+  const shown: { title: string; body: string | undefined }[] = []
+  let hidden = false
+  class StubNotification {
+    static permission: NotificationPermission = 'default'
+    static async requestPermission() {
+      StubNotification.permission = 'granted'
+      return StubNotification.permission
+    }
+    onclick: (() => void) | null = null
+    constructor(title: string, options?: NotificationOptions) {
+      shown.push({ title, body: options?.body })
+    }
+    close() {}
+  }
+  Object.assign(window, {
+    Notification: StubNotification,
+    shownNotifications: shown,
+    setTabHidden(value: boolean) {
+      hidden = value
+      document.dispatchEvent(new Event('visibilitychange'))
+    },
+  })
+  Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden })
+  Object.defineProperty(document, 'visibilityState', {
+    configurable: true,
+    get: () => (hidden ? 'hidden' : 'visible'),
+  })
 }
 
-test('unread counts and the "New messages" divider survive a reload and follow to another device', async ({
-  browser,
-}) => {
-  await createRoom(dana.page, 'Standup', room)
-  await send(dana.page, 'morning all')
-  await openRoom(eli.page, room)
-  await expect(messagesWithBody(eli.page, 'morning all')).toHaveCount(1)
-  // Eli is elsewhere (the lobby) while Dana writes.
-  await joinedRoom(eli.page, 'lobby').click()
-  await send(dana.page, 'first thing you missed')
-  await send(dana.page, `@${eli.username} can you look at this?`)
-  await send(dana.page, 'third thing')
-  await expect(unreadBadge(eli.page, room)).toHaveText('3')
-  await expect(joinedRoom(eli.page, room).getByTestId('mentioned')).toBeVisible()
+type StubbedWindow = Window & {
+  shownNotifications: { title: string; body: string | undefined }[]
+  setTabHidden(value: boolean): void
+}
 
-  // After a reload the count is still there (the server keeps the read mark)...
-  await eli.page.reload()
-  await expect(eli.page.getByRole('status').getByText('Live')).toBeVisible()
-  await expect(unreadBadge(eli.page, room)).toHaveText('3')
-  // ... and on another device too.
-  const phone = await signInElsewhere(browser, eli)
-  await expect(unreadBadge(phone.page, room)).toHaveText('3')
+test('@mentions autocomplete, highlight, notify while hidden, count in the title, and mute', async () => {
+  await finn.context.addInitScript(NOTIFICATION_STUB)
+  await finn.page.reload()
+  await expect(finn.page.getByTestId('room-title')).toHaveText('Daily standup')
 
-  // Opening the room shows the divider right above the first message he missed.
-  await joinedRoom(eli.page, room).click()
-  const divider = messageList(eli.page).locator('.new-marker')
-  await expect(divider).toHaveCount(1)
-  const afterDivider = messageList(eli.page).locator('.new-marker + * .body').first()
-  await expect(afterDivider).toHaveText('first thing you missed')
-  await screenshot(eli.page, 'daily-new-messages-desktop-light')
-  await expect(unreadBadge(eli.page, room)).toHaveCount(0)
-  // Reading on the laptop clears the badge on the phone, live.
-  await expect(unreadBadge(phone.page, room)).toHaveCount(0)
-  await expect(joinedRoom(phone.page, room).getByTestId('mentioned')).toHaveCount(0)
+  // Finn turns notifications on from the room's bell: the browser asks only now.
+  await finn.page.getByTestId('notify-settings').click()
+  const settings = finn.page.getByRole('dialog', { name: 'Notifications' })
+  await settings.getByLabel(/Desktop notifications/).check()
+  await expect(settings.getByLabel(/Desktop notifications/)).toBeChecked()
+  await settings.getByRole('button', { name: 'Done' }).click()
 
-  // A return visit after reading shows no divider and no badge.
-  await eli.page.reload()
-  await expect(eli.page.getByRole('status').getByText('Live')).toBeVisible()
-  await expect(messagesWithBody(eli.page, 'third thing')).toHaveCount(1)
-  await expect(messageList(eli.page).locator('.new-marker')).toHaveCount(0)
+  // Erin mentions Finn, picking him from the suggestions.
+  const composer = erin.page.getByTestId('composer')
+  await composer.pressSequentially('@fin', { delay: 20 })
+  const suggestions = erin.page.getByTestId('mention-suggestions')
+  await expect(suggestions.getByRole('option', { name: new RegExp(finn.username) })).toBeVisible()
+  await screenshot(erin.page, 'desktop-mention-autocomplete-light')
+  await composer.press('Enter')
+  await expect(composer).toHaveValue(`@${finn.username} `)
+  await expect(suggestions).toHaveCount(0)
+  await composer.pressSequentially('standup in 5?')
+  await composer.press('Enter')
+  const mentionBody = `@${finn.username} standup in 5?`
+  await expect(messagesWithBody(finn.page, mentionBody)).toHaveCount(1)
+  const mentioned = messageList(finn.page).locator('.message.mentioned')
+  await expect(mentioned).toHaveCount(1)
+  await expect(mentioned.locator('.mention.me')).toHaveText(`@${finn.username}`)
+
+  // Tab hidden: a plain message counts in the title, a mention also notifies.
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(true))
+  await send(erin.page, 'plain words')
+  await send(erin.page, `@${finn.username} are you there?`)
+  await expect(finn.page).toHaveTitle(/^\(2\) Daily standup · Chatroom$/)
+  const shown = () => finn.page.evaluate(() => (window as unknown as StubbedWindow).shownNotifications)
+  await expect.poll(shown).toEqual([
+    { title: 'Erin Brockovich · Daily standup', body: `@${finn.username} are you there?` },
+  ])
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(false))
+  await expect(finn.page).toHaveTitle('Daily standup · Chatroom')
+
+  // Muted: nothing notifies or counts.
+  await finn.page.getByTestId('notify-settings').click()
+  await settings.getByLabel(/Mute #Daily standup/).check()
+  await settings.getByRole('button', { name: 'Done' }).click()
+  await expect(finn.page.getByRole('button', { name: 'Notifications for this room (muted)' })).toBeVisible()
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(true))
+  await send(erin.page, '@room muted for Finn')
+  await expect(messagesWithBody(finn.page, '@room muted for Finn')).toHaveCount(1)
+  expect(await shown()).toHaveLength(1)
+  await expect(finn.page).toHaveTitle('Daily standup · Chatroom')
+  await finn.page.evaluate(() => (window as unknown as StubbedWindow).setTabHidden(false))
+})
+
+/** Serious and critical axe findings (WCAG 2.2 A/AA), as "rule: targets" lines. */
+async function seriousIssues(page: Page): Promise<string[]> {
+  const results = await new AxeBuilder({ page })
+    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'])
+    .analyze()
+  return results.violations
+    .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+    .map((violation) => `${violation.id}: ${violation.nodes.map((node) => node.target.join(' ')).join(', ')}`)
+}
+
+test('axe finds no serious issue; new messages are announced, keystrokes are not', async () => {
+  const page = finn.page
+  const toggle = page.getByRole('button', { name: /online: show who/ })
+  if ((await toggle.getAttribute('aria-expanded')) !== 'true') await toggle.click()
+  await expect(page.getByTestId('online')).toBeVisible()
+  expect(await seriousIssues(page)).toEqual([])
+
+  await page.getByRole('button', { name: 'New room' }).click()
+  await expect(page.getByRole('dialog', { name: 'New room' })).toBeVisible()
+  expect(await seriousIssues(page)).toEqual([])
+  await page.getByRole('dialog', { name: 'New room' }).getByRole('button', { name: 'Cancel' }).click()
+
+  // The length counter is not a live region (it was read out on every keystroke)...
+  await expect(page.locator('#composer-counter')).not.toHaveAttribute('aria-live', /.*/)
+  await page.getByTestId('composer').pressSequentially('typing', { delay: 10 })
+  await expect(page.locator('#composer-counter')).toHaveText('6 / 3000')
+  await page.getByTestId('composer').fill('')
+  // ...while a new message of someone else is, politely.
+  const announcer = page.getByTestId('announcer')
+  await expect(announcer).toHaveAttribute('aria-live', 'polite')
+  await send(erin.page, 'announce me, please')
+  await expect(announcer).toHaveText(`${erin.displayName}: announce me, please`)
+})
+
+test('a new display name shows on the next message and in the online list of others', async () => {
+  await erin.page.getByRole('button', { name: 'Account' }).click()
+  const account = erin.page.getByRole('dialog', { name: 'Account' })
+  const field = account.getByLabel('Display name')
+  await expect(field).toHaveValue('Erin Brockovich')
+  await field.fill('   ')
+  await account.getByRole('button', { name: 'Save' }).click()
+  await expect(account.getByText('1-64 characters')).toBeVisible()
+  await field.fill('Erin B. 艾琳')
+  await account.getByRole('button', { name: 'Save' }).click()
+  await expect(account.getByText('Saved. Others see the new name from your next message.')).toBeVisible()
+  await screenshot(erin.page, 'desktop-profile-light')
+  await account.getByRole('button', { name: 'Close' }).first().click()
+  await expect(erin.page.getByTestId('me')).toHaveText('Erin B. 艾琳')
+  await expect(erin.page.getByRole('status').getByText('Live')).toBeVisible()
+
+  await send(erin.page, 'same me, new name')
+  await expect(messagesWithBody(finn.page, 'same me, new name')).toHaveCount(1)
+  await expect(messageList(finn.page).locator('.author').last()).toHaveText('Erin B. 艾琳')
+  await expect(finn.page.getByTestId('online').locator(`[data-username="${erin.username}"]`)).toContainText(
+    'Erin B. 艾琳',
+  )
+  // After a reload her name is the new one there too (the session carries it).
+  await erin.page.reload()
+  await expect(erin.page.getByTestId('me')).toHaveText('Erin B. 艾琳')
+})
+
+test('phone, dark: the offline queue, mentions and notification settings', async ({ browser }) => {
+  const phone = await signInElsewhere(browser, finn)
+  await setTheme(phone.page, 'dark')
+  await phone.page.setViewportSize(PHONE)
+  await phone.page.goto(`/r/${room}`)
+  await expect(phone.page.getByTestId('room-title')).toHaveText('Daily standup')
+  await expect(messagesWithBody(phone.page, 'same me, new name')).toHaveCount(1)
+  await screenshot(phone.page, 'phone-mentions-dark')
+
+  await phone.page.getByTestId('notify-settings').click()
+  await expect(phone.page.getByRole('dialog', { name: 'Notifications' })).toBeVisible()
+  await screenshot(phone.page, 'phone-notifications-dark')
+  await phone.page.getByRole('dialog', { name: 'Notifications' }).getByRole('button', { name: 'Done' }).click()
+
+  await phone.context.setOffline(true)
+  await expect(phone.page.getByTestId('offline-banner')).toBeVisible()
+  await phone.page.getByTestId('composer').fill('sent from the train')
+  await phone.page.getByTestId('composer').press('Enter')
+  await expect(messageList(phone.page).locator('.message[data-status="queued"]')).toHaveCount(1)
+  await screenshot(phone.page, 'phone-offline-queue-dark')
+  await phone.context.setOffline(false)
+  await expect(messagesWithBody(erin.page, 'sent from the train')).toHaveCount(1)
   await phone.context.close()
-})
-
-test('membership is live: added, a new room, the member list, removed with a notice', async () => {
-  const hideout = unique('hideout-')
-  await createRoom(dana.page, 'Hideout', hideout, true)
-  await send(dana.page, 'members only')
-  // Eli stays where he is: no reload from here on.
-  await joinedRoom(eli.page, 'lobby').click()
-  await expect(joinedRoom(eli.page, hideout)).toHaveCount(0)
-
-  await dana.page.getByRole('button', { name: 'Members' }).click()
-  const dialog = dana.page.getByRole('dialog', { name: 'Members' })
-  await expect(dialog.getByTestId('members').locator(`[data-username="${dana.username}"]`)).toBeVisible()
-  await expect(dialog.getByText('Only the owner can add or remove members.')).toHaveCount(0)
-  await dialog.getByLabel('Username').fill(eli.username)
-  await dialog.getByRole('button', { name: 'Add' }).click()
-  await expect(dialog.getByTestId('members').locator(`[data-username="${eli.username}"]`)).toBeVisible()
-  await dialog.getByRole('button', { name: 'Close' }).click()
-
-  // The room appears in Eli's sidebar at once, and he can see who is in it.
-  await expect(joinedRoom(eli.page, hideout)).toBeVisible()
-  await joinedRoom(eli.page, hideout).click()
-  await expect(messagesWithBody(eli.page, 'members only')).toHaveCount(1)
-  await eli.page.getByRole('button', { name: 'Members' }).click()
-  const eliDialog = eli.page.getByRole('dialog', { name: 'Members' })
-  await expect(eliDialog.getByTestId('members').locator(`[data-username="${dana.username}"]`)).toBeVisible()
-  await expect(eliDialog.getByRole('button', { name: 'Add' })).toHaveCount(0)
-  // From a member's name, a direct conversation is one click away.
-  await expect(eliDialog.getByRole('button', { name: 'Message Dana' })).toBeVisible()
-  await eliDialog.getByRole('button', { name: 'Close' }).click()
-
-  // A new public room shows up at once in a directory that is open, without a reload.
-  const plaza = unique('plaza-')
-  const directory = await browseRooms(eli.page, plaza)
-  await expect(directory.getByText('No rooms found.')).toBeVisible()
-  await createRoom(dana.page, 'Plaza', plaza)
-  await expect(directory.getByTestId('room-directory').locator(`[data-room="${plaza}"]`)).toBeVisible()
-  await eli.page.keyboard.press('Escape')
-
-  // Removed: Eli is told, the room closes and leaves his sidebar; he cannot write to it.
-  await openRoom(dana.page, hideout)
-  await dana.page.getByRole('button', { name: 'Members' }).click()
-  await dialog.getByRole('button', { name: `Remove ${eli.username}` }).click()
-  await expect(dialog.getByTestId('members').locator(`[data-username="${eli.username}"]`)).toHaveCount(0)
-  await expect(eli.page.locator('.toast')).toHaveText(/You were removed from Hideout/)
-  await screenshot(eli.page, 'daily-removed-desktop-light')
-  await expect(eli.page).toHaveURL(/\/$/)
-  await expect(joinedRoom(eli.page, hideout)).toHaveCount(0)
-  await expect(eli.page.getByTestId('composer')).toHaveCount(0)
-  await dialog.getByRole('button', { name: 'Close' }).click()
-})
-
-test('Leave asks first, leaves on the server, and every device of the user follows', async ({ browser }) => {
-  await openRoom(eli.page, room)
-  const phone = await signInElsewhere(browser, eli)
-  await expect(joinedRoom(phone.page, room)).toBeVisible()
-
-  const leave = eli.page.getByRole('button', { name: 'Leave room' })
-  await leave.click()
-  const confirm = eli.page.getByRole('dialog', { name: 'Leave Standup?' })
-  await expect(confirm).toBeVisible()
-  await screenshot(eli.page, 'daily-leave-desktop-light')
-  await confirm.getByRole('button', { name: 'Cancel' }).click()
-  await expect(eli.page).toHaveURL(new RegExp(`/r/${room}$`))
-  await expect(joinedRoom(eli.page, room)).toBeVisible()
-
-  await leave.click()
-  await eli.page.getByTestId('confirm-leave').click()
-  await expect(eli.page).toHaveURL(/\/$/)
-  await expect(joinedRoom(eli.page, room)).toHaveCount(0)
-  // The other device drops it live; after a reload the server still has him out.
-  await expect(joinedRoom(phone.page, room)).toHaveCount(0)
-  await eli.page.reload()
-  await expect(eli.page.getByRole('status').getByText('Live')).toBeVisible()
-  await expect(joinedRoom(eli.page, room)).toHaveCount(0)
-  await expect(await directoryRoom(eli.page, room)).toBeVisible() // to join again
-  await eli.page.keyboard.press('Escape')
-  await phone.context.close()
-})
-
-test('a direct message starts from a name, shows under Direct messages, and is found again', async () => {
-  await joinedRoom(eli.page, 'lobby').click()
-  await joinedRoom(dana.page, 'lobby').click()
-  const eliOnline = dana.page.getByTestId('online').locator(`[data-username="${eli.username}"]`)
-  await eliOnline.getByRole('button', { name: 'Message Eli' }).click()
-  await expect(dana.page).toHaveURL(/\/r\/dm\.[0-9a-f]{24}$/)
-  const address = dana.page.url()
-  await expect(dana.page.getByTestId('room-title')).toHaveText('Eli')
-  await send(dana.page, 'psst, lunch?')
-
-  // Eli sees the conversation arrive under Direct messages, named after Dana, unread.
-  const conversation = eli.page.getByTestId('dms').locator('[data-room^="dm."]')
-  await expect(conversation).toHaveText(/Dana/)
-  await expect(conversation.getByTestId('unread').locator('[aria-hidden="true"]')).toHaveText('1')
-  await expect(eli.page.getByTestId('joined-rooms').locator('[data-room^="dm."]')).toHaveCount(0)
-  await conversation.click()
-  await expect(messagesWithBody(eli.page, 'psst, lunch?')).toHaveCount(1)
-  await send(eli.page, 'yes!')
-  await expect(messagesWithBody(dana.page, 'yes!')).toHaveCount(1)
-
-  // Started again by username from the sidebar: the same conversation, not a new one.
-  await joinedRoom(dana.page, 'lobby').click()
-  await dana.page.getByRole('button', { name: 'New conversation' }).click()
-  const dialog = dana.page.getByRole('dialog', { name: 'New conversation' })
-  await dialog.getByLabel('Usernames').fill(eli.username)
-  await dialog.getByRole('button', { name: 'Start' }).click()
-  await expect(dana.page).toHaveURL(address)
-  await expect(messagesWithBody(dana.page, 'yes!')).toHaveCount(1)
-  await expect(dana.page.getByTestId('dms').locator('[data-room^="dm."]')).toHaveCount(1)
-  await screenshot(dana.page, 'daily-dm-desktop-light')
-})
-
-test('on a phone, dark: the conversation and the room list with its badges (screenshots)', async ({
-  browser,
-}) => {
-  // Eli looks elsewhere while Dana mentions him in their conversation.
-  await joinedRoom(eli.page, 'lobby').click()
-  await expect(eli.page.getByTestId('room-title')).toHaveText('Lobby')
-  await send(dana.page, `@${eli.username} see you at noon`)
-  const context = await browser.newContext({
-    viewport: PHONE,
-    locale: 'en-US',
-    colorScheme: 'dark',
-    storageState: await eli.context.storageState(),
-  })
-  await context.addInitScript(() => localStorage.setItem('chatroom.theme', 'dark'))
-  const page = await context.newPage()
-  await page.goto('/')
-  await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark')
-  await page.getByRole('button', { name: 'Open room list' }).click()
-  const conversation = page.getByTestId('dms').locator('[data-room^="dm."]')
-  await expect(conversation.getByTestId('mentioned')).toBeVisible()
-  await screenshot(page, 'daily-rooms-phone-dark')
-  await conversation.click()
-  await expect(messagesWithBody(page, `@${eli.username} see you at noon`)).toHaveCount(1)
-  await screenshot(page, 'daily-dm-phone-dark')
-  await context.close()
 })

@@ -75,6 +75,8 @@ export const api = {
     request<{ user: User }>('POST', '/api/login', { username, password }),
   logout: () => request<void>('POST', '/api/logout'),
   logoutEverywhere: () => request<void>('POST', '/api/logout/all'),
+  changeDisplayName: (display_name: string) =>
+    request<{ user: User }>('PATCH', '/api/me', { display_name }),
   changePassword: (current_password: string, new_password: string) =>
     request<void>('POST', '/api/me/password', { current_password, new_password }),
 

@@ -46,9 +46,9 @@ export function authFailure(error: unknown): AuthFailure {
   }
 }
 
-/** Only a path of this site, so a crafted link cannot send the user elsewhere. */
-export function nextPath(next: unknown): string {
-  return typeof next === 'string' && next.startsWith('/') && !next.startsWith('//') ? next : '/'
+/** Only a path of this site, so a crafted link cannot send the user elsewhere (else null). */
+export function nextPath(next: unknown): string | null {
+  return typeof next === 'string' && next.startsWith('/') && !next.startsWith('//') ? next : null
 }
 
 export type AuthForm<Field extends AuthField> = Record<Field, string>
@@ -59,6 +59,8 @@ export interface AuthFormOptions<Field extends AuthField> {
   check: (form: AuthForm<Field>) => Partial<Record<Field, string | undefined>>
   /** Signs in (or up) through the session store. */
   send: (form: AuthForm<Field>) => Promise<void>
+  /** Where to go once signed in when no `?next=` says (default: `/`). */
+  landing?: () => Promise<string>
 }
 
 export function useAuthForm<Field extends AuthField>(options: AuthFormOptions<Field>) {
@@ -72,7 +74,7 @@ export function useAuthForm<Field extends AuthField>(options: AuthFormOptions<Fi
   const formError = ref<string | null>(null)
   const { busy, run } = useBusy()
 
-  /** Checks the fields, sends them, and goes where the user was headed (`?next=`). */
+  /** Checks the fields, sends them, and goes where the user was headed (`?next=`), or lands. */
   async function submit() {
     const broken = options.check(form)
     for (const field of options.fields) errors[field] = broken[field]
@@ -81,7 +83,8 @@ export function useAuthForm<Field extends AuthField>(options: AuthFormOptions<Fi
     await run(async () => {
       try {
         await options.send(form)
-        await router.replace(nextPath(route.query.next))
+        const next = nextPath(route.query.next)
+        await router.replace(next ?? (await options.landing?.()) ?? '/')
       } catch (error) {
         const failure = authFailure(error)
         if (failure.field) errors[failure.field] = failure.message

@@ -2,6 +2,7 @@ import type { ClientFrame, ServerFrame } from '@/api/types'
 import { backoffDelay } from '@/lib/backoff'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
+import { useNotificationsStore } from '@/stores/notifications'
 import { usePresenceStore } from '@/stores/presence'
 import { useReadsStore } from '@/stores/reads'
 import { useRoomsStore } from '@/stores/rooms'
@@ -56,6 +57,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
 
   const connection = useConnectionStore()
   const messages = useMessagesStore()
+  const notifications = useNotificationsStore()
   const presence = usePresenceStore()
   const rooms = useRoomsStore()
   const reads = useReadsStore()
@@ -108,6 +110,9 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     detach(gone)
     socket = null
     stopPing()
+    // Sends without an ack go again on the next socket; who is online is unknown meanwhile.
+    messages.connectionLost()
+    presence.markUnknown()
     if (!running) return
     const delay = backoffDelay(attempt, random)
     attempt += 1
@@ -165,6 +170,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
         break
       case 'message':
         messages.receive(frame)
+        notifications.onMessage(frame, rooms.rooms.find((room) => room.slug === frame.room))
         presence.stopTyping(frame.room, frame.user)
         break
       case 'ack':
@@ -215,6 +221,12 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     reads.report()
   }
 
+  /** A fresh socket now (no backoff): the server should see the session as it is now. */
+  function reconnectNow() {
+    abandon()
+    onOnline()
+  }
+
   function onOffline() {
     abandon()
   }
@@ -230,7 +242,8 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     if (running) return
     running = true
     attempt = 0
-    connection.bindTransport(transmit)
+    if (session.user !== null) messages.restoreOutbox(session.user.id)
+    connection.bindTransport(transmit, reconnectNow)
     events.addEventListener('online', onOnline)
     events.addEventListener('offline', onOffline)
     events.addEventListener('pagehide', onPageHide)

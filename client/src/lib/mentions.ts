@@ -1,24 +1,58 @@
 /**
- * Mentions in a message body, as the server counts them (chatroom.domain.mentions):
- * `@username` (any case) or `@room`, not inside a longer word (`bob@alice.example` is not).
+ * Mentions in a message body: `@username` (any case) and `@room` (everyone in the room).
+ * A mention is `@` and a name not inside a longer word on either side: `@alice,` and
+ * `(@alice)` mention alice; `bob@alice.example` and `@alice_b` do not. The server counts
+ * mentions by the same rule (chatroom.domain.mentions); nothing is stored per message.
  */
+
+import { linkify, type Segment as LinkSegment } from '@/lib/linkify'
 
 export const ROOM_MENTION = 'room'
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-const patterns = new Map<string, RegExp>()
+export type Segment = LinkSegment | { kind: 'mention'; text: string; name: string }
 
-function pattern(username: string): RegExp {
-  let found = patterns.get(username)
-  if (found === undefined) {
-    const names = [username, ROOM_MENTION].map(escape).join('|')
-    found = new RegExp(`(?<![A-Za-z0-9_@])@(?:${names})(?![A-Za-z0-9_])`, 'i')
-    patterns.set(username, found)
-  }
-  return found
+/** `@name` where name is a possible username (3-32 of A-Z a-z 0-9 _) or `room`. */
+const MENTION = /(?<![A-Za-z0-9_@])@([A-Za-z0-9_]{3,32})(?![A-Za-z0-9_])/g
+
+/** Every name mentioned in `text`, lowercased (`room` for @room). */
+export function mentionedNames(text: string): string[] {
+  if (!text.includes('@')) return []
+  return [...text.matchAll(MENTION)].map((match) => match[1]!.toLowerCase())
 }
 
-/** Whether the body mentions this user (by name, or everyone with `@room`). */
+/** Whether the body mentions this user, by name or with `@room`. */
 export function mentions(body: string, username: string): boolean {
-  return body.includes('@') && pattern(username).test(body)
+  const mine = username.toLowerCase()
+  return mentionedNames(body).some((name) => name === mine || name === ROOM_MENTION)
+}
+
+/** Splits a text segment at its mentions. */
+function splitMentions(text: string): Segment[] {
+  const segments: Segment[] = []
+  let cursor = 0
+  for (const match of text.matchAll(MENTION)) {
+    if (match.index > cursor) segments.push({ kind: 'text', text: text.slice(cursor, match.index) })
+    segments.push({ kind: 'mention', text: match[0], name: match[1]!.toLowerCase() })
+    cursor = match.index + match[0].length
+  }
+  if (cursor < text.length) segments.push({ kind: 'text', text: text.slice(cursor) })
+  return segments
+}
+
+/** A body as text, links and mentions: rendered as text nodes and elements, never HTML. */
+export function segmentBody(body: string): Segment[] {
+  return linkify(body).flatMap((segment) =>
+    segment.kind === 'text' && segment.text.includes('@') ? splitMentions(segment.text) : [segment],
+  )
+}
+
+/**
+ * The mention being typed just before the caret (`@al|`): its start and the prefix
+ * typed after the `@`, or null when the caret is not in one.
+ */
+export function mentionAtCaret(text: string, caret: number): { start: number; prefix: string } | null {
+  const before = text.slice(0, caret)
+  const match = /(?<![A-Za-z0-9_@])@([A-Za-z0-9_]{0,32})$/.exec(before)
+  if (match === null) return null
+  return { start: match.index, prefix: match[1]! }
 }

@@ -17,9 +17,13 @@ export function sendableBody(body: string, maxChars: number): string | null {
   return length > 0 && length <= maxChars ? trimmed : null
 }
 
-/** A slug suggested from a room title ("Team Standup" -> "team-standup"). */
-export function slugFromTitle(title: string): string {
-  return title
+/**
+ * A slug suggested from a room title ("Team Standup" -> "team-standup"), or null when the
+ * title has too little in a-z/0-9 (Chinese, Cyrillic, emoji). The server suggests the same
+ * (chatroom.domain.rules.slug_from_title; tests/fixtures/slug_from_title.json checks both).
+ */
+export function slugFromTitle(title: string): string | null {
+  const slug = title
     .toLowerCase()
     .normalize('NFKD')
     .replace(/\p{M}/gu, '')
@@ -27,4 +31,16 @@ export function slugFromTitle(title: string): string {
     .replace(/^-+/, '')
     .slice(0, 32)
     .replace(/-+$/, '')
+  return SLUG_PATTERN.test(slug) ? slug : null
+}
+
+export const SLUG_FALLBACK_PREFIX = 'room-'
+/** The server's too: `room-` and 6 random base36 characters. */
+export const SLUG_FALLBACK_PATTERN = /^room-[a-z0-9]{6}$/
+
+/** A slug for a title that suggests none: `room-` and a random base36 tail (editable). */
+export function fallbackSlug(random: () => number = Math.random): string {
+  let tail = ''
+  for (let index = 0; index < 6; index += 1) tail += Math.floor(random() * 36).toString(36)
+  return SLUG_FALLBACK_PREFIX + tail
 }

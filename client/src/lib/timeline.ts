@@ -56,6 +56,8 @@ export function buildTimeline(
       previous !== null &&
       last !== undefined &&
       previous.user.id === user.id &&
+      // A new display name starts a new header: it shows under the name it was sent with.
+      previous.user.display_name === user.display_name &&
       entry.at.getTime() - last.at.getTime() <= GROUP_GAP_MS
     ) {
       previous.entries.push(entry)

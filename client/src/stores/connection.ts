@@ -27,8 +27,19 @@ export const useConnectionStore = defineStore('connection', () => {
   let transport: ((frame: ClientFrame) => boolean) | null = null
   let noticeTimer: ReturnType<typeof setTimeout> | undefined
 
-  function bindTransport(send: ((frame: ClientFrame) => boolean) | null) {
+  let reconnector: (() => void) | null = null
+
+  function bindTransport(
+    send: ((frame: ClientFrame) => boolean) | null,
+    reconnectNow: (() => void) | null = null,
+  ) {
     transport = send
+    reconnector = reconnectNow
+  }
+
+  /** Drops the socket and connects again at once (what the server knows of us changed). */
+  function reconnect() {
+    reconnector?.()
   }
 
   /** Sends a frame if the socket is open; false when it is not (the frame is dropped). */
@@ -64,6 +75,7 @@ export const useConnectionStore = defineStore('connection', () => {
     retryAt,
     notice,
     bindTransport,
+    reconnect,
     transmit,
     setState,
     showNotice,

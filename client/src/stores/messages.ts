@@ -1,8 +1,9 @@
 import { defineStore } from 'pinia'
-import { reactive } from 'vue'
+import { computed, reactive, watch } from 'vue'
 
 import { ApiError, api } from '@/api/http'
 import type { ClientFrame, Message } from '@/api/types'
+import { loadOutbox, saveOutbox } from '@/lib/outboxStorage'
 import { sendableBody } from '@/lib/rules'
 import { compareIds, idTime } from '@/lib/streamId'
 import { useConnectionStore } from '@/stores/connection'
@@ -23,7 +24,13 @@ export interface RoomTimeline {
   missing: boolean
 }
 
-export type OutgoingStatus = 'pending' | 'failed'
+/**
+ * `queued`: written while the socket was down (or sent on a socket that dropped before the
+ * ack): it goes, in order and with its client_id, as soon as the socket is back.
+ * `pending`: on its way over a live socket. `failed`: the server refused it (or never
+ * answered on a live socket), with a Retry button.
+ */
+export type OutgoingStatus = 'queued' | 'pending' | 'failed'
 
 /** A message of ours the server has not acknowledged yet. */
 export interface OutgoingMessage {
@@ -119,6 +126,7 @@ export const useMessagesStore = defineStore('messages', () => {
   }
 
   function settle(clientId: string) {
+    timedOutOnce.delete(clientId)
     clearTimeout(ackTimers.get(clientId))
     ackTimers.delete(clientId)
     const index = outbox.findIndex((entry) => entry.clientId === clientId)
@@ -161,24 +169,55 @@ export const useMessagesStore = defineStore('messages', () => {
     entry.retryAfterMs = retryAfterMs
   }
 
+  /** Sends whose ack did not come on a socket we took for live, once (per client_id). */
+  const timedOutOnce = new Set<string>()
+
+  /**
+   * No ack in time on a socket that looked live: most often it is dead without having said
+   * so (a network that went away with no `offline` event, a half-open TCP connection). The
+   * first time, the socket is replaced (the send is queued and goes again on the new one,
+   * same client_id); a second time, the send is shown failed, with Retry.
+   */
+  function ackTimedOut(clientId: string) {
+    if (timedOutOnce.has(clientId)) {
+      timedOutOnce.delete(clientId)
+      fail(clientId, 'timeout')
+      return
+    }
+    timedOutOnce.add(clientId)
+    ackTimers.delete(clientId)
+    connection.reconnect()
+  }
+
+  /** Sends an entry over the live socket (pending, with an ack timer), or queues it. */
   function transmit(entry: OutgoingMessage) {
-    entry.status = 'pending'
     entry.error = null
     entry.retryAfterMs = null
     clearTimeout(ackTimers.get(entry.clientId))
+    ackTimers.delete(entry.clientId)
+    const sent =
+      connection.state === 'live' &&
+      connection.transmit({
+        type: 'send',
+        room: entry.room,
+        body: entry.body,
+        client_id: entry.clientId,
+      })
+    if (!sent) {
+      entry.status = 'queued'
+      return
+    }
+    entry.status = 'pending'
     ackTimers.set(
       entry.clientId,
-      setTimeout(() => fail(entry.clientId, 'timeout'), ACK_TIMEOUT_MS),
+      setTimeout(() => ackTimedOut(entry.clientId), ACK_TIMEOUT_MS),
     )
-    connection.transmit({
-      type: 'send',
-      room: entry.room,
-      body: entry.body,
-      client_id: entry.clientId,
-    })
   }
 
-  /** Queues a message; it shows as pending until its ack. False if the body is not sendable. */
+  /**
+   * Sends a message, or queues it while the socket is down; it shows as pending (or queued)
+   * until its ack. False if the body is not sendable.
+   */
   function send(room: string, body: string): boolean {
     const sendable = sendableBody(body, session.messageMaxChars)
     if (sendable === null) return false
@@ -187,11 +226,11 @@ export const useMessagesStore = defineStore('messages', () => {
       room,
       body: sendable,
       createdAt: Date.now(),
-      status: 'pending',
+      status: 'queued',
       error: null,
       retryAfterMs: null,
     })
-    transmit(outbox.at(-1)!)
+    flushQueue()
     markRead(room)
     return true
   }
@@ -202,19 +241,59 @@ export const useMessagesStore = defineStore('messages', () => {
     if (entry !== undefined) transmit(entry)
   }
 
-  /** After a reconnect: messages still waiting for an ack go again (same client_id). */
+  /**
+   * After a reconnect: the queue goes, in the order written, each with its client_id (a
+   * message whose ack the drop swallowed is stored once, and acked with its first id).
+   */
   function resendPending() {
     for (const entry of outbox) {
-      if (entry.status === 'pending') {
-        connection.transmit({
-          type: 'send',
-          room: entry.room,
-          body: entry.body,
-          client_id: entry.clientId,
-        })
-      }
+      if (entry.status !== 'failed') transmit(entry)
     }
   }
+
+  /**
+   * The socket dropped: a send without its ack has an unknown outcome, not a failure.
+   * It is queued again (no ack timer runs while there is no socket to answer).
+   */
+  function connectionLost() {
+    for (const entry of outbox) {
+      if (entry.status !== 'pending') continue
+      clearTimeout(ackTimers.get(entry.clientId))
+      ackTimers.delete(entry.clientId)
+      entry.status = 'queued'
+    }
+  }
+
+  /** Sends what is queued, oldest first, while the socket is live (a no-op when it is not). */
+  function flushQueue() {
+    if (connection.state !== 'live') return
+    for (const entry of outbox) {
+      if (entry.status === 'queued') transmit(entry)
+    }
+  }
+
+  /**
+   * Takes back this tab's queue after a reload (the messages not acknowledged when the
+   * page went away), and keeps the stored queue in step with the outbox from now on.
+   */
+  let persisting = false
+  function restoreOutbox(userId: number) {
+    if (persisting) return
+    persisting = true
+    const known = new Set(outbox.map((entry) => entry.clientId))
+    for (const stored of loadOutbox(userId)) {
+      if (known.has(stored.clientId)) continue
+      outbox.push({ ...stored, status: 'queued', error: null, retryAfterMs: null })
+    }
+    watch(
+      () => outbox.map(({ clientId, room, body, createdAt }) => ({ clientId, room, body, createdAt })),
+      (entries) => saveOutbox(userId, entries),
+      { immediate: true },
+    )
+  }
+
+  /** How many messages wait for the socket. */
+  const queuedCount = computed(() => outbox.filter((entry) => entry.status === 'queued').length)
 
   /** Loads the newest page of a room (once at a time) and merges it in. */
   function loadLatest(room: string): Promise<void> {
@@ -304,6 +383,9 @@ export const useMessagesStore = defineStore('messages', () => {
     send,
     retry,
     resendPending,
+    connectionLost,
+    queuedCount,
+    restoreOutbox,
     loadLatest,
     loadOlder,
     resync,

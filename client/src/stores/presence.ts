@@ -14,6 +14,11 @@ export const TYPING_THROTTLE_MS = 3_000
 export const usePresenceStore = defineStore('presence', () => {
   const online = reactive<Record<string, User[]>>({})
   const typing = reactive<Record<string, User[]>>({})
+  /**
+   * Rooms whose online list is out of date: the socket dropped, so joins and leaves are not
+   * reaching us. The list is kept but shown as unknown until the room's next `subscribed`.
+   */
+  const stale = reactive<Record<string, boolean>>({})
 
   const typingTimers = new Map<string, ReturnType<typeof setTimeout>>()
   const lastTypingSent = new Map<string, number>()
@@ -25,12 +30,27 @@ export const usePresenceStore = defineStore('presence', () => {
   function setOnline(room: string, users: User[]) {
     const unique = new Map(users.map((user) => [user.id, user]))
     online[room] = [...unique.values()]
+    delete stale[room]
   }
 
+  /** The socket dropped: every room's online list is unknown until it is subscribed again. */
+  function markUnknown() {
+    for (const room of Object.keys(online)) stale[room] = true
+    for (const room of Object.keys(typing)) {
+      for (const user of typing[room] ?? []) stopTyping(room, user)
+    }
+  }
+
+  /** Whether the room's online list is up to date (false while the socket is down). */
+  const known = (room: string) => stale[room] !== true
+
+  /** A join; the same user again (another tab, a reconnect) may carry a new display name. */
   function join(room: string, user: User) {
     const users = online[room] ?? []
-    if (!users.some((other) => other.id === user.id)) {
-      online[room] = [...users, user]
+    const index = users.findIndex((other) => other.id === user.id)
+    if (index < 0) online[room] = [...users, user]
+    else if (users[index]!.display_name !== user.display_name) {
+      online[room] = users.map((other) => (other.id === user.id ? user : other))
     }
   }
 
@@ -71,9 +91,22 @@ export const usePresenceStore = defineStore('presence', () => {
 
   function forget(room: string) {
     delete online[room]
+    delete stale[room]
     for (const user of typing[room] ?? []) stopTyping(room, user)
     delete typing[room]
   }
 
-  return { online, typing, setOnline, join, leave, startTyping, stopTyping, notifyTyping, forget }
+  return {
+    online,
+    typing,
+    stale,
+    known,
+    markUnknown,
+    setOnline,     join,
+    leave,
+    startTyping,
+    stopTyping,
+    notifyTyping,
+    forget,
+  }
 })

@@ -3,6 +3,7 @@ import { computed, ref } from 'vue'
 
 import { ApiError, api } from '@/api/http'
 import type { Room, RoomEventKind, RoomPage } from '@/api/types'
+import { rememberRoom } from '@/lib/landing'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
@@ -203,6 +204,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     if (slug === null) return
     try {
       if (!isJoined(slug)) await join(slug)
+      if (session.user !== null) rememberRoom(session.user.id, slug) // where to land next time
       if (!messages.timelines[slug]?.loaded) await messages.loadLatest(slug)
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) throw error
@@ -247,8 +249,10 @@ export const useRoomsStore = defineStore('rooms', () => {
   const directory = (q: string, cursor: string | null = null) =>
     api.rooms({ q: q.trim() || undefined, cursor, limit: DIRECTORY_PAGE })
 
-  /** The online count of a room, kept in step with presence frames for subscribed rooms. */
+  /** The online count of a room, kept in step with presence frames for subscribed rooms;
+   * 0 (shown as nothing) while the socket is down and the count is unknown. */
   function onlineCount(room: Room): number {
+    if (connection.state === 'reconnecting' || !presence.known(room.slug)) return 0
     return presence.online[room.slug]?.length ?? room.online
   }
 

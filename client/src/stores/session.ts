@@ -4,6 +4,7 @@ import { computed, ref } from 'vue'
 import { ApiError, api } from '@/api/http'
 import type { ServerLimits, User } from '@/api/types'
 import { MESSAGE_MAX_CHARS_FALLBACK } from '@/lib/rules'
+import { useConnectionStore } from '@/stores/connection'
 
 /** Who is signed in, and the limits the server checks their input against. */
 export const useSessionStore = defineStore('session', () => {
@@ -74,6 +75,14 @@ export const useSessionStore = defineStore('session', () => {
     window.location.assign('/signin')
   }
 
+  /** Changes how others see us; the socket reconnects so that our next messages and our
+   * presence carry the new name. */
+  async function changeDisplayName(name: string) {
+    const { user: renamed } = await api.changeDisplayName(name)
+    if (user.value !== null) user.value = { ...user.value, display_name: renamed.display_name }
+    useConnectionStore().reconnect()
+  }
+
   /** Sets a new password; the server ends every other session of this user. */
   async function changePassword(current: string, next: string) {
     await api.changePassword(current, next)
@@ -102,6 +111,7 @@ export const useSessionStore = defineStore('session', () => {
     signOut,
     signOutEverywhere,
     changePassword,
+    changeDisplayName,
     sessionEnded,
     isMe,
   }

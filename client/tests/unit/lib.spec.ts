@@ -1,10 +1,20 @@
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+
 import { describe, expect, it } from 'vitest'
 
 import { ApiError } from '@/api/http'
 import { authFailure, nextPath } from '@/composables/useAuthForm'
+import { landingRoom } from '@/lib/landing'
 import { BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffDelay } from '@/lib/backoff'
 import { linkify } from '@/lib/linkify'
-import { sendableBody, slugFromTitle } from '@/lib/rules'
+import {
+  SLUG_FALLBACK_PATTERN,
+  SLUG_PATTERN,
+  fallbackSlug,
+  sendableBody,
+  slugFromTitle,
+} from '@/lib/rules'
 import { compareIds } from '@/lib/streamId'
 import { buildTimeline } from '@/lib/timeline'
 
@@ -101,11 +111,28 @@ describe('buildTimeline', () => {
   })
 })
 
+/** Titles and slugs the server's test checks too (tests/test_rules.py). */
+const SLUG_CASES = (
+  JSON.parse(
+    readFileSync(resolve(__dirname, '../../../tests/fixtures/slug_from_title.json'), 'utf8'),
+  ) as { cases: [string, string | null][] }
+).cases
+
 describe('slugFromTitle', () => {
   it('suggests a valid slug', () => {
     expect(slugFromTitle('Team Standup!')).toBe('team-standup')
     expect(slugFromTitle('  Café Ünïcode ')).toBe('cafe-unicode')
-    expect(slugFromTitle('中文')).toBe('')
+    expect(slugFromTitle('中文')).toBeNull()
+  })
+
+  it.each(SLUG_CASES)('agrees with the server: %j -> %j', (title, slug) => {
+    expect(slugFromTitle(title)).toBe(slug)
+  })
+
+  it('falls back to room- and a random base36 tail the server accepts', () => {
+    const slug = fallbackSlug()
+    expect(slug).toMatch(SLUG_FALLBACK_PATTERN)
+    expect(slug).toMatch(SLUG_PATTERN)
   })
 })
 
@@ -125,10 +152,10 @@ describe('sendableBody', () => {
 describe('nextPath', () => {
   it('keeps a path of this site and nothing else', () => {
     expect(nextPath('/r/lobby')).toBe('/r/lobby')
-    expect(nextPath('//evil.example/')).toBe('/')
-    expect(nextPath('https://evil.example/')).toBe('/')
-    expect(nextPath(undefined)).toBe('/')
-    expect(nextPath(['/r/lobby'])).toBe('/')
+    expect(nextPath('//evil.example/')).toBeNull()
+    expect(nextPath('https://evil.example/')).toBeNull()
+    expect(nextPath(undefined)).toBeNull()
+    expect(nextPath(['/r/lobby'])).toBeNull()
   })
 })
 
@@ -146,5 +173,15 @@ describe('authFailure', () => {
       field: null,
       message: 'Too many attempts. Try again in 30 s.',
     })
+  })
+})
+
+describe('landingRoom', () => {
+  it('lands in the last room while it is visible, else in the Lobby', () => {
+    expect(landingRoom('dev', ['dev', 'lobby'])).toBe('dev')
+    expect(landingRoom('gone', ['dev', 'lobby'])).toBe('lobby')
+    expect(landingRoom(null, ['dev', 'lobby'])).toBe('lobby')
+    expect(landingRoom(null, ['dev'])).toBe('dev')
+    expect(landingRoom(null, [])).toBeNull()
   })
 })

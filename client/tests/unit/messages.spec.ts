@@ -113,11 +113,11 @@ describe('messages store', () => {
     expect(limited.outbox.map((entry) => entry.body)).toEqual(['12345'])
   })
 
-  it('keeps a message pending when the socket is down; nothing is lost', () => {
+  it('queues a message when the socket is down; nothing is lost', () => {
     const messages = useMessagesStore()
     useConnectionStore().bindTransport(() => false)
     expect(messages.send('lobby', 'hello')).toBe(true)
-    expect(messages.pendingIn('lobby')).toMatchObject([{ body: 'hello', status: 'pending' }])
+    expect(messages.pendingIn('lobby')).toMatchObject([{ body: 'hello', status: 'queued' }])
     expect(messages.pendingIn('dev')).toEqual([])
   })
 

@@ -60,3 +60,14 @@ describe('presence store', () => {
     ])
   })
 })
+
+describe('presence and display names', () => {
+  it('takes a new display name from a join of someone already online', () => {
+    signedIn(alice)
+    const presence = usePresenceStore()
+    presence.setOnline('lobby', [bob])
+    presence.join('lobby', { ...bob, display_name: 'Robert' })
+    presence.join('lobby', { ...bob, display_name: 'Robert' })
+    expect(presence.online.lobby).toEqual([{ ...bob, display_name: 'Robert' }])
+  })
+})

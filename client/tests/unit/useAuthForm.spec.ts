@@ -8,7 +8,11 @@ import { useAuthForm, type AuthFormOptions } from '@/composables/useAuthForm'
 type Field = 'username' | 'password'
 
 /** The composable inside a mounted app with a router at `at`. */
-async function mounted(at: string, send: AuthFormOptions<Field>['send']) {
+async function mounted(
+  at: string,
+  send: AuthFormOptions<Field>['send'],
+  landing?: AuthFormOptions<Field>['landing'],
+) {
   const router: Router = createRouter({
     history: createMemoryHistory(),
     routes: [{ path: '/:any(.*)*', component: { render: () => null } }],
@@ -24,6 +28,7 @@ async function mounted(at: string, send: AuthFormOptions<Field>['send']) {
           password: values.password ? undefined : 'a password, please',
         }),
         send,
+        landing,
       })
       return () => null
     },
@@ -57,6 +62,13 @@ describe('useAuthForm', () => {
     Object.assign(form.form, { username: 'alice', password: 'correct horse' })
     await form.submit()
     expect(router.currentRoute.value.fullPath).toBe('/')
+  })
+
+  it('lands where `landing` says when no next= is given (the last room, or the Lobby)', async () => {
+    const { form, router } = await mounted('/signin', async () => {}, async () => '/r/lobby')
+    Object.assign(form.form, { username: 'alice', password: 'correct horse' })
+    await form.submit()
+    expect(router.currentRoute.value.fullPath).toBe('/r/lobby')
   })
 
   it('puts a refusal on its field, or above the form, and stays', async () => {

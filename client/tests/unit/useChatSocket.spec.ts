@@ -63,6 +63,7 @@ beforeEach(() => {
   FakeSocket.instances = []
   vi.useFakeTimers()
   localStorage.clear()
+  sessionStorage.clear()
 })
 
 afterEach(() => {
@@ -315,14 +316,23 @@ describe('useChatSocket', () => {
     expect(messages.outbox).toEqual([])
   })
 
-  it('marks a send failed when no ack comes in time', async () => {
+  it('takes a missing ack for a dead socket once: reconnects and resends, then fails', async () => {
     const { messages } = await setup()
     FakeSocket.last.open()
+    const first = FakeSocket.last
     messages.send('lobby', 'hello')
+    const [sent] = first.sentOfType('send')
 
     vi.advanceTimersByTime(ACK_TIMEOUT_MS - 1)
     expect(messages.outbox[0]!.status).toBe('pending')
     vi.advanceTimersByTime(1)
+    // The silent socket is dropped at once, and a new one carries the same send.
+    expect(messages.outbox[0]!.status).toBe('queued')
+    expect(FakeSocket.last).not.toBe(first)
+    FakeSocket.last.open()
+    expect(FakeSocket.last.sentOfType('send')).toEqual([sent])
+
+    vi.advanceTimersByTime(ACK_TIMEOUT_MS)
     expect(messages.outbox[0]).toMatchObject({ status: 'failed', error: 'timeout' })
   })
 
@@ -338,6 +348,65 @@ describe('useChatSocket', () => {
     expect(send).toMatchObject({ body: 'written while offline', client_id: messages.outbox[0]!.clientId })
     // Subscriptions go first, so the ack and the message frame find the room subscribed.
     expect(FakeSocket.last.sent.map((frame) => frame.type)).toEqual(['subscribe', 'send'])
+  })
+
+  it('queues a send whose ack the drop swallowed, instead of failing it, and resends it', async () => {
+    const { messages } = await setup()
+    FakeSocket.last.open()
+    messages.send('lobby', 'in flight')
+    const first = FakeSocket.last.sentOfType('send')[0]!
+    FakeSocket.last.drop()
+    expect(messages.outbox[0]!.status).toBe('queued')
+
+    vi.advanceTimersByTime(ACK_TIMEOUT_MS * 3) // no "No answer from the server" while offline
+    expect(messages.outbox[0]!.status).toBe('queued')
+
+    FakeSocket.last.open()
+    expect(FakeSocket.last.sentOfType('send')).toEqual([first])
+    expect(messages.outbox[0]!.status).toBe('pending')
+  })
+
+  it('sends the offline queue in the order it was written, across rooms', async () => {
+    const { messages } = await setup()
+    FakeSocket.last.open()
+    FakeSocket.last.drop()
+    messages.send('lobby', 'one')
+    messages.send('dev', 'two')
+    messages.send('lobby', 'three')
+    expect(messages.queuedCount).toBe(3)
+    vi.advanceTimersByTime(500)
+    FakeSocket.last.open()
+
+    expect(FakeSocket.last.sentOfType('send').map((frame) => frame.body)).toEqual(['one', 'two', 'three'])
+    expect(messages.queuedCount).toBe(0)
+  })
+
+  it('keeps the queue across a reload of the tab and sends it with the same client_id', async () => {
+    const { messages } = await setup()
+    FakeSocket.last.open()
+    FakeSocket.last.drop()
+    messages.send('lobby', 'before the reload')
+    const clientId = messages.outbox[0]!.clientId
+
+    // A reload: a fresh Pinia (setup signs in on one), the same sessionStorage.
+    const again = await setup()
+    expect(again.messages.outbox).toMatchObject([{ clientId, body: 'before the reload', status: 'queued' }])
+    FakeSocket.last.open()
+    expect(FakeSocket.last.sentOfType('send')).toMatchObject([{ client_id: clientId, body: 'before the reload' }])
+  })
+
+  it('marks online lists unknown while the socket is down, and fresh again on subscribed', async () => {
+    const { presence } = await setup()
+    FakeSocket.last.open()
+    FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: null, online: [bob] })
+    expect(presence.known('lobby')).toBe(true)
+    FakeSocket.last.drop()
+    expect(presence.known('lobby')).toBe(false)
+    vi.advanceTimersByTime(500)
+    FakeSocket.last.open()
+    FakeSocket.last.receive({ type: 'subscribed', room: 'lobby', last_id: null, online: [] })
+    expect(presence.known('lobby')).toBe(true)
+    expect(presence.online.lobby).toEqual([])
   })
 
   it('pings every 25 s and reconnects when a pong does not come back', async () => {

@@ -163,6 +163,15 @@ class Accounts:
         log.info("user %s changed their password; %d other sessions ended", user.username, ended)
         return ended
 
+    async def change_display_name(self, user: User, display_name: object) -> User:
+        """A new display name (any script, 1-64 characters, nothing unseen), in SQL and in
+        every session of the user; messages sent from now on carry it."""
+        shown = check_display_name(display_name)
+        await self.users.set_display_name(user.id, shown)
+        await self.sessions.rename(user.id, shown)
+        log.info("user %s changed their display name", user.username)
+        return User(user.id, user.username, shown, user.is_admin)
+
     async def logout(self, session_id: str) -> int | None:
         """End the session; returns its user's id, if it was a live session."""
         return await self.sessions.revoke(session_id)

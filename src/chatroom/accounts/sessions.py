@@ -38,6 +38,16 @@ return fields
 """
 
 
+# KEYS: session hashes. ARGV: the new display name. Renames the live ones only (an ended
+# session's key must not come back as a hash without its login time).
+_RENAME = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'display_name', ARGV[1]) end
+end
+return #KEYS
+"""
+
+
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -64,6 +74,7 @@ class SessionStore:
         self._absolute_ms = int(absolute_s * 1000)
         self._absolute_s = math.ceil(absolute_s)
         self._touch = redis.register_script(_TOUCH)
+        self._rename = redis.register_script(_RENAME)
 
     async def create(self, user: User) -> str:
         """A new session for `user`; returns the session id for the cookie."""
@@ -109,6 +120,14 @@ class SessionStore:
             )
         except (KeyError, ValueError):
             return None
+
+    async def rename(self, user_id: int, display_name: str) -> None:
+        """The user's new display name, in every live session of theirs (each is one key:
+        one script call per key keeps Redis Cluster's one-slot rule)."""
+        members = await self._redis.smembers(redis_keys.user_sessions(user_id))
+        for member in members:
+            digest = member.decode() if isinstance(member, bytes) else str(member)
+            await self._rename(keys=[redis_keys.session(digest)], args=[display_name])
 
     async def revoke(self, session_id: str) -> int | None:
         """End one session; returns its user's id (None: there was no such session)."""

@@ -109,3 +109,9 @@ class UsersTable:
             await conn.execute(
                 users.update().where(users.c.id == user_id).values(password_hash=password_hash)
             )
+
+    async def set_display_name(self, user_id: int, display_name: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                users.update().where(users.c.id == user_id).values(display_name=display_name)
+            )

@@ -35,6 +35,13 @@ def is_room_name(text: object) -> bool:
 LISTING_PAGE_DEFAULT, LISTING_PAGE_MAX = 100, 200
 SEARCH_MAX = 64
 
+# A room created without a slug gets one from its title ("Team Standup" -> "team-standup");
+# a title with nothing in a-z/0-9 (Chinese, Cyrillic, emoji) gets this prefix and a random
+# base36 tail instead. The web client derives the same (client/src/lib/rules.ts; both are
+# checked against tests/fixtures/slug_from_title.json).
+SLUG_FALLBACK_PREFIX = "room-"
+SLUG_FALLBACK_RANDOM_CHARS = 6
+
 CLIENT_ID_MAX = 64
 CLIENT_ID = re.compile(rf"^[\x21-\x7e]{{1,{CLIENT_ID_MAX}}}\Z")
 CLIENT_ID_RULE = f"1-{CLIENT_ID_MAX} printable ASCII characters"
@@ -115,6 +122,23 @@ def check_cursor(cursor: object) -> str:
 def check_search(text: object) -> str:
     """A room search: 1-64 characters after trimming, nothing unseen."""
     return clean_label(text, field="q", max_chars=SEARCH_MAX)
+
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slug_from_title(title: str) -> str | None:
+    """The slug a title suggests: lowercase ASCII letters and digits, accents dropped,
+    everything else one `-`; None when that leaves no valid slug (a title in Chinese)."""
+    folded = unicodedata.normalize("NFKD", title.lower())
+    letters = "".join(char for char in folded if not unicodedata.category(char).startswith("M"))
+    slug = _NOT_SLUG.sub("-", letters).lstrip("-")[:SLUG_MAX].rstrip("-")
+    return slug if SLUG.match(slug) else None
+
+
+def fallback_slug(random_tail: str) -> str:
+    """A slug for a title that suggests none: `room-` and a random base36 tail."""
+    return check_slug(SLUG_FALLBACK_PREFIX + random_tail[:SLUG_FALLBACK_RANDOM_CHARS])
 
 
 def check_username(username: object) -> str:

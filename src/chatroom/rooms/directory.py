@@ -14,6 +14,7 @@ whether that username exists or not: the directory does not tell who has an acco
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from chatroom.domain.refusals import Conflict, Forbidden, room_not_found
 from chatroom.domain.rooms import Room
 from chatroom.domain.rules import (
     LISTING_PAGE_MAX,
+    SLUG_FALLBACK_RANDOM_CHARS,
     TITLE_MAX,
     USERNAME,
     USERNAME_RULE,
@@ -38,7 +40,9 @@ from chatroom.domain.rules import (
     check_search,
     check_slug,
     clean_label,
+    fallback_slug,
     is_room_name,
+    slug_from_title,
 )
 from chatroom.domain.users import User
 from chatroom.store.tables import room_members, rooms, users
@@ -46,6 +50,14 @@ from chatroom.store.tables import room_members, rooms, users
 _ROOM_COLUMNS = (rooms.c.id, rooms.c.slug, rooms.c.title, rooms.c.is_private, rooms.c.owner_id)
 _ROOMS_CACHED_MAX = 10_000
 _MISSING_CACHED_MAX = 10_000
+# A random slug collides once in about 2 billion: three tries are plenty.
+_RANDOM_SLUG_TRIES = 3
+
+
+def _random_slug() -> str:
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    tail = "".join(secrets.choice(alphabet) for _ in range(SLUG_FALLBACK_RANDOM_CHARS))
+    return fallback_slug(tail)
 
 
 def _room(row: sa.Row[*tuple[Any, ...]]) -> Room:
@@ -209,18 +221,37 @@ class RoomDirectory:
         max_owned: int | None = None,
     ) -> Room:
         """A new room, owned by `owner`, who is its first member; refused (403
-        `room_quota_exceeded`) when `owner` owns `max_owned` rooms already.
+        `room_quota_exceeded`) when `owner` owns `max_owned` rooms already. Without a slug
+        (None or ""), the title suggests one, or, in a script with no a-z/0-9, `room-` and
+        a random tail (so is a suggested slug that is taken).
 
         A slug in use is `409 room_exists` whoever's room it is, public or private: the
         answer says the name is taken, never whose room it is or what kind. That a private
         room's name is taken is the one thing a creator can learn of it, and only as fast
         as the creation limit lets them try (web/api_rooms.py counts every attempt)."""
-        checked_slug = check_slug(slug)
         checked_title = check_title(title)
         if max_owned is not None and await self.owned(owner) >= max_owned:
             raise Forbidden(
                 "room_quota_exceeded", f"you own {max_owned} rooms already, the most one may"
             )
+        if slug is None or slug == "":
+            suggested = slug_from_title(checked_title)
+            if suggested is not None:
+                try:
+                    return await self._insert(owner, suggested, checked_title, private)
+                except Conflict:
+                    pass
+            for attempt in range(_RANDOM_SLUG_TRIES):
+                try:
+                    return await self._insert(owner, _random_slug(), checked_title, private)
+                except Conflict:
+                    if attempt == _RANDOM_SLUG_TRIES - 1:
+                        raise
+        return await self._insert(owner, check_slug(slug), checked_title, private)
+
+    async def _insert(
+        self, owner: User, checked_slug: str, checked_title: str, private: bool
+    ) -> Room:
         now = now_utc()
         try:
             async with self._engine.begin() as conn:

@@ -24,6 +24,7 @@ from chatroom.web.dependencies import (
 from chatroom.web.origins import served_over_https
 from chatroom.web.schemas import (
     ChangePasswordRequest,
+    ChangeProfileRequest,
     CreateTokenRequest,
     LoginRequest,
     MeEnvelope,
@@ -155,6 +156,19 @@ async def change_password(
 async def me(user: CurrentUser, state: State) -> dict[str, object]:
     limits = {"message_max_chars": state.settings.message_max_chars}
     return {"user": user.as_json(), "limits": limits}
+
+
+@router.patch(
+    "/me",
+    response_model=UserEnvelope,
+    responses=errors(401, 403, 422),
+    summary="Change your display name (extension)",
+)
+async def change_profile(
+    body: ChangeProfileRequest, user: SessionUser, state: State
+) -> dict[str, object]:
+    renamed = await state.accounts.change_display_name(user, body.display_name)
+    return {"user": renamed.as_json()}
 
 
 @router.post(

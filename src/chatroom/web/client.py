@@ -1,12 +1,17 @@
 """The built web client (Vite output in `client_dist/`), served by the app node.
 
-`/assets/*` are content-hashed: cached for a year, immutable. Every other browser page
+`/assets/*` are content-hashed: cached for a year, immutable, and served precompressed: the
+build writes a brotli (`.br`) and a gzip (`.gz`) copy beside each text asset
+(client/scripts/precompress.mjs), and the smallest copy the request's Accept-Encoding takes
+is sent with its Content-Encoding and `Vary: Accept-Encoding`. Nothing is compressed per
+request, and nothing else is (never the WebSocket, nor the API). Every other browser page
 (`/`, `/rooms/lobby`, ...) is the client's `index.html`, never cached, so a new release
 is picked up at the next load. Without a build, `/` says how to make one.
 """
 
 from __future__ import annotations
 
+import mimetypes
 import os
 from pathlib import Path
 
@@ -39,6 +44,24 @@ NOT_BUILT = """<!doctype html>
 """
 
 
+# The precompressed copies the build writes, best first: (Content-Encoding, file suffix).
+PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
+
+
+def accepted_encodings(scope: Scope) -> set[str]:
+    """The content codings the request accepts (`q=0` refuses one)."""
+    accepted: set[str] = set()
+    for name, value in scope.get("headers", ()):
+        if name != b"accept-encoding":
+            continue
+        for part in value.decode("latin-1").split(","):
+            coding, _, params = part.strip().partition(";")
+            refused = params.replace(" ", "").lower() in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+            if coding and not refused:
+                accepted.add(coding.strip().lower())
+    return accepted
+
+
 class ImmutableAssets(StaticFiles):
     def file_response(
         self,
@@ -47,8 +70,26 @@ class ImmutableAssets(StaticFiles):
         scope: Scope,
         status_code: int = 200,
     ) -> Response:
+        original = Path(full_path)
+        accepted = accepted_encodings(scope)
+        encoding = None
+        for coding, suffix in PRECOMPRESSED:
+            variant = original.with_name(original.name + suffix)
+            if (coding in accepted or "*" in accepted) and variant.is_file():
+                full_path, stat_result, encoding = variant, variant.stat(), coding
+                break
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers["Cache-Control"] = IMMUTABLE
+        response.headers["Vary"] = "Accept-Encoding"
+        if encoding is not None:
+            response.headers["Content-Encoding"] = encoding
+            media_type, _ = mimetypes.guess_type(original.name)
+            if media_type is not None and response.status_code != 304:
+                charset = "; charset=utf-8" if media_type.startswith("text/") else ""
+                if media_type == "application/javascript":
+                    media_type = "text/javascript"
+                    charset = "; charset=utf-8"
+                response.headers["Content-Type"] = media_type + charset
         return response
 
 

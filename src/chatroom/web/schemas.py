@@ -57,6 +57,13 @@ class LoginRequest(Request):
     password: str
 
 
+class ChangeProfileRequest(Request):
+    display_name: str = Field(
+        description=f"1-{DISPLAY_NAME_MAX} characters of any script, nothing invisible.",
+        json_schema_extra={"minLength": 1, "maxLength": DISPLAY_NAME_MAX},
+    )
+
+
 class ChangePasswordRequest(Request):
     current_password: str
     new_password: str = Field(
@@ -66,8 +73,11 @@ class ChangePasswordRequest(Request):
 
 
 class CreateRoomRequest(Request):
-    slug: str = Field(
-        description=f"{SLUG_RULE}.",
+    slug: str | None = Field(
+        default=None,
+        description=f"{SLUG_RULE}. Extension: optional; without it the title suggests one "
+        "(`Team Standup` -> `team-standup`), or, for a title with no a-z/0-9 (Chinese, say), "
+        "`room-` and a random base36 tail.",
         json_schema_extra={"pattern": json_pattern(SLUG)},
     )
     title: str = Field(
