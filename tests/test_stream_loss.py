@@ -180,7 +180,7 @@ class _ReplyLost:
 
 async def _lagging_node_loses(
     make_hub: HubFactory, redis: Redis, engine: AsyncEngine, *, archived: int
-) -> tuple[FakeTransport, FakeTransport, _ReplyLost, list[str]]:
+) -> tuple[Any, FakeTransport, FakeTransport, _ReplyLost, list[str]]:
     """Alice's node delivered m0..m6; m7 was appended but the reply that held it never
     reached her node; m0..m(archived) are archived; Redis then came back with the stream as
     it was at m4."""
@@ -196,7 +196,7 @@ async def _lagging_node_loses(
     ids = [StreamId.parse(i) for i in sent]
     await _archive(redis, engine, ids[archived])
     await _lose_tail(redis, ids[4], keys_too=False)
-    return alice, bob, lag, sent
+    return node, alice, bob, lag, sent
 
 
 async def _delivered_through(alice: FakeTransport, last: str) -> list[str]:
@@ -213,7 +213,7 @@ async def test_a_node_behind_a_lost_archived_message_delivers_it_when_new_ones_c
 ) -> None:
     # More new messages came after the loss than were lost: the stream's count of entries
     # and its last id alone no longer say that it went back under the node's cursor.
-    alice, bob, lag, sent = await _lagging_node_loses(make_hub, redis, engine, archived=7)
+    _, alice, bob, lag, sent = await _lagging_node_loses(make_hub, redis, engine, archived=7)
     after = [await send(bob, f"n{i}", f"n{i}") for i in range(5)]
     lag.resume.set()
     assert await _delivered_through(alice, after[-1]) == [*sent, *after]  # m7 from SQL
@@ -225,7 +225,7 @@ async def test_a_node_behind_a_lost_message_archived_after_the_epoch_began_deliv
 ) -> None:
     # The epoch begins (SQL's newest is m6 then, its floor below m7) before the
     # archiver's commit of m7, read before the loss, lands.
-    alice, bob, lag, sent = await _lagging_node_loses(make_hub, redis, engine, archived=6)
+    node, alice, bob, lag, sent = await _lagging_node_loses(make_hub, redis, engine, archived=6)
     ids = [StreamId.parse(i) for i in sent]
     epochs = History(redis, ArchivedPages(engine)).epochs
     standing = await epochs.standing("lobby")
@@ -238,3 +238,10 @@ async def test_a_node_behind_a_lost_message_archived_after_the_epoch_began_deliv
     after = [await send(bob, f"n{i}", f"n{i}") for i in range(2)]
     assert await _delivered_through(alice, after[-1]) == [*sent, *after]  # m7 from SQL
     assert not _resynced(alice)
+    # A client resuming from m6 gets m7 from SQL too, and the history shows it.
+    dave = node.connect(Author(4, "dave", "Dave"))
+    await subscribe(dave, since=sent[6])
+    assert [m["id"] for m in await messages(dave, 3)] == [sent[7], *after]
+    assert not _resynced(dave)
+    walked = await walk_forward(History(redis, ArchivedPages(engine)), room_id, 3)
+    assert walked[-len(sent) - len(after) :] == [StreamId.parse(i) for i in [*sent, *after]]
