@@ -80,7 +80,7 @@ async def read_range(
         # Not in the MULTI (it needs the epoch): an entry trimmed meanwhile makes the
         # range only wider, and the merge reads each id once.
         above = await redis.xrange(key, min=f"({epoch.kept}", max="+", count=1)
-        first_new = StreamId.parse(above[0][0]) if above else None
+        first_new = parse_entries(above)[0][0] if above else None
     return StreamSnapshot(
         entries=parsed,
         exhausted=len(parsed) < count,
