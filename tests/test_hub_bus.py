@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
@@ -14,7 +15,7 @@ from chatroom.domain.stream_ids import StreamId
 from chatroom.hub.bus import BLOCK_MS, RoomCursor, StreamBus, missing_range, went_back
 from chatroom.redis_client import connect
 from chatroom.streams.entries import Entry
-from chatroom.streams.epochs import Epoch, Standing, StreamEpochs
+from chatroom.streams.epochs import COUNT_CAP, Epoch, Standing, StreamEpochs
 from conftest import Backend
 from redis_proxy import RedisProxy
 
@@ -185,3 +186,21 @@ def test_a_stream_behind_what_the_node_saw_went_back() -> None:
     assert went_back(cursor, _standing(8, 8, 1, 8))  # the last id is below the cursor
     assert went_back(cursor, _standing(9, 9, 1, 30))  # new ids, but fewer entries ever
     assert not went_back(cursor, _standing(12, 12, 1, 12))
+
+
+def test_a_stream_that_went_back_under_new_entries_went_back() -> None:
+    cursor = RoomCursor(StreamId(10, 0), seen=10, epoch="e1")
+    # Redis kept 1-6 and then took 20-25: as many entries ever as the node saw, and a last
+    # id past its cursor. The count up to the last entry read says it: 6 + 6, not 10 + 6.
+    lost = replace(_standing(12, 12, 1, 25), entries_after=0)
+    assert went_back(cursor, lost, _read(20, 21, 22, 23, 24, 25), StreamId(25, 0))
+    # The same read of an intact stream: 10 + 6 up to 25.
+    intact = replace(_standing(16, 16, 1, 25), entries_after=0)
+    assert not went_back(cursor, intact, _read(20, 21, 22, 23, 24, 25), StreamId(25, 0))
+    # Without entries read, the count after the cursor says it too.
+    after_cursor = replace(_standing(12, 12, 1, 25), entries_after=6)
+    assert went_back(cursor, after_cursor, [], StreamId(10, 0))
+    # A count after another id, or capped, says nothing.
+    assert not went_back(cursor, lost, _read(20, 21, 22, 23, 24, 25), StreamId(24, 0))
+    capped = replace(_standing(12, 12, 1, 25), entries_after=COUNT_CAP)
+    assert not went_back(cursor, capped, [], StreamId(10, 0))

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
@@ -24,6 +26,7 @@ from conftest import HubFactory
 from fake_transport import FakeTransport, messages, send, subscribe
 from test_archiver_support import Archivers, archived_rows
 from test_history import walk_back, walk_forward
+from waiting import wait_until
 
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
@@ -158,3 +161,92 @@ async def test_who_saw_or_resumes_from_a_lost_message_gets_resync_and_the_rest_n
     await subscribe(dave, since=sent[5])
     assert [m["id"] for m in await messages(dave, 3)] == [sent[6], sent[7], after]
     assert "resync" not in [json.loads(f)["type"] for f in dave.sent]
+
+
+class _ReplyLost:
+    """Makes a node's stream reader lose the reply of its next read, as when Redis dies
+    with the answer on the wire: the reader waits until `resume` is set, then fails."""
+
+    def __init__(self, node_hub: Any) -> None:
+        self.bus = node_hub._bus
+        self.real = self.bus._read
+        self.armed = False
+        self.resume = asyncio.Event()
+        self.bus._read = self._read
+
+    async def _read(self) -> Any:
+        reply = await self.real()
+        if not self.armed:
+            return reply
+        self.armed = False
+        await self.resume.wait()
+        raise RedisConnectionError("Connection closed by server.")
+
+
+async def _lagging_node_loses(
+    make_hub: HubFactory, redis: Redis, engine: AsyncEngine, *, archived: int
+) -> tuple[Any, FakeTransport, FakeTransport, _ReplyLost, list[str]]:
+    """Alice's node delivered m0..m6; m7 was appended but the reply that held it never
+    reached her node; m0..m(archived) are archived; Redis then came back with the stream as
+    it was at m4."""
+    node, other = await make_hub(**FAST), await make_hub(**FAST)
+    lag = _ReplyLost(node.hub)  # before alice's node reads: every read goes through it
+    alice, bob = node.connect(ALICE), other.connect(BOB)  # bob's node reads no stream
+    await send(bob, "the room's first message", "first")
+    await subscribe(alice)
+    sent = [await send(bob, f"m{i}", f"m{i}") for i in range(7)]
+    assert [m["id"] for m in await messages(alice, 7)] == sent
+    lag.armed = True
+    sent.append(await send(bob, "m7", "m7"))  # read by alice's node, the reply lost
+    ids = [StreamId.parse(i) for i in sent]
+    await _archive(redis, engine, ids[archived])
+    await _lose_tail(redis, ids[4], keys_too=False)
+    return node, alice, bob, lag, sent
+
+
+async def _delivered_through(alice: FakeTransport, last: str) -> list[str]:
+    await wait_until(lambda: _ids(alice)[-1:] == [last], what=f"{last} delivered")
+    return _ids(alice)
+
+
+def _resynced(transport: FakeTransport) -> bool:
+    return "resync" in [json.loads(f)["type"] for f in transport.sent]
+
+
+async def test_a_node_behind_a_lost_archived_message_delivers_it_when_new_ones_came_first(
+    make_hub: HubFactory, redis: Redis, engine: AsyncEngine
+) -> None:
+    # More new messages came after the loss than were lost: the stream's count of entries
+    # and its last id alone no longer say that it went back under the node's cursor.
+    _, alice, bob, lag, sent = await _lagging_node_loses(make_hub, redis, engine, archived=7)
+    after = [await send(bob, f"n{i}", f"n{i}") for i in range(5)]
+    lag.resume.set()
+    assert await _delivered_through(alice, after[-1]) == [*sent, *after]  # m7 from SQL
+    assert not _resynced(alice)
+
+
+async def test_a_node_behind_a_lost_message_archived_after_the_epoch_began_delivers_it(
+    make_hub: HubFactory, redis: Redis, engine: AsyncEngine
+) -> None:
+    # The epoch begins (SQL's newest is m6 then, its floor below m7) before the
+    # archiver's commit of m7, read before the loss, lands.
+    node, alice, bob, lag, sent = await _lagging_node_loses(make_hub, redis, engine, archived=6)
+    ids = [StreamId.parse(i) for i in sent]
+    epochs = History(redis, ArchivedPages(engine)).epochs
+    standing = await epochs.standing("lobby")
+    epoch = await epochs.begin("lobby", seen=standing.epoch, evidence=ids[6])
+    assert epoch.floor < ids[7]
+    room_id = (await room_ids(engine))["lobby"]
+    async with engine.begin() as conn:  # the late commit
+        await upsert_messages(conn, [ArchivedMessage(room_id, ids[7], BOB.id, "m7", "m7")])
+    lag.resume.set()
+    after = [await send(bob, f"n{i}", f"n{i}") for i in range(2)]
+    assert await _delivered_through(alice, after[-1]) == [*sent, *after]  # m7 from SQL
+    assert not _resynced(alice)
+    # A client resuming from m6 gets m7 from SQL too, and the history shows it.
+    dave = node.connect(Author(4, "dave", "Dave"))
+    await subscribe(dave, since=sent[6])
+    assert [m["id"] for m in await messages(dave, 3)] == [sent[7], *after]
+    assert not _resynced(dave)
+    walked = await walk_forward(History(redis, ArchivedPages(engine)), room_id, 3)
+    assert walked[-len(sent) - len(after) :] == [StreamId.parse(i) for i in [*sent, *after]]

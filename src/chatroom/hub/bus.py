@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,13 +81,41 @@ class RoomCursor:
     last: StreamId  # every entry up to here was delivered (or is known not to exist)
     seen: int | None  # how many entries the stream ever had up to `last`; None: unknown
     epoch: str | None  # the epoch `last` belongs to; None: the room had none yet
+    # After following a new epoch: the last id its stream kept of the one before. Until
+    # this node delivers an entry above it, what lies between its cursor and that entry
+    # may be messages Redis lost after they were archived: they come from SQL first.
+    hole: StreamId | None = None
 
 
-def went_back(cursor: RoomCursor, standing: Standing) -> bool:
-    """The stream is behind what this node already saw: Redis lost its tail."""
+def counted_upto(standing: Standing, counted: StreamId, entry_id: StreamId) -> int | None:
+    """How many entries the stream ever had up to `entry_id`, if the standing counted the
+    entries after it (`counted`: the id the count was asked after); None: unknown."""
+    if entry_id != counted or not _counted_after(standing, entry_id):
+        return None
+    return standing.entries_added - standing.entries_after
+
+
+def went_back(
+    cursor: RoomCursor,
+    standing: Standing,
+    entries: Sequence[Entry] = (),
+    counted: StreamId | None = None,
+) -> bool:
+    """The stream is behind what this node already saw: Redis lost its tail.
+
+    New entries may have come after the loss, so that the stream's last id and its count
+    of entries are past the cursor again: the count up to the last entry read (or up to
+    the cursor) then says it, below what this node counted there."""
     if cursor.last > standing.last_generated:
         return True
-    return cursor.seen is not None and standing.entries_added < cursor.seen
+    if cursor.seen is None:
+        return False
+    if standing.entries_added < cursor.seen:
+        return True
+    new = [entry_id for entry_id, _ in entries if entry_id > cursor.last]
+    last = new[-1] if new else cursor.last
+    upto = None if counted is None else counted_upto(standing, counted, last)
+    return upto is not None and upto < cursor.seen + len(new)
 
 
 def missing_range(
@@ -138,14 +167,15 @@ def _counted_after(standing: Standing, entry_id: StreamId) -> bool:
 
 
 def seen_after(
-    cursor: RoomCursor, standing: Standing, entries: list[Entry], filled: bool
+    cursor: RoomCursor, standing: Standing, entries: list[Entry], filled: bool, counted: StreamId
 ) -> int | None:
     """The count of entries up to the last of `entries` (delivered after the cursor)."""
     last = entries[-1][0]
     if cursor.seen is not None and not filled:
         return cursor.seen + len(entries)  # the read was contiguous with the cursor
-    if _counted_after(standing, last):
-        return standing.entries_added - standing.entries_after
+    upto = counted_upto(standing, counted, last)
+    if upto is not None:
+        return upto
     ids = [entry_id for entry_id, _ in entries]
     if standing.length and standing.first_id in ids:  # the first entry left is one of them
         return standing.trimmed + len(ids) - ids.index(standing.first_id)
@@ -296,23 +326,30 @@ class StreamBus:
         rooms = [(slug, self._cursors[slug]) for slug in by_room if slug in self._cursors]
         if not rooms:
             return
-        asks = []
-        for slug, cursor in rooms:
-            entries = by_room[slug]
-            # An unknown count of entries seen is learnt from how many follow the last one.
-            count_after = None if cursor.seen is not None else _last(entries, cursor.last)
-            asks.append((slug, count_after))
-        standings = await self._epochs.standings(asks)
-        for (slug, cursor), standing in zip(rooms, standings, strict=True):
+        # How many entries follow the last one read (or the cursor) says how many the
+        # stream ever had up to it: an unknown count of entries seen is learnt from it,
+        # and a known one checked against it (`went_back`). Few follow: a cheap count.
+        counted = [_last(by_room[slug], cursor.last) for slug, cursor in rooms]
+        standings = await self._epochs.standings(
+            (slug, after) for (slug, _), after in zip(rooms, counted, strict=True)
+        )
+        for (slug, cursor), standing, after in zip(rooms, standings, counted, strict=True):
             if self._cursors.get(slug) is cursor:  # not unwatched meanwhile
-                await self._advance(slug, cursor, by_room[slug], standing)
+                await self._advance(slug, cursor, by_room[slug], standing, after)
 
     async def _advance(
-        self, slug: str, cursor: RoomCursor, entries: list[Entry], standing: Standing
+        self,
+        slug: str,
+        cursor: RoomCursor,
+        entries: list[Entry],
+        standing: Standing,
+        counted: StreamId,
     ) -> None:
         epoch = standing.epoch
         # A new epoch someone else began accounts for a loss already (`_follow`).
-        if epoch is None or (epoch.id == cursor.epoch and went_back(cursor, standing)):
+        if epoch is None or (
+            epoch.id == cursor.epoch and went_back(cursor, standing, entries, counted)
+        ):
             epoch = await self._epochs.begin(slug, seen=epoch, evidence=cursor.last)
         if epoch.id != cursor.epoch:
             await self._follow(slug, cursor, epoch)
@@ -320,14 +357,47 @@ class StreamBus:
             return
         # Watched anew meanwhile from a later id: only what is after that is news.
         entries = [entry for entry in entries if entry[0] > cursor.last]
+        hole = cursor.hole
+        if hole is not None and entries and entries[-1][0] > hole:
+            # The read crosses the range Redis lost: what the old stream kept first, then
+            # what SQL holds up to the first entry of the new one (whatever the epoch's
+            # floor says: an archiver may have committed it after the epoch began).
+            below = [entry for entry in entries if entry[0] <= hole]
+            if below:
+                await self._deliver_read(slug, cursor, below, standing, epoch, None)
+                if self._cursors.get(slug) is not cursor:
+                    return
+            cursor.hole = None
+            cursor.seen = None
+            first_new = entries[len(below)][0]
+            if first_new > cursor.last.next():
+                await self._fill(slug, cursor, first_new)
+                if self._cursors.get(slug) is not cursor:
+                    return
+            entries = [entry for entry in entries if entry[0] > cursor.last]
+        await self._deliver_read(slug, cursor, entries, standing, epoch, counted)
+
+    async def _deliver_read(
+        self,
+        slug: str,
+        cursor: RoomCursor,
+        entries: list[Entry],
+        standing: Standing,
+        epoch: Epoch,
+        counted: StreamId | None,
+    ) -> None:
+        """Deliver entries read after the cursor, and first what the stream no longer
+        holds before them. `counted`: the id the standing counted entries after (None: no
+        count applies to these entries)."""
         upper, filled = missing_range(cursor, standing, epoch, entries)
         if filled:
             await self._fill(slug, cursor, upper)
             if self._cursors.get(slug) is not cursor:
                 return
             entries = [entry for entry in entries if entry[0] > cursor.last]
+        unknown = StreamId(0, 0) if counted is None else counted
         if entries:
-            cursor.seen = seen_after(cursor, standing, entries, filled)
+            cursor.seen = seen_after(cursor, standing, entries, filled, unknown)
             cursor.last = entries[-1][0]
             try:
                 self._feed.entries(slug, entries)
@@ -335,8 +405,8 @@ class StreamBus:
                 log.exception("fan-out of room %s failed", slug)
         elif filled:  # all that was below the stream's first entry came from SQL
             cursor.seen = standing.trimmed if standing.length else standing.entries_added
-        elif cursor.seen is None and _counted_after(standing, cursor.last):
-            cursor.seen = standing.entries_added - standing.entries_after
+        elif cursor.seen is None and counted is not None:
+            cursor.seen = counted_upto(standing, counted, cursor.last)
 
     async def _follow(self, slug: str, cursor: RoomCursor, epoch: Epoch) -> None:
         """The room's stream began a new epoch: this node's subscribers who saw messages
@@ -348,6 +418,8 @@ class StreamBus:
                 await self._epochs.raise_floor(slug, epoch, cursor.last)
         if cursor.epoch is not None or epoch.floor > epoch.kept:
             cursor.seen = None  # counts of the earlier stream no longer apply
+        if epoch.floor > epoch.kept:
+            cursor.hole = epoch.kept
         cursor.epoch = epoch.id
 
     async def _fill(self, slug: str, cursor: RoomCursor, upper: StreamId) -> None:

@@ -28,12 +28,20 @@ class StreamSnapshot:
     first_id: StreamId | None  # the stream's oldest entry; None when empty or missing
     horizon: StreamId  # nothing newer than this existed at the snapshot
     epoch: Epoch | None = None  # None: the room has no epoch record (yet, or any more)
+    # The stream's first entry above the epoch's `kept` (None: none, or not asked).
+    first_new: StreamId | None = None
 
     @property
     def archived_only(self) -> tuple[StreamId, StreamId] | None:
         """Ids (exclusive bounds) the stream lost in a Redis loss: archived ones are only
-        in SQL."""
-        return self.epoch.archived_only() if self.epoch else None
+        in SQL. Up to the first entry the new stream holds, not only up to the epoch's
+        floor: an archiver that read a message before the loss may commit it after the
+        epoch began, above the floor."""
+        lost = self.epoch.archived_only() if self.epoch else None
+        if lost is None:
+            return None
+        new_stream = self.first_new or self.horizon.next()
+        return lost[0], max(lost[1], new_stream)
 
 
 def _time_ms(reply: Any) -> int:
@@ -67,12 +75,19 @@ async def read_range(
         raise info
     first = info.get("first-entry")
     parsed = parse_entries(entries)
+    first_new = None
+    if epoch is not None and epoch.archived_only() is not None:
+        # Not in the MULTI (it needs the epoch): an entry trimmed meanwhile makes the
+        # range only wider, and the merge reads each id once.
+        above = await redis.xrange(key, min=f"({epoch.kept}", max="+", count=1)
+        first_new = parse_entries(above)[0][0] if above else None
     return StreamSnapshot(
         entries=parsed,
         exhausted=len(parsed) < count,
         first_id=StreamId.parse(first[0]) if first else None,
         horizon=StreamId.parse(info["last-generated-id"]),
         epoch=epoch,
+        first_new=first_new,
     )
 
 
