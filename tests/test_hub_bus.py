@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from chatroom import redis_keys
 from chatroom.domain.events import Message
 from chatroom.domain.stream_ids import StreamId
-from chatroom.hub.bus import BLOCK_MS, RoomCursor, StreamBus, missing_range, went_back
+from chatroom.hub.bus import BLOCK_MS, StreamBus
+from chatroom.hub.room_cursor import RoomCursor, missing_range, went_back
 from chatroom.redis_client import connect
 from chatroom.streams.entries import Entry
 from chatroom.streams.epochs import COUNT_CAP, Epoch, Standing, StreamEpochs
