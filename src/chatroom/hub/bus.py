@@ -17,9 +17,10 @@ starved by a burst) may find that the archiver trimmed entries after its cursor:
 then returns only what is left. So before it delivers a read, the node asks where each
 room's stream stands, in one round trip for the rooms of the read (`StreamEpochs`), and
 compares the entries trimmed so far with the entries it has seen (`RoomCursor.seen`, the
-count of entries up to its cursor; hub/room_cursor.py): more trimmed than seen means entries after the cursor
-are gone (`missing_range`), and the node delivers them from SQL first, in order. If SQL
-cannot give them, the room's subscribers on this node get `resync`, never a silent gap. The same
+count of entries up to its cursor; hub/room_cursor.py): more trimmed than seen means
+entries after the cursor are gone (`missing_range`), and the node delivers them from SQL
+first, in order. If SQL cannot give them, the room's subscribers on this node get
+`resync`, never a silent gap. The same
 answer says when Redis lost the stream's tail (its epoch changed, or it holds fewer
 entries or a lower last id than this node already saw): the subscribers that saw lost
 messages get `resync`. After a failed read, and after a quiet BLOCK, every watched room
