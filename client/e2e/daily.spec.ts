@@ -247,6 +247,10 @@ test('axe finds no serious issue; new messages are announced, keystrokes are not
   // ...while a new message of someone else is, politely.
   const announcer = page.getByTestId('announcer')
   await expect(announcer).toHaveAttribute('aria-live', 'polite')
+  // What came before (the last test's messages) is announced first, within 3 s...
+  const lastBody = await page.getByTestId('messages').locator('li p').last().innerText()
+  await expect(announcer).toHaveText(new RegExp(`${lastBody.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`))
+  // ...then a new message alone is announced alone.
   await send(erin.page, 'announce me, please')
   await expect(announcer).toHaveText(`${erin.displayName}: announce me, please`)
 })

@@ -118,7 +118,7 @@ test('membership is live: added, a new room, the member list, removed with a not
   await expect(directory.getByText('No rooms found.')).toBeVisible()
   await createRoom(dana.page, 'Plaza', plaza)
   await expect(directory.getByTestId('room-directory').locator(`[data-room="${plaza}"]`)).toBeVisible()
-  await eli.page.keyboard.press('Escape')
+  await directory.getByRole('button', { name: 'Close' }).click()
 
   // Removed: Eli is told, the room closes and leaves his sidebar; he cannot write to it.
   await openRoom(dana.page, hideout)
@@ -157,7 +157,7 @@ test('Leave asks first, leaves on the server, and every device of the user follo
   await expect(eli.page.getByRole('status').getByText('Live')).toBeVisible()
   await expect(joinedRoom(eli.page, room)).toHaveCount(0)
   await expect(await directoryRoom(eli.page, room)).toBeVisible() // to join again
-  await eli.page.keyboard.press('Escape')
+  await eli.page.getByRole('dialog', { name: 'Browse rooms' }).getByRole('button', { name: 'Close' }).click()
   await phone.context.close()
 })
 
