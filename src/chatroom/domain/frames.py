@@ -36,6 +36,9 @@ class ErrorCode:
     # The server.
     RATE_LIMITED = "rate_limited"  # too many sends: carries retry_after_ms
     UNAVAILABLE = "unavailable"  # Redis down or full: the message was not taken
+    # The send may or may not have been stored (a timeout, a connection lost after the
+    # send): resend it with the same client_id, which stores it once either way.
+    UNKNOWN_OUTCOME = "unknown_outcome"
 
 
 class CloseCode:
