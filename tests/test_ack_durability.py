@@ -212,7 +212,7 @@ async def test_fsync_on_a_redis_without_waitaof_needs_appendfsync_always(tmp_pat
 async def test_fsync_without_aof_refuses_to_start_with_the_fix(tmp_path: Path) -> None:
     with own_redis(tmp_path, str(valkey_binary()), "--appendonly", "no") as server:
         client = _client(server.url)
-        with pytest.raises(DurabilityUnavailable, match="appendonly yes.*ACK_DURABILITY=write"):
+        with pytest.raises(DurabilityUnavailable, match=r"appendonly yes.*ACK_DURABILITY=write"):
             await enforce_persistence(client, strict=False, ack_durability=AckDurability.fsync)
         await client.aclose()
 
