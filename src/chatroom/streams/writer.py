@@ -14,7 +14,8 @@ acknowledged before Redis says the batch is fsynced to its AOF.
 
 A batch that fails (a lost connection, a timeout, an fsync not confirmed) may or may not
 have been stored. The writer retries the whole batch (idempotent) for up to `RETRY_S`,
-and sends no later batch meanwhile. If the batch still fails, its appends end in
+and sends no later batch meanwhile (once a batch failed for good, the next ones get one
+attempt each until one succeeds: a long outage does not cost `RETRY_S` per batch). If the batch still fails, its appends end in
 `OutcomeUnknown` (resend with the same client_id), or in a plain connection error when no
 attempt ever reached Redis (not taken). Appends carry an `order` key (one connection):
 while an append of that key has an unknown outcome, its later appends are not sent
@@ -111,6 +112,9 @@ class StreamWriter:
         self._max_batch = max_batch
         self._wait_aof = wait_aof
         self._retry_s = retry_s
+        # A batch failed for good and none has succeeded since: Redis is down, and the
+        # batches queued behind get one attempt each, not a retry budget each.
+        self._down = False
         self._sha: str | None = None  # the append script, once loaded
         self._queue: list[_Item] = []
         self._in_flight: list[_Item] = []
@@ -184,12 +188,14 @@ class StreamWriter:
         while True:
             try:
                 results = await self._attempt(batch)
+                self._down = False
                 break
             except Exception as exc:
                 reached = reached or not _never_sent(exc)
                 if deadline is None:
-                    deadline = time.monotonic() + self._retry_s
+                    deadline = time.monotonic() + (0.0 if self._down else self._retry_s)
                 if time.monotonic() + delay > deadline:
+                    self._down = True
                     self._fail(batch, exc, reached=reached)
                     return
                 await asyncio.sleep(delay)
