@@ -15,9 +15,10 @@ acknowledged before Redis says the batch is fsynced to its AOF.
 A batch that fails (a lost connection, a timeout, an fsync not confirmed) may or may not
 have been stored. The writer retries the whole batch (idempotent) for up to `RETRY_S`,
 and sends no later batch meanwhile (once a batch failed for good, the next ones get one
-attempt each until one succeeds: a long outage does not cost `RETRY_S` per batch). If the batch still fails, its appends end in
-`OutcomeUnknown` (resend with the same client_id), or in a plain connection error when no
-attempt ever reached Redis (not taken). Appends carry an `order` key (one connection):
+attempt each until one succeeds: a long outage does not cost `RETRY_S` per batch). If
+the batch still fails, its appends end in `OutcomeUnknown` (resend with the same
+client_id), or in a plain connection error when no attempt ever reached Redis (not
+taken). Appends carry an `order` key (one connection):
 while an append of that key has an unknown outcome, its later appends are not sent
 (`HeldBack`) until the unknown one is appended again or the key is forgotten, so that a
 resend never lands after a message that was sent after it.
