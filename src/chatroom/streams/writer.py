@@ -71,6 +71,9 @@ RETRY_S = 5.0
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 1.0
 # How long one WAITAOF waits for the fsync (below the client's 10 s socket timeout).
 WAITAOF_TIMEOUT_MS = 5000
+# Order keys remembered with unknown appends; past this the oldest are dropped (a socket
+# that closed while its batch was failing is forgotten before its unknown one lands).
+UNRESOLVED_KEYS_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,8 @@ class StreamWriter:
             if reached:
                 if order is not None:
                     self._unresolved.setdefault(order, set()).add(_key(event))
+                    while len(self._unresolved) > UNRESOLVED_KEYS_MAX:
+                        del self._unresolved[next(iter(self._unresolved))]
                 error: Exception = OutcomeUnknown(f"the outcome is unknown: {exc}")
             else:
                 self._resolved(order, event)
