@@ -236,6 +236,9 @@ async def test_error_bodies_and_operations(chat_app: StartApp, signed_up: SignUp
         body = ready.json()
         assert body["status"] == "ready" and body["redis"] == "ok" and body["database"] == "ok"
         assert set(body["persistence"]) >= {"appendonly", "persistence_ok", "problems"}
+        # Which guarantee an ack carries here, in so many words (invariant 11).
+        assert body["persistence"]["ack_durability"] in ("write", "fsync")
+        assert body["persistence"]["guarantee"].startswith("ack_durability ")
 
     admin = await signed_up(node, "root_user")
     plain = await signed_up(node, "plain_user")
