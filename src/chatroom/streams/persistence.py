@@ -76,6 +76,11 @@ class PersistenceReport:
                 "message not yet archived to SQL"
             )
         if mode is AckDurability.fsync:
+            if not self.durable_against_kill:  # CONFIG changed since the start, say
+                return (
+                    f"ack_durability fsync, but this Redis has no WAITAOF and runs appendfsync "
+                    f"{self.appendfsync}: NOT durable against a crash until that is fixed"
+                )
             how = "WAITAOF" if self.waitaof else "appendfsync always"
             return (
                 f"ack_durability fsync ({how}): an acknowledged message is on disk; a kill -9 "
