@@ -32,8 +32,10 @@ CHAOS_SHORT_FAULTS = archiver_kill,archiver_crash_loop,node_kill,node_pause,sql_
 
 chaos-short: ## a seeded 3-minute campaign (own Redis + MariaDB); last line: the JSON counts
 	.venv/bin/python -m bench.chaos --seed 7 --duration 90 --drain-timeout 30 \
-		--faults $(CHAOS_SHORT_FAULTS) --report chaos-short.json
+		--faults $(CHAOS_SHORT_FAULTS) --report chaos-short.json \
+		$(if $(ACK_DURABILITY),--ack-durability $(ACK_DURABILITY))
 
 chaos:     ## the long campaign: 30 minutes, every fault kind, long fault durations
 	.venv/bin/python -m bench.chaos --seed $${SEED:-1} --duration $${DURATION:-1800} --long \
-		--engine $${ENGINE:-mariadb} --report chaos-long.json
+		--engine $${ENGINE:-mariadb} --report chaos-long.json \
+		$(if $(ACK_DURABILITY),--ack-durability $(ACK_DURABILITY))

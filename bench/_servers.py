@@ -185,7 +185,17 @@ def machine_redis(port: int = 6379) -> SharedProcess | None:
     for proc in psutil.process_iter(["name", "cmdline"]):
         name = proc.info.get("name") or ""
         cmdline = " ".join(proc.info.get("cmdline") or [])
-        if name.startswith("redis-server") and f":{port}" in cmdline:
+        if name.startswith(("redis-server", "valkey-server")) and f":{port}" in cmdline:
+            return SharedProcess(proc)
+    return None
+
+
+def embedded_redis(data_dir: Path) -> SharedProcess | None:
+    """The embedded valkey-server of a Chatroom data folder (whichever process started it)."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        name = proc.info.get("name") or ""
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if name.startswith("valkey-server") and str(data_dir) in cmdline:
             return SharedProcess(proc)
     return None
 

@@ -14,6 +14,10 @@ archiver to empty the backlog and reports how long that took.
 
 The last line printed is one JSON object with `acked_per_s` (the target: at least 10,000
 on the 2-core machine, load generator included), ack latency, errors, CPU and archiving.
+
+`--ack-durability write|fsync` sets what an ack waits for (docs/reliability.md);
+`--redis embedded` runs on the embedded Valkey of a fresh data folder instead of
+BENCH_REDIS_URL (whose Redis may be one of your own, with AOF).
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvloop
 
 from _chatroom import (
+    REDIS_URL,
     SetupFailed,
     archive_status,
     bot_token,
@@ -50,6 +56,7 @@ from _servers import (
     ServerFailed,
     ServerSet,
     SharedProcess,
+    embedded_redis,
     machine_redis,
     own_cpu_seconds,
 )
@@ -57,6 +64,7 @@ from _stats import percentile_ms
 from _targets import PADDING
 
 ACK_MARK = b"~a~"
+REDIS_PORT = urlsplit(REDIS_URL).port or 6379
 
 
 class Sender:
@@ -138,6 +146,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             data_dir = log_dir / "chatroom-data"
             data_dir.mkdir()
             env = chatroom_env(data_dir, connections_per_user=4)
+            if args.redis == "embedded":
+                env.pop("CHATROOM_REDIS_URL", None)
+            if args.ack_durability:
+                env["CHATROOM_ACK_DURABILITY"] = args.ack_durability
             await fresh_backends(env)
             app, archiver = start_chatroom(servers, log_dir, env, archiver=args.archiver)
             await app.wait_listening()
@@ -163,7 +175,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     on_control=sender.on_frame,
                 )
             metered: list[Server | SharedProcess] = [app] + ([archiver] if archiver else [])
-            redis = machine_redis()
+            redis = (
+                embedded_redis(data_dir) if args.redis == "embedded" else machine_redis(REDIS_PORT)
+            )
             print(
                 f"{args.clients} senders over {args.rooms} rooms, {args.window} in flight each: "
                 f"{args.warmup_seconds:g} s warm-up, {args.seconds:g} s measured",
@@ -205,6 +219,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             cpu = meter.percent()
             redis_cpu = redis_meter.percent()[0] if redis_meter is not None else None
             generator = round(100.0 * (own_cpu_seconds() - own_before) / elapsed, 1)
+            server_side = sum(cpu) + (redis_cpu or 0.0)  # node, archiver, Redis: % of a core
+            cpu_us = round(server_side / 100.0 * elapsed / max(acked, 1) * 1e6, 1)
             for sender in senders:
                 sender.sending = False
             if profiler is not None:
@@ -222,6 +238,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     "archiver_cpu_percent": cpu[1] if len(cpu) > 1 else None,
                     "generator_cpu_percent": generator,
                     "redis_cpu_percent": redis_cpu,
+                    "server_cpu_us_per_msg": cpu_us,
+                    "redis": args.redis,
+                    "ack_durability": args.ack_durability or "default",
                     "acked_total": acked_total,
                 }
             )
@@ -287,6 +306,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a `chatroom archive` process beside the node, or the node's own archiver",
     )
     parser.add_argument("--archive-timeout", type=float, default=90.0)
+    parser.add_argument(
+        "--redis",
+        choices=["url", "embedded"],
+        default="url",
+        help="BENCH_REDIS_URL's Redis, or the embedded Valkey of a fresh data folder",
+    )
+    parser.add_argument(
+        "--ack-durability",
+        choices=["write", "fsync"],
+        help="what an ack waits for (CHATROOM_ACK_DURABILITY); default: Chatroom's own",
+    )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
         "--profile",

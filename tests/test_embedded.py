@@ -99,7 +99,11 @@ def test_a_second_process_uses_the_running_server(tmp_path: Path) -> None:
             timeout=60,
             check=True,
         )
-        assert json.loads(shown.stdout)["redis"]["persistence_ok"] is True
+        redis = json.loads(shown.stdout)["redis"]
+        assert redis["persistence_ok"] is True
+        # The embedded default: acks wait for the fsync (WAITAOF), and status says so.
+        assert redis["ack_durability"] == "fsync" and redis["waitaof"] is True
+        assert redis["durable_against_kill"] is True
         assert _ping(url)
         assert (
             json.loads((tmp_path / "redis" / "embedded-redis.json").read_text())["pid"]

@@ -218,11 +218,27 @@ async def test_strict_persistence_refuses_a_redis_that_can_lose_messages(
     backend: Backend, tmp_path: Path, redis: Redis, chat_server: StartServer
 ) -> None:
     persistent = (await redis.config_get("appendonly")).get("appendonly") in ("yes", b"yes")
-    if persistent:  # the embedded Valkey runs with AOF: the node starts and says so
-        server = await chat_server(settings={"redis_require_persistence": "true"})
+    if persistent:  # the embedded Valkey runs with AOF (everysec), and has WAITAOF
+        # Acks after the write alone could lose the last second: strict mode refuses...
+        refused = subprocess.run(
+            [sys.executable, "-m", "chatroom", "serve", "--no-archiver"],
+            env=backend.env()
+            | {"CHATROOM_REDIS_REQUIRE_PERSISTENCE": "true", "CHATROOM_ACK_DURABILITY": "write"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert refused.returncode == 1 and "NOT durable" in refused.stderr, refused.stderr
+        # ...and acks after the fsync pass: the node starts and says so.
+        server = await chat_server(
+            settings={"redis_require_persistence": "true", "ack_durability": "fsync"}
+        )
         async with server.client() as client:
             ready = (await client.get("/readyz")).json()
         assert ready["persistence"]["appendonly"] is True
+        assert ready["persistence"]["durable_against_kill"] is True
         return
     # The machine's Redis runs without AOF: refused with one clear line, no traceback.
     env = backend.env() | {"CHATROOM_REDIS_REQUIRE_PERSISTENCE": "true", "CHATROOM_PORT": "0"}
@@ -270,6 +286,9 @@ async def test_error_bodies_and_operations(chat_app: StartApp, signed_up: SignUp
         body = ready.json()
         assert body["status"] == "ready" and body["redis"] == "ok" and body["database"] == "ok"
         assert set(body["persistence"]) >= {"appendonly", "persistence_ok", "problems"}
+        # Which guarantee an ack carries here, in so many words (invariant 11).
+        assert body["persistence"]["ack_durability"] in ("write", "fsync")
+        assert body["persistence"]["guarantee"].startswith("ack_durability ")
 
     admin = await signed_up(node, "root_user")
     plain = await signed_up(node, "plain_user")

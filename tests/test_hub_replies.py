@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -116,11 +117,11 @@ class CountingWriter(StreamWriter):
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def append(self, event: MessageEvent) -> Appended:
+    async def append(self, event: MessageEvent, *, order: Hashable | None = None) -> Appended:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            return await super().append(event)
+            return await super().append(event, order=order)
         finally:
             self.in_flight -= 1
 

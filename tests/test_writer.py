@@ -67,7 +67,7 @@ async def test_concurrent_appends_keep_per_sender_order(
 
 async def test_redis_errors_reach_the_caller(stream_writer: MakeWriter) -> None:
     dead = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
-    writer = stream_writer(dead)
+    writer = stream_writer(dead, retry_s=0)
     with pytest.raises(Exception, match=r"(?i)connect"):
         await writer.append(MessageEvent("lobby", ALICE, "lost?", "c1"))
     await dead.aclose()

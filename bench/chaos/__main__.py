@@ -36,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default="everysec",
         help="the Redis AOF fsync policy at start (redis_kill alternates both)",
     )
+    parser.add_argument(
+        "--ack-durability",
+        choices=["write", "fsync"],
+        help="what the nodes' acks wait for (CHATROOM_ACK_DURABILITY); fsync on a "
+        "redis-server without WAITAOF runs it with appendfsync always throughout",
+    )
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     parser.add_argument(
         "--long", action="store_true", help="long-run fault durations (SQL down a minute, ...)"
@@ -57,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         rooms=args.rooms,
         rate=args.rate,
         appendfsync=args.appendfsync,
+        ack_durability=args.ack_durability,
         drain_timeout=args.drain_timeout,
         long_run=args.long,
         keep_logs=args.keep_logs,

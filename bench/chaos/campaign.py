@@ -33,6 +33,7 @@ from bench.chaos.cluster import Cluster, Tuning
 from bench.chaos.ledger import ClientLog, Ledger, id_key
 from bench.chaos.nemesis import FAULT_LIMIT_S, FaultRecord, Nemesis
 from bench.chaos.report import attribute, full_report, last_line, render
+from bench.chaos.stores import redis_server_has_waitaof
 from bench.chaos.storm import POOL_EXHAUSTED
 from bench.chaos.supervisor import Supervisor
 from redis.exceptions import RedisError
@@ -53,6 +54,7 @@ class Options:
     rooms: int = 10
     rate: float = 100.0  # messages per second, all clients together
     appendfsync: str = "everysec"
+    ack_durability: str | None = None  # write | fsync (CHATROOM_ACK_DURABILITY of the nodes)
     drain_timeout: float = 60.0
     long_run: bool = False
     keep_logs: bool = False
@@ -70,13 +72,28 @@ class Outcome:
 async def run(options: Options) -> Outcome:
     root = Path(tempfile.mkdtemp(prefix="chaos-", dir="/tmp"))
     rng = random.Random(options.seed)
-    cluster = Cluster(options.engine, root, Tuning(appendfsync=options.appendfsync))
+    # fsync on a Redis without WAITAOF needs appendfsync always, kept through the faults.
+    pinned = (
+        "always"
+        if options.ack_durability == "fsync"
+        and options.engine == "mariadb"
+        and not redis_server_has_waitaof()
+        else None
+    )
+    tuning = Tuning(
+        appendfsync=pinned or options.appendfsync,
+        ack_durability=options.ack_durability,
+        pinned_fsync=pinned,
+    )
+    cluster = Cluster(options.engine, root, tuning)
     begun = time.monotonic()
     keep = False
     try:
         print(
             f"chaos: seed {options.seed}, engine {options.engine}, {options.clients} clients, "
-            f"{options.rate:g} msg/s, {options.duration:g} s; files in {root}",
+            f"{options.rate:g} msg/s, {options.duration:g} s, ack_durability "
+            f"{options.ack_durability or 'default'}"
+            f"{', appendfsync pinned to ' + pinned if pinned else ''}; files in {root}",
             flush=True,
         )
         await cluster.start()
@@ -121,7 +138,15 @@ async def _campaign(
         )
     running = [asyncio.create_task(c.run(), name=c.log.name) for c in clients]
     nemesis = Nemesis(
-        cluster, pace, rooms, made[-1], list(options.faults), rng, long_run=options.long_run
+        cluster,
+        pace,
+        rooms,
+        made[-1],
+        list(options.faults),
+        rng,
+        long_run=options.long_run,
+        fsync_acks=options.ack_durability == "fsync",
+        pinned_fsync=cluster.tuning.pinned_fsync,
     )
     stop = asyncio.Event()
     started = time.monotonic()
@@ -200,6 +225,7 @@ async def _campaign(
             "rooms": options.rooms,
             "rate": options.rate,
             "appendfsync": options.appendfsync,
+            "ack_durability": options.ack_durability,
             "faults": options.faults,
             "wall_s": round(time.monotonic() - begun, 1),
         }

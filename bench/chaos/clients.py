@@ -31,6 +31,7 @@ SESSION_COOKIE = "chatroom_session"
 MAX_IN_FLIGHT = 64
 OPEN_TIMEOUT_S = 5.0
 SUBSCRIBE_TIMEOUT_S = 15.0
+UNKNOWN_RESEND_S = 0.5  # an `unknown_outcome` send goes again after this, same client_id
 HTTP_TIMEOUT_S = 10.0
 # Longer than any pause the nemesis makes on purpose: a client stays on a stalled node,
 # as a browser tab would, instead of hiding the stall by reconnecting elsewhere.
@@ -220,7 +221,7 @@ class ChatClient:
                     send.acked_epoch = self.epoch
                     send.acked_attempt = send.attempts
             elif kind == "error":
-                self._on_error(frame)
+                self._on_error(frame, ws)
             elif kind == "subscribed":
                 view = self.log.rooms[frame["room"]]
                 if view.cursor is None:
@@ -232,7 +233,7 @@ class ChatClient:
                 # The server ended the subscription (a failed replay): subscribe again.
                 self._spawn(self._resubscribe(ws, frame["room"]))
 
-    def _on_error(self, frame: dict[str, Any]) -> None:
+    def _on_error(self, frame: dict[str, Any], ws: ClientConnection) -> None:
         send = self.in_flight.pop(frame.get("client_id") or "", None)
         code = str(frame.get("code"))
         if send is None:
@@ -240,6 +241,20 @@ class ChatClient:
             return
         send.in_flight = False
         send.errors.append(code)
+        if code == "unknown_outcome":  # maybe stored: resend, same client_id (web client)
+            send.lost_answers += 1
+            self._spawn(self._resend_unknown(ws, send))
+
+    async def _resend_unknown(self, ws: ClientConnection, send: Send) -> None:
+        await asyncio.sleep(UNKNOWN_RESEND_S)
+        if send.id is not None or send.in_flight:
+            return
+        try:
+            await self._send(ws, send)
+        except ConnectionClosed:
+            send.in_flight = False
+            self.in_flight.pop(send.client_id, None)
+            self.unanswered.append(send)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)

@@ -44,6 +44,9 @@ class Tuning:
     hot_window: int = 50
     max_deliveries: int = 5
     appendfsync: str = "everysec"
+    ack_durability: str | None = None  # write | fsync; None: Chatroom's default
+    # The appendfsync no fault may change (fsync acks on a Redis without WAITAOF: always).
+    pinned_fsync: str | None = None
 
     def settings(self) -> dict[str, str]:
         return {
@@ -65,7 +68,7 @@ class Tuning:
             "archiver_hot_window": str(self.hot_window),
             "archiver_max_deliveries": str(self.max_deliveries),
             "presence_expiry_s": "10",
-        }
+        } | ({"ack_durability": self.ack_durability} if self.ack_durability else {})
 
 
 def chatroom_env(settings: dict[str, str]) -> dict[str, str]:

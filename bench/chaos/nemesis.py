@@ -87,6 +87,8 @@ class Nemesis:
         rng: random.Random,
         *,
         long_run: bool,
+        fsync_acks: bool = False,
+        pinned_fsync: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.pace = pace
@@ -101,6 +103,9 @@ class Nemesis:
         self.storms: list[FaultRecord] = []
         self._storm_users: list[Account] = []
         self._fsync_turn = 0
+        # ack_durability fsync: every ack was fsynced, so a power cut loses no acked byte.
+        self.fsync_acks = fsync_acks
+        self.pinned_fsync = pinned_fsync
         self._huge_once = False
         self._runs: dict[str, Callable[[FaultRecord], Awaitable[None]]] = {
             "archiver_kill": self.archiver_kill,
@@ -273,7 +278,9 @@ class Nemesis:
     # Redis.
 
     async def _set_fsync(self, record: FaultRecord, mode: str | None = None) -> str:
-        if mode is None:
+        if self.pinned_fsync is not None:
+            mode = self.pinned_fsync
+        elif mode is None:
             mode = FSYNC_MODES[self._fsync_turn % len(FSYNC_MODES)]
             self._fsync_turn += 1
         await self.redis.config_set("appendfsync", mode)
@@ -327,7 +334,9 @@ class Nemesis:
     async def redis_power_loss(self, record: FaultRecord) -> None:
         """What a power cut does under `appendfsync everysec`: the AOF loses what was
         written but not yet fsynced. Emulated: Redis is stopped, its AOF cut back to
-        its size of one second before, then killed and started again."""
+        its size of one second before, then killed and started again. (Under
+        ack_durability fsync nothing is cut; on a Redis without WAITAOF, appendfsync stays
+        always.)"""
         await self._set_fsync(record, "everysec")
         await asyncio.sleep(self._hold((2, 5), (2, 20)))
         pid = self._redis_pid()
@@ -336,7 +345,14 @@ class Nemesis:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGSTOP)
-        cut = self.aof.cut_back(time.time() - 1.0)
+        if self.fsync_acks:
+            # Under ack_durability fsync every acked append was fsynced before its ack;
+            # what a power cut may lose is only what no one was told was stored. The
+            # file does not say where the last fsync ended, so nothing is cut.
+            cut = 0
+            record.detail["aof_cut"] = "none: fsync acks"
+        else:
+            cut = self.aof.cut_back(time.time() - 1.0)
         record.detail["aof_bytes_cut"] = cut
         await asyncio.to_thread(self._kill_redis)
         with contextlib.suppress(ProcessLookupError):

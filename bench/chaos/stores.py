@@ -26,6 +26,18 @@ MARIADB_INSTALL_DB = "/usr/bin/mariadb-install-db"
 DATABASE = "chatroom_chaos"
 
 
+def redis_server_has_waitaof() -> bool:
+    """Whether this machine's redis-server has WAITAOF (7.2 or newer)."""
+    binary = shutil.which("redis-server") or REDIS_SERVER
+    shown = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    version = shown.stdout.partition(" v=")[2].split(" ")[0]
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (7, 2)
+
+
 def own_redis(folder: Path, log_dir: Path, *, appendfsync: str) -> Process:
     """redis-server with AOF on (`appendfsync` as given), no RDB, noeviction."""
     folder.mkdir(parents=True, exist_ok=True)

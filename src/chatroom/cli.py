@@ -22,7 +22,7 @@ from chatroom.outages import first_line
 from chatroom.redis_client import connect
 from chatroom.settings import ConfigError, Settings, load_settings
 from chatroom.status import collect_status, render_table
-from chatroom.streams.persistence import PersistenceAtRisk
+from chatroom.streams.persistence import DurabilityUnavailable, PersistenceAtRisk
 
 app = typer.Typer(
     name="chatroom",
@@ -69,7 +69,7 @@ def explained_failures(settings: Settings) -> Iterator[None]:
         yield
     except EmbeddedServerError as exc:
         fail(str(exc))
-    except PersistenceAtRisk as exc:
+    except (PersistenceAtRisk, DurabilityUnavailable) as exc:
         fail(str(exc))
     except SchemaOutOfDate as exc:
         fail(str(exc))
@@ -102,7 +102,7 @@ def status(
         redis = connect(backends.redis_url)
         engine = await open_database(settings, backends.database_url)
         try:
-            found = await collect_status(redis, engine)
+            found = await collect_status(redis, engine, settings.durability)
         finally:
             await redis.aclose()
             await engine.dispose()

@@ -48,7 +48,9 @@ def keepalive_options(url: str) -> dict[str, Any]:
     return {"socket_keepalive": True, "socket_keepalive_options": options}
 
 
-def connect(url: str, *, blocking: bool = False, max_connections: int = 64) -> Redis:
+def connect(
+    url: str, *, blocking: bool = False, max_connections: int = 64, retries: int = 2
+) -> Redis:
     """A client for `url`.
 
     `blocking=True` is for XREAD/XREADGROUP with BLOCK and pub/sub: no socket read
@@ -57,8 +59,10 @@ def connect(url: str, *, blocking: bool = False, max_connections: int = 64) -> R
     sends is idempotent or made so (appends go through a script keyed by client_id,
     group reads re-read their own pending entries after any error). At most
     `max_connections` are open; a command beyond them waits for one (`POOL_WAIT_S`).
+    `retries=0` is for a caller that retries itself and must know whether a failed
+    command was ever sent (the stream writer: an error while connecting means not).
     """
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=2)
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=retries)
     pool = BlockingConnectionPool.from_url(
         url,
         timeout=POOL_WAIT_S,

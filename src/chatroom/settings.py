@@ -36,6 +36,13 @@ CONFIG_ENV = "CHATROOM_CONFIG"
 NOT_SETTINGS = ("CHATROOM_FAILPOINT", "CHATROOM_TEST_")
 
 
+class AckDurability(StrEnum):
+    """What a send's ack waits for (PRODUCT.md invariant 11, docs/reliability.md)."""
+
+    write = "write"  # the stream write: Redis's own appendfsync decides what a crash loses
+    fsync = "fsync"  # the write fsynced to the AOF (WAITAOF, or appendfsync always)
+
+
 class ArchiveSchedule(StrEnum):
     continuous = "continuous"
     interval = "interval"
@@ -105,6 +112,13 @@ class Settings(BaseSettings):
     )
     embedded_appendfsync: str = Field(
         default="everysec", description="AOF fsync policy of the embedded server."
+    )
+    ack_durability: AckDurability | None = Field(
+        default=None,
+        description="What a send's ack waits for: `write` (the stream write) or `fsync` "
+        "(the write fsynced to Redis's AOF: WAITAOF, or `appendfsync always` on a Redis "
+        "without it). Unset: `fsync` with the embedded server, `write` with a configured "
+        "Redis.",
     )
 
     # The app node.
@@ -393,6 +407,13 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def durability(self) -> AckDurability:
+        """The ack durability in force: the setting, or the default for this Redis."""
+        if self.ack_durability is not None:
+            return self.ack_durability
+        return AckDurability.fsync if self.embedded_redis else AckDurability.write
 
     @property
     def embedded_database(self) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
+from chatroom.settings import AckDurability
 from chatroom.store.counts import archived_per_room, dead_letters_per_room, room_ids
 from chatroom.streams.persistence import check_persistence
 
@@ -122,14 +123,16 @@ async def suspects_tried(redis: Redis, slug: str) -> int:
     return int(await redis.get(redis_keys.archiver_suspects(slug)) or 0)
 
 
-async def collect_status(redis: Redis, engine: AsyncEngine) -> Status:
+async def collect_status(
+    redis: Redis, engine: AsyncEngine, ack_durability: AckDurability | None = None
+) -> Status:
     now_ms = int(time.time() * 1000)
     slugs = set(await room_ids(engine))
     members: Any = await redis.smembers(redis_keys.ROOMS_WITH_STREAMS)
     slugs |= {s.decode() if isinstance(s, bytes) else str(s) for s in members}
     archived = await archived_per_room(engine)
     dead = await dead_letters_per_room(engine)
-    status = Status(redis=(await check_persistence(redis)).as_json())
+    status = Status(redis=(await check_persistence(redis, ack_durability)).as_json())
     for slug in sorted(slugs):
         room = await stream_status(redis, slug, now_ms)
         room.archived_per_s, room.missing = await archiver_progress(redis, slug, now_ms)
@@ -174,4 +177,6 @@ def render_table(status: Status) -> str:
     redis = status.redis
     state = "ok" if redis.get("persistence_ok") else "AT RISK: " + "; ".join(redis["problems"])
     lines.append(f"redis persistence: {state}")
+    if redis.get("guarantee"):
+        lines.append(f"acknowledged sends: {redis['guarantee']}")
     return "\n".join(lines)

@@ -130,6 +130,7 @@ export const en = {
     body_too_long: 'The message is too long',
     rate_limited: 'Slow down: try again in {seconds} s',
     unavailable: 'The server could not take the message',
+    unknown_outcome: 'The server may not have stored the message: Retry sends it once',
     room_not_found: 'Room not found',
     forbidden: 'Not allowed',
     user_not_found: 'No user has that username',

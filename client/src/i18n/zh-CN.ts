@@ -132,6 +132,7 @@ export const zhCN: LocaleMessages = {
     body_too_long: '消息太长',
     rate_limited: '发送太快，请 {seconds} 秒后再试',
     unavailable: '服务器暂时无法接收消息',
+    unknown_outcome: '服务器可能没有保存这条消息：重试只会发送一次',
     room_not_found: '聊天室不存在',
     forbidden: '没有权限',
     user_not_found: '没有这个用户名的用户',

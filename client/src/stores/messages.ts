@@ -4,6 +4,7 @@ import { computed, reactive, watch } from 'vue'
 import { ApiError, api } from '@/api/http'
 import type { ClientFrame, Message } from '@/api/types'
 import { loadOutbox, saveOutbox } from '@/lib/outboxStorage'
+import { Resends } from '@/lib/resends'
 import { sendableBody } from '@/lib/rules'
 import { compareIds, idTime } from '@/lib/streamId'
 import { useConnectionStore } from '@/stores/connection'
@@ -125,8 +126,14 @@ export const useMessagesStore = defineStore('messages', () => {
     }
   }
 
+  /** Sends of unknown outcome (and those held back behind them) go again, in order. */
+  const resends = new Resends((due) => {
+    for (const entry of outbox) if (due.has(entry.clientId)) transmit(entry)
+  })
+
   function settle(clientId: string) {
     timedOutOnce.delete(clientId)
+    resends.settle(clientId)
     clearTimeout(ackTimers.get(clientId))
     ackTimers.delete(clientId)
     const index = outbox.findIndex((entry) => entry.clientId === clientId)
@@ -164,6 +171,18 @@ export const useMessagesStore = defineStore('messages', () => {
     if (entry === undefined) return
     clearTimeout(ackTimers.get(clientId))
     ackTimers.delete(clientId)
+    // Maybe stored: it goes again by itself (same client_id), still shown as pending.
+    if (error === 'unknown_outcome' && resends.unknown(clientId)) {
+      entry.status = 'pending'
+      return
+    }
+    const index = outbox.indexOf(entry)
+    const behindOne = outbox.some((other, i) => i < index && resends.isWaiting(other.clientId))
+    if (error === 'unavailable' && behindOne) {
+      resends.heldBack(clientId) // not taken, behind one of ours that goes again first
+      return
+    }
+    resends.settle(clientId)
     entry.status = 'failed'
     entry.error = error
     entry.retryAfterMs = retryAfterMs

@@ -148,3 +148,59 @@ describe('messages store', () => {
     expect(first!.clientId).toMatch(/^[0-9a-f-]{36}$/)
   })
 })
+
+describe('sends of unknown outcome', () => {
+  beforeEach(() => {
+    vi.useFakeTimers()
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('go again by themselves, in order, with the same client_id, shown as pending', () => {
+    const sent: string[] = []
+    const connection = useConnectionStore()
+    connection.bindTransport((frame) => {
+      if (frame.type === 'send') sent.push(frame.client_id)
+      return true
+    })
+    connection.setState('live') // sent at once, not queued for a socket to come
+    const messages = useMessagesStore()
+    messages.send('lobby', 'first')
+    messages.send('lobby', 'second')
+    const [first, second] = messages.outbox.map((entry) => entry.clientId) as [string, string]
+    sent.length = 0
+
+    messages.fail(first, 'unknown_outcome')
+    messages.fail(second, 'unavailable') // held back behind the first by the server
+    expect(messages.outbox.map((entry) => entry.status)).toEqual(['pending', 'pending'])
+
+    vi.advanceTimersByTime(10_000)
+    expect(sent).toEqual([first, second])
+    messages.acknowledge(first, '7-0')
+    messages.acknowledge(second, '8-0')
+    expect(messages.outbox).toEqual([])
+  })
+
+  it('show as failed after a bounded number of attempts', () => {
+    useConnectionStore().bindTransport(() => true)
+    const messages = useMessagesStore()
+    messages.send('lobby', 'hello')
+    const clientId = messages.outbox[0]!.clientId
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      messages.fail(clientId, 'unknown_outcome')
+      expect(messages.outbox[0]!.status).toBe('pending')
+      vi.advanceTimersByTime(10_000)
+    }
+    messages.fail(clientId, 'unknown_outcome')
+    expect(messages.outbox[0]).toMatchObject({ status: 'failed', error: 'unknown_outcome' })
+  })
+
+  it('leave a plain unavailable as failed when nothing of ours waits', () => {
+    useConnectionStore().bindTransport(() => true)
+    const messages = useMessagesStore()
+    messages.send('lobby', 'hello')
+    messages.fail(messages.outbox[0]!.clientId, 'unavailable')
+    expect(messages.outbox[0]!.status).toBe('failed')
+  })
+})

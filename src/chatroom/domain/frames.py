@@ -44,6 +44,9 @@ class ErrorCode:
     RATE_LIMITED = "rate_limited"  # too many frames or sends: carries retry_after_ms
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # over the socket's subscriptions
     UNAVAILABLE = "unavailable"  # Redis down or full: the message was not taken
+    # The send may or may not have been stored (a timeout, a connection lost after the
+    # send): resend it with the same client_id, which stores it once either way.
+    UNKNOWN_OUTCOME = "unknown_outcome"
 
 
 class CloseCode:

@@ -169,6 +169,7 @@ class Hub:
                 await self._limit.release(connection.user.id, connection.id)
         finally:
             del self._sessions[connection.id]
+            self.writer.forget(connection.id)  # nothing of it is held back any more
             self.stats.connections -= 1
             # The send bucket stays: a reconnect must not buy a fresh burst.
             if not self._sessions:

@@ -29,6 +29,7 @@ from chatroom.hub.presence import Presence
 from chatroom.hub.replies import SEND_WINDOW, Replies
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.outages import STORE_ERRORS
+from chatroom.streams.writer import HeldBack, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +179,18 @@ class Session:
         """Append a send to its room's stream; the reply: its ack, or why it failed."""
         try:
             appended = await self._node.writer.append(
-                MessageEvent(slug, user, send.body, send.client_id)
+                MessageEvent(slug, user, send.body, send.client_id), order=self.connection.id
             )
-        except STORE_ERRORS as exc:
+        except OutcomeUnknown as exc:  # later sends of this socket are held back meanwhile
+            log.warning("a send's outcome is unknown: %s", exc)
+            return frames.error(
+                ErrorCode.UNKNOWN_OUTCOME,
+                "the message may or may not have been stored; resend it with the same client_id",
+                client_id=send.client_id,
+            )
+        except HeldBack as exc:  # not sent: an earlier send of this socket is unknown
+            return _unavailable(send.client_id, str(exc))
+        except STORE_ERRORS as exc:  # not stored
             log.warning("a send failed: %s", exc)
             return _unavailable(send.client_id)
         self._node.stats.messages_in += 1
@@ -372,12 +382,10 @@ class Session:
             log.warning("presence leave of %s failed: %s", slug, exc)
 
 
-def _unavailable(client_id: str | None) -> str:
-    return frames.error(
-        ErrorCode.UNAVAILABLE,
-        "the server cannot reach its storage right now; try again",
-        client_id=client_id,
-    )
+def _unavailable(
+    client_id: str | None, why: str = "the server cannot reach its storage right now; try again"
+) -> str:
+    return frames.error(ErrorCode.UNAVAILABLE, why, client_id=client_id)
 
 
 def _room_not_found(slug: str, client_id: str | None = None) -> str:

@@ -1,4 +1,19 @@
-"""Could this Redis lose an acknowledged message? Ask it, and say so plainly."""
+"""Could this Redis lose an acknowledged message? Ask it, and say so plainly.
+
+The answer depends on what a send's ack waits for (`Settings.durability`, PRODUCT.md
+invariant 11) and on the server's persistence configuration:
+
+- `fsync`: the ack waits until the append is fsynced to the AOF. The writer asks for it
+  with WAITAOF (Redis 7.2 or newer, Valkey) once per pipeline batch; a Redis without
+  WAITAOF must run `appendfsync always`, which fsyncs before it replies. Without AOF, or
+  on an older Redis with another `appendfsync`, the mode cannot be honoured: start-up
+  refuses (`DurabilityUnavailable`) rather than ack falsely.
+- `write`: the ack follows the stream write. What a crash of Redis can then lose is
+  Redis's `appendfsync` to say: nothing with `always`; with `everysec` up to about 1-2 s
+  of acknowledged sends on a kill -9 (Redis may hold writes back while a slow fsync runs)
+  or a power loss; with `no` what the kernel had not written yet; without AOF everything
+  not yet archived.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +24,20 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from chatroom.settings import AckDurability
+
 log = logging.getLogger(__name__)
+
+# WAITAOF came with Redis 7.2; Valkey, forked from 7.2.4, reports redis_version 7.2.4.
+WAITAOF_SINCE = (7, 2)
 
 
 class PersistenceAtRisk(RuntimeError):
     pass
+
+
+class DurabilityUnavailable(RuntimeError):
+    """`ack_durability = fsync` on a Redis that cannot fsync an append before the ack."""
 
 
 @dataclass(frozen=True)
@@ -21,17 +45,73 @@ class PersistenceReport:
     appendonly: bool | None
     appendfsync: str | None
     maxmemory_policy: str | None
+    ack_durability: AckDurability | None = None  # None: a process that acks no sends
+    waitaof: bool | None = None  # the server has WAITAOF (None: unknown)
     problems: list[str] = field(default_factory=list)
 
     @property
     def persistence_ok(self) -> bool:
         return not self.problems
 
+    @property
+    def durable_against_kill(self) -> bool:
+        """Whether an ack survives a kill -9 or power loss of the Redis process."""
+        if self.appendonly is not True:
+            return False
+        if self.ack_durability is AckDurability.fsync:
+            return bool(self.waitaof) or self.appendfsync == "always"
+        return self.appendfsync == "always"
+
+    @property
+    def guarantee(self) -> str:
+        """One plain sentence: what an ack means on this Redis, in this mode."""
+        mode = self.ack_durability
+        if mode is None:
+            return "this process acknowledges no sends"
+        if self.appendonly is None:
+            return f"ack_durability {mode}: unknown (cannot read Redis CONFIG)"
+        if self.appendonly is False:
+            return (
+                f"ack_durability {mode}, AOF off: a Redis restart loses every acknowledged "
+                "message not yet archived to SQL"
+            )
+        if mode is AckDurability.fsync:
+            if not self.durable_against_kill:  # CONFIG changed since the start, say
+                return (
+                    f"ack_durability fsync, but this Redis has no WAITAOF and runs appendfsync "
+                    f"{self.appendfsync}: NOT durable against a crash until that is fixed"
+                )
+            how = "WAITAOF" if self.waitaof else "appendfsync always"
+            return (
+                f"ack_durability fsync ({how}): an acknowledged message is on disk; a kill -9 "
+                "or power loss of Redis loses none"
+            )
+        if self.appendfsync == "always":
+            return (
+                "ack_durability write, appendfsync always: Redis fsyncs before it replies; a "
+                "kill -9 or power loss of Redis loses no acknowledged message"
+            )
+        if self.appendfsync == "everysec":
+            return (
+                "ack_durability write, appendfsync everysec: NOT durable against a crash: a "
+                "kill -9 of Redis (while a slow fsync holds writes back) or a power loss can "
+                "lose up to about 1-2 s of acknowledged messages"
+            )
+        return (
+            f"ack_durability write, appendfsync {self.appendfsync}: NOT durable against a "
+            "crash: a kill -9 or power loss of Redis can lose acknowledged messages the "
+            "kernel had not written (up to about 30 s)"
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "appendonly": self.appendonly,
             "appendfsync": self.appendfsync,
             "maxmemory_policy": self.maxmemory_policy,
+            "ack_durability": None if self.ack_durability is None else str(self.ack_durability),
+            "waitaof": self.waitaof,
+            "durable_against_kill": self.durable_against_kill,
+            "guarantee": self.guarantee,
             "persistence_ok": self.persistence_ok,
             "problems": self.problems,
         }
@@ -48,10 +128,52 @@ async def _config(redis: Redis, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def check_persistence(redis: Redis) -> PersistenceReport:
+async def has_waitaof(redis: Redis) -> bool | None:
+    """Whether the server has WAITAOF (by its version; None: it does not say)."""
+    try:
+        info: dict[str, Any] = await redis.info("server")
+    except ResponseError:
+        return None
+    version = str(info.get("redis_version", ""))
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None
+    return (major, minor) >= WAITAOF_SINCE
+
+
+def fsync_refusal(report: PersistenceReport) -> str | None:
+    """Why `ack_durability = fsync` cannot be honoured on this Redis, with the fix; None
+    when it can."""
+    if report.ack_durability is not AckDurability.fsync:
+        return None
+    fallback = "or set CHATROOM_ACK_DURABILITY=write to ack after the stream write alone"
+    if report.appendonly is None:
+        return (
+            "ack_durability is fsync but Redis's CONFIG cannot be read, so whether it has AOF "
+            f"is unknown; allow CONFIG GET, {fallback}"
+        )
+    if not report.appendonly:
+        return (
+            "ack_durability is fsync but Redis runs without AOF (appendonly no), so no ack "
+            f"could wait for an fsync; turn it on (appendonly yes), {fallback}"
+        )
+    if not report.waitaof and report.appendfsync != "always":
+        return (
+            "ack_durability is fsync but this Redis has no WAITAOF (Redis 7.2 or newer, or "
+            f"Valkey, has it) and runs appendfsync {report.appendfsync}; set appendfsync "
+            f"always, upgrade Redis, {fallback}"
+        )
+    return None
+
+
+async def check_persistence(
+    redis: Redis, ack_durability: AckDurability | None = None
+) -> PersistenceReport:
     appendonly = await _config(redis, "appendonly")
     appendfsync = await _config(redis, "appendfsync")
     policy = await _config(redis, "maxmemory-policy")
+    waitaof = await has_waitaof(redis) if ack_durability is not None else None
     problems = []
     if appendonly is None:
         problems.append("cannot read Redis CONFIG: persistence unknown")
@@ -65,21 +187,38 @@ async def check_persistence(redis: Redis) -> PersistenceReport:
             f"Redis maxmemory-policy is {policy}: under memory pressure it may evict a "
             "stream with unarchived messages; use noeviction"
         )
-    return PersistenceReport(
+    report = PersistenceReport(
         appendonly=None if appendonly is None else appendonly == "yes",
         appendfsync=appendfsync,
         maxmemory_policy=policy,
+        ack_durability=ack_durability,
+        waitaof=waitaof,
         problems=problems,
     )
+    refusal = fsync_refusal(report)
+    if refusal is not None:
+        problems.append(refusal)
+    elif ack_durability is AckDurability.write and report.appendonly:
+        # Not certified as safe: everysec (or no) can lose acknowledged sends.
+        problems += [] if report.durable_against_kill else [report.guarantee]
+    return report
 
 
-async def enforce_persistence(redis: Redis, *, strict: bool) -> PersistenceReport:
-    """Warn (or, when strict, refuse) when acknowledged messages could be lost."""
-    report = await check_persistence(redis)
+async def enforce_persistence(
+    redis: Redis, *, strict: bool, ack_durability: AckDurability | None = None
+) -> PersistenceReport:
+    """Warn (or, when strict, refuse) when acknowledged messages could be lost; refuse
+    always when `ack_durability = fsync` cannot be honoured."""
+    report = await check_persistence(redis, ack_durability)
+    refusal = fsync_refusal(report)
+    if refusal is not None:
+        raise DurabilityUnavailable(refusal)
     for problem in report.problems:
         if strict:
             raise PersistenceAtRisk(
                 f"{problem} (refusing to start: CHATROOM_REDIS_REQUIRE_PERSISTENCE is on)"
             )
         log.warning("%s", problem)
+    if ack_durability is not None:
+        log.info("acknowledged sends: %s", report.guarantee)
     return report

@@ -2,11 +2,26 @@
 
 An append is one Lua script, so it is idempotent by (room, sender, client_id): the
 script returns the id an earlier append of the same client_id got instead of adding
-again. That makes a resend after a dropped connection safe, and a retried command
-(redis-py re-sends after a connection error whose reply was lost) safe too.
+again. That makes a resend after a dropped connection safe, and a retried batch safe too.
 
 Concurrent appends are queued and sent together in one pipeline per round trip: under
-load that is many appends per network write instead of one.
+load that is many appends per network write instead of one. Batches go out one after
+the other, so appends reach Redis in the order they were queued.
+
+Durability (PRODUCT.md invariant 11, streams/persistence.py): with `wait_aof`, each
+pipeline ends with one `WAITAOF 1 0 <timeout>` (group commit): no append of the batch is
+acknowledged before Redis says the batch is fsynced to its AOF.
+
+A batch that fails (a lost connection, a timeout, an fsync not confirmed) may or may not
+have been stored. The writer retries the whole batch (idempotent) for up to `RETRY_S`,
+and sends no later batch meanwhile (once a batch failed for good, the next ones get one
+attempt each until one succeeds: a long outage does not cost `RETRY_S` per batch). If
+the batch still fails, its appends end in `OutcomeUnknown` (resend with the same
+client_id), or in a plain connection error when no attempt ever reached Redis (not
+taken). Appends carry an `order` key (one connection):
+while an append of that key has an unknown outcome, its later appends are not sent
+(`HeldBack`) until the unknown one is appended again or the key is forgotten, so that a
+resend never lands after a message that was sent after it.
 
 The script refuses to add to a room that has no epoch record (a new room, or Redis lost
 the room's keys): the writer begins one (streams/epochs.py), which raises the stream's
@@ -17,11 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatroom import redis_keys
 from chatroom.domain.events import MessageEvent
@@ -47,10 +66,36 @@ return {1, id}
 """
 
 
+# How long a failed batch is retried before its appends are told their outcome is unknown.
+RETRY_S = 5.0
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 1.0
+# How long one WAITAOF waits for the fsync (below the client's 10 s socket timeout).
+WAITAOF_TIMEOUT_MS = 5000
+# Order keys remembered with unknown appends; past this the oldest are dropped (a socket
+# that closed while its batch was failing is forgotten before its unknown one lands).
+UNRESOLVED_KEYS_MAX = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     id: StreamId
     duplicate: bool  # a resend: the id is the first append's, nothing new was stored
+
+
+class OutcomeUnknown(RedisError):
+    """The append may or may not be stored: resend it with the same client_id."""
+
+
+class HeldBack(RedisError):
+    """Not sent: an earlier append of the same order key has an unknown outcome."""
+
+
+class NotDurable(RedisError):
+    """WAITAOF did not confirm the batch's fsync in time (or refused)."""
+
+
+# A queued append: its event, its future, and its order key (or None).
+_Item = tuple[MessageEvent, "asyncio.Future[Appended]", Hashable | None]
 
 
 class StreamWriter:
@@ -61,34 +106,55 @@ class StreamWriter:
         client_id_ttl_s: int,
         max_batch: int = 512,
         epochs: StreamEpochs | None = None,
+        wait_aof: bool = False,
+        retry_s: float = RETRY_S,
     ) -> None:
         self._redis = redis
         # Without SQL's newest ids (tests of Redis alone) an epoch's floor is the stream's.
         self._epochs = epochs or StreamEpochs(redis)
         self._ttl = client_id_ttl_s
         self._max_batch = max_batch
+        self._wait_aof = wait_aof
+        self._retry_s = retry_s
+        # A batch failed for good and none has succeeded since: Redis is down, and the
+        # batches queued behind get one attempt each, not a retry budget each.
+        self._down = False
         self._sha: str | None = None  # the append script, once loaded
-        self._queue: list[tuple[MessageEvent, asyncio.Future[Appended]]] = []
+        self._queue: list[_Item] = []
+        self._in_flight: list[_Item] = []
+        # Per order key, the appends (room, sender, client_id) whose outcome is unknown.
+        self._unresolved: dict[Hashable, set[tuple[str, int, str]]] = {}
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
 
-    async def append(self, event: MessageEvent) -> Appended:
-        """Append and wait for the stream id. Raises redis errors as they come."""
+    async def append(self, event: MessageEvent, *, order: Hashable | None = None) -> Appended:
+        """Append and wait for the stream id.
+
+        Raises `OutcomeUnknown` (maybe stored: resend), `HeldBack` (not sent: resend the
+        unknown one of `order` first), or a redis error (not stored).
+        """
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self._queue.append((event, future))
+        self._queue.append((event, future, order))
         self._wakeup.set()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_batches(), name="stream-writer")
         return await future
+
+    def forget(self, order: Hashable) -> None:
+        """The order key's connection is gone: hold nothing back for it any more."""
+        self._unresolved.pop(order, None)
 
     async def close(self) -> None:
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
-        for _, future in self._queue:
+        for _, future, _ in self._in_flight:
             if not future.done():
-                future.set_exception(ConnectionError("the stream writer is closed"))
+                future.set_exception(OutcomeUnknown("the stream writer closed while sending"))
+        for _, future, _ in self._queue:
+            if not future.done():
+                future.set_exception(RedisConnectionError("the stream writer is closed"))
         self._queue.clear()
 
     async def _send_batches(self) -> None:
@@ -96,38 +162,95 @@ class StreamWriter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                batch = self._queue[: self._max_batch]
+                taken = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                await self._send(batch)
+                batch = [item for item in taken if not self._held_back(item)]
+                if batch:
+                    self._in_flight = batch
+                    await self._send(batch)
+                    self._in_flight = []
 
-    async def _send(self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]]) -> None:
-        try:
-            if self._sha is None:
-                self._sha = await self._redis.script_load(_APPEND)
-            results = await self._pipeline(batch)
-            if any(isinstance(r, NoScriptError) for r in results):
-                # Redis restarted (or SCRIPT FLUSH) since we loaded the script. No append
-                # of this batch ran, and each is idempotent anyway: load it and go again.
-                self._sha = await self._redis.script_load(_APPEND)
-                results = await self._pipeline(batch)
-            results = await self._append_after_new_epochs(batch, results)
-        except Exception as exc:  # a connection error: every append of the batch failed
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
+    def _held_back(self, item: _Item) -> bool:
+        """Fail an append whose order key has an unknown one before it (not that one)."""
+        event, future, order = item
+        unknown = self._unresolved.get(order) if order is not None else None
+        if not unknown or _key(event) in unknown:
+            return False
+        if not future.done():
+            future.set_exception(
+                HeldBack(
+                    "not sent: an earlier message of this connection has an unknown "
+                    "outcome; resend that one first"
+                )
+            )
+        return True
+
+    async def _send(self, batch: list[_Item]) -> None:
+        deadline: float | None = None  # from the first failure on
+        delay = _RETRY_FIRST_S
+        reached = False  # whether any attempt may have reached Redis
+        while True:
+            try:
+                results = await self._attempt(batch)
+                self._down = False
+                break
+            except Exception as exc:
+                reached = reached or not _never_sent(exc)
+                if deadline is None:
+                    deadline = time.monotonic() + (0.0 if self._down else self._retry_s)
+                if time.monotonic() + delay > deadline:
+                    self._down = True
+                    self._fail(batch, exc, reached=reached)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+        for (event, future, order), result in zip(batch, results, strict=True):
+            self._resolved(order, event)
             if future.done():
                 continue
             if isinstance(result, Exception):
-                future.set_exception(result)
+                future.set_exception(result)  # refused by Redis (full, loading): not stored
             else:
                 created, stream_id = result
                 future.set_result(Appended(StreamId.parse(stream_id), duplicate=not created))
 
-    async def _append_after_new_epochs(
-        self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]], results: list[Any]
-    ) -> list[Any]:
+    def _fail(self, batch: list[_Item], exc: Exception, *, reached: bool) -> None:
+        """The batch failed for good: unknown if any attempt may have reached Redis."""
+        for event, future, order in batch:
+            if reached:
+                if order is not None:
+                    self._unresolved.setdefault(order, set()).add(_key(event))
+                    while len(self._unresolved) > UNRESOLVED_KEYS_MAX:
+                        del self._unresolved[next(iter(self._unresolved))]
+                error: Exception = OutcomeUnknown(f"the outcome is unknown: {exc}")
+            else:
+                self._resolved(order, event)
+                error = exc
+            if not future.done():
+                future.set_exception(error)
+
+    def _resolved(self, order: Hashable | None, event: MessageEvent) -> None:
+        if order is None:
+            return
+        unknown = self._unresolved.get(order)
+        if unknown is not None:
+            unknown.discard(_key(event))
+            if not unknown:
+                del self._unresolved[order]
+
+    async def _attempt(self, batch: list[_Item]) -> list[Any]:
+        """One try at the whole batch; raises when its outcome is not known."""
+        if self._sha is None:
+            self._sha = await self._redis.script_load(_APPEND)
+        results = await self._pipeline(batch)
+        if any(isinstance(r, NoScriptError) for r in results):
+            # Redis restarted (or SCRIPT FLUSH) since we loaded the script. No append
+            # of this batch ran, and each is idempotent anyway: load it and go again.
+            self._sha = await self._redis.script_load(_APPEND)
+            results = await self._pipeline(batch)
+        return await self._append_after_new_epochs(batch, results)
+
+    async def _append_after_new_epochs(self, batch: list[_Item], results: list[Any]) -> list[Any]:
         """Appends refused for want of an epoch: begin one in their rooms, then append
         them again (idempotent by client_id, as any retry)."""
         refused = [i for i, r in enumerate(results) if _no_epoch(r)]
@@ -139,10 +262,10 @@ class StreamWriter:
             results[i] = result
         return results
 
-    async def _pipeline(
-        self, batch: list[tuple[MessageEvent, asyncio.Future[Appended]]]
-    ) -> list[Any]:
-        """One round trip: the room registrations, then one EVALSHA per append, in order.
+    async def _pipeline(self, batch: list[_Item]) -> list[Any]:
+        """One round trip: the room registrations, then one EVALSHA per append, in order,
+        then (with `wait_aof`) one WAITAOF for them all. Raises `NotDurable` when WAITAOF
+        does not confirm the fsync: the batch's appends are then of unknown durability.
 
         EVALSHA directly rather than redis-py's Script object, which asks SCRIPT EXISTS
         before every pipeline: a second round trip per batch.
@@ -150,10 +273,10 @@ class StreamWriter:
         assert self._sha is not None
         # Registered on every batch, not once per process: after Redis lost its data the
         # archivers must find the room again. One SADD per round trip costs nothing.
-        rooms = sorted({event.room for event, _ in batch})
+        rooms = sorted({event.room for event, _, _ in batch})
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *rooms)
-            for event, _ in batch:
+            for event, _, _ in batch:
                 pipe.evalsha(
                     self._sha,
                     3,
@@ -163,9 +286,31 @@ class StreamWriter:
                     event.encode(),
                     self._ttl,
                 )
+            if self._wait_aof:
+                pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results[1:]
+        if not self._wait_aof:
+            return results[1:]
+        synced = results[-1]
+        if isinstance(synced, Exception) or not synced or int(synced[0]) < 1:
+            raise NotDurable(f"WAITAOF did not confirm the fsync: {synced}")
+        return results[1:-1]
+
+
+def _key(event: MessageEvent) -> tuple[str, int, str]:
+    return (event.room, event.author.id, event.client_id)
 
 
 def _no_epoch(result: Any) -> bool:
     return isinstance(result, ResponseError) and str(result).startswith("NOEPOCH")
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a failed attempt certainly sent nothing: it failed getting a connection
+    (on a client without redis-py's own retries, only that connects)."""
+    text = str(exc)
+    if isinstance(exc, RedisTimeoutError):
+        return text.startswith("Timeout connecting")
+    if isinstance(exc, RedisConnectionError):
+        return "connecting to" in text or text.startswith("No connection available")
+    return isinstance(exc, OSError) and "connect" in text.lower()

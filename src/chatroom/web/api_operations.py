@@ -54,7 +54,9 @@ async def readyz(state: State, response: Response) -> dict[str, Any]:
     persistence: dict[str, Any] = state.persistence.as_json()
     if redis_state == "ok":
         try:
-            report = await asyncio.wait_for(check_persistence(state.redis), CHECK_TIMEOUT_S)
+            report = await asyncio.wait_for(
+                check_persistence(state.redis, state.settings.durability), CHECK_TIMEOUT_S
+            )
             persistence = report.as_json()
         except Exception as exc:
             persistence = {**persistence, "problems": [f"cannot check now: {exc}"]}
@@ -106,5 +108,5 @@ def _bearer_is(request: Request, token: str) -> bool:
 async def admin_status(user: CurrentUser, state: State) -> dict[str, Any]:
     if not user.is_admin:
         raise Forbidden("forbidden", "only an admin may see the server status")
-    found = await collect_status(state.redis, state.engine)
+    found = await collect_status(state.redis, state.engine, state.settings.durability)
     return found.as_json()

@@ -23,7 +23,7 @@ from chatroom.history import History
 from chatroom.redis_client import connect
 from chatroom.rooms.direct import DirectMessages
 from chatroom.rooms.directory import RoomDirectory
-from chatroom.settings import Settings
+from chatroom.settings import AckDurability, Settings
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.streams.writer import StreamWriter
@@ -103,11 +103,23 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
     """Connect to Redis and SQL and build the services; the stack closes them."""
     redis = connect(backends.redis_url)
     stack.push_async_callback(redis.aclose)
-    persistence = await enforce_persistence(redis, strict=settings.redis_require_persistence)
+    persistence = await enforce_persistence(
+        redis, strict=settings.redis_require_persistence, ack_durability=settings.durability
+    )
     engine = await open_database(settings, backends.database_url)
     stack.push_async_callback(engine.dispose)
     history = History(redis, ArchivedPages(engine))
-    writer = StreamWriter(redis, client_id_ttl_s=settings.client_id_ttl_s, epochs=history.epochs)
+    # The writer retries a failed batch itself, on a client of its own without redis-py's
+    # retries: it must know whether an attempt reached Redis (streams/writer.py).
+    writer_redis = connect(backends.redis_url, retries=0, max_connections=8)
+    stack.push_async_callback(writer_redis.aclose)
+    writer = StreamWriter(
+        writer_redis,
+        client_id_ttl_s=settings.client_id_ttl_s,
+        epochs=history.epochs,
+        # Without WAITAOF, fsync was only accepted with appendfsync always (persistence.py).
+        wait_aof=settings.durability is AckDurability.fsync and bool(persistence.waitaof),
+    )
     stack.push_async_callback(writer.close)
     directory = RoomDirectory(engine, unknown_ttl_s=settings.unknown_room_cache_s)
     return AppState(

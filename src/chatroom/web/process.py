@@ -17,7 +17,12 @@ import uvicorn
 from chatroom.backends import Backends, open_database
 from chatroom.redis_client import connect
 from chatroom.settings import Settings
-from chatroom.streams.persistence import enforce_persistence
+from chatroom.streams.persistence import (
+    DurabilityUnavailable,
+    check_persistence,
+    enforce_persistence,
+    fsync_refusal,
+)
 from chatroom.web.app import create_app
 from chatroom.web.connection_guard import ConnectionGuard, trusted_networks
 from chatroom.web.http_protocol import GuardedHttpToolsProtocol, NodeConfig
@@ -32,8 +37,14 @@ async def _preflight(settings: Settings, backends: Backends) -> None:
     redis = connect(backends.redis_url)
     try:
         await redis.ping()
-        if settings.redis_require_persistence:  # else the lifespan warns, once
-            await enforce_persistence(redis, strict=True)
+        # Refusals only (the lifespan warns, once): fsync that this Redis cannot honour,
+        # and, in strict mode, any risk.
+        report = await check_persistence(redis, settings.durability)
+        refusal = fsync_refusal(report)
+        if refusal is not None:
+            raise DurabilityUnavailable(refusal)
+        if settings.redis_require_persistence:
+            await enforce_persistence(redis, strict=True, ack_durability=settings.durability)
     finally:
         await redis.aclose()
     engine = await open_database(settings, backends.database_url)
