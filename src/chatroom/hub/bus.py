@@ -176,17 +176,26 @@ class StreamBus:
                 await self._deliver(reply)
             except TimeoutError:
                 self._link.failed(f"no answer within {self._read_limit_s:g} s")
-                self._check_all = True
+                self._after_outage()
                 await self._drop_connection()
                 # At once: the cursors still hold the last ids delivered.
             except (RedisError, OSError) as exc:
                 self._link.failed(first_line(exc))
-                self._check_all = True
+                self._after_outage()
                 await asyncio.sleep(RETRY_S)
             except Exception:  # a bug must not end every room's fan-out on this node
                 log.exception("the stream reader failed; reading again")
                 self._check_all = True
                 await asyncio.sleep(RETRY_S)
+
+    def _after_outage(self) -> None:
+        """A read failed: Redis may have restarted without its last second of writes, and
+        with them messages an archiver had already put in SQL that this node had not read
+        yet. The stream's counts cannot show that (it looks as if they never were), so
+        each room checks SQL once below the next entry it delivers (`RoomCursor.hole`)."""
+        self._check_all = True
+        for cursor in self._cursors.values():
+            cursor.after_outage()
 
     async def _read(self) -> dict[str, list[Entry]] | None:
         """One XREAD of every watched room: the new entries by room (None: none came)."""

@@ -23,10 +23,17 @@ class RoomCursor:
     last: StreamId  # every entry up to here was delivered (or is known not to exist)
     seen: int | None  # how many entries the stream ever had up to `last`; None: unknown
     epoch: str | None  # the epoch `last` belongs to; None: the room had none yet
-    # After following a new epoch: the last id its stream kept of the one before. Until
-    # this node delivers an entry above it, what lies between its cursor and that entry
-    # may be messages Redis lost after they were archived: they come from SQL first.
+    # After following a new epoch: the last id its stream kept of the one before; after
+    # the connection to Redis failed: the cursor then (Redis may have restarted without
+    # its last writes, with nothing else to show for it). Until this node delivers an
+    # entry above it, what lies between its cursor and that entry may be messages Redis
+    # lost after they were archived: they come from SQL first.
     hole: StreamId | None = None
+
+    def after_outage(self) -> None:
+        """The link to Redis failed: check SQL below the next entry delivered."""
+        if self.hole is None:
+            self.hole = self.last
 
 
 def counted_upto(standing: Standing, counted: StreamId, entry_id: StreamId) -> int | None:
