@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, types, the Python tests on both backends (embedded Valkey +
-# SQLite, and the machine's Redis + MariaDB), and the web client's lint, types, unit and
-# browser tests against a real `chatroom serve`.
+# SQLite, and the machine's Redis + MariaDB), the short chaos campaign, and the web
+# client's lint, types, unit and browser tests against a real `chatroom serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,10 @@ echo "== pytest (backends: ${CHATROOM_TEST_BACKENDS:-embedded,mariadb})"
 # nodes run); under [tool.coverage.report] fail_under the run fails, and
 # `.venv/bin/coverage report` then shows it by file.
 .venv/bin/pytest --cov --cov-report=
+
+echo "== chaos campaign, short and seeded (docs/reliability.md): exits 1 on any violation"
+# Its own Redis and MariaDB on free loopback ports; the last line is the JSON counts.
+make --no-print-directory chaos-short
 
 if command -v npm >/dev/null 2>&1; then
   if [ ! -x /usr/bin/chromium ]; then
