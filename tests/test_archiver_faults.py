@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from test_archiver_support import (
     pending_count,
     wait_for,
 )
+from waiting import wait_until
 
 
 def _archive_env(backend: Backend, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -404,8 +405,11 @@ async def test_process_serves_metrics_and_exits_0_on_sigterm(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             return str(answer.read().decode())
 
-    text = await asyncio.to_thread(scrape)
-    assert 'chatroom_archiver_archived_rows_total{room="lobby"} 120.0' in text
+    # The counter moves once the batch's commit is acked, a moment after the rows land.
+    counted = 'chatroom_archiver_archived_rows_total{room="lobby"} 120.0'
+    text = await wait_until(
+        lambda: _scraped_with(scrape, counted), 20, what="the archived rows on /metrics"
+    )
     assert "chatroom_archiver_batch_duration_seconds_bucket" in text
     process.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(process.communicate(), 15)
@@ -413,6 +417,11 @@ async def test_process_serves_metrics_and_exits_0_on_sigterm(
     await assert_exactly_once(redis, engine, traffic)
     assert len(await archived_rows(engine, "lobby")) == 120
     await traffic.close()
+
+
+async def _scraped_with(scrape: Callable[[], str], line: str) -> str | None:
+    text = await asyncio.to_thread(scrape)
+    return text if line in text else None
 
 
 async def test_a_wrong_failpoint_is_a_clear_error(tmp_path: Path, python: str) -> None:
