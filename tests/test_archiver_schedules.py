@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from chatroom.archiver.schedules import CHECK_EVERY_S, Every, Valve, decide
-from chatroom.settings import ArchiveSchedule, CronWindow, Settings
+from chatroom.cron_window import CronWindow
+from chatroom.settings import ArchiveSchedule, Settings
 
 
 def _at(hour: int, minute: int = 0) -> datetime:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.settings import ArchiveSchedule, ConfigError, load_settings
+from chatroom.settings import ArchiveSchedule
+from chatroom.settings_loader import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -141,10 +142,10 @@ def test_the_cli_prints_one_line_and_exits_non_zero(tmp_path: Path) -> None:
 
 
 def test_the_configuration_doc_lists_every_setting() -> None:
-    from chatroom.settings import reference_markdown
+    from chatroom.settings_loader import reference_markdown
 
     doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
     assert reference_markdown() in doc, (
         "docs/configuration.md is out of date: paste in the output of "
-        "python -c 'from chatroom.settings import reference_markdown as r; print(r())'"
+        "python -c 'from chatroom.settings_loader import reference_markdown as r; print(r())'"
     )

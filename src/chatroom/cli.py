@@ -20,7 +20,8 @@ from chatroom.backends import upgrade_database as run_upgrade
 from chatroom.embedded import EmbeddedServerError
 from chatroom.outages import first_line
 from chatroom.redis_client import connect
-from chatroom.settings import ConfigError, Settings, load_settings
+from chatroom.settings import Settings
+from chatroom.settings_loader import ConfigError, load_settings
 from chatroom.status import collect_status, render_table
 from chatroom.streams.persistence import DurabilityUnavailable, PersistenceAtRisk
 

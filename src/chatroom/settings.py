@@ -8,25 +8,19 @@ the app factory) build a `Settings`; everything else receives one.
 from __future__ import annotations
 
 import json
-import os
-import re
-import tomllib
-from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
 
+from chatroom.cron_window import CronWindow
 from chatroom.domain.rules import STORED_BODY_MAX_CHARS
 
 ENV_PREFIX = "CHATROOM_"
@@ -47,44 +41,6 @@ class ArchiveSchedule(StrEnum):
     continuous = "continuous"
     interval = "interval"
     cron = "cron"
-
-
-_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-
-
-@dataclass(frozen=True, slots=True)
-class CronWindow:
-    """The cron schedule's off-peak hours: a daily UTC window in minutes of the day,
-    written `02:00-06:00`; `end` before `start` wraps past midnight."""
-
-    start: int
-    end: int
-
-    @classmethod
-    def parse(cls, text: str) -> CronWindow:
-        match = _WINDOW.match(text)
-        if match is None:
-            raise ValueError("must look like 02:00-06:00 (UTC, 24-hour clock)")
-        start_h, start_m, end_h, end_m = (int(part) for part in match.groups())
-        return cls(start_h * 60 + start_m, end_h * 60 + end_m)
-
-    def __str__(self) -> str:
-        (start_h, start_m), (end_h, end_m) = divmod(self.start, 60), divmod(self.end, 60)
-        return f"{start_h:02d}:{start_m:02d}-{end_h:02d}:{end_m:02d}"
-
-    def contains(self, moment: datetime) -> bool:
-        minute = moment.hour * 60 + moment.minute
-        if self.start == self.end:  # 00:00-00:00: the whole day
-            return True
-        if self.start < self.end:
-            return self.start <= minute < self.end
-        return minute >= self.start or minute < self.end
-
-    def seconds_until_open(self, moment: datetime) -> float:
-        if self.contains(moment):
-            return 0.0
-        now_s = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
-        return (self.start * 60 - now_s) % 86400
 
 
 class Settings(BaseSettings):
@@ -435,83 +391,3 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
-
-
-class ConfigError(Exception):
-    """A wrong setting: the message is the one line shown to the operator."""
-
-
-def _setting_label(name: str) -> str:
-    return f"{ENV_PREFIX}{name.upper()} ({name} in the config file)"
-
-
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings, raising ConfigError with one clear line on any mistake."""
-    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    from_file: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with path.open("rb") as handle:
-                from_file = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        unknown = sorted(set(from_file) - set(Settings.model_fields))
-        if unknown:
-            raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
-    env_names = {f"{ENV_PREFIX}{n.upper()}" for n in Settings.model_fields} | {CONFIG_ENV}
-    stray = sorted(
-        k
-        for k in os.environ
-        if k.startswith(ENV_PREFIX) and k not in env_names and not k.startswith(NOT_SETTINGS)
-    )
-    if stray:
-        raise ConfigError(f"unknown setting {stray[0]} in the environment")
-
-    class _FromFile(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, InitSettingsSource(settings_cls, from_file))
-
-    try:
-        loaded = _FromFile(**overrides)
-    except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = error["loc"][0] if error["loc"] else ""
-        label = _setting_label(str(where)) if where else "settings"
-        message = error["msg"].removeprefix("Value error, ")
-        value = error.get("input")
-        shown = f" (got {value!r})" if where and not isinstance(value, dict) else ""
-        raise ConfigError(f"{label}: {message}{shown}") from None
-    return loaded
-
-
-def reference_markdown() -> str:
-    """The table of every setting for docs/configuration.md (a test keeps the doc true)."""
-    rows = [
-        "| setting (TOML) | environment variable | default | what it is |",
-        "|---|---|---|---|",
-    ]
-    for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        shown = (
-            "unset"
-            if default is None
-            else json.dumps(
-                str(default) if isinstance(default, (Path, StrEnum, CronWindow)) else default
-            )
-        )
-        rows.append(
-            f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | `{shown}` | {field.description} |"
-        )
-    return "\n".join(rows) + "\n"

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from chatroom.settings import ArchiveSchedule, CronWindow
+from chatroom.cron_window import CronWindow
+from chatroom.settings import ArchiveSchedule
 
 # How often a waiting schedule looks again (the valve, the window, a stop request).
 CHECK_EVERY_S = 5.0
