@@ -21,7 +21,9 @@ echo "== pytest (backends: ${CHATROOM_TEST_BACKENDS:-embedded,mariadb})"
 
 echo "== chaos campaign, short and seeded (docs/reliability.md): exits 1 on any violation"
 # Its own Redis and MariaDB on free loopback ports; the last line is the JSON counts.
-make --no-print-directory chaos-short
+# fsync acks: under write acks a power loss can still hide one archived message from a
+# node now and then (docs/reliability.md, "Archived, then lost"), which would make CI flaky.
+make --no-print-directory chaos-short ACK_DURABILITY=fsync
 
 if command -v npm >/dev/null 2>&1; then
   if [ ! -x /usr/bin/chromium ]; then
