@@ -14,16 +14,15 @@ import hashlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatroom.accounts.users_table import inserted_id, now_utc, username_key
-from chatroom.domain.refusals import NotFound
+from chatroom.accounts.users_table import username_key
+from chatroom.domain.refusals import Conflict, NotFound
 from chatroom.domain.rooms import DM_PREFIX, Room
 from chatroom.domain.rules import DM_PEOPLE_MAX, TITLE_MAX, USERNAME, RuleError
 from chatroom.domain.users import User
 from chatroom.rooms.directory import RoomDirectory
-from chatroom.store.tables import room_members, rooms, users
+from chatroom.store.tables import users
 
 
 def dm_slug(user_ids: list[int]) -> str:
@@ -77,24 +76,13 @@ class DirectMessages:
             return Conversation(room, people, started=False)
         names = [starter.display_name, *sorted(row.display_name for row in rows)]
         title = ", ".join(names)[:TITLE_MAX]
-        now = now_utc()
         try:
-            async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    rooms.insert().values(
-                        slug=slug, title=title, is_private=True, owner_id=None, created_at=now
-                    )
-                )
-                room_id = inserted_id(result)
-                await conn.execute(
-                    room_members.insert(),
-                    [{"room_id": room_id, "user_id": i, "joined_at": now} for i in people],
-                )
-        except IntegrityError:  # started at the same moment by another request
-            self._directory.forget_missing(slug)
-            room = await self._directory.find(slug)
-            if room is None:
+            room = await self._directory.insert_room(
+                slug, title, private=True, owner_id=None, members=people
+            )
+        except Conflict:  # started at the same moment by another request
+            found = await self._directory.find(slug)
+            if found is None:
                 raise
-            return Conversation(room, people, started=False)
-        self._directory.forget_missing(slug)  # looked up, and missing, a moment ago
-        return Conversation(Room(room_id, slug, title, True, None), people, started=True)
+            return Conversation(found, people, started=False)
+        return Conversation(room, people, started=True)

@@ -252,26 +252,37 @@ class RoomDirectory:
     async def _insert(
         self, owner: User, checked_slug: str, checked_title: str, private: bool
     ) -> Room:
+        return await self.insert_room(
+            checked_slug, checked_title, private=private, owner_id=owner.id, members=[owner.id]
+        )
+
+    async def insert_room(
+        self, slug: str, title: str, *, private: bool, owner_id: int | None, members: list[int]
+    ) -> Room:
+        """Store a room (checked slug and title) with its first members; 409 `room_exists`
+        if the slug is taken. Either way the slug exists now: no longer remembered missing."""
         now = now_utc()
         try:
             async with self._engine.begin() as conn:
                 result = await conn.execute(
                     rooms.insert().values(
-                        slug=checked_slug,
-                        title=checked_title,
+                        slug=slug,
+                        title=title,
                         is_private=private,
-                        owner_id=owner.id,
+                        owner_id=owner_id,
                         created_at=now,
                     )
                 )
                 room_id = inserted_id(result)
                 await conn.execute(
-                    room_members.insert().values(room_id=room_id, user_id=owner.id, joined_at=now)
+                    room_members.insert(),
+                    [{"room_id": room_id, "user_id": i, "joined_at": now} for i in members],
                 )
         except IntegrityError:
-            raise Conflict("room_exists", f"the name {checked_slug!r} is taken") from None
-        self.forget_missing(checked_slug)
-        return Room(room_id, checked_slug, checked_title, private, owner.id)
+            self.forget_missing(slug)
+            raise Conflict("room_exists", f"the name {slug!r} is taken") from None
+        self.forget_missing(slug)
+        return Room(room_id, slug, title, private, owner_id)
 
     async def join(self, user: User, room: Room) -> bool:
         """Become a member of a public room (a private room's owner adds its members);
