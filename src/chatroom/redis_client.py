@@ -17,6 +17,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from chatroom import redis_keys
+from chatroom.redis_cluster import connect_cluster, is_cluster_url
+
 # A blocking read (XREAD BLOCK, a pub/sub wait) still unanswered this long after its own
 # block time ends is on a hung connection: half-open after a failover, a NAT timeout or
 # a paused VM. Nothing else bounds it, since blocking clients have no socket timeout.
@@ -42,7 +45,7 @@ def read_limit_s(block_ms: int | None) -> float:
 
 def keepalive_options(url: str) -> dict[str, Any]:
     """TCP keepalive for a TCP URL; nothing for a unix socket, which refuses the option."""
-    if urlsplit(url).scheme not in ("redis", "rediss"):
+    if urlsplit(url).scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         return {}
     options = {getattr(socket, name): value for name, value in _KEEPALIVE.items()}
     return {"socket_keepalive": True, "socket_keepalive_options": options}
@@ -62,6 +65,17 @@ def connect(
     `retries=0` is for a caller that retries itself and must know whether a failed
     command was ever sent (the stream writer: an error while connecting means not).
     """
+    if is_cluster_url(url):
+        # Keys of a cluster carry slot groups (redis_keys.py): one process talks to one
+        # kind of Redis, so the layout is the process's.
+        redis_keys.use_cluster_layout(True)
+        return connect_cluster(
+            url,
+            blocking=blocking,
+            max_connections=max_connections,
+            retries=retries,
+            socket_options=keepalive_options(url),
+        )
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=retries)
     pool = BlockingConnectionPool.from_url(
         url,

@@ -1,15 +1,61 @@
 """Every Redis key and stream name Chatroom uses, in one place.
 
-Each key that belongs to a room carries the room slug in a hash tag (`{slug}`), so that
-a room's stream and its companions live in one Redis Cluster slot and can be touched by
-one script or transaction.
+Each key that belongs to a room carries a hash tag, so that a room's stream and its
+companions live in one Redis Cluster slot and can be touched by one script or pipeline.
+
+Two layouts. On a single Redis the tag is the room slug (`chatroom:room:{slug}:stream`),
+as it always was. On a Redis Cluster (`use_cluster_layout`, set by redis_client.connect
+for a cluster URL) the tag is the room's slot group: one of `SLOT_GROUPS` tags chosen so
+that their slots lie evenly over the 16384 (`chatroom:room:{g03-17}:slug:stream`). Rooms
+of one group share a slot, so one XREAD (the hub) or XREADGROUP (an archiver) reads them
+all: one blocking read per group, a few per shard, never one per room. The groups spread
+over every shard of a cluster whose slots are split evenly (`redis-cli --cluster create`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 PREFIX = "chatroom"
+
+# Slot groups of a cluster's rooms; changing it moves every room to another key.
+SLOT_GROUPS = 16
+
+_layout = {"cluster": False}
+
+
+def use_cluster_layout(enabled: bool) -> None:
+    """Name keys for a Redis Cluster (True) or a single Redis (False, the default)."""
+    _layout["cluster"] = enabled
+
+
+def cluster_layout() -> bool:
+    return _layout["cluster"]
+
+
+@cache
+def group_tags() -> tuple[str, ...]:
+    """One hash tag per slot group, the i-th in the i-th of SLOT_GROUPS equal slot ranges."""
+    span = REDIS_CLUSTER_HASH_SLOTS // SLOT_GROUPS
+    tags = []
+    for group in range(SLOT_GROUPS):
+        n = 0
+        while key_slot(f"g{group:02d}-{n}".encode()) // span != group:
+            n += 1
+        tags.append(f"g{group:02d}-{n}")
+    return tuple(tags)
+
+
+def slot_group(slug: str) -> int | None:
+    """The room's slot group on a cluster; None on a single Redis (one group for all)."""
+    if not _layout["cluster"]:
+        return None
+    return zlib.crc32(slug.encode()) % SLOT_GROUPS
+
 
 # The consumer group of the archivers, one per room stream.
 ARCHIVER_GROUP = "archiver"
@@ -19,7 +65,10 @@ ROOMS_WITH_STREAMS = f"{PREFIX}:streams"
 
 
 def room_tag(slug: str) -> str:
-    return f"{PREFIX}:room:{{{slug}}}"
+    group = slot_group(slug)
+    if group is None:
+        return f"{PREFIX}:room:{{{slug}}}"
+    return f"{PREFIX}:room:{{{group_tags()[group]}}}:{slug}"
 
 
 def room_stream(slug: str) -> str:
@@ -29,6 +78,9 @@ def room_stream(slug: str) -> str:
 
 def room_of_stream(stream: str) -> str:
     """The slug of a key made by room_stream()."""
+    if _layout["cluster"]:
+        start = stream.index("}:") + 2
+        return stream[start : stream.rindex(":stream")]
     start = stream.index("{") + 1
     return stream[start : stream.index("}", start)]
 
@@ -75,9 +127,12 @@ def room_signals(database: int) -> str:
     return f"{PREFIX}:signals:{database}"
 
 
-def node_wakeup(node_id: str) -> str:
-    """A tiny stream an app node adds to, to wake its own blocked XREAD of the room streams."""
-    return f"{PREFIX}:node:{node_id}:wakeup"
+def node_wakeup(node_id: str, group: int | None = None) -> str:
+    """A tiny stream an app node adds to, to wake its own blocked XREAD of the room streams:
+    on a cluster one per slot group, in the group's slot (part of that group's XREAD)."""
+    if group is None:
+        return f"{PREFIX}:node:{node_id}:wakeup"
+    return f"{PREFIX}:node:{{{group_tags()[group]}}}:{node_id}:wakeup"
 
 
 def user_connections(user_id: int) -> str:

@@ -56,7 +56,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; unset: a SQLite file in data_dir."
     )
     redis_url: str | None = Field(
-        default=None, description="Redis URL; unset: the embedded Valkey server in data_dir."
+        default=None,
+        description=(
+            "Redis URL; unset: the embedded Valkey server in data_dir. A Redis Cluster: "
+            "redis+cluster://host:port,host:port (some of its masters)."
+        ),
     )
     data_dir: Path = Field(
         default=Path("chatroom-data"),
@@ -311,8 +315,12 @@ class Settings(BaseSettings):
     def _known_redis(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not value.startswith(
+            ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+        ):
+            raise ValueError(
+                "must start with redis://, rediss://, unix:// or (a Redis Cluster) redis+cluster://"
+            )
         return value
 
     @field_validator("archiver_cron_window", mode="plain")

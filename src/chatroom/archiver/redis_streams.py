@@ -6,6 +6,7 @@ back as `Delivery`, an entry deleted while pending as one with no fields.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ GROUP = redis_keys.ARCHIVER_GROUP
 # A consumer's heartbeat key lives this long in each room it reads; the archiver renews it
 # every third of that. Without one, another archiver may remove the consumer once idle.
 HEARTBEAT_TTL_S = 15.0
+# On a cluster, how long each slot group's read waits when no group had anything new.
+CLUSTER_BLOCK_MS = 100
 
 # Trim below what is archived and acknowledged, keeping the newest `hot` entries:
 # the bound is the oldest pending entry of the group, or the first entry the group has
@@ -181,10 +184,37 @@ class GroupStreams:
     async def read_new(
         self, rooms: Iterable[str], *, count: int, block_ms: int | None
     ) -> list[Delivery]:
-        """New entries of every room (delivered to us now), waiting up to `block_ms`."""
-        streams: Any = {redis_keys.room_stream(room): ">" for room in rooms}
-        if not streams:
+        """New entries of every room (delivered to us now), waiting up to `block_ms`.
+
+        On a cluster, one XREADGROUP per slot group (its rooms share a slot), all at
+        once: first without waiting, then, when none had anything, each waiting at most
+        `CLUSTER_BLOCK_MS` (a blocked read is never cancelled: what it took is ours)."""
+        rooms = list(rooms)
+        if not rooms:
             return []
+        if not redis_keys.cluster_layout():
+            return await self._read_group(rooms, count=count, block_ms=block_ms)
+        groups: dict[int | None, list[str]] = {}
+        for room in rooms:
+            groups.setdefault(redis_keys.slot_group(room), []).append(room)
+        found = await self._read_groups(groups, count=count, block_ms=None)
+        if found or block_ms is None:
+            return found
+        block = min(block_ms, CLUSTER_BLOCK_MS)
+        return await self._read_groups(groups, count=count, block_ms=block)
+
+    async def _read_groups(
+        self, groups: dict[int | None, list[str]], *, count: int, block_ms: int | None
+    ) -> list[Delivery]:
+        replies = await asyncio.gather(
+            *(self._read_group(rooms, count=count, block_ms=block_ms) for rooms in groups.values())
+        )
+        return [delivery for reply in replies for delivery in reply]
+
+    async def _read_group(
+        self, rooms: list[str], *, count: int, block_ms: int | None
+    ) -> list[Delivery]:
+        streams: Any = {redis_keys.room_stream(room): ">" for room in rooms}
         client = self._blocking if block_ms is not None else self._redis
         reply: Any = await client.xreadgroup(
             GROUP, self.consumer, streams, count=count, block=block_ms

@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatroom import redis_keys
 from chatroom.archiver import redis_streams
 from chatroom.archiver.batching import BatchClock, Delivery
 from chatroom.archiver.consumer_name import ConsumerLease
@@ -43,6 +44,7 @@ from chatroom.archiver.schedules import CHECK_EVERY_S, Every, Valve, decide
 from chatroom.archiver.upkeep import Progress, Upkeep
 from chatroom.outages import REDIS_DOWN, SQL_DOWN
 from chatroom.redis_client import connect
+from chatroom.redis_cluster import is_cluster_url
 from chatroom.settings import ArchiveSchedule, Settings
 from chatroom.store.archive_writes import create_writes_engine
 
@@ -173,7 +175,9 @@ class Archiver:
         redis = connect(self._redis_url)
         # Reads of new entries must never be retried behind our back: a lost reply to
         # XREADGROUP > leaves entries pending; we must see the error to re-read them.
-        blocking = connect(self._redis_url, blocking=True, max_connections=4)
+        # On a cluster: up to one read per slot group at once (archiver/redis_streams.py).
+        reads = redis_keys.SLOT_GROUPS + 4 if is_cluster_url(self._redis_url) else 4
+        blocking = connect(self._redis_url, blocking=True, max_connections=reads)
         blocking.set_retry(Retry(NoBackoff(), 0))
         lease, name_lease, name = None, None, self._consumer
         if name is None:

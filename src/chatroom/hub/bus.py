@@ -49,6 +49,7 @@ from chatroom.hub.room_cursor import (
 )
 from chatroom.outages import SQL_DOWN, Outage, first_line
 from chatroom.redis_client import READ_HANG_S
+from chatroom.redis_cluster import drop_idle_connections, is_cluster
 from chatroom.streams.entries import Entry, parse_entries
 from chatroom.streams.epochs import Epoch, Standing, StreamEpochs
 
@@ -93,6 +94,7 @@ class StreamBus:
         *,
         block_ms: int = BLOCK_MS,
         hang_s: float = READ_HANG_S,
+        group: int | None = None,
     ):
         self._redis = redis
         self._blocking = blocking_redis  # XREAD BLOCK holds its connection: a client of its own
@@ -103,7 +105,9 @@ class StreamBus:
             "reading again on a fresh connection; nothing is skipped",
             log,
         )
-        self._wakeup_key = redis_keys.node_wakeup(node_id)
+        # On a cluster, this reader reads the rooms of one slot group (redis_keys.py).
+        self._wakeup_key = redis_keys.node_wakeup(node_id, group)
+        self._name = "stream-bus" if group is None else f"stream-bus-{group}"
         self._wakeup_id = StreamId(0, 0)
         self._feed = feed
         self._epochs = epochs
@@ -114,7 +118,7 @@ class StreamBus:
 
     async def start(self) -> None:
         self._wakeup_id = StreamId.parse(await self._wake())
-        self._task = asyncio.create_task(self._run(), name="stream-bus")
+        self._task = asyncio.create_task(self._run(), name=self._name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -157,7 +161,10 @@ class StreamBus:
         opens a new one; the pub/sub connection, in use, is not touched."""
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(self._read_limit_s):
-                await self._blocking.connection_pool.disconnect(inuse_connections=False)
+                if is_cluster(self._blocking):
+                    await drop_idle_connections(self._blocking)
+                else:
+                    await self._blocking.connection_pool.disconnect(inuse_connections=False)
 
     async def _run(self) -> None:
         while True:

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from chatroom import redis_keys
 from chatroom.domain import frames
 from chatroom.domain.events import Author, InvalidEvent, Message, decode_event
 from chatroom.domain.frames import CloseCode
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
 from chatroom.hub.bus import StreamBus
+from chatroom.hub.bus_groups import GroupedStreamBus
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
 from chatroom.hub.node import RoomAccess, SignedIn
@@ -95,7 +97,11 @@ class Hub:
         )
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
         node_id = secrets.token_hex(6)  # names this node's wake-up stream
-        self._bus = StreamBus(redis, blocking_redis, node_id, self, history.epochs)
+        # A cluster: one reader per slot group (hub/bus_groups.py); else one for all.
+        bus = GroupedStreamBus if redis_keys.cluster_layout() else StreamBus
+        self._bus: StreamBus | GroupedStreamBus = bus(
+            redis, blocking_redis, node_id, self, history.epochs
+        )
         self._sessions: dict[str, Session] = {}  # by connection id
         self._subscribers_by_slug: dict[str, set[Subscription]] = {}
         self._heartbeat: asyncio.Task[None] | None = None

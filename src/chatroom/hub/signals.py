@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from chatroom import redis_keys
 from chatroom.outages import Outage, first_line
 from chatroom.redis_client import READ_HANG_S
+from chatroom.redis_cluster import is_cluster, node_client, refresh_slots
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,13 @@ class RoomSignals:
         self._ping_every_s = ping_every_s
         self._hang_s = hang_s
         self._pubsub: PubSub | None = None
-        database = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
+        # A cluster: sharded pub/sub (SPUBLISH/SSUBSCRIBE) on the master of the channel's
+        # slot, found anew at every subscribe, so a failover moves it (redis_cluster.py).
+        self._sharded = is_cluster(redis)
+        self._node_client: Redis | None = None
+        database = 0
+        if not self._sharded:
+            database = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
         self.channel = redis_keys.room_signals(database)
         self._link = Outage(
             "Redis (listening to the room signals)", "subscribing again until it works", log
@@ -151,29 +158,39 @@ class RoomSignals:
                 await self._task
         await self._close()
 
+    async def _publish(self, payload: str) -> None:
+        if self._sharded:
+            await self._redis.spublish(self.channel, payload)
+        else:
+            await self._redis.publish(self.channel, payload)
+
     async def publish(self, slug: str, frame: str, *, skip_user: int | None = None) -> None:
         payload = json.dumps({"room": slug, "frame": frame, "skip": skip_user}, ensure_ascii=False)
-        await self._redis.publish(self.channel, payload)
+        await self._publish(payload)
 
     async def publish_access_lost(self, slug: str, user_id: int) -> None:
-        await self._redis.publish(self.channel, json.dumps({"room": slug, "lost": user_id}))
+        await self._publish(json.dumps({"room": slug, "lost": user_id}))
 
     async def publish_to_user(self, user_id: int | None, frame: str) -> None:
         """`frame` to every socket of the user (None: of everyone), on every node."""
         payload = json.dumps({"to_user": user_id, "frame": frame}, ensure_ascii=False)
-        await self._redis.publish(self.channel, payload)
+        await self._publish(payload)
 
     async def publish_signed_out(self, user_id: int) -> None:
-        await self._redis.publish(self.channel, json.dumps({"signed_out": user_id}))
+        await self._publish(json.dumps({"signed_out": user_id}))
 
     async def _subscribe(self) -> PubSub:
-        pubsub = self._blocking.pubsub()
+        pubsub = await self._sharded_pubsub() if self._sharded else self._blocking.pubsub()
+        confirm = "ssubscribe" if self._sharded else "subscribe"
         try:
             async with asyncio.timeout(self._hang_s):
-                await pubsub.subscribe(self.channel)
+                if self._sharded:
+                    await pubsub.ssubscribe(self.channel)
+                else:
+                    await pubsub.subscribe(self.channel)
                 while True:
                     message = await pubsub.get_message(timeout=self._hang_s)
-                    if message is not None and message.get("type") == "subscribe":
+                    if message is not None and message.get("type") == confirm:
                         return pubsub
         except BaseException:
             await self._drop(pubsub)
@@ -184,11 +201,21 @@ class RoomSignals:
         if pubsub is not None:
             await self._drop(pubsub)
 
+    async def _sharded_pubsub(self) -> PubSub:
+        """A pub/sub connection to the master that owns the channel's slot now."""
+        async with asyncio.timeout(self._hang_s):
+            await refresh_slots(self._redis)
+        self._node_client = node_client(self._redis, self.channel, socket_timeout=None)
+        return self._node_client.pubsub()
+
     async def _drop(self, pubsub: PubSub) -> None:
         """Close the pub/sub connection: a hung one is never handed back to be reused."""
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(self._hang_s):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+                client, self._node_client = self._node_client, None
+                if client is not None:
+                    await client.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -226,7 +253,7 @@ class RoomSignals:
                 continue
             heard, pinged = now, None
             self._link.recovered()
-            if message.get("type") == "message":
+            if message.get("type") in ("message", "smessage"):
                 self._deliver(message["data"])
 
     def _deliver(self, data: Any) -> None:

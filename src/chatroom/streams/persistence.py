@@ -24,6 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from chatroom.redis_cluster import is_cluster, on_each_master
 from chatroom.settings import AckDurability
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,23 @@ class PersistenceReport:
 
 
 async def _config(redis: Redis, name: str) -> str | None:
+    """A setting of the server; on a cluster, of every master: the first that differs
+    from the first master's (so one master without AOF shows), None if any hides it."""
+    if is_cluster(redis):
+        answers = (await on_each_master(redis, "CONFIG", "GET", name)).values()
+        values = [None if isinstance(a, Exception) else _value(a, name) for a in answers]
+        if not values or None in values:
+            return None
+        return next((v for v in values if v != values[0]), values[0])
     try:
         answer: dict[Any, Any] = await redis.config_get(name)
     except ResponseError:  # CONFIG is often disabled on managed Redis
+        return None
+    return _value(answer, name)
+
+
+def _value(answer: Any, name: str) -> str | None:
+    if not isinstance(answer, dict):
         return None
     value = answer.get(name.encode()) or answer.get(name)
     if isinstance(value, bytes):
@@ -130,9 +145,19 @@ async def _config(redis: Redis, name: str) -> str | None:
 
 async def has_waitaof(redis: Redis) -> bool | None:
     """Whether the server has WAITAOF (by its version; None: it does not say)."""
+    if is_cluster(redis):  # every master must have it: the oldest decides
+        answers = list((await on_each_master(redis, "INFO", "server")).values())
+        found = [await _has_waitaof(a) for a in answers]
+        return None if not found or None in found else all(found)
     try:
         info: dict[str, Any] = await redis.info("server")
     except ResponseError:
+        return None
+    return await _has_waitaof(info)
+
+
+async def _has_waitaof(info: Any) -> bool | None:
+    if not isinstance(info, dict):
         return None
     version = str(info.get("redis_version", ""))
     try:

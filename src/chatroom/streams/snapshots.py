@@ -17,6 +17,7 @@ from redis.exceptions import ResponseError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
+from chatroom.redis_cluster import is_cluster, owner
 from chatroom.streams.entries import Entry, parse_entries
 from chatroom.streams.epochs import Epoch
 
@@ -54,15 +55,27 @@ async def read_range(
 ) -> StreamSnapshot:
     """Entries after `after` ascending, or (with `after=None`) before `before` descending."""
     key = redis_keys.room_stream(room)
+    cluster = is_cluster(redis)
+    # A cluster's MULTI takes keyed commands of one slot only: the room's master's clock
+    # is read just before it instead (earlier, so still a lower bound for new ids).
+    clock = None
+    if cluster:
+        clock = await redis.execute_command(  # type: ignore[no-untyped-call]
+            "TIME", target_nodes=owner(redis, key)
+        )
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xinfo_stream(key)
         if after is not None:
             pipe.xrange(key, min=f"({after}", max="+", count=count)
         else:
             pipe.xrevrange(key, max=f"({before}" if before else "+", min="-", count=count)
-        pipe.time()
+        if not cluster:
+            pipe.time()
         pipe.hmget(redis_keys.room_epoch(room), ["id", "kept", "archived", "floor"])
-        info, entries, now, epoch_reply = await pipe.execute(raise_on_error=False)
+        replies = await pipe.execute(raise_on_error=False)
+    if cluster:
+        replies.insert(2, clock)
+    info, entries, now, epoch_reply = replies
     for reply in (entries, now, epoch_reply):
         if isinstance(reply, Exception):
             raise reply

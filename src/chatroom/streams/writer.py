@@ -45,6 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from chatroom import redis_keys
 from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
+from chatroom.redis_cluster import is_cluster, shard_masters
 from chatroom.streams.epochs import StreamEpochs
 
 # KEYS: stream, sent-client-id key, the room's epoch. ARGV: the envelope, ttl seconds. The
@@ -286,15 +287,23 @@ class StreamWriter:
                     event.encode(),
                     self._ttl,
                 )
-            if self._wait_aof:
+            waits = 0
+            if self._wait_aof and is_cluster(self._redis):
+                # One WAITAOF per master the batch wrote to, after its appends there
+                # (a cluster pipeline sends a node's commands in order on one connection).
+                for node in shard_masters(self._redis, [e.room for e, _, _ in batch]):
+                    pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS, target_nodes=node)
+                    waits += 1
+            elif self._wait_aof:
                 pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)
+                waits = 1
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        if not self._wait_aof:
+        if not waits:
             return results[1:]
-        synced = results[-1]
-        if isinstance(synced, Exception) or not synced or int(synced[0]) < 1:
-            raise NotDurable(f"WAITAOF did not confirm the fsync: {synced}")
-        return results[1:-1]
+        for synced in results[-waits:]:
+            if isinstance(synced, Exception) or not synced or int(synced[0]) < 1:
+                raise NotDurable(f"WAITAOF did not confirm the fsync: {synced}")
+        return results[1:-waits]
 
 
 def _key(event: MessageEvent) -> tuple[str, int, str]:
