@@ -17,6 +17,7 @@ callers into one command per slot group.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -75,7 +76,20 @@ def _credentials(url: str) -> dict[str, Any]:
 
 
 class ScriptReloadingPipeline(ClusterPipeline):
-    """A cluster pipeline that loads missing scripts and runs their commands again."""
+    """A cluster pipeline that takes EVALSHA (redis-py blocks its method in a cluster
+    pipeline, though it routes it by its keys: every script here keeps to one slot),
+    and loads missing scripts and runs their commands again."""
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> ClusterPipeline:  # type: ignore[override]
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    def __await__(self) -> Generator[Any, None, ClusterPipeline]:
+        # A Script called with `client=pipe` awaits the pipeline its EVALSHA returns; the
+        # cluster pipeline's own __await__ re-initializes it, dropping what was queued.
+        return self._itself().__await__()
+
+    async def _itself(self) -> ClusterPipeline:
+        return self
 
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
@@ -86,7 +100,7 @@ class ScriptReloadingPipeline(ClusterPipeline):
         if missing:
             client = cast(ChatroomCluster, self.cluster_client)
             await client.load_scripts()
-            again = client.plain_pipeline()
+            again = ScriptReloadingPipeline(client)  # type: ignore[abstract]
             for i in missing:
                 again.execute_command(*queue[i].args, **queue[i].kwargs)
             for i, result in zip(missing, await again.execute(False), strict=True):
@@ -114,9 +128,6 @@ class ChatroomCluster(RedisCluster):
         """Load every registered script on every master (SCRIPT LOAD goes to them all)."""
         for script in self._scripts:
             await self.script_load(script.script)
-
-    def plain_pipeline(self) -> ClusterPipeline:
-        return ClusterPipeline(self)  # type: ignore[abstract]
 
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
@@ -152,8 +163,16 @@ def masters(client: Redis) -> list[ClusterNode]:
     return cast(RedisCluster, client).get_primaries()
 
 
+async def master_of(client: Redis, key: str) -> ClusterNode:
+    """The master that holds `key` (the slots learnt first, on a new client)."""
+    cluster = cast(RedisCluster, client)
+    if cluster._initialize:
+        await cluster.initialize()
+    return owner(client, key)
+
+
 def owner(client: Redis, key: str) -> ClusterNode:
-    """The master that holds `key`."""
+    """The master that holds `key`, by the slots known."""
     node = cast(RedisCluster, client).get_node_from_key(key)
     if node is None:
         raise ClusterDownError(f"no master holds the slot of {key}")
@@ -201,10 +220,11 @@ async def refresh_slots(client: Redis) -> None:
     await cast(RedisCluster, client).nodes_manager.initialize()
 
 
-def node_client(client: Redis, key: str, **options: Any) -> Redis:
+async def node_client(client: Redis, key: str, **options: Any) -> Redis:
     """A plain client to the master that owns `key`'s slot (for a sharded subscription)."""
-    node = owner(client, key)
-    kwargs = dict(node.connection_kwargs)
-    kwargs.pop("connection_class", None)
+    node = await master_of(client, key)
+    kept = ("username", "password", "socket_connect_timeout", "socket_keepalive")
+    kwargs = {k: v for k, v in node.connection_kwargs.items() if k in kept or k.startswith("ssl")}
+    kwargs["socket_keepalive_options"] = node.connection_kwargs.get("socket_keepalive_options")
     kwargs.update(options)
     return Redis(host=node.host, port=int(node.port), **kwargs)

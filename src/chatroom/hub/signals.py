@@ -205,7 +205,7 @@ class RoomSignals:
         """A pub/sub connection to the master that owns the channel's slot now."""
         async with asyncio.timeout(self._hang_s):
             await refresh_slots(self._redis)
-        self._node_client = node_client(self._redis, self.channel, socket_timeout=None)
+            self._node_client = await node_client(self._redis, self.channel, socket_timeout=None)
         return self._node_client.pubsub()
 
     async def _drop(self, pubsub: PubSub) -> None:

@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
-from chatroom.redis_cluster import is_cluster, owner
+from chatroom.redis_cluster import is_cluster, master_of
 from chatroom.streams.entries import Entry, parse_entries
 from chatroom.streams.epochs import Epoch
 
@@ -61,7 +61,7 @@ async def read_range(
     clock = None
     if cluster:
         clock = await redis.execute_command(  # type: ignore[no-untyped-call]
-            "TIME", target_nodes=owner(redis, key)
+            "TIME", target_nodes=await master_of(redis, key)
         )
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xinfo_stream(key)
