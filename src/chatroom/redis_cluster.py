@@ -80,7 +80,7 @@ class ScriptReloadingPipeline(ClusterPipeline):
     pipeline, though it routes it by its keys: every script here keeps to one slot),
     and loads missing scripts and runs their commands again."""
 
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> ClusterPipeline:  # type: ignore[override]
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> ClusterPipeline:
         return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
 
     def __await__(self) -> Generator[Any, None, ClusterPipeline]:
