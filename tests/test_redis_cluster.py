@@ -12,6 +12,7 @@ and archivers as processes of their own, rooms spread over every shard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -276,3 +277,108 @@ async def test_a_killed_archivers_entries_are_archived_by_the_other(
         stop(survivor)
         await socket.close()
         await alice.aclose()
+
+
+async def send_acked(socket: ChatSocket, slug: str, client_ids: list[str]) -> dict[str, str]:
+    """Sends, then waits for each ack: client_id -> acknowledged id."""
+    for client_id in client_ids:
+        frame = {"type": "send", "room": slug, "body": client_id, "client_id": client_id}
+        await socket.send(frame)
+    acks = {}
+    while len(acks) < len(client_ids):
+        ack = await socket.next("ack", timeout=30)
+        acks[ack["client_id"]] = ack["id"]
+    return acks
+
+
+async def test_a_killed_nodes_clients_resume_on_the_other_with_since(
+    cluster: RedisCluster, cluster_backend: Backend, two_nodes: list[ChatServer]
+) -> None:
+    rooms = slugs_on_every_shard(cluster)
+    alice = await user(two_nodes[0], "alice", rooms, create=True)
+    bob = await user(two_nodes[1], "bob", rooms, create=False)
+    doomed, living = await open_socket(two_nodes[0], alice), await open_socket(two_nodes[1], bob)
+    for socket in (doomed, living):
+        for slug in rooms:
+            await socket.subscribe(slug)
+    seen_by_alice: dict[str, list[str]] = {slug: [] for slug in rooms}
+    sent: dict[str, list[str]] = {slug: [] for slug in rooms}
+    for slug in rooms:
+        acks = await send_acked(living, slug, [f"{slug}-a{i}" for i in range(10)])
+        sent[slug] += acks.values()
+    for _ in range(10 * len(rooms)):
+        frame = await doomed.next("message", timeout=30)
+        seen_by_alice[frame["room"]].append(frame["id"])
+    os.kill(two_nodes[0].process.pid, signal.SIGKILL)  # kill -9 of alice's node
+    two_nodes[0].process.wait()
+    for slug in rooms:  # sent while alice is away
+        acks = await send_acked(living, slug, [f"{slug}-b{i}" for i in range(10)])
+        sent[slug] += acks.values()
+    # Her client reconnects to the other node and resumes each room from its last id.
+    alice_again = two_nodes[1].client(cookies=alice.cookies)
+    resumed = await open_socket(two_nodes[1], alice_again)
+    for slug in rooms:
+        await resumed.subscribe(slug, since=seen_by_alice[slug][-1])
+    for slug in rooms:  # and live again
+        acks = await send_acked(living, slug, [f"{slug}-c{i}" for i in range(10)])
+        sent[slug] += acks.values()
+    for _ in range(20 * len(rooms)):
+        frame = await resumed.next("message", timeout=30)
+        seen_by_alice[frame["room"]].append(frame["id"])
+    for slug in rooms:
+        assert seen_by_alice[slug] == sent[slug]  # ordered, no gap, no repeat
+    for socket in (doomed, living, resumed):
+        with contextlib.suppress(Exception):
+            await socket.close()
+    for client in (alice, bob, alice_again):
+        await client.aclose()
+
+
+async def test_a_master_restarted_from_its_aof_keeps_every_acknowledged_message(
+    cluster: RedisCluster, cluster_backend: Backend, tmp_path: Path
+) -> None:
+    rooms = slugs_on_every_shard(cluster)
+    settings = {**SETTINGS, "ack_durability": "fsync"}
+    async with running_server(cluster_backend, tmp_path, settings=settings) as node:
+        alice = await user(node, "alice", rooms, create=True)
+        socket = await open_socket(node, alice)
+        acked = {
+            slug: list(
+                (await send_acked(socket, slug, [f"{slug}-{i}" for i in range(20)])).values()
+            )
+            for slug in rooms
+        }
+        # kill -9 of the master of the first room, then the same node back from its AOF.
+        port = next(p for p in cluster.ports if _holds(cluster, p, rooms[0]))
+        cluster.kill(port)
+        cluster.start(port)
+        cluster.wait_healthy()
+        for slug in rooms:
+
+            async def stored(slug: str = slug) -> list[str] | None:
+                answer = await alice.get(f"/api/rooms/{slug}/messages", params={"limit": 100})
+                if answer.status_code != 200:
+                    return None
+                return [m["id"] for m in answer.json()["messages"]]
+
+            ids = await wait_until(stored, 30, what=f"room {slug} answers")
+            assert ids == acked[slug]
+        with contextlib.suppress(Exception):
+            await socket.close()
+        await alice.aclose()
+
+
+def _holds(cluster: RedisCluster, port: int, slug: str) -> bool:
+    redis_keys.use_cluster_layout(True)
+    try:
+        slot = key_slot(redis_keys.room_stream(slug).encode())
+    finally:
+        redis_keys.use_cluster_layout(False)
+    for line in cluster.cli(port, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if "myself" in fields[2]:
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if int(low) <= slot <= int(high or low):
+                    return True
+    return False
