@@ -56,9 +56,17 @@ async def drop_bench_database() -> None:
         await engine.dispose()
 
 
+_RUN = {"redis_url": REDIS_URL}
+
+
+def use_redis(url: str) -> None:
+    """Run Chatroom on `url` instead of REDIS_URL (a cluster of the bench's own)."""
+    _RUN["redis_url"] = url
+
+
 def chatroom_env(data_dir: Path, *, connections_per_user: int) -> dict[str, str]:
     wanted = {
-        "redis_url": REDIS_URL,
+        "redis_url": _RUN["redis_url"],
         "database_url": DATABASE_URL,
         "data_dir": str(data_dir),
         "log_level": "WARNING",
@@ -85,8 +93,10 @@ def chatroom_env(data_dir: Path, *, connections_per_user: int) -> dict[str, str]
 
 
 async def fresh_backends(env: dict[str, str]) -> None:
-    """Empty Redis db 13 and a newly migrated MariaDB database."""
-    await flush_bench_redis()
+    """Empty Redis db 13 (when the run uses it: not the embedded Valkey nor a cluster
+    of its own, which start empty) and a newly migrated MariaDB database."""
+    if env.get("CHATROOM_REDIS_URL") == REDIS_URL:
+        await flush_bench_redis()
     await drop_bench_database()
     await _chatroom_command(env, "db", "upgrade")
 

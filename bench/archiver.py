@@ -250,6 +250,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="chatroom-bench-"))
     settings = Settings(data_dir=data_dir, database_url=args.database_url, redis_url=args.redis_url)
     result: dict[str, Any] = {"messages": args.messages, "rooms": len(ROOMS)}
+    result["archivers"] = args.archivers
+    result["redis"] = "cluster of 3 masters" if args.redis_cluster else args.redis_url
 
     say(f"filling {args.messages} messages over {len(ROOMS)} rooms ...")
     started = time.perf_counter()
@@ -266,7 +268,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     say(f"our archiver draining {args.messages} messages ...")
     settle_heap()  # as `chatroom archive` does once it has started
     started = time.perf_counter()
-    archived = await Archiver(settings, args.redis_url, engine, consumer="bench").drain()
+    drains = [
+        Archiver(settings, args.redis_url, engine, consumer=f"bench-{i}").drain()
+        for i in range(args.archivers)
+    ]
+    archived = sum(await asyncio.gather(*drains))  # --archivers share the backlog
     elapsed = time.perf_counter() - started
     stored = await count_messages(engine)
     if archived != args.messages or stored != args.messages:
@@ -311,6 +317,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--database-url", default="mysql+asyncmy://root@127.0.0.1:3306/chatroom_bench"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="a 3-master Redis Cluster started for the run instead of --redis-url",
+    )
+    parser.add_argument("--archivers", type=int, default=1, help="archivers draining at once")
     args = parser.parse_args(argv)
     if args.messages < 1 or args.rate < 1 or args.seconds <= 0:
         parser.error("--messages, --rate and --seconds must be positive")
@@ -320,5 +332,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)  # notes on constraint names
-    figures = asyncio.run(main(parse_args(sys.argv[1:])))
+    arguments = parse_args(sys.argv[1:])
+    if arguments.redis_cluster:
+        from _cluster import local_cluster
+
+        with local_cluster() as cluster:
+            arguments.redis_url = cluster.url
+            figures = asyncio.run(main(arguments))
+    else:
+        figures = asyncio.run(main(arguments))
     print(json.dumps(figures))

@@ -40,7 +40,8 @@ from pathlib import Path
 
 import uvloop
 
-from _chatroom import SetupFailed, drop_bench_database, flush_bench_redis
+from _chatroom import SetupFailed, drop_bench_database, flush_bench_redis, use_redis
+from _cluster import ClusterProcesses, local_cluster
 from _load import BenchSocket, HandshakeError, Tally, open_many, raise_fd_limit
 from _servers import (
     CpuMeter,
@@ -403,7 +404,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     servers = ServerSet()
     redis = machine_redis()
     try:
-        with servers.running():
+        with servers.running(), contextlib.ExitStack() as closing:
+            if args.redis_cluster:
+                cluster = closing.enter_context(local_cluster())
+                use_redis(cluster.url)
+                redis = ClusterProcesses(cluster)
             for key in args.targets:
                 target = TARGETS[key](log_dir, room)
                 try:
@@ -456,6 +461,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--budget-seconds", type=float, default=120.0, help="per target")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="Chatroom on a 3-master Redis Cluster started for the run (bench/_cluster.py)",
+    )
     parser.add_argument(
         "--profile",
         metavar="FILE",

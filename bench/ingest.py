@@ -49,6 +49,7 @@ from _chatroom import (
     fresh_backends,
     start_chatroom,
 )
+from _cluster import ClusterProcesses, local_cluster
 from _load import BUCKET_NS, BUCKETS, BenchSocket, HandshakeError, Tally, open_socket
 from _servers import (
     CpuMeter,
@@ -142,12 +143,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     try:
-        with servers.running():
+        with servers.running(), contextlib.ExitStack() as closing:
             data_dir = log_dir / "chatroom-data"
             data_dir.mkdir()
             env = chatroom_env(data_dir, connections_per_user=4)
+            cluster = None
             if args.redis == "embedded":
                 env.pop("CHATROOM_REDIS_URL", None)
+            elif args.redis == "cluster":
+                cluster = closing.enter_context(local_cluster())
+                env["CHATROOM_REDIS_URL"] = cluster.url
+                line["redis"] = "cluster of 3 masters"
             if args.ack_durability:
                 env["CHATROOM_ACK_DURABILITY"] = args.ack_durability
             await fresh_backends(env)
@@ -175,9 +181,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     on_control=sender.on_frame,
                 )
             metered: list[Server | SharedProcess] = [app] + ([archiver] if archiver else [])
-            redis = (
+            redis: SharedProcess | None = (
                 embedded_redis(data_dir) if args.redis == "embedded" else machine_redis(REDIS_PORT)
             )
+            if cluster is not None:
+                redis = ClusterProcesses(cluster)
             print(
                 f"{args.clients} senders over {args.rooms} rooms, {args.window} in flight each: "
                 f"{args.warmup_seconds:g} s warm-up, {args.seconds:g} s measured",
@@ -277,7 +285,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         line.setdefault("acked_per_s", 0)
     finally:
         with contextlib.suppress(Exception):
-            await flush_bench_redis()
+            if args.redis == "url":
+                await flush_bench_redis()
             await drop_bench_database()
         if args.keep_logs or failed:
             print(f"server logs kept in {log_dir}", flush=True)
@@ -308,9 +317,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--archive-timeout", type=float, default=90.0)
     parser.add_argument(
         "--redis",
-        choices=["url", "embedded"],
+        choices=["url", "embedded", "cluster"],
         default="url",
-        help="BENCH_REDIS_URL's Redis, or the embedded Valkey of a fresh data folder",
+        help="BENCH_REDIS_URL's Redis, the embedded Valkey of a fresh data folder, or a "
+        "3-master Redis Cluster started for the run (bench/_cluster.py)",
     )
     parser.add_argument(
         "--ack-durability",

@@ -291,6 +291,9 @@ async def send_acked(socket: ChatSocket, slug: str, client_ids: list[str]) -> di
     return acks
 
 
+# Their subject is Redis and the hub, not SQL: on the first SQL backend only, to keep the
+# file under two minutes (the archiving tests above run on both).
+@pytest.mark.parametrize("cluster_backend", BACKENDS[:1], indirect=True)
 async def test_a_killed_nodes_clients_resume_on_the_other_with_since(
     cluster: RedisCluster, cluster_backend: Backend, two_nodes: list[ChatServer]
 ) -> None:
@@ -334,6 +337,7 @@ async def test_a_killed_nodes_clients_resume_on_the_other_with_since(
         await client.aclose()
 
 
+@pytest.mark.parametrize("cluster_backend", BACKENDS[:1], indirect=True)
 async def test_a_master_restarted_from_its_aof_keeps_every_acknowledged_message(
     cluster: RedisCluster, cluster_backend: Backend, tmp_path: Path
 ) -> None:
