@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
@@ -129,8 +130,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-async def user(node: ChatServer, name: str, rooms: list[str], *, create: bool) -> httpx.AsyncClient:
-    client = node.client()
+async def user(
+    closing: AsyncExitStack, node: ChatServer, name: str, rooms: list[str], *, create: bool
+) -> httpx.AsyncClient:
+    client = await closing.enter_async_context(node.client())
     answer = await client.post(
         "/api/register", json={"username": name, "password": "correct horse battery"}
     )
@@ -147,6 +150,19 @@ async def user(node: ChatServer, name: str, rooms: list[str], *, create: bool) -
             answer = await client.post(f"/api/rooms/{slug}/join")
             assert answer.status_code in (200, 204), answer.text
     return client
+
+
+async def socket_to(
+    closing: AsyncExitStack, node: ChatServer, client: httpx.AsyncClient
+) -> ChatSocket:
+    socket = await open_socket(node, client)
+    closing.push_async_callback(_close_quietly, socket)
+    return socket
+
+
+async def _close_quietly(socket: ChatSocket) -> None:
+    with contextlib.suppress(Exception):
+        await socket.close()
 
 
 async def chat(socket: ChatSocket, name: str, rooms: list[str]) -> None:
@@ -181,14 +197,21 @@ async def two_nodes(cluster_backend: Backend, tmp_path: Path) -> AsyncIterator[l
 
 
 async def test_two_nodes_two_archivers_rooms_on_every_shard(
-    cluster: RedisCluster, cluster_backend: Backend, two_nodes: list[ChatServer], tmp_path: Path
+    cluster: RedisCluster,
+    cluster_backend: Backend,
+    two_nodes: list[ChatServer],
+    tmp_path: Path,
+    closing: AsyncExitStack,
 ) -> None:
     rooms = slugs_on_every_shard(cluster)
     archivers = [await archiver(cluster_backend, tmp_path) for _ in range(2)]
     try:
-        alice = await user(two_nodes[0], "alice", rooms, create=True)
-        bob = await user(two_nodes[1], "bob", rooms, create=False)
-        sockets = [await open_socket(two_nodes[0], alice), await open_socket(two_nodes[1], bob)]
+        alice = await user(closing, two_nodes[0], "alice", rooms, create=True)
+        bob = await user(closing, two_nodes[1], "bob", rooms, create=False)
+        sockets = [
+            await socket_to(closing, two_nodes[0], alice),
+            await socket_to(closing, two_nodes[1], bob),
+        ]
         for socket in sockets:
             for slug in rooms:
                 await socket.subscribe(slug)
@@ -214,10 +237,6 @@ async def test_two_nodes_two_archivers_rooms_on_every_shard(
                 assert stored == on_first[slug]
         finally:
             await engine.dispose()
-        for socket in sockets:
-            await socket.close()
-        await alice.aclose()
-        await bob.aclose()
     finally:
         for process in archivers:
             stop(process)
@@ -243,11 +262,15 @@ async def _pending(cluster: RedisCluster, slug: str) -> int:
 
 
 async def test_a_killed_archivers_entries_are_archived_by_the_other(
-    cluster: RedisCluster, cluster_backend: Backend, two_nodes: list[ChatServer], tmp_path: Path
+    cluster: RedisCluster,
+    cluster_backend: Backend,
+    two_nodes: list[ChatServer],
+    tmp_path: Path,
+    closing: AsyncExitStack,
 ) -> None:
     rooms = slugs_on_every_shard(cluster)
-    alice = await user(two_nodes[0], "alice", rooms, create=True)
-    socket = await open_socket(two_nodes[0], alice)
+    alice = await user(closing, two_nodes[0], "alice", rooms, create=True)
+    socket = await socket_to(closing, two_nodes[0], alice)
     for slug in rooms:
         await socket.subscribe(slug)
     reader = asyncio.create_task(collect(socket, PER_CLIENT * len(rooms)))
@@ -275,8 +298,6 @@ async def test_a_killed_archivers_entries_are_archived_by_the_other(
     finally:
         await engine.dispose()
         stop(survivor)
-        await socket.close()
-        await alice.aclose()
 
 
 async def send_acked(socket: ChatSocket, slug: str, client_ids: list[str]) -> dict[str, str]:
@@ -295,12 +316,18 @@ async def send_acked(socket: ChatSocket, slug: str, client_ids: list[str]) -> di
 # file under two minutes (the archiving tests above run on both).
 @pytest.mark.parametrize("cluster_backend", BACKENDS[:1], indirect=True)
 async def test_a_killed_nodes_clients_resume_on_the_other_with_since(
-    cluster: RedisCluster, cluster_backend: Backend, two_nodes: list[ChatServer]
+    cluster: RedisCluster,
+    cluster_backend: Backend,
+    two_nodes: list[ChatServer],
+    closing: AsyncExitStack,
 ) -> None:
     rooms = slugs_on_every_shard(cluster)
-    alice = await user(two_nodes[0], "alice", rooms, create=True)
-    bob = await user(two_nodes[1], "bob", rooms, create=False)
-    doomed, living = await open_socket(two_nodes[0], alice), await open_socket(two_nodes[1], bob)
+    alice = await user(closing, two_nodes[0], "alice", rooms, create=True)
+    bob = await user(closing, two_nodes[1], "bob", rooms, create=False)
+    doomed, living = (
+        await socket_to(closing, two_nodes[0], alice),
+        await socket_to(closing, two_nodes[1], bob),
+    )
     for socket in (doomed, living):
         for slug in rooms:
             await socket.subscribe(slug)
@@ -318,8 +345,8 @@ async def test_a_killed_nodes_clients_resume_on_the_other_with_since(
         acks = await send_acked(living, slug, [f"{slug}-b{i}" for i in range(10)])
         sent[slug] += acks.values()
     # Her client reconnects to the other node and resumes each room from its last id.
-    alice_again = two_nodes[1].client(cookies=alice.cookies)
-    resumed = await open_socket(two_nodes[1], alice_again)
+    alice_again = await closing.enter_async_context(two_nodes[1].client(cookies=alice.cookies))
+    resumed = await socket_to(closing, two_nodes[1], alice_again)
     for slug in rooms:
         await resumed.subscribe(slug, since=seen_by_alice[slug][-1])
     for slug in rooms:  # and live again
@@ -330,11 +357,6 @@ async def test_a_killed_nodes_clients_resume_on_the_other_with_since(
         seen_by_alice[frame["room"]].append(frame["id"])
     for slug in rooms:
         assert seen_by_alice[slug] == sent[slug]  # ordered, no gap, no repeat
-    for socket in (doomed, living, resumed):
-        with contextlib.suppress(Exception):
-            await socket.close()
-    for client in (alice, bob, alice_again):
-        await client.aclose()
 
 
 @pytest.mark.parametrize("cluster_backend", BACKENDS[:1], indirect=True)
@@ -343,9 +365,10 @@ async def test_a_master_restarted_from_its_aof_keeps_every_acknowledged_message(
 ) -> None:
     rooms = slugs_on_every_shard(cluster)
     settings = {**SETTINGS, "ack_durability": "fsync"}
-    async with running_server(cluster_backend, tmp_path, settings=settings) as node:
-        alice = await user(node, "alice", rooms, create=True)
-        socket = await open_socket(node, alice)
+    server = running_server(cluster_backend, tmp_path, settings=settings)
+    async with server as node, AsyncExitStack() as closing:  # clients close first
+        alice = await user(closing, node, "alice", rooms, create=True)
+        socket = await socket_to(closing, node, alice)
         acked = {
             slug: list(
                 (await send_acked(socket, slug, [f"{slug}-{i}" for i in range(20)])).values()
@@ -367,9 +390,6 @@ async def test_a_master_restarted_from_its_aof_keeps_every_acknowledged_message(
 
             ids = await wait_until(stored, 30, what=f"room {slug} answers")
             assert ids == acked[slug]
-        with contextlib.suppress(Exception):
-            await socket.close()
-        await alice.aclose()
 
 
 def _holds(cluster: RedisCluster, port: int, slug: str) -> bool:
