@@ -18,6 +18,8 @@ from bench.chaos.nemesis import FaultRecord, Timeline
 
 GRACE_S = 20.0
 LAST_LINE_KEYS = ("lost", "duplicated", "gaps", "dead_letters_valid")
+# The probe's figures (bench.chaos.probe) the last line carries after the counts.
+FIGURE_KEYS = ("backlog_max", "send_to_ack_max_s", "send_to_sql_p99_s", "send_to_sql_max_s")
 
 # How to see each kind of violation again, in few steps: the repro hint.
 HINTS = {
@@ -89,6 +91,9 @@ def last_line(verdict: Verdict, timeline: Timeline) -> dict[str, Any]:
     for key in LAST_LINE_KEYS:
         line[key] = verdict.count(key)
     line["faults"] = timeline.counts()
+    for key in FIGURE_KEYS:
+        if key in verdict.facts:
+            line[key] = verdict.facts[key]
     return line
 
 
