@@ -196,7 +196,13 @@ class Cluster:
                 wanted["redis_url"] = f"redis://127.0.0.1:{self.node_proxies[index].port}/0"
             else:
                 wanted["redis_url"] = self.redis_url
-        return chatroom_env(wanted)
+        env = chatroom_env(wanted)
+        if self.engine == "embedded":
+            # Any process of the data folder may start the embedded server when it finds
+            # none running (the holder restarts it only after a second): its fsyncs too
+            # must be recorded.
+            env |= self._preload()
+        return env
 
     async def _upgrade(self, env: dict[str, str]) -> None:
         done = await asyncio.to_thread(
