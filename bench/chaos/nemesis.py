@@ -361,6 +361,7 @@ class Nemesis:
             cut = self.aof.cut_back(time.time() - 1.0)
             record.detail["aof_cut"] = "one second back"
         record.detail["aof_bytes_cut"] = cut
+        record.detail["cut_at"] = time.time()
         await asyncio.to_thread(self._kill_redis)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # a killed, stopped process goes once continued
