@@ -33,8 +33,8 @@ HINTS = {
     "sql_unreachable": "make SQL refuse connections (a TCP proxy) for a minute",
     "redis_kill": "CONFIG SET appendfsync <mode>; kill -9 redis-server under load; "
     "restart it from its AOF",
-    "redis_power_loss": "appendfsync everysec; stop Redis, cut the AOF back by the last "
-    "second's bytes, kill -9, restart",
+    "redis_power_loss": "stop Redis, cut its AOF back to where its last fsync ended "
+    "(bench/chaos/fsync_records.py), kill -9, restart",
     "redis_maxmemory": "CONFIG SET maxmemory <used+256k> (noeviction), restart the archivers",
     "clock_skew": "run one archiver with its wall clock shifted (bench.chaos.skewed_clock)",
     "slow_reader": "a client that subscribes to every room and never reads",
