@@ -93,7 +93,9 @@ class Backend:
 
 @pytest.fixture(scope="session")
 def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("embedded"))
+    # Shared by the suite's embedded backend, which gives it a URL: write acks, as for
+    # any configured Redis, so everysec (tests that need `always` set it themselves).
+    server = EmbeddedRedis(tmp_path_factory.mktemp("embedded"), appendfsync="everysec")
     url = server.acquire()
     yield url
     server.stop()

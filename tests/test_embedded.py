@@ -101,8 +101,9 @@ def test_a_second_process_uses_the_running_server(tmp_path: Path) -> None:
         )
         redis = json.loads(shown.stdout)["redis"]
         assert redis["persistence_ok"] is True
-        # The embedded default: acks wait for the fsync (WAITAOF), and status says so.
-        assert redis["ack_durability"] == "fsync" and redis["waitaof"] is True
+        # The embedded default: acks wait for the fsync (appendfsync always), and status
+        # says so.
+        assert redis["ack_durability"] == "fsync" and redis["appendfsync"] == "always"
         assert redis["durable_against_kill"] is True
         assert _ping(url)
         assert (

@@ -1,5 +1,5 @@
 """The stream writer when a batch fails: retried in order, unknown outcomes named, later
-sends of the same connection held back (issue 9, hole 7), and WAITAOF per batch."""
+sends of the same connection held back (issue 9, hole 7)."""
 
 from __future__ import annotations
 
@@ -118,23 +118,3 @@ async def test_nothing_sent_is_not_taken_rather_than_unknown(stream_writer: Make
         await writer.append(message(ALICE, "c2"), order="socket")
     assert not isinstance(again.value, HeldBack)
     await dead.aclose()
-
-
-async def test_wait_aof_acks_a_batch_after_its_fsync(
-    embedded_redis: str, stream_writer: MakeWriter
-) -> None:
-    client = Redis.from_url(embedded_redis)
-    writer = stream_writer(client, wait_aof=True)
-    appended = await asyncio.gather(*(writer.append(message(ALICE, f"c{i}")) for i in range(50)))
-    assert len({a.id for a in appended}) == 50
-    await client.aclose()
-
-
-async def test_wait_aof_without_aof_acks_nothing(redis: Redis, stream_writer: MakeWriter) -> None:
-    # The machine's test Redis runs without AOF: WAITAOF refuses, so no ack is given.
-    config = await redis.config_get("appendonly")
-    if (config.get("appendonly") or config.get(b"appendonly")) in ("yes", b"yes"):
-        pytest.skip("this Redis has AOF on")
-    writer = stream_writer(wait_aof=True, retry_s=0.2)
-    with pytest.raises(OutcomeUnknown, match="WAITAOF"):
-        await writer.append(message(ALICE, "c1"))

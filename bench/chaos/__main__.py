@@ -39,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--ack-durability",
         choices=["write", "fsync"],
-        help="what the nodes' acks wait for (CHATROOM_ACK_DURABILITY); fsync on a "
-        "redis-server without WAITAOF runs it with appendfsync always throughout",
+        help="what the nodes' acks wait for (CHATROOM_ACK_DURABILITY); fsync runs Redis "
+        "with appendfsync always throughout",
     )
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     parser.add_argument(

@@ -32,13 +32,15 @@ from bench.chaos.clients import ChatClient, Pace
 from bench.chaos.cluster import Cluster, Tuning
 from bench.chaos.ledger import ClientLog, Ledger, id_key
 from bench.chaos.nemesis import FAULT_LIMIT_S, FaultRecord, Nemesis
+from bench.chaos.probe import Probe, send_to_ack_facts
 from bench.chaos.report import attribute, full_report, last_line, render
-from bench.chaos.stores import redis_server_has_waitaof
 from bench.chaos.storm import POOL_EXHAUSTED
 from bench.chaos.supervisor import Supervisor
 from redis.exceptions import RedisError
 
 WARM_UP_S = 3.0
+# Under write acks and everysec, what a power cut may take back: the last ~2 s.
+UNSYNCED_S = 2.0
 SETTLE_S = 20.0
 CATCH_UP_S = 15.0
 ROOMS_PER_CLIENT = 2
@@ -72,14 +74,8 @@ class Outcome:
 async def run(options: Options) -> Outcome:
     root = Path(tempfile.mkdtemp(prefix="chaos-", dir="/tmp"))
     rng = random.Random(options.seed)
-    # fsync on a Redis without WAITAOF needs appendfsync always, kept through the faults.
-    pinned = (
-        "always"
-        if options.ack_durability == "fsync"
-        and options.engine == "mariadb"
-        and not redis_server_has_waitaof()
-        else None
-    )
+    # fsync acks need appendfsync always, kept through the faults.
+    pinned = "always" if options.ack_durability == "fsync" else None
     tuning = Tuning(
         appendfsync=pinned or options.appendfsync,
         ack_durability=options.ack_durability,
@@ -149,10 +145,13 @@ async def _campaign(
         pinned_fsync=cluster.tuning.pinned_fsync,
     )
     stop = asyncio.Event()
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     progress = asyncio.create_task(_progress(ledger, clients, started))
     supervisor = Supervisor(cluster)
     watching = asyncio.create_task(supervisor.run())
+    probe = Probe(ledger, cluster.redis_url, cluster.database_url, rooms)
+    probed = asyncio.Event()  # the probe runs on through the drain, until caught up
+    probing = asyncio.create_task(probe.run(probed))
     try:
         await asyncio.sleep(WARM_UP_S)
         chaos = asyncio.create_task(nemesis.run(stop))
@@ -174,12 +173,15 @@ async def _campaign(
         rows, _ = await evidence.read_sql(cluster.database_url)
         newest = _newest_per_room(rows)
         caught_up = await _until(lambda: _caught_up(ledger, newest), CATCH_UP_S)
+        probed.set()
+        await probing
     finally:
+        probed.set()
         progress.cancel()
         watching.cancel()
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, progress, watching, return_exceptions=True)
+        await asyncio.gather(*running, progress, watching, probing, return_exceptions=True)
         await nemesis.redis.aclose()
     found = await evidence.collect(cluster.redis_url, cluster.database_url, rooms)
     losses = [
@@ -187,7 +189,14 @@ async def _campaign(
         for f in nemesis.timeline.faults
         if f.kind in ("redis_kill", "redis_power_loss")
     ]
-    verdict = check(ledger, found, nemesis.timeline.poison, losses)
+    # What a power cut may take back under write acks (Redis's everysec): the stated loss.
+    acks = options.ack_durability or ("fsync" if options.engine == "embedded" else "write")
+    unsynced = [
+        (f.detail["cut_at"] - UNSYNCED_S, f.detail["cut_at"])
+        for f in nemesis.timeline.faults
+        if acks == "write" and f.kind == "redis_power_loss" and "cut_at" in f.detail
+    ]
+    verdict = check(ledger, found, nemesis.timeline.poison, losses, unsynced)
     for exit_ in supervisor.exits:
         verdict.add(
             "process_exited",
@@ -211,6 +220,8 @@ async def _campaign(
         process_starts={p.name: p.starts for p in cluster.processes.all},
         slow_readers=nemesis.slow_readers,
         connect_storms=[record.detail for record in nemesis.storms],
+        **probe.figures.facts(started_wall),
+        **send_to_ack_facts(ledger),
     )
     table = attribute(verdict, nemesis.timeline)
     verdict.facts["wall_s"] = round(time.monotonic() - begun, 1)

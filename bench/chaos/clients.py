@@ -220,6 +220,7 @@ class ChatClient:
                     send.acked_at = time.time()
                     send.acked_epoch = self.epoch
                     send.acked_attempt = send.attempts
+                    self.ledger.acks.append(send)
             elif kind == "error":
                 self._on_error(frame, ws)
             elif kind == "subscribed":

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.chaos import fsync_records
 from bench.chaos.processes import Process, Processes, ProcessFailed, free_port
 from bench.chaos.proxy import ProxyState, StoreProxy
 from bench.chaos.stores import (
@@ -36,6 +37,10 @@ REPO_DIR = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 
 
+# The fsync recorder, compiled once per version of its source.
+FSYNC_RECORDER_CACHE = Path("/tmp/chatroom-fsync-recorder")
+
+
 @dataclass
 class Tuning:
     """The settings that make faults recoverable within a run and lift the abuse limits."""
@@ -45,7 +50,7 @@ class Tuning:
     max_deliveries: int = 5
     appendfsync: str = "everysec"
     ack_durability: str | None = None  # write | fsync; None: Chatroom's default
-    # The appendfsync no fault may change (fsync acks on a Redis without WAITAOF: always).
+    # The appendfsync no fault may change (fsync acks: always).
     pinned_fsync: str | None = None
 
     def settings(self) -> dict[str, str]:
@@ -93,6 +98,8 @@ class Cluster:
     node_proxies: list[StoreProxy] = field(default_factory=list)
     nodes: list[Process] = field(default_factory=list)
     archivers: list[Process] = field(default_factory=list)
+    # Where Redis's fsyncs are recorded (bench/chaos/fsync_records.py); None: no compiler.
+    fsync_records: Path | None = None
     redis_url: str = ""  # direct, for the campaign's own reads
     database_url: str = ""  # direct, for the checker
 
@@ -112,6 +119,8 @@ class Cluster:
     async def start(self, *, nodes: int = 2, archivers: int = 2) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if await asyncio.to_thread(fsync_records.build, FSYNC_RECORDER_CACHE) is not None:
+            self.fsync_records = self.root / "fsync-records"
         if self.engine == "mariadb":
             await self._start_production_stores()
             assert self.redis is not None
@@ -131,7 +140,12 @@ class Cluster:
 
     async def _start_production_stores(self) -> None:
         self.redis = self.processes.add(
-            own_redis(self.root / "redis", self.log_dir, appendfsync=self.tuning.appendfsync)
+            own_redis(
+                self.root / "redis",
+                self.log_dir,
+                appendfsync=self.tuning.appendfsync,
+                preload=self._preload(),
+            )
         )
         self.mariadb = self.processes.add(own_mariadb(self.root / "mariadb", self.log_dir))
         await asyncio.to_thread(self.mariadb.start)
@@ -147,7 +161,11 @@ class Cluster:
     async def _start_embedded_store(self) -> None:
         self.valkey = self.processes.add(
             valkey_holder(
-                self.data_dir, self.log_dir, REPO_DIR, appendfsync=self.tuning.appendfsync
+                self.data_dir,
+                self.log_dir,
+                REPO_DIR,
+                appendfsync=self.tuning.appendfsync,
+                preload=self._preload(),
             )
         )
         self.valkey.start()
@@ -156,6 +174,13 @@ class Cluster:
         )
         self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'chatroom.sqlite3'}"
         await self._upgrade(self._env(0, proxied_redis=False))
+
+    def _preload(self) -> dict[str, str]:
+        if self.fsync_records is None:
+            return {}
+        library = fsync_records.build(FSYNC_RECORDER_CACHE)
+        assert library is not None  # built in start()
+        return fsync_records.preload_env(library, self.fsync_records)
 
     def _env(
         self, index: int, *, proxied_redis: bool, data_dir: Path | None = None
@@ -171,7 +196,13 @@ class Cluster:
                 wanted["redis_url"] = f"redis://127.0.0.1:{self.node_proxies[index].port}/0"
             else:
                 wanted["redis_url"] = self.redis_url
-        return chatroom_env(wanted)
+        env = chatroom_env(wanted)
+        if self.engine == "embedded":
+            # Any process of the data folder may start the embedded server when it finds
+            # none running (the holder restarts it only after a second): its fsyncs too
+            # must be recorded.
+            env |= self._preload()
+        return env
 
     async def _upgrade(self, env: dict[str, str]) -> None:
         done = await asyncio.to_thread(

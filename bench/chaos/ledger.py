@@ -11,6 +11,7 @@ A send's outcome over all its attempts (a resend keeps the client_id):
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 ACKED = "acked"
@@ -87,6 +88,8 @@ class Ledger:
     sends: dict[tuple[str, str], Send] = field(default_factory=dict)  # (client, client_id)
     clients: dict[str, ClientLog] = field(default_factory=dict)
     slow_reader: dict[str, object] = field(default_factory=dict)
+    # The latest acked sends, newest last: what the probe times into SQL.
+    acks: deque[Send] = field(default_factory=lambda: deque(maxlen=64))
 
     def outcomes(self) -> dict[str, int]:
         counts = {ACKED: 0, UNKNOWN: 0, FAILED: 0}

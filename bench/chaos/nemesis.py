@@ -332,11 +332,11 @@ class Nemesis:
         await self._restart_redis(record)
 
     async def redis_power_loss(self, record: FaultRecord) -> None:
-        """What a power cut does under `appendfsync everysec`: the AOF loses what was
-        written but not yet fsynced. Emulated: Redis is stopped, its AOF cut back to
-        its size of one second before, then killed and started again. (Under
-        ack_durability fsync nothing is cut; on a Redis without WAITAOF, appendfsync stays
-        always.)"""
+        """What a power cut does: the AOF loses what was written but not yet fsynced.
+        Emulated: Redis is stopped, its AOF cut back to where its last fsync ended (as
+        recorded by bench/chaos/fsync_records.py; without it, to its size one second
+        before), then killed and started again. Under ack_durability fsync appendfsync
+        stays always: every acked append was fsynced, and the cut must not reach one."""
         await self._set_fsync(record, "everysec")
         await asyncio.sleep(self._hold((2, 5), (2, 20)))
         pid = self._redis_pid()
@@ -345,15 +345,23 @@ class Nemesis:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGSTOP)
-        if self.fsync_acks:
-            # Under ack_durability fsync every acked append was fsynced before its ack;
-            # what a power cut may lose is only what no one was told was stored. The
-            # file does not say where the last fsync ended, so nothing is cut.
+        records = self.cluster.fsync_records
+        synced_cut = None if records is None else self.aof.cut_to_synced(records, pid)
+        if records is not None and synced_cut is None:
+            record.detail["fsync_records"] = f"none from the Redis process {pid}"
+        if synced_cut is not None:
+            cut = synced_cut
+            record.detail["aof_cut"] = "to the last fsync"
+        elif self.fsync_acks:
+            # Without the recorder the last fsync is unknown; one second back could cut
+            # what an fsync had confirmed, so nothing is cut.
             cut = 0
-            record.detail["aof_cut"] = "none: fsync acks"
+            record.detail["aof_cut"] = "none: fsync acks, no fsync records"
         else:
             cut = self.aof.cut_back(time.time() - 1.0)
+            record.detail["aof_cut"] = "one second back"
         record.detail["aof_bytes_cut"] = cut
+        record.detail["cut_at"] = time.time()
         await asyncio.to_thread(self._kill_redis)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # a killed, stopped process goes once continued

@@ -18,6 +18,8 @@ from bench.chaos.nemesis import FaultRecord, Timeline
 
 GRACE_S = 20.0
 LAST_LINE_KEYS = ("lost", "duplicated", "gaps", "dead_letters_valid")
+# The probe's figures (bench.chaos.probe) the last line carries after the counts.
+FIGURE_KEYS = ("backlog_max", "send_to_ack_max_s", "send_to_sql_p99_s", "send_to_sql_max_s")
 
 # How to see each kind of violation again, in few steps: the repro hint.
 HINTS = {
@@ -31,8 +33,8 @@ HINTS = {
     "sql_unreachable": "make SQL refuse connections (a TCP proxy) for a minute",
     "redis_kill": "CONFIG SET appendfsync <mode>; kill -9 redis-server under load; "
     "restart it from its AOF",
-    "redis_power_loss": "appendfsync everysec; stop Redis, cut the AOF back by the last "
-    "second's bytes, kill -9, restart",
+    "redis_power_loss": "stop Redis, cut its AOF back to where its last fsync ended "
+    "(bench/chaos/fsync_records.py), kill -9, restart",
     "redis_maxmemory": "CONFIG SET maxmemory <used+256k> (noeviction), restart the archivers",
     "clock_skew": "run one archiver with its wall clock shifted (bench.chaos.skewed_clock)",
     "slow_reader": "a client that subscribes to every room and never reads",
@@ -89,6 +91,9 @@ def last_line(verdict: Verdict, timeline: Timeline) -> dict[str, Any]:
     for key in LAST_LINE_KEYS:
         line[key] = verdict.count(key)
     line["faults"] = timeline.counts()
+    for key in FIGURE_KEYS:
+        if key in verdict.facts:
+            line[key] = verdict.facts[key]
     return line
 
 

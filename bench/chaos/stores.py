@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.chaos import fsync_records
 from bench.chaos.processes import Process, ProcessFailed, free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -26,20 +27,9 @@ MARIADB_INSTALL_DB = "/usr/bin/mariadb-install-db"
 DATABASE = "chatroom_chaos"
 
 
-def redis_server_has_waitaof() -> bool:
-    """Whether this machine's redis-server has WAITAOF (7.2 or newer)."""
-    binary = shutil.which("redis-server") or REDIS_SERVER
-    shown = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    version = shown.stdout.partition(" v=")[2].split(" ")[0]
-    try:
-        major, minor = (int(part) for part in version.split(".")[:2])
-    except ValueError:
-        return False
-    return (major, minor) >= (7, 2)
-
-
-def own_redis(folder: Path, log_dir: Path, *, appendfsync: str) -> Process:
-    """redis-server with AOF on (`appendfsync` as given), no RDB, noeviction."""
+def own_redis(folder: Path, log_dir: Path, *, appendfsync: str, preload: dict[str, str]) -> Process:
+    """redis-server with AOF on (`appendfsync` as given), no RDB, noeviction; `preload`:
+    the fsync recorder's environment (fsync_records.preload_env), or nothing."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     argv = [
@@ -49,7 +39,8 @@ def own_redis(folder: Path, log_dir: Path, *, appendfsync: str) -> Process:
         *("--maxmemory-policy", "noeviction", "--daemonize", "no"),
         *("--protected-mode", "no", "--logfile", str(log_dir / "redis-server.log")),
     ]
-    return Process("redis", argv, env=dict(os.environ), cwd=folder, log_dir=log_dir, port=port)
+    env = {**os.environ, **preload}
+    return Process("redis", argv, env=env, cwd=folder, log_dir=log_dir, port=port)
 
 
 def aof_tail_file(folder: Path) -> Path | None:
@@ -95,6 +86,23 @@ class AofTail:
         with tail.open("r+b") as handle:
             handle.truncate(keep)
         return now - keep
+
+    def cut_to_synced(self, records: Path, pid: int) -> int | None:
+        """Truncate the tail to where the last fsync of Redis (`pid`, stopped first)
+        ended; bytes cut, or None when that process recorded no fsync of it."""
+        tail = aof_tail_file(self.folder)
+        if tail is None:
+            return 0
+        synced = fsync_records.synced_size(records, tail, pid)
+        if synced is None:
+            return None
+        fsync_records.forget(records)  # the restarted Redis makes its own
+        now = tail.stat().st_size
+        if synced >= now:
+            return 0
+        with tail.open("r+b") as handle:
+            handle.truncate(synced)
+        return now - synced
 
 
 def hold_sqlite_lock(path: Path, seconds: float) -> None:
@@ -144,9 +152,11 @@ def own_mariadb(folder: Path, log_dir: Path) -> Process:
     return Process("mariadb", argv, env=dict(os.environ), cwd=folder, log_dir=log_dir, port=port)
 
 
-def valkey_holder(data_dir: Path, log_dir: Path, repo: Path, *, appendfsync: str) -> Process:
+def valkey_holder(
+    data_dir: Path, log_dir: Path, repo: Path, *, appendfsync: str, preload: dict[str, str]
+) -> Process:
     """The embedded run's Valkey, owned by bench.chaos.valkey_holder (see there why)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATROOM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATROOM_")} | preload
     env["CHATROOM_EMBEDDED_APPENDFSYNC"] = appendfsync
     argv = [sys.executable, "-m", "bench.chaos.valkey_holder", str(data_dir), "1.0"]
     return Process("valkey", argv, env=env, cwd=repo, log_dir=log_dir)

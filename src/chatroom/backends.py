@@ -40,7 +40,7 @@ def open_backends(settings: Settings) -> Backends:
     embedded = None
     redis_url = settings.redis_url
     if redis_url is None:
-        embedded = EmbeddedRedis(settings.data_dir, appendfsync=settings.embedded_appendfsync)
+        embedded = EmbeddedRedis(settings.data_dir, appendfsync=settings.embedded_fsync)
         redis_url = embedded.acquire()
     if settings.embedded_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)

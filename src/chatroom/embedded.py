@@ -85,7 +85,8 @@ class EmbeddedRedis:
     """The embedded server of one data folder; `url` once `acquire()` returned."""
 
     data_dir: Path
-    appendfsync: str = "everysec"
+    # The embedded default acks fsynced writes, which needs `always` (Settings.embedded_fsync).
+    appendfsync: str = "always"
     url: str = ""
     process: subprocess.Popen[bytes] | None = None
 

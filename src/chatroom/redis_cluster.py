@@ -28,8 +28,6 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ClusterDownError, NoScriptError, ResponseError
 from redis.retry import Retry
 
-from chatroom import redis_keys
-
 SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
@@ -177,16 +175,6 @@ def owner(client: Redis, key: str) -> ClusterNode:
     if node is None:
         raise ClusterDownError(f"no master holds the slot of {key}")
     return node
-
-
-def shard_masters(client: Redis, rooms: list[str]) -> list[ClusterNode]:
-    """The masters that hold these rooms' streams (each once)."""
-    cluster = cast(RedisCluster, client)
-    found: dict[str, ClusterNode] = {}
-    for room in rooms:
-        node = owner(cluster, redis_keys.room_stream(room))  # type: ignore[arg-type]
-        found.setdefault(node.name, node)
-    return list(found.values())
 
 
 async def on_each_master(client: Redis, *command: Any) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class AckDurability(StrEnum):
     """What a send's ack waits for (PRODUCT.md invariant 11, docs/reliability.md)."""
 
     write = "write"  # the stream write: Redis's own appendfsync decides what a crash loses
-    fsync = "fsync"  # the write fsynced to the AOF (WAITAOF, or appendfsync always)
+    fsync = "fsync"  # the write fsynced to the AOF (Redis runs appendfsync always)
 
 
 class ArchiveSchedule(StrEnum):
@@ -70,15 +70,16 @@ class Settings(BaseSettings):
         default=False,
         description="Refuse to start when Redis could lose acknowledged messages.",
     )
-    embedded_appendfsync: str = Field(
-        default="everysec", description="AOF fsync policy of the embedded server."
+    embedded_appendfsync: str | None = Field(
+        default=None,
+        description="AOF fsync policy of the embedded server. Unset: `always` under "
+        "`ack_durability` fsync, else `everysec`.",
     )
     ack_durability: AckDurability | None = Field(
         default=None,
         description="What a send's ack waits for: `write` (the stream write) or `fsync` "
-        "(the write fsynced to Redis's AOF: WAITAOF, or `appendfsync always` on a Redis "
-        "without it). Unset: `fsync` with the embedded server, `write` with a configured "
-        "Redis.",
+        "(the write fsynced to Redis's AOF: Redis must run `appendfsync always`). Unset: "
+        "`fsync` with the embedded server, `write` with a configured Redis.",
     )
 
     # The app node.
@@ -335,8 +336,8 @@ class Settings(BaseSettings):
 
     @field_validator("embedded_appendfsync")
     @classmethod
-    def _fsync(cls, value: str) -> str:
-        if value not in ("always", "everysec", "no"):
+    def _fsync(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("always", "everysec", "no"):
             raise ValueError("must be always, everysec or no")
         return value
 
@@ -378,6 +379,13 @@ class Settings(BaseSettings):
         if self.ack_durability is not None:
             return self.ack_durability
         return AckDurability.fsync if self.embedded_redis else AckDurability.write
+
+    @property
+    def embedded_fsync(self) -> str:
+        """The embedded server's appendfsync: what `durability` needs, unless set."""
+        if self.embedded_appendfsync is not None:
+            return self.embedded_appendfsync
+        return "always" if self.durability is AckDurability.fsync else "everysec"
 
     @property
     def embedded_database(self) -> bool:

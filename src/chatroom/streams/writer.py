@@ -8,11 +8,11 @@ Concurrent appends are queued and sent together in one pipeline per round trip: 
 load that is many appends per network write instead of one. Batches go out one after
 the other, so appends reach Redis in the order they were queued.
 
-Durability (PRODUCT.md invariant 11, streams/persistence.py): with `wait_aof`, each
-pipeline ends with one `WAITAOF 1 0 <timeout>` (group commit): no append of the batch is
-acknowledged before Redis says the batch is fsynced to its AOF.
+Durability (PRODUCT.md invariant 11, streams/persistence.py) is Redis's: under
+`ack_durability = fsync` it runs `appendfsync always` and fsyncs a batch before it
+replies, so an append's reply is its fsync.
 
-A batch that fails (a lost connection, a timeout, an fsync not confirmed) may or may not
+A batch that fails (a lost connection, a timeout) may or may not
 have been stored. The writer retries the whole batch (idempotent) for up to `RETRY_S`,
 and sends no later batch meanwhile (once a batch failed for good, the next ones get one
 attempt each until one succeeds: a long outage does not cost `RETRY_S` per batch). If
@@ -45,7 +45,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from chatroom import redis_keys
 from chatroom.domain.events import MessageEvent
 from chatroom.domain.stream_ids import StreamId
-from chatroom.redis_cluster import is_cluster, shard_masters
 from chatroom.streams.epochs import StreamEpochs
 
 # KEYS: stream, sent-client-id key, the room's epoch. ARGV: the envelope, ttl seconds. The
@@ -70,8 +69,6 @@ return {1, id}
 # How long a failed batch is retried before its appends are told their outcome is unknown.
 RETRY_S = 5.0
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 1.0
-# How long one WAITAOF waits for the fsync (below the client's 10 s socket timeout).
-WAITAOF_TIMEOUT_MS = 5000
 # Order keys remembered with unknown appends; past this the oldest are dropped (a socket
 # that closed while its batch was failing is forgotten before its unknown one lands).
 UNRESOLVED_KEYS_MAX = 10_000
@@ -91,10 +88,6 @@ class HeldBack(RedisError):
     """Not sent: an earlier append of the same order key has an unknown outcome."""
 
 
-class NotDurable(RedisError):
-    """WAITAOF did not confirm the batch's fsync in time (or refused)."""
-
-
 # A queued append: its event, its future, and its order key (or None).
 _Item = tuple[MessageEvent, "asyncio.Future[Appended]", Hashable | None]
 
@@ -107,7 +100,6 @@ class StreamWriter:
         client_id_ttl_s: int,
         max_batch: int = 512,
         epochs: StreamEpochs | None = None,
-        wait_aof: bool = False,
         retry_s: float = RETRY_S,
     ) -> None:
         self._redis = redis
@@ -115,7 +107,6 @@ class StreamWriter:
         self._epochs = epochs or StreamEpochs(redis)
         self._ttl = client_id_ttl_s
         self._max_batch = max_batch
-        self._wait_aof = wait_aof
         self._retry_s = retry_s
         # A batch failed for good and none has succeeded since: Redis is down, and the
         # batches queued behind get one attempt each, not a retry budget each.
@@ -264,9 +255,7 @@ class StreamWriter:
         return results
 
     async def _pipeline(self, batch: list[_Item]) -> list[Any]:
-        """One round trip: the room registrations, then one EVALSHA per append, in order,
-        then (with `wait_aof`) one WAITAOF for them all. Raises `NotDurable` when WAITAOF
-        does not confirm the fsync: the batch's appends are then of unknown durability.
+        """One round trip: the room registrations, then one EVALSHA per append, in order.
 
         EVALSHA directly rather than redis-py's Script object, which asks SCRIPT EXISTS
         before every pipeline: a second round trip per batch.
@@ -287,23 +276,8 @@ class StreamWriter:
                     event.encode(),
                     self._ttl,
                 )
-            waits = 0
-            if self._wait_aof and is_cluster(self._redis):
-                # One WAITAOF per master the batch wrote to, after its appends there
-                # (a cluster pipeline sends a node's commands in order on one connection).
-                for node in shard_masters(self._redis, [e.room for e, _, _ in batch]):
-                    pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS, target_nodes=node)
-                    waits += 1
-            elif self._wait_aof:
-                pipe.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)
-                waits = 1
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        if not waits:
-            return results[1:]
-        for synced in results[-waits:]:
-            if isinstance(synced, Exception) or not synced or int(synced[0]) < 1:
-                raise NotDurable(f"WAITAOF did not confirm the fsync: {synced}")
-        return results[1:-waits]
+        return results[1:]
 
 
 def _key(event: MessageEvent) -> tuple[str, int, str]:

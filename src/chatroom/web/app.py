@@ -23,7 +23,7 @@ from chatroom.history import History
 from chatroom.redis_client import connect
 from chatroom.rooms.direct import DirectMessages
 from chatroom.rooms.directory import RoomDirectory
-from chatroom.settings import AckDurability, Settings
+from chatroom.settings import Settings
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.streams.writer import StreamWriter
@@ -117,8 +117,6 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
         writer_redis,
         client_id_ttl_s=settings.client_id_ttl_s,
         epochs=history.epochs,
-        # Without WAITAOF, fsync was only accepted with appendfsync always (persistence.py).
-        wait_aof=settings.durability is AckDurability.fsync and bool(persistence.waitaof),
     )
     stack.push_async_callback(writer.close)
     directory = RoomDirectory(engine, unknown_ttl_s=settings.unknown_room_cache_s)
