@@ -94,8 +94,9 @@ class Hub:
             self._on_user_frame,
         )
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
-        node_id = secrets.token_hex(6)  # names this node's wake-up stream
-        self._bus = StreamBus(redis, blocking_redis, node_id, self, history.epochs)
+        # Names this node's wake-up stream; a socket's upgrade answer shows it (X-Chatroom-Node).
+        self.node_id = secrets.token_hex(6)
+        self._bus = StreamBus(redis, blocking_redis, self.node_id, self, history.epochs)
         self._sessions: dict[str, Session] = {}  # by connection id
         self._subscribers_by_slug: dict[str, set[Subscription]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
