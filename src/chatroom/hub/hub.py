@@ -110,6 +110,7 @@ class Hub:
         await self.signals.start()
         await self.read_marks.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="hub-heartbeat")
+        log.info("node %s started", self.node_id)
 
     async def stop(self) -> None:
         """Close every socket with 1001 (reconnect elsewhere), then stop reading Redis."""

@@ -34,6 +34,7 @@ from chatroom.web.ws_protocol import ChatroomWebSocketProtocol
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 10
+WORKER_HEALTHCHECK_S = 30
 
 
 async def _preflight(settings: Settings, backends: Backends) -> None:
@@ -102,7 +103,16 @@ def run_server(settings: Settings, backends: Backends, *, with_archiver: bool) -
     count = worker_count(settings.workers)
     if count > 1:
         app = worker_app(settings, backends, with_archiver=with_archiver)
-        run_workers(node_config(settings, app, factory=True, workers=count))
+        config = node_config(
+            settings,
+            app,
+            factory=True,
+            workers=count,
+            # A worker answers the supervisor's pings once it has imported everything:
+            # seconds on a loaded machine. One that does not answer in time is killed.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        )
+        run_workers(config)
         return
     server = uvicorn.Server(uvicorn_config(settings, backends, with_archiver=with_archiver))
     server.run()
