@@ -268,7 +268,7 @@ async def test_two_workers_serve_one_room_and_survive_a_sigkill(workers: Workers
         )
         assert pids[0] == archiver and pids[1] != archiver
         await wait_until(lambda: len(workers.started_pids()) == 3, what="a replacement worker")
-        assert "Child process [%d] died" % archiver in server.log()
+        assert f"Child process [{archiver}] died" in server.log()
 
         # The dead worker's live gauge is gone: the connections are the living ones'.
         async def connections_now() -> bool:
