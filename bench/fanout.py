@@ -52,7 +52,7 @@ from _servers import (
     own_cpu_seconds,
 )
 from _stats import percentile_ms, render_table
-from _targets import TARGETS, Target
+from _targets import TARGETS, ChatroomTarget, Target
 
 # The ramp stops closing in once the failed rate is within this factor of the held one.
 CLOSE_ENOUGH = 1.25
@@ -406,6 +406,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         with servers.running():
             for key in args.targets:
                 target = TARGETS[key](log_dir, room)
+                if isinstance(target, ChatroomTarget):
+                    target.workers = args.workers
                 try:
                     outcomes[key] = await measure(target, servers, args, redis)
                 except (ServerFailed, SetupFailed, HandshakeError, OSError, TimeoutError) as exc:
@@ -425,7 +427,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         else:
             shutil.rmtree(log_dir, ignore_errors=True)
     print_table(outcomes)
-    return summary(outcomes, args.clients)
+    return {"workers": args.workers, **summary(outcomes, args.clients)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -456,6 +458,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--budget-seconds", type=float, default=120.0, help="per target")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Chatroom's app-node processes (serve --workers)"
+    )
     parser.add_argument(
         "--profile",
         metavar="FILE",
