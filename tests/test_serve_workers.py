@@ -5,9 +5,10 @@ Clients land on both workers (each socket's upgrade answer names its node) and a
 the room's one sequence; /metrics, whichever worker answers, shows both workers' figures
 summed; one worker runs the archiver. Then that worker is killed with SIGKILL: its
 clients reconnect (to the same port) and resume with `since`, resending what was never
-answered; another worker takes the archiver over; the supervisor starts a replacement;
-every acknowledged message is archived once, and every client's sequence has no gap,
-repeat or reorder.
+answered; another worker takes the archiver over; the supervisor starts a replacement.
+SIGTERM to the parent closes every socket with a going-away code and exits 0. Every
+acknowledged message is archived once, and every client's sequence has no gap, repeat
+or reorder.
 """
 
 from __future__ import annotations
@@ -267,7 +268,9 @@ async def test_two_workers_serve_one_room_and_survive_a_sigkill(workers: Workers
             what="another worker runs the archiver",
         )
         assert pids[0] == archiver and pids[1] != archiver
-        await wait_until(lambda: len(workers.started_pids()) == 3, what="a replacement worker")
+        await wait_until(
+            lambda: len(workers.started_pids()) == 3, STARTUP_TIMEOUT_S, what="a replacement worker"
+        )
         assert f"Child process [{archiver}] died" in server.log()
 
         # The dead worker's live gauge is gone: the connections are the living ones'.
@@ -276,6 +279,21 @@ async def test_two_workers_serve_one_room_and_survive_a_sigkill(workers: Workers
             return _metric(text, "chatroom_ws_connections") == CLIENTS
 
         await wait_until(connections_now, what="/metrics counts the open sockets only")
+
+        # SIGTERM to the parent drains both workers: the server closes every socket with
+        # a going-away code (the clients would reconnect elsewhere), and the parent exits.
+        for task in reading:
+            task.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
+        reading = []
+        server.process.send_signal(signal.SIGTERM)
+        codes = set()
+        for client in clients:
+            assert client.socket is not None
+            await asyncio.wait_for(client.socket.socket.wait_closed(), 60)
+            codes.add(client.socket.socket.close_code)
+        assert codes <= {1001, 1012}, codes  # going away, service restart
+        await wait_until(lambda: server.process.poll() is not None, 60, what="the parent exits")
     finally:
         for task in reading:
             task.cancel()

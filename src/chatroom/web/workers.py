@@ -99,6 +99,12 @@ class Supervisor(Multiprocess):
         self._pids: set[int] = set()
 
     def keep_subprocess_alive(self) -> None:
+        for process in self.processes:
+            # The worker has its own copy of the pipe's end (passed when it started): the
+            # parent's would keep a dead worker's end open, and a ping of a worker killed
+            # meanwhile would then wait out the whole health-check timeout.
+            if not process.child_conn.closed:
+                process.child_conn.close()
         super().keep_subprocess_alive()
         alive = {p.pid for p in self.processes if p.pid is not None}
         for pid in self._pids - alive:
