@@ -108,11 +108,13 @@ def _base_env() -> dict[str, str]:
 
 
 def start_chatroom(
-    servers: ServerSet, log_dir: Path, env: dict[str, str], *, archiver: str
+    servers: ServerSet, log_dir: Path, env: dict[str, str], *, archiver: str, workers: int = 1
 ) -> tuple[Server, Server | None]:
-    """The app node, and the archiver: `separate` (own process) or `inprocess`."""
+    """The app node (`workers` processes on its port), and the archiver: `separate` (own
+    process) or `inprocess` (in one of the workers)."""
     port = free_port()
     argv = [sys.executable, "-m", "chatroom", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(workers)]
     if archiver == "separate":
         argv.append("--no-archiver")
     clean = {**_base_env(), **env}
@@ -130,6 +132,23 @@ def start_chatroom(
         archive.env = clean
         servers.add(archive)
     return app, archive
+
+
+async def wait_healthy(app: Server, timeout: float = 120.0) -> None:
+    """Until /healthz answers: with `--workers`, the port listens before the workers
+    (each a fresh interpreter) accept."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        while True:
+            app.check_alive()
+            try:
+                if (await client.get(f"http://127.0.0.1:{app.port}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise SetupFailed(f"{app.name} did not answer /healthz within {timeout:.0f} s")
+            await asyncio.sleep(0.2)
 
 
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, object]) -> httpx.Response:

@@ -118,8 +118,14 @@ class Server:
         return total
 
     def rss_bytes(self) -> int:
+        """Resident memory of the server and any children it started (the workers of
+        `chatroom serve --workers N`)."""
         assert self.process is not None
-        return int(self.process.memory_info().rss)
+        total = 0
+        for proc in [self.process, *self.process.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
 
     def stop(self, grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
         if self.popen is None or self.popen.poll() is not None:

@@ -20,7 +20,14 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from _chatroom import REDIS_URL, bot_token, chatroom_env, fresh_backends, start_chatroom
+from _chatroom import (
+    REDIS_URL,
+    bot_token,
+    chatroom_env,
+    fresh_backends,
+    start_chatroom,
+    wait_healthy,
+)
 from _load import (
     ACK_MARK,
     BUCKET_NS,
@@ -272,6 +279,7 @@ class ChatroomTarget(Target):
         self.sender_secrets: list[str] = []
         self.run = secrets.token_hex(3)
         self.ack_histogram = [0] * BUCKETS
+        self.workers = 1  # `chatroom serve --workers`
 
     async def start(self, servers: ServerSet, clients: int, senders: int) -> None:
         import asyncio
@@ -280,9 +288,12 @@ class ChatroomTarget(Target):
         data_dir.mkdir(exist_ok=True)
         env = chatroom_env(data_dir, connections_per_user=clients + senders + 10)
         await fresh_backends(env)
-        self.server, archiver = start_chatroom(servers, self.log_dir, env, archiver="separate")
+        self.server, archiver = start_chatroom(
+            servers, self.log_dir, env, archiver="separate", workers=self.workers
+        )
         self.metered = [self.server] + ([archiver] if archiver else [])
         await self.server.wait_listening()
+        await wait_healthy(self.server)
         base = f"http://127.0.0.1:{self.port}"
         # One reader account holds every receiving connection: registering 1,000 accounts
         # would cost minutes of argon2id; the fan-out path does not depend on who reads.

@@ -53,7 +53,7 @@ from _servers import (
     own_cpu_seconds,
 )
 from _stats import percentile_ms, render_table
-from _targets import TARGETS, Target
+from _targets import TARGETS, ChatroomTarget, Target
 
 # The ramp stops closing in once the failed rate is within this factor of the held one.
 CLOSE_ENOUGH = 1.25
@@ -411,6 +411,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 redis = ClusterProcesses(cluster)
             for key in args.targets:
                 target = TARGETS[key](log_dir, room)
+                if isinstance(target, ChatroomTarget):
+                    target.workers = args.workers
                 try:
                     outcomes[key] = await measure(target, servers, args, redis)
                 except (ServerFailed, SetupFailed, HandshakeError, OSError, TimeoutError) as exc:
@@ -430,7 +432,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         else:
             shutil.rmtree(log_dir, ignore_errors=True)
     print_table(outcomes)
-    return summary(outcomes, args.clients)
+    return {"workers": args.workers, **summary(outcomes, args.clients)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -465,6 +467,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--redis-cluster",
         action="store_true",
         help="Chatroom on a 3-master Redis Cluster started for the run (bench/_cluster.py)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Chatroom's app-node processes (serve --workers)"
     )
     parser.add_argument(
         "--profile",

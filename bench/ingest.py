@@ -48,6 +48,7 @@ from _chatroom import (
     flush_bench_redis,
     fresh_backends,
     start_chatroom,
+    wait_healthy,
 )
 from _cluster import ClusterProcesses, local_cluster
 from _load import BUCKET_NS, BUCKETS, BenchSocket, HandshakeError, Tally, open_socket
@@ -140,6 +141,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "rooms": args.rooms,
         "window": args.window,
         "archiver": args.archiver,
+        "workers": args.workers,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     try:
@@ -157,8 +159,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             if args.ack_durability:
                 env["CHATROOM_ACK_DURABILITY"] = args.ack_durability
             await fresh_backends(env)
-            app, archiver = start_chatroom(servers, log_dir, env, archiver=args.archiver)
+            app, archiver = start_chatroom(
+                servers, log_dir, env, archiver=args.archiver, workers=args.workers
+            )
             await app.wait_listening()
+            await wait_healthy(app)
             base = f"http://127.0.0.1:{app.port}"
             print(f"registering {args.clients} users (argon2id: a few seconds)", flush=True)
             secrets_ = [await bot_token(base, "bench_ingest_0", rooms=tuple(rooms))]
@@ -315,6 +320,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a `chatroom archive` process beside the node, or the node's own archiver",
     )
     parser.add_argument("--archive-timeout", type=float, default=90.0)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="app-node processes (`chatroom serve --workers`)"
+    )
     parser.add_argument(
         "--redis",
         choices=["url", "embedded", "cluster"],

@@ -63,6 +63,8 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         ("MESSAGE_MAX_CHARS", "20000", "CHATROOM_MESSAGE_MAX_CHARS"),
         ("REDIS_REQUIRE_PERSISTENCE", "perhaps", "CHATROOM_REDIS_REQUIRE_PERSISTENCE"),
         ("TYPO", "1", "unknown setting CHATROOM_TYPO in the environment"),
+        ("WORKERS", "0", "CHATROOM_WORKERS (workers in the config file): must be `auto`"),
+        ("WORKERS", "many", "CHATROOM_WORKERS"),
     ],
 )
 def test_each_wrong_setting_is_named(
@@ -73,6 +75,17 @@ def test_each_wrong_setting_is_named(
         load_settings()
     assert expected in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_workers_is_a_number_or_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatroom.web.workers import worker_count
+
+    assert load_settings().workers == 1
+    monkeypatch.setenv("CHATROOM_WORKERS", "3")
+    assert worker_count(load_settings().workers) == 3
+    monkeypatch.setenv("CHATROOM_WORKERS", "auto")
+    assert worker_count(load_settings().workers) == len(os.sched_getaffinity(0))
+    assert worker_count(load_settings(workers="2").workers) == 2  # the CLI's --workers
 
 
 def test_inconsistent_session_limits(monkeypatch: pytest.MonkeyPatch) -> None:

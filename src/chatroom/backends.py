@@ -29,6 +29,9 @@ class Backends:
     redis_url: str
     database_url: str
     embedded_redis: EmbeddedRedis | None
+    # The schema was applied (embedded) or checked (production) by the process that
+    # started this one: a worker of `serve --workers N`.
+    schema_ready: bool = False
 
     def close(self) -> None:
         if self.embedded_redis is not None:
@@ -47,8 +50,13 @@ def open_backends(settings: Settings) -> Backends:
     return Backends(redis_url, settings.sqlalchemy_url, embedded)
 
 
-async def open_database(settings: Settings, database_url: str) -> AsyncEngine:
-    """The SQL engine, with the schema applied (embedded) or checked (production)."""
+async def open_database(
+    settings: Settings, database_url: str, *, schema_ready: bool = False
+) -> AsyncEngine:
+    """The SQL engine, with the schema applied (embedded) or checked (production), unless
+    that was done already (`schema_ready`)."""
+    if schema_ready:
+        return create_engine(database_url)
     if settings.embedded_database:
         engine = create_engine(database_url)
         await migrate.upgrade(engine)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from chatroom.backends import Backends, SchemaOutOfDate, open_backends, open_database
 from chatroom.backends import upgrade_database as run_upgrade
 from chatroom.embedded import EmbeddedServerError
+from chatroom.logs import configure_logging
 from chatroom.outages import first_line
 from chatroom.redis_client import connect
 from chatroom.settings import Settings
@@ -52,14 +51,7 @@ def settings_from(config: Path | None, **overrides: object) -> Settings:
         settings = load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
         fail(f"bad setting: {exc}", code=2)
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Migration chatter and asyncmy's notes on constraint names are not news to an operator.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("asyncmy").setLevel(logging.ERROR)
+    configure_logging(settings.log_level)
     return settings
 
 
@@ -116,15 +108,20 @@ def status(
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(help="App-node processes on the port, or `auto` (one per core); default 1."),
+    ] = None,
     no_archiver: Annotated[
         bool, typer.Option("--no-archiver", help="Leave archiving to `chatroom archive`.")
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """An app node: HTTP API, WebSocket, the web client, and an in-process archiver."""
+    """An app node (or N of them on one port): HTTP API, WebSocket, the web client, and an
+    in-process archiver."""
     from chatroom.web.process import run_server
 
-    settings = settings_from(config, host=host, port=port)
+    settings = settings_from(config, host=host, port=port, workers=workers)
     with explained_failures(settings):
         backends = open_backends(settings)
         try:

@@ -72,8 +72,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Runs in the child before exec: SIGTERM when the parent dies, even by SIGKILL."""
+def die_with_parent(parent_pid: int) -> None:
+    """SIGTERM when the parent dies, even by SIGKILL (run in the child: before exec, or
+    first thing in a `serve --workers N` worker)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
@@ -157,7 +158,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop it in order
-            preexec_fn=lambda: _die_with_parent(parent),
+            preexec_fn=lambda: die_with_parent(parent),
         )
         deadline = time.monotonic() + timeout
         while not _answers(url):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -28,6 +28,7 @@ CONFIG_ENV = "CHATROOM_CONFIG"
 # Environment variables that are not settings: the archiver's fault-test failpoints
 # (CHATROOM_FAILPOINT, CHATROOM_FAILPOINT_AFTER) and the test suite's own variables.
 NOT_SETTINGS = ("CHATROOM_FAILPOINT", "CHATROOM_TEST_")
+MAX_WORKERS = 256
 
 
 class AckDurability(StrEnum):
@@ -84,6 +85,11 @@ class Settings(BaseSettings):
 
     # The app node.
     host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
+    workers: int | Literal["auto"] = Field(
+        default=1,
+        description="App-node processes `serve` runs on its one port, each a full node; "
+        "`auto`: one per core. One of them runs the host's archiver.",
+    )
     port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -322,6 +328,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must start with redis://, rediss://, unix:// or (a Redis Cluster) redis+cluster://"
             )
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f"must be `auto` or a number from 1 to {MAX_WORKERS}")
         return value
 
     @field_validator("archiver_cron_window", mode="plain")

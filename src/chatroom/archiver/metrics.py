@@ -46,7 +46,9 @@ class RoomLabels:
 
 
 def _gauge(metric: names.MetricName) -> Gauge:
-    return Gauge(metric.name, metric.help, list(metric.labels))
+    # Under `serve --workers N` one worker at a time runs the archiver: its latest value
+    # (web/worker_metrics.py; the mode is ignored in a single process).
+    return Gauge(metric.name, metric.help, list(metric.labels), multiprocess_mode="livemostrecent")
 
 
 def _counter(metric: names.MetricName) -> Counter:

@@ -96,11 +96,12 @@ class Hub:
             self._on_user_frame,
         )
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
-        node_id = secrets.token_hex(6)  # names this node's wake-up stream
+        # Names this node's wake-up stream; a socket's upgrade answer shows it (X-Chatroom-Node).
+        self.node_id = secrets.token_hex(6)
         # A cluster: one reader per slot group (hub/bus_groups.py); else one for all.
         bus = GroupedStreamBus if redis_keys.cluster_layout() else StreamBus
         self._bus: StreamBus | GroupedStreamBus = bus(
-            redis, blocking_redis, node_id, self, history.epochs
+            redis, blocking_redis, self.node_id, self, history.epochs
         )
         self._sessions: dict[str, Session] = {}  # by connection id
         self._subscribers_by_slug: dict[str, set[Subscription]] = {}
@@ -115,6 +116,7 @@ class Hub:
         await self.signals.start()
         await self.read_marks.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="hub-heartbeat")
+        log.info("node %s started", self.node_id)
 
     async def stop(self) -> None:
         """Close every socket with 1001 (reconnect elsewhere), then stop reading Redis."""

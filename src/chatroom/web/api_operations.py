@@ -86,9 +86,11 @@ async def metrics(request: Request, state: State) -> Response:
         raise NotAuthenticated(
             "metrics_token_required", "send the metrics token: Authorization: Bearer <token>"
         )
-    if state.archiver_status_metrics is not None:
-        await state.archiver_status_metrics.refresh()
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    status = state.archiver_status_metrics
+    if status is not None:
+        await status.refresh()
+    registry = REGISTRY if state.worker_metrics is None else state.worker_metrics.registry(status)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _bearer_is(request: Request, token: str) -> bool:

@@ -7,11 +7,11 @@ the lifespan hands the node's `AppState` to every request as `request.state.chat
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_client.registry import Collector
@@ -38,13 +38,16 @@ from chatroom.web.metrics import (
     register,
     unregister,
 )
+from chatroom.web.node_archiver import elected_archiver, running_archiver
 from chatroom.web.security_headers import SecurityHeadersMiddleware
 from chatroom.web.state import STATE_KEY, AppState
+from chatroom.web.worker_metrics import HubMirror, WorkerMetrics, mirrored
+
+# In the folder a `serve --workers N` supervisor makes for its workers.
+ARCHIVER_LOCK = "archiver.lock"
+METRICS_FOLDER = "metrics"
 
 log = logging.getLogger(__name__)
-
-# How long shutdown waits for the in-process archiver to finish its batch.
-ARCHIVER_STOP_TIMEOUT_S = 30.0
 
 DESCRIPTION = """
 The HTTP half of Chatroom's contract v1: accounts, rooms, history and operations.
@@ -56,7 +59,12 @@ Every error answer is `{"error": {"code": "...", "message": "..."}}`.
 """
 
 
-def create_app(settings: Settings, backends: Backends, *, with_archiver: bool) -> FastAPI:
+def create_app(
+    settings: Settings, backends: Backends, *, with_archiver: bool, workers_dir: Path | None = None
+) -> FastAPI:
+    """`workers_dir`: this app is one worker of a `chatroom serve --workers N`, and that
+    is the folder their supervisor made for them (web/workers.py): the archiver's
+    election lock and the metrics files are there."""
     client = WebClient(DIST)
 
     @asynccontextmanager
@@ -65,11 +73,19 @@ def create_app(settings: Settings, backends: Backends, *, with_archiver: bool) -
             state = await _open_state(stack, settings, backends)
             # The realtime hub starts here (it stops after the archiver, before the state).
             state.hub = await stack.enter_async_context(ws.running_hub(state))
-            stack.enter_context(_registered(HubMetrics(lambda: state.hub.stats)))
-            if with_archiver:
-                await stack.enter_async_context(_running_archiver(state))
+            if workers_dir is None:
+                stack.enter_context(_registered(HubMetrics(lambda: state.hub.stats)))
             else:
+                mirror = HubMirror(lambda: state.hub.stats)
+                await stack.enter_async_context(mirrored(mirror))
+                state.worker_metrics = WorkerMetrics(workers_dir / METRICS_FOLDER, mirror)
+            if not with_archiver:
                 stack.enter_context(_archiver_status_metrics(state))
+            elif workers_dir is None:
+                await stack.enter_async_context(running_archiver(state))
+            else:
+                lock = workers_dir / ARCHIVER_LOCK
+                await stack.enter_async_context(elected_archiver(state, lock))
             yield {STATE_KEY: state}
 
     app = FastAPI(
@@ -106,7 +122,9 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
     persistence = await enforce_persistence(
         redis, strict=settings.redis_require_persistence, ack_durability=settings.durability
     )
-    engine = await open_database(settings, backends.database_url)
+    engine = await open_database(
+        settings, backends.database_url, schema_ready=backends.schema_ready
+    )
     stack.push_async_callback(engine.dispose)
     history = History(redis, ArchivedPages(engine))
     # The writer retries a failed batch itself, on a client of its own without redis-py's
@@ -132,39 +150,6 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
         dms=DirectMessages(engine, directory),
         persistence=persistence,
     )
-
-
-@asynccontextmanager
-async def _running_archiver(state: AppState) -> AsyncIterator[None]:
-    from chatroom.archiver.failpoints import Failpoints
-    from chatroom.archiver.service import Archiver
-
-    stop = asyncio.Event()
-    # CHATROOM_FAILPOINT crashes this node's archiver as it would `chatroom archive`.
-    failpoints = Failpoints.from_env()
-    archiver = Archiver(state.settings, state.redis_url, state.engine, failpoints=failpoints)
-    task = asyncio.create_task(archiver.run(stop), name="archiver")
-    task.add_done_callback(_report_archiver_end)
-    try:
-        yield
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), ARCHIVER_STOP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning(
-                "the archiver did not stop within %.0f s; cancelling it", ARCHIVER_STOP_TIMEOUT_S
-            )
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        except Exception:  # noqa: S110 (already logged by _report_archiver_end)
-            pass
-
-
-def _report_archiver_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("the in-process archiver stopped on an error", exc_info=task.exception())
 
 
 @contextlib.contextmanager

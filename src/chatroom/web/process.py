@@ -1,4 +1,5 @@
-"""`chatroom serve`: one app node under uvicorn (uvloop, httptools, websockets).
+"""`chatroom serve`: one app node under uvicorn (uvloop, httptools, websockets), or N
+(`--workers`, web/workers.py).
 
 Before uvicorn starts, a preflight opens Redis and SQL once, so that a fixable problem
 (no persistence in strict mode, schema out of date, a backend unreachable) reaches the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import uvicorn
 
@@ -26,11 +28,13 @@ from chatroom.streams.persistence import (
 from chatroom.web.app import create_app
 from chatroom.web.connection_guard import ConnectionGuard, trusted_networks
 from chatroom.web.http_protocol import GuardedHttpToolsProtocol, NodeConfig
+from chatroom.web.workers import run_workers, worker_app, worker_count
 from chatroom.web.ws_protocol import ChatroomWebSocketProtocol
 
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 10
+WORKER_HEALTHCHECK_S = 30
 
 
 async def _preflight(settings: Settings, backends: Backends) -> None:
@@ -54,6 +58,12 @@ async def _preflight(settings: Settings, backends: Backends) -> None:
 def uvicorn_config(
     settings: Settings, backends: Backends, *, with_archiver: bool
 ) -> uvicorn.Config:
+    return node_config(settings, create_app(settings, backends, with_archiver=with_archiver))
+
+
+def node_config(settings: Settings, app: Any, **options: Any) -> NodeConfig:
+    """uvicorn's configuration of an app node serving `app` (or, with `factory=True`,
+    the app `app()` builds: a worker's, web/workers.py)."""
     trusted_proxies = settings.forwarded_allow_ips
     guard = ConnectionGuard(
         max_total=settings.max_connections,
@@ -61,7 +71,7 @@ def uvicorn_config(
         trusted=trusted_networks(trusted_proxies),
     )
     return NodeConfig(
-        create_app(settings, backends, with_archiver=with_archiver),
+        app,
         # Slowloris: connections counted and capped, headers bounded in time and size.
         guard=guard,
         header_timeout_s=settings.request_header_timeout_s,
@@ -83,11 +93,27 @@ def uvicorn_config(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         # Logging is configured by the CLI; uvicorn's loggers propagate to it.
         log_config=None,
+        **options,
     )
 
 
 def run_server(settings: Settings, backends: Backends, *, with_archiver: bool) -> None:
+    """One app node, or with `workers` above 1 that many on one port (web/workers.py)."""
     asyncio.run(_preflight(settings, backends))
+    count = worker_count(settings.workers)
+    if count > 1:
+        app = worker_app(settings, backends, with_archiver=with_archiver)
+        config = node_config(
+            settings,
+            app,
+            factory=True,
+            workers=count,
+            # A worker answers the supervisor's pings once it has imported everything:
+            # seconds on a loaded machine. One that does not answer in time is killed.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        )
+        run_workers(config)
+        return
     server = uvicorn.Server(uvicorn_config(settings, backends, with_archiver=with_archiver))
     server.run()
     if not server.started:

@@ -18,6 +18,7 @@ from chatroom.settings import Settings
 from chatroom.streams.persistence import PersistenceReport
 from chatroom.streams.writer import StreamWriter
 from chatroom.web.metrics import ArchiverStatusMetrics
+from chatroom.web.worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from chatroom.accounts.service import Accounts
@@ -42,6 +43,8 @@ class AppState:
     persistence: PersistenceReport
     # Set when the archiver runs in another process: its figures, read for /metrics.
     archiver_status_metrics: ArchiverStatusMetrics | None = None
+    # Set in a worker of `serve --workers N`: /metrics shows every worker's figures.
+    worker_metrics: WorkerMetrics | None = None
     # The realtime hub (chatroom.hub), set by the lifespan once it is started (before the
     # first request or socket is served); there is no hub before that.
     hub: Hub = field(init=False, repr=False, compare=False)

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
+NODE_HEADER = b"x-chatroom-node"
+
 
 class WebSocketTransport:
     """Starlette's WebSocket as the hub's Transport. Frames go out by the node's protocol's
@@ -129,7 +131,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if user is None:
         await _refuse(websocket, 401, "not_authenticated", "log in first (or send a token)")
         return
-    await websocket.accept()
+    # Which node serves the socket: behind a proxy or among `serve --workers N`, the
+    # operator (and a test) can tell; a random id, nothing else about the node.
+    await websocket.accept(headers=[(NODE_HEADER, state.hub.node_id.encode())])
 
     async def access(_author: Author, slug: str) -> RoomRef | None:
         room = await state.rooms.visible(user, slug)
