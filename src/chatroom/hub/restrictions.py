@@ -1,0 +1,98 @@
+"""The room restrictions in force (mutes, removals), in the memory of one app node.
+
+The send path asks this board, never SQL: a dict lookup per send. It is filled from SQL
+when the hub starts, changed at once on every node by the `restricted` room signal
+(hub/signals.py) that follows each change, and read from SQL again at every heartbeat,
+which makes up for a signal lost with a Redis reconnect. A signal heard while such a
+reload is on its way is applied again after it: the reload's rows may predate it.
+An entry whose time is over counts for nothing, and the next reload drops it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from chatroom.domain.moderation import MUTE, MUTED, REMOVE, REMOVED, Restriction, refused
+
+# Every restriction in force, as SQL has them (`RoomRestrictions.in_force`).
+LoadRestrictions = Callable[[], Awaitable[list[Restriction]]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _none() -> list[Restriction]:
+    return []
+
+
+class RestrictionBoard:
+    __slots__ = ("_by_key", "_heard_while_loading", "_load", "_loading")
+
+    def __init__(self, load: LoadRestrictions = _none) -> None:
+        self._load = load
+        # (room id, user id, kind) -> until (Unix ms)
+        self._by_key: dict[tuple[int, int, str], int] = {}
+        self._loading = False
+        self._heard_while_loading: list[Restriction] = []
+
+    def until(self, room_id: int, user_id: int, kind: str) -> int | None:
+        """When the user's `kind` restriction in the room ends, if it is in force now."""
+        until = self._by_key.get((room_id, user_id, kind))
+        if until is None or until <= now_ms():
+            return None
+        return until
+
+    def muted_until(self, room_id: int, user_id: int) -> int | None:
+        return self.until(room_id, user_id, MUTE)
+
+    def removed_until(self, room_id: int, user_id: int) -> int | None:
+        return self.until(room_id, user_id, REMOVE)
+
+    def apply(self, restriction: Restriction) -> None:
+        """A change heard from a signal: in force until `until_ms` (a past time: lifted)."""
+        self._set(restriction)
+        if self._loading:
+            self._heard_while_loading.append(restriction)
+
+    async def reload(self) -> None:
+        """Read every restriction in force from SQL again."""
+        self._loading = True
+        self._heard_while_loading = []
+        try:
+            found = await self._load()
+        finally:
+            self._loading = False
+        self._by_key = {(r.room_id, r.user_id, r.kind): r.until_ms for r in found}
+        for restriction in self._heard_while_loading:
+            self._set(restriction)
+        self._heard_while_loading = []
+
+    def _set(self, restriction: Restriction) -> None:
+        key = (restriction.room_id, restriction.user_id, restriction.kind)
+        if restriction.active(now_ms()):
+            self._by_key[key] = restriction.until_ms
+        else:
+            self._by_key.pop(key, None)
+
+
+def refusal(
+    board: RestrictionBoard,
+    room_id: int,
+    slug: str,
+    user_id: int,
+    *,
+    client_id: str | None = None,
+    writing: bool = True,
+) -> str | None:
+    """The `error` frame that refuses the user's frame in the room (`writing`: a send or
+    typing, which a mute refuses too; else a subscribe), or None: it may go on."""
+    until = board.removed_until(room_id, user_id)
+    if until is not None:
+        return refused(REMOVED, slug, until, client_id=client_id)
+    if writing:
+        until = board.muted_until(room_id, user_id)
+        if until is not None:
+            return refused(MUTED, slug, until, client_id=client_id)
+    return None
