@@ -28,10 +28,13 @@ async def _none() -> list[Restriction]:
 
 
 class RestrictionBoard:
-    __slots__ = ("_by_key", "_heard_while_loading", "_load", "_loading")
+    __slots__ = ("_by_key", "_clock", "_heard_while_loading", "_load", "_loading")
 
-    def __init__(self, load: LoadRestrictions = _none) -> None:
+    def __init__(
+        self, load: LoadRestrictions = _none, *, clock: Callable[[], int] = now_ms
+    ) -> None:
         self._load = load
+        self._clock = clock  # Unix ms
         # (room id, user id, kind) -> until (Unix ms)
         self._by_key: dict[tuple[int, int, str], int] = {}
         self._loading = False
@@ -40,7 +43,7 @@ class RestrictionBoard:
     def until(self, room_id: int, user_id: int, kind: str) -> int | None:
         """When the user's `kind` restriction in the room ends, if it is in force now."""
         until = self._by_key.get((room_id, user_id, kind))
-        if until is None or until <= now_ms():
+        if until is None or until <= self._clock():
             return None
         return until
 
@@ -71,7 +74,7 @@ class RestrictionBoard:
 
     def _set(self, restriction: Restriction) -> None:
         key = (restriction.room_id, restriction.user_id, restriction.kind)
-        if restriction.active(now_ms()):
+        if restriction.active(self._clock()):
             self._by_key[key] = restriction.until_ms
         else:
             self._by_key.pop(key, None)

@@ -34,7 +34,7 @@ from chatroom.domain.rooms import Room
 from chatroom.domain.rules import LISTING_PAGE_DEFAULT, LISTING_PAGE_MAX, SEARCH_MAX, USERNAME
 from chatroom.domain.users import User
 from chatroom.rooms.moderation_log import LOG_PAGE_MAX, ModerationLog
-from chatroom.rooms.restrictions import RoomRestrictions
+from chatroom.rooms.restrictions import RestrictedUser, RoomRestrictions
 from chatroom.web.dependencies import CurrentUser, State
 from chatroom.web.schemas import Request, errors
 from chatroom.web.state import AppState
@@ -116,7 +116,8 @@ async def _restrict(
     if kind == REMOVE:  # their room list drops it, on every tab
         view = room.as_json(online=0, joined=False, owned=False)
         await state.hub.tell_user(target.id, frames.room_event(RoomEvent.REMOVED, view))
-    return {"restriction": {"user": target.author.as_json(), **restriction.as_json()}}
+    shown = RestrictedUser(target.author, kind, restriction.until_ms)
+    return {"restriction": {"room": room.slug, **shown.as_json()}}
 
 
 async def _lift(state: AppState, user: User, slug: str, username: str, kind: str) -> Response:
