@@ -88,9 +88,7 @@ class Hub:
         self.presence = PresenceBoard(redis, expiry_ms)
         self.sends = SendLimiter(settings.send_rate_per_s, settings.send_burst)
         self.typing = TypingGate(redis, settings.typing_interval_s)
-        self.restrictions = (
-            RestrictionBoard() if restrictions is None else RestrictionBoard(restrictions)
-        )
+        self.restrictions = RestrictionBoard(restrictions)
         self.signals = RoomSignals(
             redis,
             blocking_redis,

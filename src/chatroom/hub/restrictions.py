@@ -23,15 +23,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def _none() -> list[Restriction]:
-    return []
-
-
 class RestrictionBoard:
     __slots__ = ("_by_key", "_clock", "_heard_while_loading", "_load", "_loading")
 
     def __init__(
-        self, load: LoadRestrictions = _none, *, clock: Callable[[], int] = now_ms
+        self, load: LoadRestrictions | None = None, *, clock: Callable[[], int] = now_ms
     ) -> None:
         self._load = load
         self._clock = clock  # Unix ms
@@ -60,7 +56,10 @@ class RestrictionBoard:
             self._heard_while_loading.append(restriction)
 
     async def reload(self) -> None:
-        """Read every restriction in force from SQL again."""
+        """Read every restriction in force from SQL again (without a loader: keep what
+        the signals said)."""
+        if self._load is None:
+            return
         self._loading = True
         self._heard_while_loading = []
         try:

@@ -255,7 +255,7 @@ async def moderation_log(
     user: CurrentUser,
     state: State,
     before: Annotated[
-        int | None, Query(ge=1, description="The next_cursor of the page before.")
+        int | None, Query(ge=1, le=2**63 - 1, description="The next_cursor of the page before.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=LOG_PAGE_MAX)] = 50,
 ) -> dict[str, object]:
