@@ -48,6 +48,7 @@ def test_a_lift_is_a_time_in_the_past() -> None:
     assert board.removed_until(7, 3) == T0 + 1000
     board.apply(Restriction(7, "den", 3, REMOVE, 0))
     assert board.removed_until(7, 3) is None
+    assert not board.any_in(7)  # the send path's one lookup says so again
 
 
 def test_the_refusal_frames_name_the_room_the_client_id_and_until() -> None:

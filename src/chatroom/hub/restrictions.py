@@ -24,24 +24,32 @@ def now_ms() -> int:
 
 
 class RestrictionBoard:
-    __slots__ = ("_by_key", "_clock", "_heard_while_loading", "_load", "_loading")
+    __slots__ = ("_by_room", "_clock", "_heard_while_loading", "_load", "_loading")
 
     def __init__(
         self, load: LoadRestrictions | None = None, *, clock: Callable[[], int] = now_ms
     ) -> None:
         self._load = load
         self._clock = clock  # Unix ms
-        # (room id, user id, kind) -> until (Unix ms)
-        self._by_key: dict[tuple[int, int, str], int] = {}
+        # room id -> (user id, kind) -> until (Unix ms). By room first: a send in a room
+        # with no restriction at all (nearly every send) costs one lookup.
+        self._by_room: dict[int, dict[tuple[int, str], int]] = {}
         self._loading = False
         self._heard_while_loading: list[Restriction] = []
 
     def until(self, room_id: int, user_id: int, kind: str) -> int | None:
         """When the user's `kind` restriction in the room ends, if it is in force now."""
-        until = self._by_key.get((room_id, user_id, kind))
+        in_room = self._by_room.get(room_id)
+        if in_room is None:
+            return None
+        until = in_room.get((user_id, kind))
         if until is None or until <= self._clock():
             return None
         return until
+
+    def any_in(self, room_id: int) -> bool:
+        """Whether anyone is (or was, until the next reload) restricted in the room."""
+        return room_id in self._by_room
 
     def muted_until(self, room_id: int, user_id: int) -> int | None:
         return self.until(room_id, user_id, MUTE)
@@ -66,17 +74,23 @@ class RestrictionBoard:
             found = await self._load()
         finally:
             self._loading = False
-        self._by_key = {(r.room_id, r.user_id, r.kind): r.until_ms for r in found}
+        self._by_room = {}
+        for restriction in found:
+            self._set(restriction)
         for restriction in self._heard_while_loading:
             self._set(restriction)
         self._heard_while_loading = []
 
     def _set(self, restriction: Restriction) -> None:
-        key = (restriction.room_id, restriction.user_id, restriction.kind)
+        room_id, key = restriction.room_id, (restriction.user_id, restriction.kind)
         if restriction.active(self._clock()):
-            self._by_key[key] = restriction.until_ms
-        else:
-            self._by_key.pop(key, None)
+            self._by_room.setdefault(room_id, {})[key] = restriction.until_ms
+            return
+        in_room = self._by_room.get(room_id)
+        if in_room is not None:
+            in_room.pop(key, None)
+            if not in_room:
+                del self._by_room[room_id]
 
 
 def refusal(
@@ -90,6 +104,8 @@ def refusal(
 ) -> str | None:
     """The `error` frame that refuses the user's frame in the room (`writing`: a send or
     typing, which a mute refuses too; else a subscribe), or None: it may go on."""
+    if not board.any_in(room_id):
+        return None
     until = board.removed_until(room_id, user_id)
     if until is not None:
         return refused(REMOVED, slug, until, client_id=client_id)
