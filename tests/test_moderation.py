@@ -5,6 +5,7 @@ ends their sessions and tokens, only owners and admins moderate, and the log kee
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -13,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.exceptions import ConnectionClosed
 
 from chat_servers import PASSWORD, api_error
-from chatroom.domain.moderation import BANNED_CLOSE_CODE, Action
+from chatroom.domain.moderation import BANNED_CLOSE_CODE, MUTE, Action
 from chatroom.rooms.moderation_log import ModerationLog, record_action
+from chatroom.rooms.restrictions import RoomRestrictions
 from conftest import OpenSocket, SignUp, StartApp
 from ws_clients import ChatSocket
 
@@ -302,3 +304,35 @@ async def test_the_log_keeps_every_action_newest_first(
     with pytest.raises(ValueError, match="unknown moderation action"):
         async with engine.begin() as conn:
             await record_action(conn, "exile", actor_id=ids["olga"])
+
+
+async def test_a_mute_or_a_ban_whose_time_is_over_holds_no_more(
+    engine: AsyncEngine, chat_app: StartApp, signed_up: SignUp, chat_socket: OpenSocket
+) -> None:
+    node = await chat_app(settings=SETTINGS)
+    admin_http = await signed_up(node, "root")
+    owner, bob = await signed_up(node, "olga"), await signed_up(node, "bob")
+    await _den(owner, bob)
+    accounts, directory = node.state.accounts, node.state.rooms
+    root, olga = await accounts.find("root"), await accounts.find("olga")
+    target = await accounts.find("bob")
+    room = await directory.find("den")
+    assert room is not None
+    restrictions = RoomRestrictions(engine)
+    # Stored as SQL would hold one made an hour ago for an hour less a second.
+    past = int(time.time() * 1000) - 1000
+    ended = await restrictions.restrict(olga, room, target, MUTE, past, "")
+    await node.state.hub.restricted(ended)
+    assert await restrictions.in_force() == []
+    assert await restrictions.in_room(room) == []
+    socket = await chat_socket(node, bob)
+    await socket.subscribe("den")
+    assert (await _send(socket, "b1"))["type"] == "ack"
+
+    await accounts.bans.ban(root, target, past, "")
+    assert await accounts.bans.active(target.id) is None
+    users = (await admin_http.get("/api/admin/users", params={"q": "bob"})).json()["users"]
+    assert users[0]["banned"] is False
+    async with node.client() as again:
+        login = await again.post("/api/login", json={"username": "bob", "password": PASSWORD})
+        assert login.status_code == 200, login.text
