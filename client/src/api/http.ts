@@ -1,10 +1,13 @@
 import type {
+  AdminUserPage,
   MemberPage,
+  ModerationPage,
   Message,
   MessagePage,
   Room,
   RoomPage,
   RoomQuery,
+  RoomRestriction,
   ServerLimits,
   ServerStatus,
   User,
@@ -109,4 +112,30 @@ export const api = {
     ),
 
   adminStatus: () => request<ServerStatus>('GET', '/api/admin/status'),
+
+  roomRestrictions: (slug: string) =>
+    request<{ restrictions: RoomRestriction[] }>('GET', `${room(slug)}/moderation`),
+  /** Mute a user in the room (`mutes`) or remove them from it (`removals`) for a time. */
+  restrict: (slug: string, kind: 'mutes' | 'removals', username: string, durationS: number) =>
+    request<{ restriction: RoomRestriction }>('POST', `${room(slug)}/${kind}`, {
+      username,
+      duration_s: durationS,
+    }),
+  lift: (slug: string, kind: 'mutes' | 'removals', username: string) =>
+    request<void>('DELETE', `${room(slug)}/${kind}/${encodeURIComponent(username)}`),
+  adminUsers: (q: string, cursor: string | null) => {
+    const params = new URLSearchParams({ limit: '50' })
+    if (q !== '') params.set('q', q)
+    if (cursor !== null) params.set('cursor', cursor)
+    return request<AdminUserPage>('GET', `/api/admin/users?${params.toString()}`)
+  },
+  ban: (username: string, durationS: number | null, reason: string) =>
+    request<void>('POST', '/api/admin/bans', { username, duration_s: durationS, reason }),
+  unban: (username: string) =>
+    request<void>('DELETE', `/api/admin/bans/${encodeURIComponent(username)}`),
+  moderationLog: (before: number | null) =>
+    request<ModerationPage>(
+      'GET',
+      `/api/admin/moderation?limit=50${before === null ? '' : `&before=${before}`}`,
+    ),
 }

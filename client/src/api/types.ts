@@ -114,13 +114,55 @@ export type ServerFrame =
   | { type: 'resync'; room: string }
   | { type: 'read'; room: string; id: string }
   | { type: 'room'; event: RoomEventKind; room: Room }
+  /** You are muted in the room until `until` (null: no longer muted). */
+  | { type: 'muted'; room: string; until: string | null }
   | {
       type: 'error'
       code: string
       message: string
       client_id?: string
       retry_after_ms?: number
+      /** When a mute (`muted`) or a removal (`removed`) ends. */
+      until?: string
       /** The room of a refused subscribe, unsubscribe or typing frame, or the room whose
        *  subscription the server ended (forbidden, unavailable). */
       room?: string
     }
+
+/** A user as the admin page lists them. */
+export interface AdminUser extends User {
+  banned: boolean
+  /** When the ban ends; null: for good (or not banned). */
+  banned_until: string | null
+}
+
+export interface AdminUserPage {
+  users: AdminUser[]
+  next_cursor: string | null
+}
+
+export type ModerationAction = 'mute' | 'unmute' | 'remove' | 'unremove' | 'ban' | 'unban' | 'delete'
+
+export interface ModerationEntry {
+  id: number
+  action: ModerationAction
+  actor: User
+  target: User | null
+  room: string | null
+  message_id: string | null
+  reason: string
+  until: string | null
+  created_at: string
+}
+
+export interface ModerationPage {
+  entries: ModerationEntry[]
+  next_cursor: number | null
+}
+
+/** A mute or a removal in force in a room. */
+export interface RoomRestriction {
+  user: User
+  kind: 'mute' | 'remove'
+  until: string
+}

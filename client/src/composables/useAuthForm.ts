@@ -37,6 +37,9 @@ export function authFailure(error: unknown): AuthFailure {
       return { field: 'username', message: t('auth.taken') }
     case 401:
       return { field: null, message: t('auth.badCredentials') }
+    case 403:
+      if (error.code === 'banned') return { field: null, message: t('auth.banned') }
+      return { field: null, message: t('auth.failed', { message: error.message }) }
     case 429:
       return { field: null, message: t('auth.throttled', { seconds: error.retryAfter ?? 60 }) }
     case 422:

@@ -2,6 +2,7 @@ import type { ClientFrame, ServerFrame } from '@/api/types'
 import { backoffDelay } from '@/lib/backoff'
 import { useConnectionStore } from '@/stores/connection'
 import { useMessagesStore } from '@/stores/messages'
+import { useModerationStore } from '@/stores/moderation'
 import { useNotificationsStore } from '@/stores/notifications'
 import { usePresenceStore } from '@/stores/presence'
 import { useReadsStore } from '@/stores/reads'
@@ -12,6 +13,8 @@ export const PING_INTERVAL_MS = 25_000
 /** The server closed the socket because its session ended (a logout, "log out everywhere",
  * a password change on another device): reconnecting cannot help, signing in again can. */
 export const CLOSE_SIGNED_OUT = 4501
+/** The server closed the socket because an admin banned this user from the site. */
+export const CLOSE_BANNED = 4502
 
 /** The part of the browser's WebSocket we use; tests inject a fake. */
 export interface SocketLike {
@@ -60,6 +63,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
   const notifications = useNotificationsStore()
   const presence = usePresenceStore()
   const rooms = useRoomsStore()
+  const moderation = useModerationStore()
   const reads = useReadsStore()
   const session = useSessionStore()
 
@@ -97,6 +101,7 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     }
     current.onclose = (event) => {
       if (event.code === CLOSE_SIGNED_OUT) signedOut(current)
+      else if (event.code === CLOSE_BANNED) signedOut(current, event.reason || 'banned')
       else dropped(current)
     }
     current.onerror = () => {
@@ -120,11 +125,12 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
     reconnectTimer = setTimeout(connect, delay)
   }
 
-  /** The session ended on the server: stop, and let the session store start afresh. */
-  function signedOut(gone: SocketLike) {
+  /** The session ended on the server (or the user was banned: `banned`, the reason):
+   * stop, and let the session store start afresh. */
+  function signedOut(gone: SocketLike, banned: string | null = null) {
     if (gone !== socket) return
     stop()
-    session.sessionEnded()
+    session.sessionEnded(banned)
   }
 
   function detach(target: SocketLike) {
@@ -195,8 +201,16 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
       case 'room':
         rooms.roomEvent(frame.event, frame.room)
         break
+      case 'muted':
+        moderation.setMuted(frame.room, frame.until)
+        break
       case 'error':
-        if (frame.code === 'forbidden' && frame.room !== undefined) {
+        if (frame.code === 'muted' && frame.room !== undefined) {
+          moderation.setMuted(frame.room, frame.until ?? null)
+        }
+        if (frame.code === 'removed' && frame.room !== undefined && frame.client_id === undefined) {
+          rooms.removed(frame.room) // its subscription ended: like a removal from a private room
+        } else if (frame.code === 'forbidden' && frame.room !== undefined) {
           rooms.removed(frame.room) // (said once: its `room` frame may have come first)
         } else if (frame.client_id !== undefined) {
           messages.fail(frame.client_id, frame.code, frame.retry_after_ms ?? null)

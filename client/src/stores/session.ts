@@ -89,11 +89,14 @@ export const useSessionStore = defineStore('session', () => {
   }
 
   /** The server ended this session (logged out here or everywhere, or the password was
-   * changed on another device): start afresh at the sign-in page, saying why. */
-  function sessionEnded() {
+   * changed on another device; or an admin banned this user, `banned` saying why):
+   * start afresh at the sign-in page, saying why. */
+  function sessionEnded(banned: string | null = null) {
     if (user.value === null || signingOut) return
     user.value = null
-    window.location.assign('/signin?ended=1')
+    window.location.assign(
+      banned === null ? '/signin?ended=1' : '/signin?banned=1',
+    )
   }
 
   function isMe(other: User): boolean {

@@ -1,7 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
 import { api } from '@/api/http'
-import { CLOSE_SIGNED_OUT, PING_INTERVAL_MS, useChatSocket } from '@/composables/useChatSocket'
+import {
+  CLOSE_BANNED,
+  CLOSE_SIGNED_OUT,
+  PING_INTERVAL_MS,
+  useChatSocket,
+} from '@/composables/useChatSocket'
+import { useModerationStore } from '@/stores/moderation'
 import { useConnectionStore } from '@/stores/connection'
 import { ACK_TIMEOUT_MS, useMessagesStore } from '@/stores/messages'
 import { usePresenceStore } from '@/stores/presence'
@@ -133,6 +139,42 @@ describe('useChatSocket', () => {
     vi.advanceTimersByTime(60_000)
     expect(FakeSocket.instances).toHaveLength(count)
     expect(connection.state).toBe('idle')
+  })
+
+  it('signs a banned user out, saying so, without reconnecting', async () => {
+    const { connection } = await setup()
+    const ended = vi.spyOn(useSessionStore(), 'sessionEnded').mockImplementation(() => {})
+    FakeSocket.last.open()
+    const count = FakeSocket.instances.length
+    FakeSocket.last.drop(CLOSE_BANNED)
+
+    expect(ended).toHaveBeenCalledWith('banned')
+    vi.advanceTimersByTime(60_000)
+    expect(FakeSocket.instances).toHaveLength(count)
+    expect(connection.state).toBe('idle')
+  })
+
+  it('knows when this user is muted in a room, and when it ends', async () => {
+    await setup()
+    const moderation = useModerationStore()
+    FakeSocket.last.open()
+    const until = new Date(Date.now() + 60_000).toISOString()
+    FakeSocket.last.receive({ type: 'muted', room: 'lobby', until })
+    expect(moderation.mutedUntil).toEqual({ lobby: until })
+    FakeSocket.last.receive({ type: 'muted', room: 'lobby', until: null })
+    expect(moderation.mutedUntil).toEqual({})
+    // A send refused says it too; the mute lifts itself when its time is over.
+    FakeSocket.last.receive({
+      type: 'error',
+      code: 'muted',
+      message: 'you are muted',
+      room: 'lobby',
+      until,
+      client_id: 'c1',
+    })
+    expect(moderation.mutedUntil).toEqual({ lobby: until })
+    vi.advanceTimersByTime(60_001)
+    expect(moderation.mutedUntil).toEqual({})
   })
 
   it('starts the backoff again after a successful reconnect', async () => {

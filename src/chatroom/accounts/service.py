@@ -13,6 +13,7 @@ import logging
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatroom.accounts.bans import SiteBans
 from chatroom.accounts.passwords import Passwords
 from chatroom.accounts.sessions import SessionStore
 from chatroom.accounts.throttle import (
@@ -25,7 +26,8 @@ from chatroom.accounts.throttle import (
 )
 from chatroom.accounts.tokens import ApiToken, ApiTokens
 from chatroom.accounts.users_table import UsersTable, username_key
-from chatroom.domain.refusals import Forbidden, NotAuthenticated, Throttled
+from chatroom.domain.moderation import BANNED, until_text
+from chatroom.domain.refusals import Forbidden, NotAuthenticated, NotFound, Throttled
 from chatroom.domain.rooms import LOBBY
 from chatroom.domain.rules import (
     PASSWORD_MAX,
@@ -72,6 +74,7 @@ class Accounts:
             redis, idle_s=settings.session_idle_s, absolute_s=settings.session_absolute_s
         )
         self.tokens = ApiTokens(engine)
+        self.bans = SiteBans(engine)
         self.throttle = Throttle(redis)
         self._logins = LoginThrottle(
             redis,
@@ -130,9 +133,15 @@ class Accounts:
         if not await self.passwords.verify(stored.password_hash, password):
             raise bad_credentials()
         await self._logins.succeeded(account, address)
+        await self._refuse_banned(stored.user)
         if self.passwords.needs_rehash(stored.password_hash):
             await self.users.set_password_hash(stored.user.id, await self.passwords.hash(password))
         session_id = await self.sessions.create(stored.user)
+        # A ban stored after the check above but before the session was: the ban's
+        # `revoke_all` may have run before the session existed, so look once more.
+        if await self.bans.active(stored.user.id) is not None:
+            await self.sessions.revoke(session_id)
+            await self._refuse_banned(stored.user)
         log.info("user %s logged in", stored.user.username)
         return stored.user, session_id
 
@@ -171,6 +180,34 @@ class Accounts:
         await self.sessions.rename(user.id, shown)
         log.info("user %s changed their display name", user.username)
         return User(user.id, user.username, shown, user.is_admin)
+
+    async def _refuse_banned(self, user: User) -> None:
+        ban = await self.bans.active(user.id)
+        if ban is not None:
+            raise Forbidden(BANNED, f"this account is banned {until_text(ban.until_ms)}")
+
+    async def find(self, username: object) -> User:
+        """The user of this username (any case), or 404 `user_not_found`."""
+        if not isinstance(username, str) or not USERNAME.match(username):
+            raise NotFound("user_not_found", "there is no such user")
+        stored = await self.users.by_username(username)
+        if stored is None:
+            raise NotFound("user_not_found", f"there is no user {username!r}")
+        return stored.user
+
+    async def ban(self, actor: User, target: User, until_ms: int | None, reason: str) -> int:
+        """Ban `target` (SQL, with the log entry; their tokens deleted) and end every
+        session of theirs; returns how many ended. Their sockets: `Hub.banned`."""
+        await self.bans.ban(actor, target, until_ms, reason)
+        ended = await self.sessions.revoke_all(target.id)
+        log.info(
+            "user %s banned %s %s (%d sessions ended)",
+            actor.username,
+            target.username,
+            until_text(until_ms),
+            ended,
+        )
+        return ended
 
     async def logout(self, session_id: str) -> int | None:
         """End the session; returns its user's id, if it was a live session."""

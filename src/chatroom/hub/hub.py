@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from chatroom import redis_keys
-from chatroom.domain import frames
+from chatroom.domain import frames, moderation
 from chatroom.domain.events import Author, InvalidEvent, Message, decode_event
 from chatroom.domain.frames import CloseCode
 from chatroom.domain.stream_ids import StreamId
@@ -34,6 +34,8 @@ from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
 from chatroom.hub.node import RoomAccess, SignedIn
 from chatroom.hub.presence import PresenceBoard
+from chatroom.hub.restrictions import LoadRestrictions, RestrictionBoard
+from chatroom.hub.restrictions import now_ms as restricted_now_ms
 from chatroom.hub.session import Session
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
@@ -76,6 +78,7 @@ class Hub:
         writer: StreamWriter,
         history: History,
         read_marks: ReadMarks,
+        restrictions: LoadRestrictions | None = None,
     ) -> None:
         self.settings = settings
         self.read_marks = read_marks
@@ -87,6 +90,7 @@ class Hub:
         self.presence = PresenceBoard(redis, expiry_ms)
         self.sends = SendLimiter(settings.send_rate_per_s, settings.send_burst)
         self.typing = TypingGate(redis, settings.typing_interval_s)
+        self.restrictions = RestrictionBoard(restrictions)
         self.signals = RoomSignals(
             redis,
             blocking_redis,
@@ -94,6 +98,8 @@ class Hub:
             self._on_access_lost,
             self._on_signed_out,
             self._on_user_frame,
+            self._on_restricted,
+            self._on_banned,
         )
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
         # Names this node's wake-up stream; a socket's upgrade answer shows it (X-Chatroom-Node).
@@ -113,7 +119,11 @@ class Hub:
 
     async def start(self) -> None:
         await self._bus.start()
-        await self.signals.start()
+        await self.signals.start()  # before the load: no change falls between the two
+        try:
+            await self.restrictions.reload()
+        except STORE_ERRORS as exc:  # the heartbeat reads them again
+            log.warning("cannot read the room restrictions: %s", exc)
         await self.read_marks.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="hub-heartbeat")
         log.info("node %s started", self.node_id)
@@ -310,6 +320,48 @@ class Hub:
         except STORE_ERRORS as exc:  # the heartbeat asks again
             log.warning("cannot check a socket's session: %s", exc)
 
+    # Moderation: restrictions in rooms and bans, on every node at once.
+
+    async def restricted(self, restriction: moderation.Restriction) -> None:
+        """Tell every node of a restriction changed in SQL (an `until_ms` in the past:
+        lifted). Lost with Redis, the heartbeat's reload makes it up within a beat."""
+        self.restrictions.apply(restriction)  # this node at once, whatever Redis does
+        try:
+            await self.signals.publish_restricted(restriction)
+        except STORE_ERRORS as exc:
+            log.warning("could not announce a restriction in %s: %s", restriction.slug, exc)
+
+    def _on_restricted(self, restriction: moderation.Restriction) -> None:
+        self.restrictions.apply(restriction)
+        user_id, slug = restriction.user_id, restriction.slug
+        in_force = restriction.active(restricted_now_ms())
+        if restriction.kind == moderation.REMOVE:
+            if not in_force:
+                return
+            told = moderation.refused(moderation.REMOVED, slug, restriction.until_ms)
+            for session in list(self._sessions.values()):
+                if session.connection.user.id == user_id:
+                    session.removed(slug, told)
+            return
+        frame = moderation.muted(slug, restriction.until_ms if in_force else None)
+        for session in list(self._sessions.values()):
+            if session.connection.user.id == user_id:
+                session.connection.offer(frame)
+
+    async def banned(self, user_id: int, reason: str) -> None:
+        """Close every socket of a banned user, on every node, at once. Lost with Redis,
+        the heartbeat's session check closes them (their sessions are gone)."""
+        self._on_banned(user_id, reason)
+        try:
+            await self.signals.publish_banned(user_id, reason)
+        except STORE_ERRORS as exc:
+            log.warning("could not announce that user %s is banned: %s", user_id, exc)
+
+    def _on_banned(self, user_id: int, reason: str) -> None:
+        for session in list(self._sessions.values()):
+            if session.connection.user.id == user_id:
+                session.connection.close(moderation.BANNED_CLOSE_CODE, reason)
+
     # Heartbeat: presence and connection counts stay alive, dead nodes' users leave,
     # sessions and private rooms are checked again.
 
@@ -321,6 +373,10 @@ class Hub:
                 await self._beat_once()
             except STORE_ERRORS as exc:
                 log.warning("presence heartbeat failed: %s", exc)
+            try:
+                await self.restrictions.reload()
+            except STORE_ERRORS as exc:
+                log.warning("cannot read the room restrictions: %s", exc)
 
     async def _beat_once(self) -> None:
         sessions = list(self._sessions.values())

@@ -11,6 +11,7 @@ from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
 from chatroom.hub.limits import SendLimiter
 from chatroom.hub.presence import PresenceBoard
+from chatroom.hub.restrictions import RestrictionBoard
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.hub.typing import TypingGate
@@ -50,6 +51,8 @@ class Node(Protocol):
     def sends(self) -> SendLimiter: ...
     @property
     def typing(self) -> TypingGate: ...
+    @property
+    def restrictions(self) -> RestrictionBoard: ...
 
     def add_subscriber(self, subscription: Subscription) -> None:
         """Deliver the room's live messages to this subscription from now on."""

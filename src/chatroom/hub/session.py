@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 
-from chatroom.domain import frames
+from chatroom.domain import frames, moderation
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.domain.frames import CloseCode, ErrorCode, FrameError
 from chatroom.domain.rules import SUBSCRIBE_FRAME_COST
@@ -27,6 +27,7 @@ from chatroom.hub.limits import frame_bucket, wait_ms
 from chatroom.hub.node import Node, RoomAccess, SignedIn
 from chatroom.hub.presence import Presence
 from chatroom.hub.replies import SEND_WINDOW, Replies
+from chatroom.hub.restrictions import refusal
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.outages import STORE_ERRORS
 from chatroom.streams.writer import HeldBack, OutcomeUnknown
@@ -170,6 +171,12 @@ class Session:
         if room is None:
             replies.answer(_room_not_found(send.room, send.client_id))
             return
+        refused = refusal(
+            self._node.restrictions, room.id, room.slug, user.id, client_id=send.client_id
+        )
+        if refused is not None:  # muted or removed: a dict lookup, no SQL
+            replies.answer(refused)
+            return
         # A task's first step queues the append in the stream writer, and tasks start in
         # the order they are created: a sender's messages reach the stream in the order
         # they arrived, while the reader goes on to the next frame.
@@ -207,6 +214,10 @@ class Session:
             return
         self._typed_at[typing.room] = now
         user = self.connection.user
+        refused = refusal(self._node.restrictions, room.id, room.slug, user.id)
+        if refused is not None:
+            self.connection.offer(refused)
+            return
         if not await gate.claim(room.slug, user.id):
             return  # another socket of the user said it this interval
         await self._node.signals.publish(
@@ -237,6 +248,10 @@ class Session:
         room = await self._allowed_room(subscribe.room, fresh=True)
         if room is None:
             connection.offer(_room_not_found(subscribe.room))
+            return
+        refused = refusal(node.restrictions, room.id, room.slug, connection.user.id, writing=False)
+        if refused is not None:
+            connection.offer(refused)
             return
         slug = room.slug
         old = self._subscriptions.get(slug)
@@ -275,6 +290,9 @@ class Session:
             raise
         connection.offer(frames.subscribed(slug, last_id, online))
         subscription.announced = True
+        muted_until = node.restrictions.muted_until(room.id, connection.user.id)
+        if muted_until is not None:
+            connection.offer(moderation.muted(slug, muted_until))
         if since is None or lost:
             if lost:
                 connection.offer(frames.resync(slug))
@@ -311,15 +329,18 @@ class Session:
 
     # Subscriptions ending.
 
-    def _end_subscription(self, subscription: Subscription, code: str, why: str) -> None:
+    def _end_subscription(
+        self, subscription: Subscription, code: str, why: str, *, told: str | None = None
+    ) -> None:
         """End a subscription the client did not ask to end: not one more live message,
-        the client is told (an `error` with `code` and `why`, then `unsubscribed`), and
-        its presence in the room leaves. A subscription already ended is left alone."""
+        the client is told (an `error` with `code` and `why`, or `told`, then
+        `unsubscribed`), and its presence in the room leaves. A subscription already
+        ended is left alone."""
         slug = subscription.room.slug
         if self._subscriptions.get(slug) is not subscription:
             return
         self._drop(subscription)
-        self.connection.offer(frames.error(code, why, room=slug))
+        self.connection.offer(told or frames.error(code, why, room=slug))
         self.connection.offer(frames.unsubscribed(slug))
         self.connection.spawn(self._leave(slug), name=f"leave {slug}")
 
@@ -329,6 +350,13 @@ class Session:
         subscription = self._subscriptions.get(slug)
         if subscription is not None:
             self._end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(slug))
+
+    def removed(self, slug: str, told: str) -> None:
+        """Removed from the room by a moderator: as `access_lost`, told with `told`."""
+        self._allowed.pop(slug, None)
+        subscription = self._subscriptions.get(slug)
+        if subscription is not None:
+            self._end_subscription(subscription, moderation.REMOVED, "", told=told)
 
     async def recheck(self) -> None:
         """The heartbeat's check: a socket whose session ended closes (SIGNED_OUT), and a

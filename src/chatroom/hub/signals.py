@@ -1,12 +1,14 @@
 """Ephemeral room signals between app nodes, over Redis pub/sub.
 
-Four kinds: a frame for a room's subscribers (presence, typing); a frame for every socket
+Six kinds: a frame for a room's subscribers (presence, typing); a frame for every socket
 of one user, or of everyone (their read mark moved, their rooms changed: added, removed,
 joined, left, a new public room); "this user lost
 access to this room" (a member removed from a private room), on which every node ends
 that user's subscription at once; and "sessions of this user ended" (logout, logout
 everywhere, a password change), on which every node checks that user's sockets at once
-and closes those whose session is gone. Frames are never stored: a node that misses one
+and closes those whose session is gone; a user muted in or removed from a room (every node
+updates its `RestrictionBoard` and ends a removed user's subscriptions); and a user banned,
+whose sockets every node closes. Frames are never stored: a node that misses one
 (a reconnect to Redis) loses nothing that matters, since the online list is read from
 Redis with every `subscribed`, and a lost access or an ended session is found by the
 heartbeat's recheck anyway.
@@ -33,6 +35,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from chatroom import redis_keys
+from chatroom.domain.moderation import Restriction
 from chatroom.outages import Outage, first_line
 from chatroom.redis_client import READ_HANG_S
 from chatroom.redis_cluster import is_cluster, node_client, refresh_slots
@@ -51,6 +54,10 @@ OnAccessLost = Callable[[str, int], None]
 OnSignedOut = Callable[[int], None]
 # The user whose sockets get the frame (None: every socket), the frame's JSON text.
 OnUserFrame = Callable[[int | None, str], None]
+# A restriction in a room, changed (an `until_ms` in the past: lifted).
+OnRestricted = Callable[[Restriction], None]
+# The user banned from the site, and why their sockets close.
+OnBanned = Callable[[int, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +84,26 @@ class UserFrame:
     frame: str
 
 
+@dataclass(frozen=True, slots=True)
+class Banned:
+    user_id: int
+    reason: str
+
+
 class _Silent(Exception):
     """The pub/sub connection answered nothing, not even a PING."""
 
 
-def decode_signal(data: Any) -> RoomFrame | AccessLost | SignedOut | UserFrame | None:
+Signal = RoomFrame | AccessLost | SignedOut | UserFrame | Restriction | Banned
+
+
+def decode_signal(data: Any) -> Signal | None:
     try:
         obj = json.loads(data)
+        if "restricted" in obj:
+            return Restriction.from_json(obj["restricted"])
+        if "banned" in obj:
+            return Banned(int(obj["banned"]), str(obj["reason"]))
         if "to_user" in obj:
             to = obj["to_user"]
             return UserFrame(int(to) if to is not None else None, str(obj["frame"]))
@@ -111,6 +131,14 @@ def _ignore_user_frame(_user_id: int | None, _frame: str) -> None:
     return None
 
 
+def _ignore_restricted(_restriction: Restriction) -> None:
+    return None
+
+
+def _ignore_banned(_user_id: int, _reason: str) -> None:
+    return None
+
+
 class RoomSignals:
     def __init__(
         self,
@@ -120,6 +148,8 @@ class RoomSignals:
         on_access_lost: OnAccessLost = _ignore_access_lost,
         on_signed_out: OnSignedOut = _ignore_signed_out,
         on_user_frame: OnUserFrame = _ignore_user_frame,
+        on_restricted: OnRestricted = _ignore_restricted,
+        on_banned: OnBanned = _ignore_banned,
         *,
         ping_every_s: float = PING_EVERY_S,
         hang_s: float = READ_HANG_S,
@@ -130,6 +160,8 @@ class RoomSignals:
         self._on_access_lost = on_access_lost
         self._on_signed_out = on_signed_out
         self._on_user_frame = on_user_frame
+        self._on_restricted = on_restricted
+        self._on_banned = on_banned
         self._ping_every_s = ping_every_s
         self._hang_s = hang_s
         self._pubsub: PubSub | None = None
@@ -178,6 +210,14 @@ class RoomSignals:
 
     async def publish_signed_out(self, user_id: int) -> None:
         await self._publish(json.dumps({"signed_out": user_id}))
+
+    async def publish_restricted(self, restriction: Restriction) -> None:
+        payload = json.dumps({"restricted": restriction.as_json()}, ensure_ascii=False)
+        await self._redis.publish(self.channel, payload)
+
+    async def publish_banned(self, user_id: int, reason: str) -> None:
+        payload = json.dumps({"banned": user_id, "reason": reason}, ensure_ascii=False)
+        await self._redis.publish(self.channel, payload)
 
     async def _subscribe(self) -> PubSub:
         pubsub = await self._sharded_pubsub() if self._sharded else self._blocking.pubsub()
@@ -268,6 +308,10 @@ class RoomSignals:
                 self._on_signed_out(signal.user_id)
             elif isinstance(signal, UserFrame):
                 self._on_user_frame(signal.user_id, signal.frame)
+            elif isinstance(signal, Restriction):
+                self._on_restricted(signal)
+            elif isinstance(signal, Banned):
+                self._on_banned(signal.user_id, signal.reason)
             else:
                 self._on_signal(signal.slug, signal.frame, signal.skip_user)
         except Exception:

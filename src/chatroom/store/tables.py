@@ -138,3 +138,48 @@ api_tokens = sa.Table(
     sa.Index("ix_api_tokens_user_id", "user_id"),
     **MYSQL_TABLE,
 )
+
+# Moderation in a room: a user muted in it, or removed from it, until a time (one row per
+# user, room and kind; lifting a mute deletes its row). App nodes keep the rows that are
+# still in force in memory (hub/restrictions.py): the send path asks no SQL.
+room_restrictions = sa.Table(
+    "room_restrictions",
+    metadata,
+    sa.Column("room_id", sa.BigInteger(), sa.ForeignKey("rooms.id"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("until", Moment, nullable=False),
+    sa.Column("created_by", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.Index("ix_room_restrictions_until", "until"),
+    **MYSQL_TABLE,
+)
+
+# Users banned from the site, until a time (NULL: for good). Unbanning deletes the row.
+site_bans = sa.Table(
+    "site_bans",
+    metadata,
+    sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("until", Moment, nullable=True),
+    sa.Column("created_by", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", Moment, nullable=False),
+    **MYSQL_TABLE,
+)
+
+# Every moderation action, kept: who did what to whom, in which room, why, until when.
+moderation_log = sa.Table(
+    "moderation_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("actor_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("target_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("room_id", sa.BigInteger(), sa.ForeignKey("rooms.id"), nullable=True),
+    # The message a moderation delete removed (its stream id), if any.
+    sa.Column("message_id", sa.String(41), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("until", Moment, nullable=True),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.Index("ix_moderation_log_target_id", "target_id"),
+    **MYSQL_TABLE,
+)

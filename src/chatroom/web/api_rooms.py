@@ -21,6 +21,7 @@ from chatroom.domain.users import User
 from chatroom.history import PAGE_MAX
 from chatroom.hub import presence
 from chatroom.hub.subscription import RoomRef
+from chatroom.web.api_moderation import refuse_if_removed, refuse_removed_member
 from chatroom.web.dependencies import CurrentUser, State
 from chatroom.web.room_views import room_view, room_views
 from chatroom.web.schemas import (
@@ -130,6 +131,7 @@ async def get_room(slug: str, user: CurrentUser, state: State) -> dict[str, obje
 )
 async def join_room(slug: str, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
+    refuse_if_removed(state, room, user)
     if await state.rooms.join(user, room):
         view = await room_view(state, user, room, joined=True)
         await state.hub.tell_user(user.id, frames.room_event(RoomEvent.JOINED, view))
@@ -197,6 +199,8 @@ async def _count_member_change(state: AppState, user: User) -> None:
 async def add_member(slug: str, body: MemberRequest, user: CurrentUser, state: State) -> Response:
     room = await state.rooms.require_visible(user, slug)
     await _count_member_change(state, user)
+    if room.owner_id == user.id:
+        await refuse_removed_member(state, room, body.username)
     added = await state.rooms.add_member(user, room, body.username)
     if added is not None:  # the new member's room list shows it at once
         view = room.as_json(online=0, joined=True, owned=False)

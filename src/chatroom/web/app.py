@@ -27,7 +27,7 @@ from chatroom.settings import Settings
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.streams.writer import StreamWriter
-from chatroom.web import api_accounts, api_dms, api_operations, api_rooms, ws
+from chatroom.web import api_accounts, api_dms, api_moderation, api_operations, api_rooms, ws
 from chatroom.web.body_limit import BodyLimitMiddleware
 from chatroom.web.client import DIST, WebClient
 from chatroom.web.errors import install_error_handlers
@@ -109,6 +109,7 @@ def create_app(
     app.include_router(api_accounts.router)
     app.include_router(api_rooms.router)
     app.include_router(api_dms.router)
+    app.include_router(api_moderation.router)
     app.include_router(api_operations.router)
     app.include_router(ws.router)  # /ws, the realtime endpoint
     client.mount(app)

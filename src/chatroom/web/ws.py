@@ -34,6 +34,7 @@ from chatroom.hub.transport import SharedText, TransportClosed
 from chatroom.outages import STORE_ERRORS
 from chatroom.redis_client import connect
 from chatroom.rooms.read_marks import ReadMarks
+from chatroom.rooms.restrictions import RoomRestrictions
 from chatroom.web.metrics import WS_UPGRADES_REFUSED
 from chatroom.web.origins import origin_allowed
 from chatroom.web.state import AppState, app_state
@@ -161,6 +162,7 @@ async def running_hub(state: AppState) -> AsyncIterator[Hub]:
         writer=state.writer,
         history=state.history,
         read_marks=ReadMarks(state.engine, flush_s=state.settings.read_mark_flush_s),
+        restrictions=RoomRestrictions(state.engine).in_force,
     )
     try:
         await hub.start()
