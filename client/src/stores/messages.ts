@@ -2,7 +2,17 @@ import { defineStore } from 'pinia'
 import { computed, reactive, watch } from 'vue'
 
 import { ApiError, api } from '@/api/http'
-import type { ClientFrame, Message } from '@/api/types'
+import type { ClientFrame, Message, MessageChange } from '@/api/types'
+import { applyToRoom, mergeState, reactedWith, replyPreview } from '@/lib/messageChanges'
+import {
+  type OutgoingAction,
+  type OutgoingKind,
+  type OutgoingMessage,
+  kindOf,
+  outgoingFrame,
+  pendingReaction,
+  storedAction,
+} from '@/lib/outgoing'
 import { loadOutbox, saveOutbox } from '@/lib/outboxStorage'
 import { Resends } from '@/lib/resends'
 import { sendableBody } from '@/lib/rules'
@@ -25,38 +35,21 @@ export interface RoomTimeline {
   missing: boolean
 }
 
-/**
- * `queued`: written while the socket was down (or sent on a socket that dropped before the
- * ack): it goes, in order and with its client_id, as soon as the socket is back.
- * `pending`: on its way over a live socket. `failed`: the server refused it (or never
- * answered on a live socket), with a Retry button.
- */
-export type OutgoingStatus = 'queued' | 'pending' | 'failed'
-
-/** A message of ours the server has not acknowledged yet. */
-export interface OutgoingMessage {
-  clientId: string
-  room: string
-  body: string
-  /** When the user sent it (epoch ms), for display. */
-  createdAt: number
-  status: OutgoingStatus
-  /** Why it failed: an error code of the contract, or 'timeout'. */
-  error: string | null
-  retryAfterMs: number | null
-}
+export type { OutgoingMessage, OutgoingStatus } from '@/lib/outgoing'
 
 /** Message history per room, merged from HTTP pages and live frames, and our outbox. */
 export const useMessagesStore = defineStore('messages', () => {
   const timelines = reactive<Record<string, RoomTimeline>>({})
   const outbox = reactive<OutgoingMessage[]>([])
 
-  /** Ids per room, for deduplication (not reactive: it mirrors `timelines`). */
+  /** Ids per room (of messages, and of the changes applied), for deduplication (not
+   * reactive: it mirrors `timelines`). */
   const seen = new Map<string, Set<string>>()
   /**
    * Per room, the id up to which we hold the room's sequence without a hole: the `since`
    * of the next subscribe. It moves only with what the server delivers in order (the
-   * `subscribed` of a fresh subscription, then each `message` frame), never with an ack:
+   * `subscribed` of a fresh subscription, then each `message` frame and each change frame:
+   * edit, delete, react, unreact have stream ids of their own), never with an ack:
    * our own message can be acknowledged before others' earlier ones reach us, and a
    * disconnect in that window must not skip them.
    */
@@ -107,17 +100,30 @@ export const useMessagesStore = defineStore('messages', () => {
     if (current === undefined || compareIds(id, current) > 0) resumeFrom.set(room, id)
   }
 
-  /** Merges messages into a room's timeline in id order, skipping ids already there. */
-  function merge(room: string, incoming: Message[]) {
+  function seenIn(room: string): Set<string> {
     const ids = seen.get(room) ?? new Set<string>()
     seen.set(room, ids)
+    return ids
+  }
+
+  /**
+   * Merges messages into a room's timeline in id order. A message already there takes the
+   * state of the incoming copy (a history page: its edits, delete, reactions) unless what
+   * we hold is newer.
+   */
+  function merge(room: string, incoming: Message[]) {
+    const ids = seenIn(room)
+    const { messages } = timeline(room)
     const fresh = incoming.filter((message) => {
-      if (ids.has(message.id)) return false
-      ids.add(message.id)
-      return true
+      if (!ids.has(message.id)) {
+        ids.add(message.id)
+        return true
+      }
+      const held = messages.find((candidate) => candidate.id === message.id)
+      if (held !== undefined) mergeState(held, message)
+      return false
     })
     if (fresh.length === 0) return
-    const { messages } = timeline(room)
     fresh.sort((a, b) => compareIds(a.id, b.id))
     const newest = messages.at(-1)
     messages.push(...fresh)
@@ -147,21 +153,49 @@ export const useMessagesStore = defineStore('messages', () => {
     if (message.client_id && session.user && session.isMe(message.user)) settle(message.client_id)
   }
 
-  /** The server took our message: it is in the stream under `id`. */
+  /** Applies a change once (by its id) to the room's messages that it concerns. */
+  function apply(change: MessageChange) {
+    const ids = seenIn(change.room)
+    if (ids.has(change.id)) return
+    ids.add(change.id)
+    const mine = session.user !== null && session.isMe(change.user)
+    applyToRoom(timeline(change.room).messages, change, mine)
+  }
+
+  /** An edit, delete, react or unreact frame: live, or missed while we were away. */
+  function receiveChange(change: MessageChange) {
+    advance(change.room, change.id)
+    apply(change)
+    if (change.client_id && session.user && session.isMe(change.user)) settle(change.client_id)
+  }
+
+  /** The server took our message (or change): it is in the stream under `id`. */
   function acknowledge(clientId: string, id: string) {
     const entry = outbox.find((candidate) => candidate.clientId === clientId)
     if (entry === undefined) return
-    if (session.user) {
+    const user = session.user
+    const kind = kindOf(entry)
+    const createdAt = idTime(id).toISOString()
+    if (user !== null && kind === 'send') {
+      const quoted = timeline(entry.room).messages.find((message) => message.id === entry.replyTo)
       merge(entry.room, [
         {
           id,
           room: entry.room,
-          user: session.user,
+          user,
           body: entry.body,
-          created_at: idTime(id).toISOString(),
+          created_at: createdAt,
           client_id: clientId,
+          edited_at: null,
+          deleted: false,
+          reactions: [],
+          reply_to: entry.replyTo ?? null,
+          reply: quoted === undefined ? null : replyPreview(quoted),
         },
       ])
+    } else if (user !== null && entry.target !== undefined) {
+      const { room, target, body, emoji } = entry
+      apply({ type: kind as Exclude<OutgoingKind, 'send'>, id, room, target, user, body, emoji, created_at: createdAt })
     }
     settle(clientId)
   }
@@ -183,6 +217,12 @@ export const useMessagesStore = defineStore('messages', () => {
       return
     }
     resends.settle(clientId)
+    if (kindOf(entry) !== 'send') {
+      // A refused change has no place in the timeline: it is said once, and dropped.
+      settle(clientId)
+      connection.showNotice({ code: error, message: '', retryAfterMs })
+      return
+    }
     entry.status = 'failed'
     entry.error = error
     entry.retryAfterMs = retryAfterMs
@@ -216,12 +256,7 @@ export const useMessagesStore = defineStore('messages', () => {
     ackTimers.delete(entry.clientId)
     const sent =
       connection.state === 'live' &&
-      connection.transmit({
-        type: 'send',
-        room: entry.room,
-        body: entry.body,
-        client_id: entry.clientId,
-      })
+      connection.transmit(outgoingFrame(entry))
     if (!sent) {
       entry.status = 'queued'
       return
@@ -237,21 +272,52 @@ export const useMessagesStore = defineStore('messages', () => {
    * Sends a message, or queues it while the socket is down; it shows as pending (or queued)
    * until its ack. False if the body is not sendable.
    */
-  function send(room: string, body: string): boolean {
+  function send(room: string, body: string, replyTo?: string): boolean {
     const sendable = sendableBody(body, session.messageMaxChars)
     if (sendable === null) return false
+    enqueue({ room, body: sendable, ...(replyTo === undefined ? {} : { replyTo }) })
+    markRead(room)
+    return true
+  }
+
+  function enqueue(action: Omit<OutgoingAction, 'clientId' | 'createdAt'>) {
     outbox.push({
+      ...action,
       clientId: crypto.randomUUID(),
-      room,
-      body: sendable,
       createdAt: Date.now(),
       status: 'queued',
       error: null,
       retryAfterMs: null,
     })
     flushQueue()
-    markRead(room)
+  }
+
+  /** A new body for one of our messages; false if it is not sendable. */
+  function edit(message: Message, body: string): boolean {
+    const sendable = sendableBody(body, session.messageMaxChars)
+    if (sendable === null) return false
+    if (sendable !== message.body) {
+      enqueue({ kind: 'edit', room: message.room, target: message.id, body: sendable })
+    }
     return true
+  }
+
+  /** Deletes a message (ours; or anyone's as the room owner or an admin, with a reason). */
+  function remove(message: Message, reason = '') {
+    const why = reason.trim()
+    enqueue({ kind: 'delete', room: message.room, target: message.id, body: '', ...(why ? { reason: why } : {}) })
+  }
+
+  /** Whether our reaction with `emoji` is on (or on its way). */
+  function reacted(message: Message, emoji: string): boolean {
+    const pending = pendingReaction(outbox, message.id, emoji)
+    return pending === null ? reactedWith(message, emoji) : pending === 'react'
+  }
+
+  /** Adds our reaction with `emoji`, or takes it back. */
+  function toggleReaction(message: Message, emoji: string) {
+    const kind = reacted(message, emoji) ? 'unreact' : 'react'
+    enqueue({ kind, room: message.room, target: message.id, body: '', emoji })
   }
 
   /** Sends a failed message again, with the same client_id: the server stores it once. */
@@ -305,7 +371,8 @@ export const useMessagesStore = defineStore('messages', () => {
       outbox.push({ ...stored, status: 'queued', error: null, retryAfterMs: null })
     }
     watch(
-      () => outbox.map(({ clientId, room, body, createdAt }) => ({ clientId, room, body, createdAt })),
+      () =>
+        outbox.map(storedAction),
       (entries) => saveOutbox(userId, entries),
       { immediate: true },
     )
@@ -377,8 +444,9 @@ export const useMessagesStore = defineStore('messages', () => {
     return useReadsStore().counted(room).count
   }
 
+  /** Our messages (not changes) still on their way to the room. */
   function pendingIn(room: string): OutgoingMessage[] {
-    return outbox.filter((entry) => entry.room === room)
+    return outbox.filter((entry) => entry.room === room && kindOf(entry) === 'send')
   }
 
   /** Drops a room we left: a later visit starts from a fresh history page. */
@@ -397,9 +465,14 @@ export const useMessagesStore = defineStore('messages', () => {
     subscribeFrame,
     subscribed,
     receive,
+    receiveChange,
     acknowledge,
     fail,
     send,
+    edit,
+    remove,
+    reacted,
+    toggleReaction,
     retry,
     resendPending,
     connectionLost,
