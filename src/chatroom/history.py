@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from chatroom.domain.events import InvalidEvent, Message, decode_event
+from chatroom.domain.events import InvalidEvent, Message, MessageEvent, decode_event
 from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.entries import Entry
@@ -55,7 +55,10 @@ def _messages(slug: str, entries: list[Entry]) -> list[Message]:
             event = decode_event(slug, fields)
         except InvalidEvent:
             continue
-        found.append(Message(entry_id, slug, event.author, event.body, event.client_id))
+        if isinstance(event, MessageEvent):  # a change is applied to its message, not shown
+            found.append(
+                Message(entry_id, slug, event.author, event.body, event.client_id, event.reply_to)
+            )
     return found
 
 

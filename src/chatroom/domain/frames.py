@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chatroom.domain.events import Author, Message
+from chatroom.domain.changes import ChangeEvent
+from chatroom.domain.events import Author, Message, MessageEvent, StreamEvent
 from chatroom.domain.rules import (
     CLIENT_ID,
     CLIENT_ID_RULE,
@@ -279,6 +280,19 @@ def unsubscribed(room: str) -> str:
 
 def message(msg: Message) -> str:
     return _dump({"type": "message", **msg.as_json()})
+
+
+def entry_frame(event_id: StreamId, event: StreamEvent) -> str:
+    """The frame of a stream entry: a message, or a change to one."""
+    if isinstance(event, MessageEvent):
+        return message(
+            Message(event_id, event.room, event.author, event.body, event.client_id, event.reply_to)
+        )
+    return change(event_id, event)
+
+
+def change(event_id: StreamId, event: ChangeEvent) -> str:
+    return _dump(event.as_json(event_id))
 
 
 def ack(client_id: str, message_id: StreamId) -> str:
