@@ -29,7 +29,7 @@ from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.entries import Entry
 from chatroom.streams.epochs import Standing, StreamEpochs
-from chatroom.streams.snapshots import StreamSnapshot, holds, read_range
+from chatroom.streams.snapshots import StreamSnapshot, entry, holds, read_range
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,26 @@ class History:
     ) -> list[Message]:
         """Up to `limit` archived messages with after < id < before, oldest first."""
         return await self._archive.between(room_id, slug, after, before, limit)
+
+    async def find_message(self, room_id: int, slug: str, message_id: StreamId) -> Message | None:
+        """The room's message with this id (not a change: only messages are targets), from
+        the stream, else from SQL. In that order: an entry the stream no longer holds was
+        trimmed after its transaction committed, so SQL, read after, has it."""
+        fields = await entry(self._redis, slug, message_id)
+        if fields is not None:
+            try:
+                event = decode_event(slug, fields)
+            except InvalidEvent:
+                return None
+            if not isinstance(event, MessageEvent):
+                return None
+            return Message(
+                message_id, slug, event.author, event.body, event.client_id, event.reply_to
+            )
+        found = await self._archive.between(
+            room_id, slug, message_id.previous(), message_id.next(), 1
+        )
+        return found[0] if found else None
 
     async def contains(self, room_id: int, slug: str, message_id: StreamId) -> bool:
         """Whether the room has a message with this id, in the stream or in SQL."""

@@ -12,13 +12,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chatroom.domain.changes import ChangeEvent
+from chatroom.domain.changes import CHANGE_TYPES, DELETE, EDIT, ChangeEvent
 from chatroom.domain.events import Author, Message, MessageEvent, StreamEvent
 from chatroom.domain.rules import (
     CLIENT_ID,
     CLIENT_ID_RULE,
+    DELETE_REASON_MAX,
     RuleError,
     clean_body,
+    is_emoji,
     is_room_name,
 )
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
@@ -38,9 +40,14 @@ class ErrorCode:
     INVALID_CLIENT_ID = "invalid_client_id"  # not 1-64 printable ASCII characters
     INVALID_SINCE = "invalid_since"  # not a stream id like 1655188547271-0
     INVALID_ID = "invalid_id"  # a read's id is not a stream id
+    INVALID_TARGET = "invalid_target"  # target or reply_to is not a stream id
+    INVALID_EMOJI = "invalid_emoji"  # a reaction is not one emoji
+    INVALID_REASON = "invalid_reason"  # a delete's reason is not text of at most 500 chars
     # The room.
     ROOM_NOT_FOUND = "room_not_found"  # no such room, or a private room you are not in
     FORBIDDEN = "forbidden"  # the room exists and is visible, but this is not allowed
+    # An edit, delete, reaction or reply names no message of this room.
+    MESSAGE_NOT_FOUND = "message_not_found"
     # The server.
     RATE_LIMITED = "rate_limited"  # too many frames or sends: carries retry_after_ms
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # over the socket's subscriptions
@@ -99,6 +106,20 @@ class Send:
     room: str
     body: str  # already trimmed and checked
     client_id: str
+    reply_to: StreamId | None = None  # a message of the same room (checked by the hub)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An edit, delete, react or unreact of the message `target` (domain/changes.py)."""
+
+    type: str
+    room: str
+    client_id: str
+    target: StreamId
+    body: str | None = None  # edit: trimmed and checked
+    emoji: str | None = None  # react, unreact
+    reason: str | None = None  # delete
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +138,7 @@ class Read:
     id: StreamId  # the last message the user has read (the read mark moves only forward)
 
 
-ClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping | Read
+ClientFrame = Subscribe | Unsubscribe | Send | Change | Typing | Ping | Read
 
 
 def frame_too_big(frame: str | bytes, max_bytes: int) -> bool:
@@ -192,21 +213,95 @@ def _read(obj: dict[str, Any]) -> Read:
         ) from None
 
 
-def _send(obj: dict[str, Any], body_max_chars: int) -> Send:
+_A = {"send": "a send", "edit": "an edit", "delete": "a delete", "react": "a react"}
+_A["unreact"] = "an unreact"
+
+
+def _client_id(obj: dict[str, Any], kind: str) -> str:
     client_id = obj.get("client_id")
     if client_id is None:
-        raise FrameError(ErrorCode.MISSING_FIELD, "a send needs a client_id")
+        raise FrameError(ErrorCode.MISSING_FIELD, f"{_A[kind]} needs a client_id")
     if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
         raise FrameError(ErrorCode.INVALID_CLIENT_ID, f"client_id must be {CLIENT_ID_RULE}")
-    room = _room(obj, client_id)
+    return client_id
+
+
+def _body(obj: dict[str, Any], kind: str, client_id: str, body_max_chars: int) -> str:
     body = obj.get("body")
     if body is None:
-        raise FrameError(ErrorCode.MISSING_FIELD, "a send needs a body", client_id=client_id)
+        raise FrameError(
+            ErrorCode.MISSING_FIELD,
+            f"{_A[kind]} needs a body",
+            client_id=client_id,
+        )
     try:
-        cleaned = clean_body(body, body_max_chars)
+        return clean_body(body, body_max_chars)
     except RuleError as exc:
         raise FrameError(exc.code, exc.message, client_id=client_id) from None
-    return Send(room, cleaned, client_id)
+
+
+def _message_id(obj: dict[str, Any], key: str, client_id: str) -> StreamId:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise FrameError(
+            ErrorCode.INVALID_TARGET, f"{key} must be a message id string", client_id=client_id
+        )
+    try:
+        return StreamId.parse(value)
+    except InvalidStreamId:
+        raise FrameError(
+            ErrorCode.INVALID_TARGET,
+            f"{key} must be a message id like 1655188547271-0",
+            client_id=client_id,
+        ) from None
+
+
+def _send(obj: dict[str, Any], body_max_chars: int) -> Send:
+    client_id = _client_id(obj, "send")
+    room = _room(obj, client_id)
+    body = _body(obj, "send", client_id, body_max_chars)
+    reply_to = None
+    if obj.get("reply_to") is not None:
+        reply_to = _message_id(obj, "reply_to", client_id)
+    return Send(room, body, client_id, reply_to)
+
+
+def _change(kind: str, obj: dict[str, Any], body_max_chars: int) -> Change:
+    client_id = _client_id(obj, kind)
+    room = _room(obj, client_id)
+    if obj.get("target") is None:
+        raise FrameError(
+            ErrorCode.MISSING_FIELD,
+            f"{_A[kind]} needs a target",
+            client_id=client_id,
+        )
+    target = _message_id(obj, "target", client_id)
+    if kind == EDIT:
+        body = _body(obj, kind, client_id, body_max_chars)
+        return Change(kind, room, client_id, target, body=body)
+    if kind == DELETE:
+        reason = obj.get("reason")
+        if reason is not None:
+            if not isinstance(reason, str) or len(reason) > DELETE_REASON_MAX:
+                raise FrameError(
+                    ErrorCode.INVALID_REASON,
+                    f"reason must be text of at most {DELETE_REASON_MAX} characters",
+                    client_id=client_id,
+                )
+            try:
+                reason = clean_body(reason, DELETE_REASON_MAX) if reason.strip() else None
+            except RuleError as exc:
+                raise FrameError(
+                    ErrorCode.INVALID_REASON, exc.message, client_id=client_id
+                ) from None
+        return Change(kind, room, client_id, target, reason=reason)
+    emoji = obj.get("emoji")
+    if not is_emoji(emoji):
+        raise FrameError(
+            ErrorCode.INVALID_EMOJI, "emoji must be one emoji, like 👍", client_id=client_id
+        )
+    assert isinstance(emoji, str)
+    return Change(kind, room, client_id, target, emoji=emoji)
 
 
 def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFrame:
@@ -217,6 +312,8 @@ def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFram
         raise FrameError(ErrorCode.MISSING_FIELD, "a frame needs a type")
     if kind == "send":
         return _send(obj, body_max_chars)
+    if kind in CHANGE_TYPES:
+        return _change(kind, obj, body_max_chars)
     if kind == "subscribe":
         return _subscribe(obj)
     if kind == "unsubscribe":
@@ -230,7 +327,8 @@ def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFram
     shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE,
-        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, typing, ping or read",
+        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, edit, delete, react, "
+        "unreact, typing, ping or read",
     )
 
 
