@@ -4,6 +4,8 @@ nodes (real Redis and SQL on both backends)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -40,10 +42,16 @@ def make_node(make_hub: HubFactory, engine: Any) -> HubFactory:
 async def change(transport: FakeTransport, **frame: Any) -> dict[str, Any]:
     """Push a change frame; its ack or error (by client_id)."""
     transport.push({"room": "lobby", **frame})
-    while True:
-        reply = await transport.next()
-        if reply["type"] in ("ack", "error") and reply.get("client_id") == frame["client_id"]:
-            return reply
+    async with asyncio.timeout(5):
+        while True:
+            for text in transport.sent:
+                reply: dict[str, Any] = json.loads(text)
+                if (
+                    reply["type"] in ("ack", "error")
+                    and reply.get("client_id") == frame["client_id"]
+                ):
+                    return reply
+            await asyncio.sleep(0.01)
 
 
 async def test_every_change_is_acked_and_fanned_out_in_order_on_two_nodes(
@@ -78,7 +86,10 @@ async def test_every_change_is_acked_and_fanned_out_in_order_on_two_nodes(
     # The shapes (checked on bob's node, two).
     fresh = two.connect(BOB)
     await subscribe(fresh, since=first)
-    replayed = [await fresh.next() for _ in range(len(steps) + 1)]
+    try:
+        replayed = [await fresh.next() for _ in range(len(steps) + 1)]
+    except TimeoutError:
+        raise AssertionError(fresh.sent) from None
     assert [f["type"] for f in replayed] == [
         "message",
         "edit",

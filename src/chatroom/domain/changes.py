@@ -80,6 +80,14 @@ class ChangeEvent:
         return frame
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeEntry:
+    """A change with its stream id: what a `since` replay delivers."""
+
+    id: StreamId
+    event: ChangeEvent
+
+
 def change_event(
     kind: str, room: str, author: Author, client_id: str, obj: dict[str, Any], *, strict: bool
 ) -> ChangeEvent:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from chatroom.domain.changes import CHANGE_TYPES, ChangeEvent, change_event
+from chatroom.domain.changes import CHANGE_TYPES, ChangeEntry, ChangeEvent, change_event
 from chatroom.domain.envelope import (
     ENVELOPE_VERSION,
     Author,
@@ -43,6 +43,7 @@ __all__ = [
     "NESTED_TOO_DEEP",
     "REPLY_PREVIEW_CHARS",
     "Author",
+    "ChangeEntry",
     "ChangeEvent",
     "InvalidEvent",
     "Message",
@@ -50,6 +51,7 @@ __all__ = [
     "MessageState",
     "Reaction",
     "ReplyPreview",
+    "RoomItem",
     "StreamEvent",
     "decode_event",
 ]
@@ -263,3 +265,5 @@ def _event(stream_room: str, obj: Any, *, strict: bool) -> StreamEvent:
 
 
 StreamEvent = MessageEvent | ChangeEvent
+# What a replay delivers: messages and the changes to them, by stream id.
+RoomItem = Message | ChangeEntry

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatroom.domain.changes import CHANGE_TYPES, DELETE, EDIT, ChangeEvent
-from chatroom.domain.events import Author, Message, MessageEvent, StreamEvent
+from chatroom.domain.events import Author, Message, MessageEvent, RoomItem, StreamEvent
 from chatroom.domain.rules import (
     CLIENT_ID,
     CLIENT_ID_RULE,
@@ -387,6 +387,13 @@ def entry_frame(event_id: StreamId, event: StreamEvent) -> str:
             Message(event_id, event.room, event.author, event.body, event.client_id, event.reply_to)
         )
     return change(event_id, event)
+
+
+def item(found: RoomItem) -> str:
+    """The frame of a message or a change read from history (a replay)."""
+    if isinstance(found, Message):
+        return message(found)
+    return change(found.id, found.event)
 
 
 def change(event_id: StreamId, event: ChangeEvent) -> str:

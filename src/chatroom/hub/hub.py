@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from chatroom.domain import frames
-from chatroom.domain.events import Author, InvalidEvent, Message, decode_event
+from chatroom.domain.events import Author, InvalidEvent, RoomItem, decode_event
 from chatroom.domain.frames import CloseCode
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
@@ -207,8 +207,8 @@ class Hub:
         self._fan_out(slug, items)
         self.stats.fanout_lag_ms = max(0.0, time.time() * 1000 - entries[-1][0].ms)
 
-    def missed(self, slug: str, messages: list[Message]) -> None:
-        self._fan_out(slug, [(m.id, frames.message(m)) for m in messages])
+    def missed(self, slug: str, messages: list[RoomItem]) -> None:
+        self._fan_out(slug, [(m.id, frames.item(m)) for m in messages])
         self.stats.missed_delivered += len(messages)
 
     def lost(self, slug: str) -> None:
@@ -219,7 +219,7 @@ class Hub:
 
     async def archived(
         self, slug: str, after: StreamId, before: StreamId, limit: int
-    ) -> list[Message]:
+    ) -> list[RoomItem]:
         subscriptions = self._subscribers_by_slug.get(slug)
         if not subscriptions:
             return []  # no one here to give them to

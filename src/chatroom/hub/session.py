@@ -302,13 +302,17 @@ class Session:
         try:
             while True:
                 page = await node.history.page(
-                    room.id, room.slug, after=subscription.last_sent, limit=REPLAY_PAGE
+                    room.id,
+                    room.slug,
+                    after=subscription.last_sent,
+                    limit=REPLAY_PAGE,
+                    changes=True,
                 )
-                for message in page.messages:
+                for item in page.items():
                     await connection.wait_writable()
                     if connection.closing:
                         return
-                    subscription.replayed(message.id, frames.message(message))
+                    subscription.replayed(item.id, frames.item(item))
                     node.stats.messages_out += 1
                 if not page.has_more and subscription.go_live():
                     return
