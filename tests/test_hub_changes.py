@@ -18,6 +18,7 @@ from chatroom.hub.subscription import RoomRef
 from chatroom.store.counts import room_ids
 from conftest import HubFactory
 from fake_transport import FakeTransport, send, subscribe
+from test_archiver_support import Archivers
 
 ALICE = Author(1, "alice", "Alice")
 BOB = Author(2, "bob", "Bob")
@@ -158,3 +159,35 @@ async def test_a_resent_change_is_stored_once(make_node: HubFactory, redis: Redi
     twice = await change(alice, **frame)
     assert once["id"] == twice["id"]
     assert await redis.xlen(redis_keys.room_stream("lobby")) == 2
+
+
+async def test_since_replays_archived_changes_from_sql_with_no_gap(
+    make_node: HubFactory, redis: Redis, archivers: Archivers
+) -> None:
+    node = await make_node()
+    alice, bob = node.connect(ALICE), node.connect(BOB)
+    await subscribe(alice)
+    await subscribe(bob)
+    first = await send(alice, "one", "m1")
+    second = await send(bob, "two", "m2")
+    sent = [
+        await change(alice, type="edit", client_id="e1", target=first, body="one, edited"),
+        await change(bob, type="react", client_id="r1", target=first, emoji="🎉"),
+        await change(alice, type="delete", client_id="d1", target=first),
+    ]
+    await archivers.new(consumer="c1").drain()
+    # Trimmed: what follows is read from SQL (and the newest entries from the stream).
+    assert await redis.xlen(redis_keys.room_stream("lobby")) < 5
+    third = (await change(alice, type="send", client_id="m3", body="three"))["id"]
+    for since, expected in [
+        (first, [second, *(r["id"] for r in sent), third]),
+        (sent[0]["id"], [*(r["id"] for r in sent[1:]), third]),  # a cursor at a change
+    ]:
+        fresh = node.connect(BOB)
+        assert (await subscribe(fresh, since=since))["last_id"] == third
+        got = [await fresh.next() for _ in expected]
+        assert [f["id"] for f in got] == expected
+        assert [f["type"] for f in got][-4:] == ["edit", "react", "delete", "message"][
+            -len(expected) :
+        ]
+        assert not any(f["type"] == "resync" for f in got)
