@@ -26,6 +26,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from chatroom import history_state
 from chatroom.domain.changes import ChangeEntry
 from chatroom.domain.events import InvalidEvent, Message, MessageEvent, RoomItem, decode_event
 from chatroom.domain.stream_ids import ZERO, StreamId
@@ -235,6 +236,14 @@ class History:
         """Up to `limit` archived messages and changes with after < id < before, oldest
         first."""
         return await self._archive.items_between(room_id, slug, after, before, limit)
+
+    async def current(
+        self, room_id: int, slug: str, page: list[Message], viewer: int | None
+    ) -> list[Message]:
+        """The page's messages as their changes left them (history_state.py)."""
+        return await history_state.current(
+            self._redis, self._archive.engine, room_id, slug, page, viewer
+        )
 
     async def find_message(self, room_id: int, slug: str, message_id: StreamId) -> Message | None:
         """The room's message with this id (not a change: only messages are targets), from

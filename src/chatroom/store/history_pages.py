@@ -84,6 +84,10 @@ class ArchivedPages:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     async def before(
         self,
         room_id: int,
