@@ -75,7 +75,9 @@ async def archived_states(
                 author = Author(
                     row.user_id, row.username or "deleted", row.display_name or "deleted user"
                 )
-                found[message_id] = StoredState(author, folded, None if edited is None else edited.ms)
+                found[message_id] = StoredState(
+                    author, folded, None if edited is None else edited.ms
+                )
             present = (
                 await conn.execute(
                     sa.select(
