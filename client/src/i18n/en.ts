@@ -162,6 +162,10 @@ export const en = {
     invalid_usernames: 'Give 1 to 7 usernames besides yours',
     removed_from_room: 'You were removed from {message}',
     timeout: 'No answer from the server',
+    message_not_found: 'That message is not in this room any more',
+    invalid_emoji: 'That is not one emoji',
+    invalid_target: 'That message cannot be changed',
+    invalid_reason: 'The reason is too long',
   },
   account: {
     title: 'Account',

@@ -164,6 +164,10 @@ export const zhCN: LocaleMessages = {
     invalid_usernames: '请填写 1 到 7 个其他人的用户名',
     removed_from_room: '你已被移出 {message}',
     timeout: '服务器没有响应',
+    message_not_found: '这条消息已不在此房间',
+    invalid_emoji: '这不是一个表情',
+    invalid_target: '这条消息无法修改',
+    invalid_reason: '原因太长',
   },
   account: {
     title: '账号',
