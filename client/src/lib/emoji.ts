@@ -63,19 +63,21 @@ export const EMOJI_LIST: readonly EmojiEntry[] = (() => {
 export const emojiLabel = (entry: EmojiEntry) => entry.name.replaceAll('_', ' ')
 
 /**
- * The emoji whose names match a search: names starting with it first, then names holding
- * it (`heart` finds ❤️ before 😍). Spaces match underscores; case does not matter.
+ * The emoji whose names match a search: the name itself first, then names starting with
+ * it, then names holding it (`heart` finds ❤️ before 😍). Spaces match underscores; case does not matter.
  */
 export function searchEmoji(query: string, limit = 48): EmojiEntry[] {
   const needle = query.trim().toLowerCase().replace(/^:|:$/g, '').replaceAll(' ', '_')
   if (needle === '') return EMOJI_LIST.slice(0, limit)
+  const exact: EmojiEntry[] = []
   const starts: EmojiEntry[] = []
   const holds: EmojiEntry[] = []
   for (const entry of EMOJI_LIST) {
-    if (entry.names.some((name) => name.startsWith(needle))) starts.push(entry)
+    if (entry.names.includes(needle)) exact.push(entry)
+    else if (entry.names.some((name) => name.startsWith(needle))) starts.push(entry)
     else if (entry.names.some((name) => name.includes(needle))) holds.push(entry)
   }
-  return [...starts, ...holds].slice(0, limit)
+  return [...exact, ...starts, ...holds].slice(0, limit)
 }
 
 /** The name of an emoji (for a chip's label), or the emoji itself when it has none. */
