@@ -1,3 +1,4 @@
+import AxeBuilder from '@axe-core/playwright'
 import { expect, test, type Page } from '@playwright/test'
 
 import { createRoom, messageList, openRoom, send, signUp, unique, type Person } from './helpers'
@@ -146,6 +147,31 @@ test("the room's owner deletes someone else's message, with a reason", async () 
     await expect(item(page, 'spam spam')).toHaveCount(0)
     await expect(messageList(page).getByTestId('tombstone')).toHaveCount(2)
   }
+})
+
+/** Serious or critical axe violations on the page as it is. */
+async function axeViolations(page: Page): Promise<string[]> {
+  const results = await new AxeBuilder({ page })
+    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'])
+    .analyze()
+  return results.violations
+    .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+    .map((violation) => `${violation.id}: ${violation.nodes.map((node) => node.target.join(' ')).join(', ')}`)
+}
+
+test('the actions are reachable by keyboard; axe finds no serious issue with them or the picker', async () => {
+  const target = item(alice.page, 'agreed')
+  await target.focus()
+  await alice.page.keyboard.press('Tab') // into the reply quote, then the action bar
+  const toolbar = target.getByRole('toolbar', { name: 'Message actions' })
+  await toolbar.getByRole('button', { name: 'Add reaction' }).focus()
+  await expect(toolbar).toBeVisible()
+  await alice.page.keyboard.press('Enter')
+  await expect(alice.page.getByRole('searchbox', { name: 'Search emoji' })).toBeFocused()
+  expect(await axeViolations(alice.page)).toEqual([])
+  await alice.page.keyboard.press('Escape')
+  await expect(alice.page.getByTestId('emoji-picker')).toHaveCount(0)
+  await expect(toolbar.getByRole('button', { name: 'Add reaction' })).toBeFocused()
 })
 
 test('after a reload both see the same state, from the server', async () => {

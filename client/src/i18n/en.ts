@@ -118,7 +118,7 @@ export const en = {
     reactionMine: '{name}: {count}, including you',
     replyingTo: 'Replying to {name}',
     cancelReply: 'Cancel reply',
-    replyTo: 'In reply to {name}: {body}',
+    inReplyTo: 'In reply to',
     replyDeleted: 'The original message was deleted',
     emojiPicker: 'Pick a reaction',
     emojiSearch: 'Search emoji',

@@ -120,7 +120,7 @@ export const zhCN: LocaleMessages = {
     reactionMine: '{name}：{count}，包括你',
     replyingTo: '回复 {name}',
     cancelReply: '取消回复',
-    replyTo: '回复 {name}：{body}',
+    inReplyTo: '回复',
     replyDeleted: '原消息已删除',
     emojiPicker: '选择回应',
     emojiSearch: '搜索表情',
