@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import random
 import statistics
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from chatroom.archiver.batching import Delivery
 from chatroom.archiver.process import settle_heap
 from chatroom.archiver.service import Archiver
 from chatroom.archiver.sql_writes import BatchWriter
+from chatroom.domain.changes import ChangeEvent
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 from chatroom.redis_client import connect
@@ -45,7 +47,7 @@ from chatroom.store import migrate
 from chatroom.store.archive_writes import MESSAGE_COLUMNS, ArchivedMessage, create_writes_engine
 from chatroom.store.counts import room_ids
 from chatroom.store.database import create_engine, ensure_database
-from chatroom.store.tables import messages, metadata, rooms
+from chatroom.store.tables import message_events, messages, metadata, reactions, rooms
 from chatroom.streams.writer import StreamWriter
 
 ROOMS = [f"bench-{i:02d}" for i in range(50)]
@@ -76,6 +78,8 @@ async def reset_database(url: str) -> AsyncEngine:
 async def truncate_messages(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(sa.delete(messages))
+        await conn.execute(sa.delete(message_events))
+        await conn.execute(sa.delete(reactions))
 
 
 async def count_messages(engine: AsyncEngine) -> int:
@@ -84,19 +88,43 @@ async def count_messages(engine: AsyncEngine) -> int:
         return int((await conn.execute(query)).scalar_one())
 
 
-async def fill_backlog(redis: Redis, total: int) -> None:
-    """XADD `total` messages round-robin over the rooms, 5,000 per pipeline."""
+async def fill_backlog(redis: Redis, total: int, event_share: float = 0.0) -> int:
+    """XADD `total` entries round-robin over the rooms, 5,000 per pipeline; with
+    `event_share`, that share of them (after the first pipeline) are changes (edits,
+    reactions, unreactions in 2:2:1) to messages of an earlier pipeline in the same
+    room. Returns how many entries are messages."""
     await redis.sadd(redis_keys.ROOMS_WITH_STREAMS, *ROOMS)
-    sent = 0
+    rng = random.Random(12)
+    earlier: dict[str, list[StreamId]] = {}
+    sent = messages_sent = 0
     while sent < total:
+        kinds: list[tuple[str, bool]] = []
         async with redis.pipeline(transaction=False) as pipe:
             for i in range(sent, min(total, sent + 5000)):
                 room = ROOMS[i % len(ROOMS)]
-                body = f"message number {i}: the quick brown fox jumps over the lazy dog"
-                event = MessageEvent(room, AUTHOR, body, f"bench-{i}")
+                event: MessageEvent | ChangeEvent
+                targets = earlier.get(room)
+                if targets and rng.random() < event_share:
+                    target = rng.choice(targets)
+                    kind = rng.choice(["edit", "edit", "react", "react", "unreact"])
+                    if kind == "edit":
+                        body = f"edited {i}: the quick brown fox jumps over the lazy cat"
+                        event = ChangeEvent(kind, room, AUTHOR, target, f"bench-{i}", body=body)
+                    else:
+                        emoji = rng.choice(["👍", "🎉", "❤️"])
+                        event = ChangeEvent(kind, room, AUTHOR, target, f"bench-{i}", emoji=emoji)
+                else:
+                    body = f"message number {i}: the quick brown fox jumps over the lazy dog"
+                    event = MessageEvent(room, AUTHOR, body, f"bench-{i}")
+                kinds.append((room, isinstance(event, MessageEvent)))
                 pipe.xadd(redis_keys.room_stream(room), {"event": event.encode()})
-            await pipe.execute()
+            ids = await pipe.execute()
+        for (room, is_message), entry_id in zip(kinds, ids, strict=True):
+            if is_message:
+                messages_sent += 1
+                earlier.setdefault(room, []).append(StreamId.parse(entry_id))
         sent = min(total, sent + 5000)
+    return messages_sent
 
 
 async def archived_rows(engine: AsyncEngine) -> list[tuple[Any, ...]]:
@@ -125,6 +153,9 @@ async def blog_algorithm(
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     event = decode_event(room, fields)
+                    if not isinstance(event, MessageEvent):  # the blog knew no changes
+                        await redis.xack(key, "blog", entry_id)
+                        continue
                     row = ArchivedMessage(
                         ids[room], StreamId.parse(entry_id), 1, event.client_id, event.body
                     ).row()
@@ -255,7 +286,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
     say(f"filling {args.messages} messages over {len(ROOMS)} rooms ...")
     started = time.perf_counter()
-    await fill_backlog(redis, args.messages)
+    message_count = await fill_backlog(redis, args.messages, args.event_share)
+    result["changes"] = args.messages - message_count
+    result["event_share"] = args.event_share
     say(f"  filled in {time.perf_counter() - started:.1f} s")
 
     blog_n = min(args.messages, args.blog_messages)
@@ -275,8 +308,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     archived = sum(await asyncio.gather(*drains))  # --archivers share the backlog
     elapsed = time.perf_counter() - started
     stored = await count_messages(engine)
-    if archived != args.messages or stored != args.messages:
-        raise SystemExit(f"archived {archived}, stored {stored}, expected {args.messages}")
+    if archived != args.messages or stored != message_count:
+        raise SystemExit(
+            f"archived {archived} entries, stored {stored} messages, expected "
+            f"{args.messages} and {message_count}"
+        )
     result["rows_per_s"] = round(archived / elapsed, 1)
     result["drain_s"] = round(elapsed, 2)
     say(f"  {result['rows_per_s']} rows/s ({elapsed:.1f} s)")
@@ -310,6 +346,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=20_000,
         help="messages for the blog's loop (it is slow; rows/s does not depend on the count)",
+    )
+    parser.add_argument(
+        "--event-share",
+        type=float,
+        default=0.0,
+        help="share of the backlog's entries that are changes (edits, reactions), e.g. 0.2",
     )
     parser.add_argument("--rate", type=int, default=2000, help="messages/s for the latency run")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency run")

@@ -94,6 +94,10 @@ async def test_kill_9_at_a_failpoint_then_restart(
     traffic = Traffic(redis)
     await traffic.send("lobby", 300)
     await traffic.send("dev", 150)
+    # Changes in flight too: the batch killed holds some, applied exactly once after.
+    await traffic.change("lobby", 150, seed=1)
+    await traffic.change("dev", 60, seed=2)
+    await traffic.send("lobby", 50)
     env = _archive_env(backend, tmp_path, CHATROOM_FAILPOINT=point, CHATROOM_FAILPOINT_AFTER="2")
     code, err = await _run(python, env, "--once")
     assert code == -signal.SIGKILL, err
@@ -146,7 +150,9 @@ async def test_random_kill_loop_under_load(
 
     async def produce() -> None:
         while sending:
-            await traffic.send(rng.choice(rooms), rng.randint(5, 25))
+            room = rng.choice(rooms)
+            await traffic.send(room, rng.randint(5, 25))
+            await traffic.change(room, rng.randint(0, 8), seed=rng.randint(0, 2**31))
             await asyncio.sleep(0.01)
 
     producer = asyncio.create_task(produce())

@@ -5,6 +5,7 @@ test ends with."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,16 +22,19 @@ from chatroom import redis_keys
 from chatroom.archiver.failpoints import Failpoints
 from chatroom.archiver.pipeline import ArchivedHook
 from chatroom.archiver.service import Archiver
-from chatroom.domain.events import Author, MessageEvent
+from chatroom.domain.changes import ChangeEvent
+from chatroom.domain.events import Author, MessageEvent, StreamEvent
+from chatroom.domain.fold import fold
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
 from chatroom.settings import Settings
 from chatroom.store.counts import room_ids
 from chatroom.store.history_pages import ArchivedPages
-from chatroom.store.tables import dead_letters, messages, rooms
+from chatroom.store.tables import dead_letters, messages, reactions, rooms
 from chatroom.streams.writer import StreamWriter
 
 ALICE = Author(7, "alice", "Alice")
+BOB = Author(8, "bob", "Bob")
 # Bodies that catch encoding mistakes: accents, CJK, emoji, NUL, bidi, quotes, backslash.
 TRICKY = ["héllo", "你好，世界", "🎉👍🏽", "nul\x00inside", "\u202eevil", 'it\'s "q" \\ done']
 
@@ -132,6 +136,8 @@ class Traffic:
     def __init__(self, redis: Redis) -> None:
         self.writer = StreamWriter(redis, client_id_ttl_s=3600)
         self.sent: dict[str, dict[StreamId, tuple[str, str]]] = {}
+        # Every acknowledged entry (messages and changes) by room, for `fold`.
+        self.log: dict[str, dict[StreamId, StreamEvent]] = {}
         self._serial = 0
 
     async def send(self, room: str, count: int, body: str = "message") -> list[StreamId]:
@@ -152,7 +158,45 @@ class Traffic:
                 await asyncio.sleep(0.1)
         for event, result in zip(events, results, strict=True):
             self.sent.setdefault(room, {})[result.id] = (event.client_id, event.body)
+            self.log.setdefault(room, {})[result.id] = event
         return [r.id for r in results]
+
+    async def change(self, room: str, count: int, seed: int) -> list[StreamId]:
+        """`count` changes (edits, reactions, unreactions, a few deletes) by alice and
+        bob to messages sent before, one after the other (so in the stream's order)."""
+
+        rng = random.Random(seed)
+        targets = sorted(self.sent.get(room, {}))
+        done = []
+        for _ in range(count):
+            self._serial += 1
+            target = rng.choice(targets)
+            author = rng.choice([ALICE, BOB])
+            kind = rng.choices(["edit", "react", "unreact", "delete"], [4, 4, 2, 1])[0]
+            client_id = f"x-{self._serial}"
+            if kind == "edit":
+                author = ALICE  # the author of every message Traffic sends
+                event = ChangeEvent(
+                    kind, room, author, target, client_id, body=f"edit {self._serial} é"
+                )
+            elif kind == "delete":
+                event = ChangeEvent(
+                    kind, room, author, target, client_id, moderated=author != ALICE
+                )
+            else:
+                emoji = rng.choice(["👍", "🎉", "❤️"])
+                event = ChangeEvent(kind, room, author, target, client_id, emoji=emoji)
+            for attempt in range(20):
+                try:
+                    result = await self.writer.append(event)
+                    break
+                except RedisConnectionError:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.1)
+            self.log.setdefault(room, {})[result.id] = event
+            done.append(result.id)
+        return done
 
     def count(self) -> int:
         return sum(len(v) for v in self.sent.values())
@@ -173,6 +217,43 @@ async def archived_rows(engine: AsyncEngine, room: str) -> list[tuple[StreamId, 
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [(StreamId(r[0], r[1]), r[2], r[3]) for r in rows]
+
+
+async def archived_state(
+    engine: AsyncEngine, room: str
+) -> dict[StreamId, tuple[str, bool, set[tuple[int, str]]]]:
+    """Each archived message's body, whether deleted, and its reactions (none shown on
+    a deleted message), as SQL holds them."""
+    room_id = (await room_ids(engine))[room]
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(
+                    messages.c.stream_ms,
+                    messages.c.stream_seq,
+                    messages.c.body,
+                    messages.c.deleted_at,
+                ).where(messages.c.room_id == room_id)
+            )
+        ).all()
+        present = (
+            await conn.execute(
+                sa.select(
+                    reactions.c.message_ms,
+                    reactions.c.message_seq,
+                    reactions.c.user_id,
+                    reactions.c.emoji,
+                ).where(reactions.c.room_id == room_id, reactions.c.present == sa.true())
+            )
+        ).all()
+    state = {
+        StreamId(r.stream_ms, r.stream_seq): (r.body, r.deleted_at is not None, set()) for r in rows
+    }
+    for r in present:
+        found = state.get(StreamId(r.message_ms, r.message_seq))
+        if found is not None and not found[1]:
+            found[2].add((r.user_id, r.emoji))
+    return state
 
 
 async def dead_letter_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -196,9 +277,14 @@ async def assert_exactly_once(redis: Redis, engine: AsyncEngine, traffic: Traffi
     for room, sent in traffic.sent.items():
         rows = await archived_rows(engine, room)
         assert [r[0] for r in rows] == sorted(sent), f"{room}: archived ids differ from sent"
+        folded = fold(sorted(traffic.log.get(room, {}).items()))
         for stream_id, client_id, body in rows:
-            assert (client_id, body) == sent[stream_id]
-            assert body.encode("utf-8") == sent[stream_id][1].encode("utf-8")
+            assert (client_id, body) == (sent[stream_id][0], folded[stream_id].body)
+            assert body.encode("utf-8") == folded[stream_id].body.encode("utf-8")
+        if len(traffic.log.get(room, {})) > len(sent):  # changes were sent: their state
+            assert await archived_state(engine, room) == {
+                stream_id: (m.body, m.deleted, m.reacted()) for stream_id, m in folded.items()
+            }
         assert await pending_count(redis, room) == 0
         history = History(redis, ArchivedPages(engine))
         seen: list[StreamId] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 from bench.chaos.checker import check
-from bench.chaos.evidence import DeadLetter, Evidence, Row, StreamState
+from bench.chaos.evidence import ChangeRow, DeadLetter, Evidence, Row, StreamState
 from bench.chaos.ledger import ClientLog, Ledger, Resync, RoomView, Send
 
 ROOM = "lobby"
@@ -30,7 +30,7 @@ def send(ledger: Ledger, n: int, *, acked: bool = True, errors: tuple[str, ...] 
 
 
 def row(n: int, *, body: str | None = None) -> Row:
-    return Row(ROOM, mid(n), 7, f"c0-{n}", body or f"c0-{n} héllo 🙂", pk=n)
+    return Row(ROOM, mid(n), 7, f"c0-{n}", f"c0-{n} héllo 🙂" if body is None else body, pk=n)
 
 
 def viewer(ledger: Ledger, start: int, received: list[int], **extra: object) -> RoomView:
@@ -170,3 +170,53 @@ def test_a_late_copy_of_a_resend_is_dead_lettered_by_design() -> None:
     verdict = check(ledger, Evidence(rows=[first], dead_letters=letters), {})
     assert dict(verdict.counts) == {"ack_id_mismatch": 1}
     assert verdict.facts["late_copies_dead_lettered"] == 1
+
+
+def change(ledger: Ledger, n: int, kind: str, target: int, **extra: object) -> Send:
+    found = Send("c0", 7, ROOM, f"c0-{n}", str(extra.get("body", "")), first_sent_at=T0 + n / 1000)
+    found.attempts, found.id = 1, mid(n)
+    found.kind, found.target = kind, mid(target)
+    found.emoji = extra.get("emoji")  # type: ignore[assignment]
+    ledger.sends[("c0", found.client_id)] = found
+    return found
+
+
+def kept(n: int, kind: str, target: int, **extra: object) -> ChangeRow:
+    body, emoji = extra.get("body"), extra.get("emoji")
+    return ChangeRow(ROOM, mid(n), kind, mid(target), 7, f"c0-{n}", body, emoji)  # type: ignore[arg-type]
+
+
+def test_changes_fold_into_the_final_state_and_each_acked_one_must_be_kept() -> None:
+    ledger = Ledger()
+    for n in (1, 2):
+        send(ledger, n)
+    change(ledger, 3, "edit", 1, body="new")
+    change(ledger, 4, "react", 1, emoji="👍")
+    change(ledger, 5, "delete", 2)
+    change(ledger, 6, "edit", 2, body="too late")
+    changes = [
+        kept(3, "edit", 1, body="new"),
+        kept(4, "react", 1, emoji="👍"),
+        kept(5, "delete", 2),
+        kept(6, "edit", 2, body="too late"),
+    ]
+    rows = [row(1, body="new"), row(2, body="")]
+    evidence = Evidence(
+        rows=rows,
+        changes=changes,
+        deleted={(ROOM, mid(2))},
+        reactions={(ROOM, mid(1), 7, "👍")},
+    )
+    verdict = check(ledger, evidence, {})
+    assert verdict.clean, verdict.violations
+    assert verdict.facts["changes_acked"] == 4
+    # The edit lost: SQL still has the old body; and the reaction was never applied.
+    lost = Evidence(rows=[row(1), row(2, body="")], changes=changes[1:], deleted={(ROOM, mid(2))})
+    assert kinds(ledger, lost) == {"change_lost": 1, "change_state_mismatch": 1}
+    # An edit applied after the delete would resurrect a body.
+    resurrected = Evidence(
+        rows=[row(1, body="new"), row(2, body="too late")],
+        changes=changes,
+        reactions={(ROOM, mid(1), 7, "👍")},
+    )
+    assert kinds(ledger, resurrected) == {"corrupted": 1, "change_state_mismatch": 1}

@@ -49,7 +49,7 @@ def test_a_direct_conversations_messages_decode_and_so_are_archived() -> None:
         ({b"event": b"\xff\xfe"}, "not UTF-8"),
         ({b"other": b"{}"}, "no 'event' field"),
         (_fields(_valid(v=2)), "unknown envelope version"),
-        (_fields(_valid(type="edit")), "unknown event type"),
+        (_fields(_valid(type="rename")), "unknown event type"),
         (_fields(_valid(room="other")), "does not match its stream"),
         (_fields(_valid(user="alice")), "'user' must be an object"),
         (_fields(_valid(user={"id": "1", "username": "alice", "display_name": "A"})), "user.id"),

@@ -140,6 +140,7 @@ def test_server_frames_have_the_contract_shape() -> None:
         "body": "hi",
         "created_at": "2026-01-01T12:00:00.123Z",
         "client_id": "c1",
+        "reply_to": None,
     }
     assert json.loads(frames.ack("c1", StreamId(5, 2))) == {
         "type": "ack",

@@ -90,6 +90,11 @@ async def test_history_pages_across_stream_and_sql(
         "body": "new 24",
         "created_at": message["created_at"],
         "client_id": "n-24",
+        "reply_to": None,
+        "edited_at": None,
+        "deleted": False,
+        "reactions": [],
+        "reply": None,
     }
     ms = int(every_id[-1].split("-")[0])
     assert message["created_at"].endswith(f".{ms % 1000:03d}Z")

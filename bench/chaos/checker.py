@@ -16,6 +16,8 @@ What is proved (PRODUCT.md section 4):
   the HTTP reload after a `resync` (`gaps`); it caught up by the end (`stalled`);
 - a `resync` only after Redis may have lost a stream's tail (`unjustified_resync`);
 - nothing pending or undelivered in any stream (`backlog_left`);
+- changes (edits, deletes, reactions): see changes_check.py, down to the final state of
+  every message equal to the fold of the changes kept, in stream order;
 - dead letters are only the injected poison: a valid message dead-lettered is
   `dead_letters_valid`; a resend appended again after Redis forgot its client_id is a
   late copy (dead-lettered by design, counted apart); poison never becomes a row and is
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from bench.chaos.changes_check import State, check_changes, expected_states
 from bench.chaos.evidence import DeadLetter, Evidence, Row
 from bench.chaos.ledger import ACKED, FAILED, UNKNOWN, Ledger, RoomView, id_key
 
@@ -86,7 +89,9 @@ def check(
     for row in evidence.rows:
         by_sender.setdefault((row.room, row.user_id, row.client_id), []).append(row)
     in_streams = {(room, i) for room, state in evidence.streams.items() for i in state.ids}
-    _check_sends(ledger, verdict, by_id, by_sender, in_streams)
+    expected = expected_states(ledger, evidence)
+    _check_sends(ledger, verdict, by_id, by_sender, in_streams, expected)
+    check_changes(ledger, verdict, evidence, expected)
     _check_rows(ledger, verdict, evidence.rows, poison)
     room_ids = _room_sequences(evidence.rows)
     _check_deliveries(ledger, verdict, room_ids, set(by_id))
@@ -126,9 +131,12 @@ def _check_sends(
     by_id: dict[tuple[str, str], Row],
     by_sender: dict[tuple[str, int, str], list[Row]],
     in_streams: set[tuple[str, str]],
+    expected: dict[tuple[str, str], State],
 ) -> None:
     stored_unknown = 0
     for send in ledger.sends.values():
+        if send.kind != "send":  # a change: changes_check.py
+            continue
         stored = by_sender.get((send.room, send.user_id, send.client_id), [])
         where = {"client": send.client, "room": send.room, "client_id": send.client_id}
         if len(stored) > 1:
@@ -148,12 +156,14 @@ def _check_sends(
             if row is None:
                 verdict.add("lost", _at(send.id), id=send.id, attempts=send.attempts, **where)
                 continue
-            if (row.user_id, row.client_id, row.body) != (send.user_id, send.client_id, send.body):
+            # The body the changes SQL kept left it (the sent body without any).
+            body = expected[(row.room, row.id)][0]
+            if (row.user_id, row.client_id, row.body) != (send.user_id, send.client_id, body):
                 verdict.add("corrupted", _at(send.id), id=send.id, **where)
         elif outcome == UNKNOWN:
             if stored:
                 stored_unknown += 1
-                if stored[0].body != send.body:
+                if stored[0].body != expected[(stored[0].room, stored[0].id)][0]:
                     verdict.add("corrupted", _at(stored[0].id), id=stored[0].id, **where)
         elif outcome == FAILED and stored:
             verdict.add(

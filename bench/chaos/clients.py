@@ -38,6 +38,12 @@ HTTP_TIMEOUT_S = 10.0
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 40.0
 SLOW_READER_RCVBUF = 4096
+# The share of sends that are changes (issue 12) to one of the client's own acked
+# messages: edits, reactions, unreactions and deletes, in these proportions.
+CHANGE_SHARE = 0.15
+CHANGE_KINDS = (("edit", 4), ("react", 3), ("unreact", 2), ("delete", 1))
+CHANGE_FRAMES = frozenset({"edit", "delete", "react", "unreact"})
+EMOJI = ("👍", "🎉", "❤️")
 WORDS = ("hello", "héllo", "🙂", "中文字", "עברית", "\u200f", "naïve", "😀👍🏽", "x", "—", "Ωmega")
 
 
@@ -92,6 +98,7 @@ class ChatClient:
         self.in_flight: dict[str, Send] = {}
         self.unanswered: list[Send] = []  # lost answers, to resend on the next connection
         self.subscribed: dict[str, asyncio.Event] = {}
+        self.mine: dict[str, list[str]] = {}  # room -> ids of this client's acked messages
         self.tasks: set[asyncio.Task[None]] = set()
         for room in rooms:
             log.rooms.setdefault(room, RoomView())
@@ -193,6 +200,14 @@ class ChatClient:
                 body=message_body(self.rng, client_id),
                 first_sent_at=time.time(),
             )
+            if self.mine.get(room) and self.rng.random() < CHANGE_SHARE:
+                kinds, weights = zip(*CHANGE_KINDS, strict=True)
+                send.kind = self.rng.choices(kinds, weights)[0]
+                send.target = self.rng.choice(self.mine[room])
+                if send.kind in ("react", "unreact"):
+                    send.emoji = self.rng.choice(EMOJI)
+                if send.kind != "edit":
+                    send.body = ""
             self.ledger.sends[(self.log.name, client_id)] = send
             await self._send(ws, send)
 
@@ -200,7 +215,13 @@ class ChatClient:
         send.attempts += 1
         send.in_flight = True
         self.in_flight[send.client_id] = send
-        frame = {"type": "send", "room": send.room, "body": send.body, "client_id": send.client_id}
+        frame: dict[str, Any] = {"type": send.kind, "room": send.room, "client_id": send.client_id}
+        if send.kind in ("send", "edit"):
+            frame["body"] = send.body
+        if send.target is not None:
+            frame["target"] = send.target
+        if send.emoji is not None:
+            frame["emoji"] = send.emoji
         await ws.send(orjson.dumps(frame).decode())
 
     async def _read(self, ws: ClientConnection, base: str) -> None:
@@ -212,6 +233,11 @@ class ChatClient:
                 if view is not None:
                     view.received.append((frame["id"], self.epoch))
                     view.advance(frame["id"])
+            elif kind in CHANGE_FRAMES:
+                # A change: the cursor moves over it too (a change's id is a valid `since`).
+                view = self.log.rooms.get(frame["room"])
+                if view is not None:
+                    view.advance(frame["id"])
             elif kind == "ack":
                 send = self.in_flight.pop(frame["client_id"], None)
                 if send is not None:
@@ -221,6 +247,8 @@ class ChatClient:
                     send.acked_epoch = self.epoch
                     send.acked_attempt = send.attempts
                     self.ledger.acks.append(send)
+                    if send.kind == "send":
+                        self.mine.setdefault(send.room, []).append(send.id)
             elif kind == "error":
                 self._on_error(frame, ws)
             elif kind == "subscribed":

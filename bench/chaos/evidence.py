@@ -33,6 +33,20 @@ class Row:
 
 
 @dataclass(frozen=True)
+class ChangeRow:
+    """A change kept in `message_events`."""
+
+    room: str
+    id: str
+    type: str
+    target: str
+    user_id: int
+    client_id: str
+    body: str | None
+    emoji: str | None
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     room: str
     stream_id: str
@@ -55,6 +69,10 @@ class Evidence:
     rows: list[Row] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     streams: dict[str, StreamState] = field(default_factory=dict)
+    changes: list[ChangeRow] = field(default_factory=list)
+    deleted: set[tuple[str, str]] = field(default_factory=set)  # (room, message id)
+    # (room, message id, user id, emoji) of the reactions present
+    reactions: set[tuple[str, str, int, str]] = field(default_factory=set)
 
 
 async def read_sql(database_url: str) -> tuple[list[Row], list[DeadLetter]]:
@@ -82,6 +100,45 @@ async def read_sql(database_url: str) -> tuple[list[Row], list[DeadLetter]]:
     finally:
         await engine.dispose()
     return rows, letters
+
+
+async def read_changes(
+    database_url: str,
+) -> tuple[list[ChangeRow], set[tuple[str, str]], set[tuple[str, str, int, str]]]:
+    """The changes kept, the deleted messages and the reactions present."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(
+                text(
+                    "SELECT r.slug, e.stream_ms, e.stream_seq, e.type, e.target_ms, e.target_seq,"
+                    " e.user_id, e.client_id, e.body, e.emoji"
+                    " FROM message_events e JOIN rooms r ON r.id = e.room_id"
+                )
+            )
+            changes = [
+                ChangeRow(slug, f"{ms}-{seq}", kind, f"{tms}-{tseq}", int(user), cid, body, emoji)
+                for slug, ms, seq, kind, tms, tseq, user, cid, body, emoji in found
+            ]
+            found = await conn.execute(
+                text(
+                    "SELECT r.slug, m.stream_ms, m.stream_seq FROM messages m"
+                    " JOIN rooms r ON r.id = m.room_id WHERE m.deleted_at IS NOT NULL"
+                )
+            )
+            deleted = {(slug, f"{ms}-{seq}") for slug, ms, seq in found}
+            found = await conn.execute(
+                text(
+                    "SELECT r.slug, x.message_ms, x.message_seq, x.user_id, x.emoji"
+                    " FROM reactions x JOIN rooms r ON r.id = x.room_id WHERE x.present"
+                )
+            )
+            present = {
+                (slug, f"{ms}-{seq}", int(user), emoji) for slug, ms, seq, user, emoji in found
+            }
+    finally:
+        await engine.dispose()
+    return changes, deleted, present
 
 
 async def stream_state(redis: redis_asyncio.Redis, room: str) -> StreamState:
@@ -138,8 +195,9 @@ async def wait_drained(redis_url: str, rooms: list[str], timeout: float) -> tupl
 
 async def collect(redis_url: str, database_url: str, rooms: list[str]) -> Evidence:
     rows, letters = await read_sql(database_url)
+    changes, deleted, present = await read_changes(database_url)
     streams = await read_streams(redis_url, rooms)
-    return Evidence(rows, letters, streams)
+    return Evidence(rows, letters, streams, changes, deleted, present)
 
 
 def _text(value: object) -> str:

@@ -41,6 +41,11 @@ class Send:
     acked_epoch: int | None = None  # the connection that carried the acked attempt
     acked_attempt: int | None = None
     errors: list[str] = field(default_factory=list)
+    # A change (issue 12): `edit` (body: the new body), `delete`, `react`, `unreact`
+    # (emoji) of the message `target`; "send" for a message.
+    kind: str = "send"
+    target: str | None = None
+    emoji: str | None = None
 
     @property
     def outcome(self) -> str:

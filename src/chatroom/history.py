@@ -19,27 +19,41 @@ newest message when the stream is gone (`newest_id`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from chatroom.domain.events import InvalidEvent, Message, decode_event
+from chatroom import history_state
+from chatroom.domain.changes import ChangeEntry
+from chatroom.domain.events import InvalidEvent, Message, MessageEvent, RoomItem, decode_event
 from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.entries import Entry
 from chatroom.streams.epochs import Standing, StreamEpochs
-from chatroom.streams.snapshots import StreamSnapshot, holds, read_range
+from chatroom.streams.snapshots import StreamSnapshot, entry, holds, read_range
 
 log = logging.getLogger(__name__)
 
 PAGE_MAX = 200
+T = TypeVar("T", Message, RoomItem)
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
     messages: list[Message]  # oldest first
     has_more: bool  # older (latest or before=) or newer (after=) messages exist
+    # With `changes=True` (a replay): the changes among them, by stream id; the page's
+    # limit counts both.
+    changes: list[ChangeEntry] = field(default_factory=list)
+
+    def items(self) -> list[RoomItem]:
+        """Messages and changes in stream order."""
+        if not self.changes:
+            return list(self.messages)
+        return sorted([*self.messages, *self.changes], key=lambda item: item.id)
 
 
 # Ids between two exclusive bounds (a lower bound of None: from the very first).
@@ -48,20 +62,30 @@ Span = tuple[StreamId | None, StreamId]
 
 def _messages(slug: str, entries: list[Entry]) -> list[Message]:
     """Decoded messages of stream entries; undecodable ones are the archiver's to
-    dead-letter, never shown."""
-    found = []
+    dead-letter, never shown (nor are changes: they are applied to their message)."""
+    return [item for item in _items(slug, entries) if isinstance(item, Message)]
+
+
+def _items(slug: str, entries: list[Entry]) -> list[RoomItem]:
+    """Decoded messages and changes of stream entries."""
+    found: list[RoomItem] = []
     for entry_id, fields in entries:
         try:
             event = decode_event(slug, fields)
         except InvalidEvent:
             continue
-        found.append(Message(entry_id, slug, event.author, event.body, event.client_id))
+        if isinstance(event, MessageEvent):
+            found.append(
+                Message(entry_id, slug, event.author, event.body, event.client_id, event.reply_to)
+            )
+        else:
+            found.append(ChangeEntry(entry_id, event))
     return found
 
 
-def _merged(*groups: list[Message], newest_first: bool = False) -> list[Message]:
-    """The messages of every group in id order, each id once."""
-    by_id: dict[StreamId, Message] = {}
+def _merged(*groups: Sequence[T], newest_first: bool = False) -> list[T]:
+    """The items of every group in id order, each id once."""
+    by_id: dict[StreamId, T] = {}
     for group in groups:
         for message in group:
             by_id.setdefault(message.id, message)
@@ -111,11 +135,14 @@ class History:
         before: StreamId | None = None,
         after: StreamId | None = None,
         limit: int = 50,
+        changes: bool = False,
     ) -> Page:
+        """A page of messages; with `changes` (after= only: a replay), the changes to
+        messages too, in stream order with them."""
         if before is not None and after is not None:
             raise ValueError("before and after exclude each other")
         if after is not None:
-            return await self._newer(room_id, slug, after, limit)
+            return await self._newer(room_id, slug, after, limit, changes=changes)
         return await self._older(room_id, slug, before, limit)
 
     async def _older(self, room_id: int, slug: str, before: StreamId | None, limit: int) -> Page:
@@ -139,26 +166,43 @@ class History:
             bound = covered
         return Page(list(reversed(found[:limit])), has_more=len(found) > limit)
 
-    async def _newer(self, room_id: int, slug: str, after: StreamId, limit: int) -> Page:
-        found: list[Message] = []  # oldest first
+    async def _newer(
+        self, room_id: int, slug: str, after: StreamId, limit: int, *, changes: bool
+    ) -> Page:
+        found: list[RoomItem] = []  # oldest first
         bound = after
         while len(found) <= limit:
             want = limit + 1 - len(found)
             snap = await self._snapshot(slug, after=bound, before=None, count=want)
             # This step answers for the ids after `bound` up to `covered` (None: all).
             covered = None if snap.exhausted else snap.entries[-1][0]
-            archived: list[Message] = []
+            archived: list[RoomItem] = []
             for lower, upper in _archived_after(snap, bound):
-                rows = await self._archive.between(room_id, slug, lower or ZERO, upper, want)
+                rows: list[RoomItem] = []
+                if changes:
+                    rows += await self._archive.items_between(
+                        room_id, slug, lower or ZERO, upper, want
+                    )
+                else:
+                    rows += await self._archive.between(room_id, slug, lower or ZERO, upper, want)
                 archived += rows
                 if len(rows) == want:  # SQL may hold more above these
                     covered = rows[-1].id if covered is None else min(covered, rows[-1].id)
-            step = _merged(_messages(slug, snap.entries), archived)
+            streamed = _items(slug, snap.entries)
+            if not changes:
+                streamed = [item for item in streamed if isinstance(item, Message)]
+            step = _merged(streamed, archived)
             found += [m for m in step if covered is None or m.id <= covered]
             if covered is None:
                 break
             bound = covered
-        return Page(found[:limit], has_more=len(found) > limit)
+        found = found[: limit + 1]
+        page = found[:limit]
+        return Page(
+            [m for m in page if isinstance(m, Message)],
+            has_more=len(found) > limit,
+            changes=[c for c in page if isinstance(c, ChangeEntry)],
+        )
 
     async def _snapshot(
         self, slug: str, *, after: StreamId | None, before: StreamId | None, count: int
@@ -188,15 +232,45 @@ class History:
 
     async def archived_between(
         self, room_id: int, slug: str, after: StreamId, before: StreamId, limit: int
+    ) -> list[RoomItem]:
+        """Up to `limit` archived messages and changes with after < id < before, oldest
+        first."""
+        return await self._archive.items_between(room_id, slug, after, before, limit)
+
+    async def current(
+        self, room_id: int, slug: str, page: list[Message], viewer: int | None
     ) -> list[Message]:
-        """Up to `limit` archived messages with after < id < before, oldest first."""
-        return await self._archive.between(room_id, slug, after, before, limit)
+        """The page's messages as their changes left them (history_state.py)."""
+        return await history_state.current(
+            self._redis, self._archive.engine, room_id, slug, page, viewer
+        )
+
+    async def find_message(self, room_id: int, slug: str, message_id: StreamId) -> Message | None:
+        """The room's message with this id (not a change: only messages are targets), from
+        the stream, else from SQL. In that order: an entry the stream no longer holds was
+        trimmed after its transaction committed, so SQL, read after, has it."""
+        fields = await entry(self._redis, slug, message_id)
+        if fields is not None:
+            try:
+                event = decode_event(slug, fields)
+            except InvalidEvent:
+                return None
+            if not isinstance(event, MessageEvent):
+                return None
+            return Message(
+                message_id, slug, event.author, event.body, event.client_id, event.reply_to
+            )
+        found = await self._archive.between(
+            room_id, slug, message_id.previous(), message_id.next(), 1
+        )
+        return found[0] if found else None
 
     async def contains(self, room_id: int, slug: str, message_id: StreamId) -> bool:
-        """Whether the room has a message with this id, in the stream or in SQL."""
+        """Whether the room has a message (or a change: a client's cursor moves over them
+        too) with this id, in the stream or in SQL."""
         if await holds(self._redis, slug, message_id):
             return True
-        found = await self._archive.between(
+        found = await self._archive.items_between(
             room_id, slug, message_id.previous(), message_id.next(), 1
         )
         return bool(found)

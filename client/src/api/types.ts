@@ -59,12 +59,58 @@ export interface ServerLimits {
   message_max_chars: number
 }
 
+/** A reaction on a message: one emoji, how many people gave it, and whether we did. */
+export interface Reaction {
+  emoji: string
+  count: number
+  me: boolean
+}
+
+/** The message a reply quotes (a deleted one has an empty body). */
+export interface ReplyPreview {
+  id: string
+  user: User
+  /** Its first 200 characters. */
+  body: string
+  deleted: boolean
+}
+
 export interface Message {
   id: string
   room: string
   user: User
   body: string
   created_at: string
+  client_id?: string | null
+  /** Issue 12: when the body was last edited (null: never). */
+  edited_at?: string | null
+  /** Issue 12: a tombstone; its body is empty. */
+  deleted?: boolean
+  /** Issue 12: in the order of each emoji's first reaction. */
+  reactions?: Reaction[]
+  reply_to?: string | null
+  reply?: ReplyPreview | null
+}
+
+/** What happened to a message after it was sent: an entry of the room's stream of its own. */
+export type MessageChangeType = 'edit' | 'delete' | 'react' | 'unreact'
+
+export interface MessageChange {
+  type: MessageChangeType
+  /** Its own stream id: the resume cursor moves over it like over a message id. */
+  id: string
+  room: string
+  /** The id of the message it changes. */
+  target: string
+  /** Who did it (for a delete, who deleted). */
+  user: User
+  created_at: string
+  /** edit: the new body. */
+  body?: string
+  /** react, unreact: the emoji. */
+  emoji?: string
+  /** delete: by someone other than the author (the room owner or an admin). */
+  moderated?: boolean
   client_id?: string | null
 }
 
@@ -99,7 +145,10 @@ export interface ServerStatus {
 export type ClientFrame =
   | { type: 'subscribe'; room: string; since?: string }
   | { type: 'unsubscribe'; room: string }
-  | { type: 'send'; room: string; body: string; client_id: string }
+  | { type: 'send'; room: string; body: string; client_id: string; reply_to?: string }
+  | { type: 'edit'; room: string; client_id: string; target: string; body: string }
+  | { type: 'delete'; room: string; client_id: string; target: string; reason?: string }
+  | { type: 'react' | 'unreact'; room: string; client_id: string; target: string; emoji: string }
   | { type: 'typing'; room: string }
   | { type: 'ping' }
   | { type: 'read'; room: string; id: string }
@@ -107,6 +156,7 @@ export type ClientFrame =
 export type ServerFrame =
   | { type: 'subscribed'; room: string; last_id: string | null; online: User[] }
   | ({ type: 'message' } & Message)
+  | MessageChange
   | { type: 'ack'; client_id: string; id: string }
   | { type: 'presence'; room: string; user: User; state: 'join' | 'leave' }
   | { type: 'typing'; room: string; user: User }

@@ -179,6 +179,13 @@ export function useChatSocket(options: ChatSocketOptions = {}) {
         notifications.onMessage(frame, rooms.rooms.find((room) => room.slug === frame.room))
         presence.stopTyping(frame.room, frame.user)
         break
+      case 'edit':
+      case 'delete':
+      case 'react':
+      case 'unreact':
+        // Changes to messages: in the room's order, moving the resume point like messages.
+        messages.receiveChange(frame)
+        break
       case 'ack':
         messages.acknowledge(frame.client_id, frame.id)
         break

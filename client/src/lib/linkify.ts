@@ -7,10 +7,14 @@
 export type Segment = { kind: 'text'; text: string } | { kind: 'link'; text: string; href: string }
 
 const URL_PATTERN = /https?:\/\/[^\s<>"]+/gi
-const TRAILING_PUNCTUATION = /[.,;:!?'")\]}>]+$/
+// (`*` and `_` too: a link in **bold** or _italics_ ends before the closing marker.)
+const TRAILING_PUNCTUATION = new Set('.,;:!?\'")]}>*_')
 
 function trimTrailing(candidate: string): string {
-  let url = candidate.replace(TRAILING_PUNCTUATION, '')
+  // A loop from the end, not a regex ending in `+$`: that one backtracks quadratically.
+  let end = candidate.length
+  while (end > 0 && TRAILING_PUNCTUATION.has(candidate[end - 1]!)) end -= 1
+  let url = candidate.slice(0, end)
   // Keep a closing parenthesis that balances one inside the URL (wiki links).
   const rest = candidate.slice(url.length)
   if (rest.startsWith(')') && url.split('(').length > url.split(')').length) {
@@ -19,10 +23,13 @@ function trimTrailing(candidate: string): string {
   return url
 }
 
-function safeHref(text: string): string | null {
+/** The URL if it is an http(s) one (and, with `mailto`, a mailto: one); null for any other
+ * scheme (javascript:, data:...) or no URL at all. */
+export function safeHref(text: string, mailto = false): string | null {
   try {
     const url = new URL(text)
-    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null
+    const allowed = url.protocol === 'http:' || url.protocol === 'https:' || (mailto && url.protocol === 'mailto:')
+    return allowed ? url.href : null
   } catch {
     return null
   }

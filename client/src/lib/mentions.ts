@@ -27,7 +27,7 @@ export function mentions(body: string, username: string): boolean {
 }
 
 /** Splits a text segment at its mentions. */
-function splitMentions(text: string): Segment[] {
+export function splitMentions(text: string): Segment[] {
   const segments: Segment[] = []
   let cursor = 0
   for (const match of text.matchAll(MENTION)) {

@@ -1,15 +1,15 @@
 /**
- * The offline queue kept across a reload: this tab's unsent messages, per user, in
+ * The offline queue kept across a reload: this tab's unsent messages and changes, per user, in
  * sessionStorage (per tab, so two tabs never send each other's queue). Only what is needed
  * to send again: the client_id makes a resend of a message the server already took a no-op.
  */
 
-export interface StoredOutgoing {
-  clientId: string
-  room: string
-  body: string
-  createdAt: number
-}
+import type { OutgoingAction } from '@/lib/outgoing'
+
+export type StoredOutgoing = OutgoingAction
+
+const KINDS = new Set(['send', 'edit', 'delete', 'react', 'unreact'])
+const optionalString = (value: unknown) => value === undefined || typeof value === 'string'
 
 const key = (userId: number) => `chatroom.outbox.${userId}`
 
@@ -28,7 +28,12 @@ function isStored(value: unknown): value is StoredOutgoing {
     typeof entry.clientId === 'string' &&
     typeof entry.room === 'string' &&
     typeof entry.body === 'string' &&
-    typeof entry.createdAt === 'number'
+    typeof entry.createdAt === 'number' &&
+    (entry.kind === undefined || (typeof entry.kind === 'string' && KINDS.has(entry.kind))) &&
+    optionalString(entry.target) &&
+    optionalString(entry.emoji) &&
+    optionalString(entry.reason) &&
+    optionalString(entry.replyTo)
   )
 }
 

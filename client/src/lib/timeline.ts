@@ -14,6 +14,10 @@ export interface TimelineEntry {
   at: Date
   /** Set for our own messages still waiting for an ack (or failed). */
   clientId: string | null
+  /** The message shown (null while ours is on its way): its edits, delete, reactions. */
+  message: Message | null
+  /** The id of the message it replies to. */
+  replyTo: string | null
 }
 
 export type TimelineItem =
@@ -25,6 +29,7 @@ export interface OutgoingView {
   clientId: string
   body: string
   createdAt: number
+  replyTo?: string
 }
 
 const dayKey = (date: Date) => `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`
@@ -70,14 +75,22 @@ export function buildTimeline(
   for (const message of messages) {
     add(
       message.user,
-      { key: message.id, body: message.body, at: new Date(message.created_at), clientId: null },
+      {
+        key: message.id,
+        body: message.body,
+        at: new Date(message.created_at),
+        clientId: null,
+        message,
+        replyTo: message.reply_to ?? null,
+      },
       message.id === markerId,
     )
   }
   if (me !== null) {
     for (const entry of outgoing) {
       const at = new Date(entry.createdAt)
-      add(me, { key: entry.clientId, body: entry.body, at, clientId: entry.clientId }, false)
+      const { clientId, body } = entry
+      add(me, { key: clientId, body, at, clientId, message: null, replyTo: entry.replyTo ?? null }, false)
     }
   }
   return items

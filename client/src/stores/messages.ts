@@ -1,18 +1,18 @@
 import { defineStore } from 'pinia'
-import { computed, reactive, watch } from 'vue'
+import { reactive } from 'vue'
 
 import { ApiError, api } from '@/api/http'
-import type { ClientFrame, Message } from '@/api/types'
-import { loadOutbox, saveOutbox } from '@/lib/outboxStorage'
-import { Resends } from '@/lib/resends'
+import type { ClientFrame, Message, MessageChange } from '@/api/types'
+import { applyToRoom, mergeState, reactedWith, replyPreview } from '@/lib/messageChanges'
+import { type OutgoingKind, kindOf, pendingReaction } from '@/lib/outgoing'
 import { sendableBody } from '@/lib/rules'
 import { compareIds, idTime } from '@/lib/streamId'
 import { useConnectionStore } from '@/stores/connection'
+import { createOutbox } from '@/stores/outbox'
 import { useReadsStore } from '@/stores/reads'
 import { useSessionStore } from '@/stores/session'
 
-/** A send without an ack after this long is shown as failed, with a Retry button. */
-export const ACK_TIMEOUT_MS = 10_000
+export { ACK_TIMEOUT_MS } from '@/stores/outbox'
 const PAGE_SIZE = 50
 
 export interface RoomTimeline {
@@ -25,49 +25,42 @@ export interface RoomTimeline {
   missing: boolean
 }
 
-/**
- * `queued`: written while the socket was down (or sent on a socket that dropped before the
- * ack): it goes, in order and with its client_id, as soon as the socket is back.
- * `pending`: on its way over a live socket. `failed`: the server refused it (or never
- * answered on a live socket), with a Retry button.
- */
-export type OutgoingStatus = 'queued' | 'pending' | 'failed'
-
-/** A message of ours the server has not acknowledged yet. */
-export interface OutgoingMessage {
-  clientId: string
-  room: string
-  body: string
-  /** When the user sent it (epoch ms), for display. */
-  createdAt: number
-  status: OutgoingStatus
-  /** Why it failed: an error code of the contract, or 'timeout'. */
-  error: string | null
-  retryAfterMs: number | null
-}
+export type { OutgoingMessage, OutgoingStatus } from '@/lib/outgoing'
 
 /** Message history per room, merged from HTTP pages and live frames, and our outbox. */
 export const useMessagesStore = defineStore('messages', () => {
   const timelines = reactive<Record<string, RoomTimeline>>({})
-  const outbox = reactive<OutgoingMessage[]>([])
 
-  /** Ids per room, for deduplication (not reactive: it mirrors `timelines`). */
+  /** Ids per room (of messages, and of the changes applied), for deduplication (not
+   * reactive: it mirrors `timelines`). */
   const seen = new Map<string, Set<string>>()
   /**
    * Per room, the id up to which we hold the room's sequence without a hole: the `since`
    * of the next subscribe. It moves only with what the server delivers in order (the
-   * `subscribed` of a fresh subscription, then each `message` frame), never with an ack:
+   * `subscribed` of a fresh subscription, then each `message` frame and each change frame:
+   * edit, delete, react, unreact have stream ids of their own), never with an ack:
    * our own message can be acknowledged before others' earlier ones reach us, and a
    * disconnect in that window must not skip them.
    */
   const resumeFrom = new Map<string, string>()
   /** Rooms whose last subscribe carried `since`: their `subscribed` starts a replay. */
   const resuming = new Set<string>()
-  const ackTimers = new Map<string, ReturnType<typeof setTimeout>>()
   const latestLoads = new Map<string, Promise<void>>()
 
   const connection = useConnectionStore()
   const session = useSessionStore()
+  const {
+    outbox,
+    settle,
+    fail,
+    enqueue,
+    retry,
+    resendPending,
+    connectionLost,
+    restoreOutbox,
+    queuedCount,
+    pendingIn,
+  } = createOutbox()
 
   function timeline(room: string): RoomTimeline {
     timelines[room] ??= {
@@ -107,17 +100,30 @@ export const useMessagesStore = defineStore('messages', () => {
     if (current === undefined || compareIds(id, current) > 0) resumeFrom.set(room, id)
   }
 
-  /** Merges messages into a room's timeline in id order, skipping ids already there. */
-  function merge(room: string, incoming: Message[]) {
+  function seenIn(room: string): Set<string> {
     const ids = seen.get(room) ?? new Set<string>()
     seen.set(room, ids)
+    return ids
+  }
+
+  /**
+   * Merges messages into a room's timeline in id order. A message already there takes the
+   * state of the incoming copy (a history page: its edits, delete, reactions) unless what
+   * we hold is newer.
+   */
+  function merge(room: string, incoming: Message[]) {
+    const ids = seenIn(room)
+    const { messages } = timeline(room)
     const fresh = incoming.filter((message) => {
-      if (ids.has(message.id)) return false
-      ids.add(message.id)
-      return true
+      if (!ids.has(message.id)) {
+        ids.add(message.id)
+        return true
+      }
+      const held = messages.find((candidate) => candidate.id === message.id)
+      if (held !== undefined) mergeState(held, message)
+      return false
     })
     if (fresh.length === 0) return
-    const { messages } = timeline(room)
     fresh.sort((a, b) => compareIds(a.id, b.id))
     const newest = messages.at(-1)
     messages.push(...fresh)
@@ -126,19 +132,6 @@ export const useMessagesStore = defineStore('messages', () => {
     }
   }
 
-  /** Sends of unknown outcome (and those held back behind them) go again, in order. */
-  const resends = new Resends((due) => {
-    for (const entry of outbox) if (due.has(entry.clientId)) transmit(entry)
-  })
-
-  function settle(clientId: string) {
-    timedOutOnce.delete(clientId)
-    resends.settle(clientId)
-    clearTimeout(ackTimers.get(clientId))
-    ackTimers.delete(clientId)
-    const index = outbox.findIndex((entry) => entry.clientId === clientId)
-    if (index >= 0) outbox.splice(index, 1)
-  }
 
   /** A `message` frame: live, or missed while we were away; in the room's order. */
   function receive(message: Message) {
@@ -147,172 +140,92 @@ export const useMessagesStore = defineStore('messages', () => {
     if (message.client_id && session.user && session.isMe(message.user)) settle(message.client_id)
   }
 
-  /** The server took our message: it is in the stream under `id`. */
+  /** Applies a change once (by its id) to the room's messages that it concerns. */
+  function apply(change: MessageChange) {
+    const ids = seenIn(change.room)
+    if (ids.has(change.id)) return
+    ids.add(change.id)
+    const mine = session.user !== null && session.isMe(change.user)
+    applyToRoom(timeline(change.room).messages, change, mine)
+  }
+
+  /** An edit, delete, react or unreact frame: live, or missed while we were away. */
+  function receiveChange(change: MessageChange) {
+    advance(change.room, change.id)
+    apply(change)
+    if (change.client_id && session.user && session.isMe(change.user)) settle(change.client_id)
+  }
+
+  /** The server took our message (or change): it is in the stream under `id`. */
   function acknowledge(clientId: string, id: string) {
     const entry = outbox.find((candidate) => candidate.clientId === clientId)
     if (entry === undefined) return
-    if (session.user) {
+    const user = session.user
+    const kind = kindOf(entry)
+    const createdAt = idTime(id).toISOString()
+    if (user !== null && kind === 'send') {
+      const quoted = timeline(entry.room).messages.find((message) => message.id === entry.replyTo)
       merge(entry.room, [
         {
           id,
           room: entry.room,
-          user: session.user,
+          user,
           body: entry.body,
-          created_at: idTime(id).toISOString(),
+          created_at: createdAt,
           client_id: clientId,
+          edited_at: null,
+          deleted: false,
+          reactions: [],
+          reply_to: entry.replyTo ?? null,
+          reply: quoted === undefined ? null : replyPreview(quoted),
         },
       ])
+    } else if (user !== null && entry.target !== undefined) {
+      const { room, target, body, emoji } = entry
+      apply({ type: kind as Exclude<OutgoingKind, 'send'>, id, room, target, user, body, emoji, created_at: createdAt })
     }
     settle(clientId)
-  }
-
-  function fail(clientId: string, error: string, retryAfterMs: number | null = null) {
-    const entry = outbox.find((candidate) => candidate.clientId === clientId)
-    if (entry === undefined) return
-    clearTimeout(ackTimers.get(clientId))
-    ackTimers.delete(clientId)
-    // Maybe stored: it goes again by itself (same client_id), still shown as pending.
-    if (error === 'unknown_outcome' && resends.unknown(clientId)) {
-      entry.status = 'pending'
-      return
-    }
-    const index = outbox.indexOf(entry)
-    const behindOne = outbox.some((other, i) => i < index && resends.isWaiting(other.clientId))
-    if (error === 'unavailable' && behindOne) {
-      resends.heldBack(clientId) // not taken, behind one of ours that goes again first
-      return
-    }
-    resends.settle(clientId)
-    entry.status = 'failed'
-    entry.error = error
-    entry.retryAfterMs = retryAfterMs
-  }
-
-  /** Sends whose ack did not come on a socket we took for live, once (per client_id). */
-  const timedOutOnce = new Set<string>()
-
-  /**
-   * No ack in time on a socket that looked live: most often it is dead without having said
-   * so (a network that went away with no `offline` event, a half-open TCP connection). The
-   * first time, the socket is replaced (the send is queued and goes again on the new one,
-   * same client_id); a second time, the send is shown failed, with Retry.
-   */
-  function ackTimedOut(clientId: string) {
-    if (timedOutOnce.has(clientId)) {
-      timedOutOnce.delete(clientId)
-      fail(clientId, 'timeout')
-      return
-    }
-    timedOutOnce.add(clientId)
-    ackTimers.delete(clientId)
-    connection.reconnect()
-  }
-
-  /** Sends an entry over the live socket (pending, with an ack timer), or queues it. */
-  function transmit(entry: OutgoingMessage) {
-    entry.error = null
-    entry.retryAfterMs = null
-    clearTimeout(ackTimers.get(entry.clientId))
-    ackTimers.delete(entry.clientId)
-    const sent =
-      connection.state === 'live' &&
-      connection.transmit({
-        type: 'send',
-        room: entry.room,
-        body: entry.body,
-        client_id: entry.clientId,
-      })
-    if (!sent) {
-      entry.status = 'queued'
-      return
-    }
-    entry.status = 'pending'
-    ackTimers.set(
-      entry.clientId,
-      setTimeout(() => ackTimedOut(entry.clientId), ACK_TIMEOUT_MS),
-    )
   }
 
   /**
    * Sends a message, or queues it while the socket is down; it shows as pending (or queued)
    * until its ack. False if the body is not sendable.
    */
-  function send(room: string, body: string): boolean {
+  function send(room: string, body: string, replyTo?: string): boolean {
     const sendable = sendableBody(body, session.messageMaxChars)
     if (sendable === null) return false
-    outbox.push({
-      clientId: crypto.randomUUID(),
-      room,
-      body: sendable,
-      createdAt: Date.now(),
-      status: 'queued',
-      error: null,
-      retryAfterMs: null,
-    })
-    flushQueue()
+    enqueue({ room, body: sendable, ...(replyTo === undefined ? {} : { replyTo }) })
     markRead(room)
     return true
   }
 
-  /** Sends a failed message again, with the same client_id: the server stores it once. */
-  function retry(clientId: string) {
-    const entry = outbox.find((candidate) => candidate.clientId === clientId)
-    if (entry !== undefined) transmit(entry)
-  }
-
-  /**
-   * After a reconnect: the queue goes, in the order written, each with its client_id (a
-   * message whose ack the drop swallowed is stored once, and acked with its first id).
-   */
-  function resendPending() {
-    for (const entry of outbox) {
-      if (entry.status !== 'failed') transmit(entry)
+  /** A new body for one of our messages; false if it is not sendable. */
+  function edit(message: Message, body: string): boolean {
+    const sendable = sendableBody(body, session.messageMaxChars)
+    if (sendable === null) return false
+    if (sendable !== message.body) {
+      enqueue({ kind: 'edit', room: message.room, target: message.id, body: sendable })
     }
+    return true
   }
 
-  /**
-   * The socket dropped: a send without its ack has an unknown outcome, not a failure.
-   * It is queued again (no ack timer runs while there is no socket to answer).
-   */
-  function connectionLost() {
-    for (const entry of outbox) {
-      if (entry.status !== 'pending') continue
-      clearTimeout(ackTimers.get(entry.clientId))
-      ackTimers.delete(entry.clientId)
-      entry.status = 'queued'
-    }
+  /** Deletes a message (ours; or anyone's as the room owner or an admin, with a reason). */
+  function remove(message: Message, reason = '') {
+    const why = reason.trim()
+    enqueue({ kind: 'delete', room: message.room, target: message.id, body: '', ...(why ? { reason: why } : {}) })
   }
 
-  /** Sends what is queued, oldest first, while the socket is live (a no-op when it is not). */
-  function flushQueue() {
-    if (connection.state !== 'live') return
-    for (const entry of outbox) {
-      if (entry.status === 'queued') transmit(entry)
-    }
+  /** Whether our reaction with `emoji` is on (or on its way). */
+  function reacted(message: Message, emoji: string): boolean {
+    const pending = pendingReaction(outbox, message.id, emoji)
+    return pending === null ? reactedWith(message, emoji) : pending === 'react'
   }
 
-  /**
-   * Takes back this tab's queue after a reload (the messages not acknowledged when the
-   * page went away), and keeps the stored queue in step with the outbox from now on.
-   */
-  let persisting = false
-  function restoreOutbox(userId: number) {
-    if (persisting) return
-    persisting = true
-    const known = new Set(outbox.map((entry) => entry.clientId))
-    for (const stored of loadOutbox(userId)) {
-      if (known.has(stored.clientId)) continue
-      outbox.push({ ...stored, status: 'queued', error: null, retryAfterMs: null })
-    }
-    watch(
-      () => outbox.map(({ clientId, room, body, createdAt }) => ({ clientId, room, body, createdAt })),
-      (entries) => saveOutbox(userId, entries),
-      { immediate: true },
-    )
+  /** Adds our reaction with `emoji`, or takes it back. */
+  function toggleReaction(message: Message, emoji: string) {
+    const kind = reacted(message, emoji) ? 'unreact' : 'react'
+    enqueue({ kind, room: message.room, target: message.id, body: '', emoji })
   }
-
-  /** How many messages wait for the socket. */
-  const queuedCount = computed(() => outbox.filter((entry) => entry.status === 'queued').length)
 
   /** Loads the newest page of a room (once at a time) and merges it in. */
   function loadLatest(room: string): Promise<void> {
@@ -377,10 +290,6 @@ export const useMessagesStore = defineStore('messages', () => {
     return useReadsStore().counted(room).count
   }
 
-  function pendingIn(room: string): OutgoingMessage[] {
-    return outbox.filter((entry) => entry.room === room)
-  }
-
   /** Drops a room we left: a later visit starts from a fresh history page. */
   function forget(room: string) {
     delete timelines[room]
@@ -397,9 +306,14 @@ export const useMessagesStore = defineStore('messages', () => {
     subscribeFrame,
     subscribed,
     receive,
+    receiveChange,
     acknowledge,
     fail,
     send,
+    edit,
+    remove,
+    reacted,
+    toggleReaction,
     retry,
     resendPending,
     connectionLost,

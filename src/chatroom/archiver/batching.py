@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from chatroom.domain.events import EVENT_FIELD, InvalidEvent, MessageEvent, decode_event
+from chatroom.domain.events import EVENT_FIELD, ChangeEvent, InvalidEvent, StreamEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class Triage:
     """A batch split into what becomes a row, what becomes a dead letter, and the
     suspects: entries delivered more than `max_deliveries` times, archived apart."""
 
-    rows: list[tuple[Delivery, int, MessageEvent]] = field(default_factory=list)
+    rows: list[tuple[Delivery, int, StreamEvent]] = field(default_factory=list)
     dead: list[tuple[Delivery, str]] = field(default_factory=list)
     deleted: list[Delivery] = field(default_factory=list)
     suspects: list[Delivery] = field(default_factory=list)
@@ -103,7 +103,7 @@ def suspects_in_order(suspects: list[Delivery]) -> list[Delivery]:
     return sorted(suspects, key=lambda entry: (entry.deliveries, entry.room, entry.id))
 
 
-def fate(entry: Delivery, room_ids: dict[str, int]) -> tuple[int, MessageEvent] | str:
+def fate(entry: Delivery, room_ids: dict[str, int]) -> tuple[int, StreamEvent] | str:
     """One live entry's fate: (room id, event) for a row, or the dead-letter reason.
     Whatever goes wrong while looking at it is this entry's problem: a reason, never an
     error out of here."""
@@ -111,7 +111,10 @@ def fate(entry: Delivery, room_ids: dict[str, int]) -> tuple[int, MessageEvent] 
         room_id = room_ids.get(entry.room)
         if room_id is None:
             return f"unknown room {entry.room!r}: no such row in rooms"
-        return room_id, decode_event(entry.room, entry.fields)
+        event = decode_event(entry.room, entry.fields)
+        if isinstance(event, ChangeEvent) and event.target >= entry.id:
+            return f"target {event.target} is not a message before the {event.type}"
+        return room_id, event
     except InvalidEvent as exc:
         return f"invalid event: {exc}"
     except Exception as exc:
@@ -136,6 +139,10 @@ def triage(entries: list[Delivery], room_ids: dict[str, int], max_deliveries: in
         else:
             result.rows.append((entry, *found))
     return result
+
+
+def missing_target_reason(event: ChangeEvent) -> str:
+    return f"target message {event.target} of the {event.type} does not exist in {event.room}"
 
 
 def split_for_retry(items: list[T]) -> tuple[list[T], list[T]]:

@@ -34,14 +34,22 @@ from typing import Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom.archiver import metrics
-from chatroom.archiver.batching import Delivery, fate, suspects_in_order, triage
+from chatroom.archiver.batching import (
+    Delivery,
+    fate,
+    missing_target_reason,
+    suspects_in_order,
+    triage,
+)
 from chatroom.archiver.failpoints import Failpoints
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped
 from chatroom.archiver.sql_writes import BatchWriter, Row, dead_letter
 from chatroom.archiver.upkeep import Progress
+from chatroom.domain.events import MessageEvent, StreamEvent
 from chatroom.domain.stream_ids import StreamId
-from chatroom.store.archive_writes import ArchivedMessage, DeadLetter
+from chatroom.store.archive_writes import ArchivedMessage, DeadLetter, archived_ids
+from chatroom.store.change_writes import ArchivedChange
 from chatroom.store.counts import public_rooms, room_ids
 
 log = logging.getLogger(__name__)
@@ -172,18 +180,66 @@ class WritePipeline:
     async def _prepare(self, entries: list[Delivery]) -> _Prepared:
         await self._known_rooms(entries)
         plan = triage(entries, self._room_ids, self._max_deliveries)
-        rows = [
-            (
-                entry,
-                ArchivedMessage(room_id, entry.id, event.author.id, event.client_id, event.body),
-            )
-            for entry, room_id, event in plan.rows
-        ]
-        letters = [dead_letter(entry, reason) for entry, reason in plan.dead]
+        rows, orphans = await self._rows(plan.rows)
+        letters = [dead_letter(entry, reason) for entry, reason in [*plan.dead, *orphans]]
         if plan.suspects:
             apart = {(e.room, e.id) for e in plan.suspects}
             entries = [e for e in entries if (e.room, e.id) not in apart]
         return _Prepared(entries, rows, letters, plan.deleted, plan.suspects, time.perf_counter())
+
+    async def _rows(
+        self, found: list[tuple[Delivery, int, StreamEvent]]
+    ) -> tuple[list[Row], list[tuple[Delivery, str]]]:
+        """The SQL rows of triaged entries, and the changes to no message at all (with
+        their dead-letter reason). A change whose message is in the batch, in SQL or
+        still in the stream is kept: applied now, or once its message is archived."""
+        rows: list[Row] = []
+        batch_messages: set[tuple[str, StreamId]] = set()
+        for entry, room_id, event in found:
+            if isinstance(event, MessageEvent):
+                batch_messages.add((entry.room, entry.id))
+                message = ArchivedMessage(
+                    room_id, entry.id, event.author.id, event.client_id, event.body, event.reply_to
+                )
+                rows.append((entry, message))
+            else:
+                rows.append((entry, ArchivedChange(room_id, entry.id, event)))
+        wanted = {
+            (entry.room, change.event.target)
+            for entry, change in rows
+            if isinstance(change, ArchivedChange)
+            and (entry.room, change.event.target) not in batch_messages
+        }
+        if not wanted:
+            return rows, []
+        existing = await self._existing_messages(wanted)
+        orphans: list[tuple[Delivery, str]] = []
+        kept: list[Row] = []
+        for entry, row in rows:
+            if isinstance(row, ArchivedChange):
+                key = (entry.room, row.event.target)
+                if key in wanted and key not in existing:
+                    orphans.append((entry, missing_target_reason(row.event)))
+                    continue
+            kept.append((entry, row))
+        return kept, orphans
+
+    async def _existing_messages(
+        self, wanted: set[tuple[str, StreamId]]
+    ) -> set[tuple[str, StreamId]]:
+        """Which of these messages exist: in the stream (as a message), else in SQL. In
+        that order: an entry gone from the stream was trimmed after its commit."""
+        ordered = sorted(wanted)
+        in_stream = await self._redis_call(partial(self._streams.messages_held, ordered))
+        rest = [key for key in ordered if key not in in_stream]
+        if not rest:
+            return in_stream
+        by_room: dict[int, list[StreamId]] = defaultdict(list)
+        for room, message_id in rest:
+            by_room[self._room_ids[room]].append(message_id)
+        archived = await self._sql.call(partial(archived_ids, self._engine, by_room))
+        slugs = {room_id: room for room, room_id in self._room_ids.items()}
+        return in_stream | {(slugs[room_id], message_id) for room_id, message_id in archived}
 
     async def _archive(self, prepared: _Prepared, written: asyncio.Event) -> int:
         """One batch: SQL transaction, commit, XACK, then its suspects one by one.
@@ -240,11 +296,8 @@ class WritePipeline:
         if isinstance(found, str):
             letters.append(dead_letter(entry, found))
         else:
-            room_id, event = found
-            message = ArchivedMessage(
-                room_id, entry.id, event.author.id, event.client_id, event.body
-            )
-            rows.append((entry, message))
+            rows, orphans = await self._rows([(entry, *found)])
+            letters += [dead_letter(orphan, reason) for orphan, reason in orphans]
         added = await self._write(rows, letters)
         self._failpoints.reach("after_commit_before_ack")
         return await self._acknowledge([entry], rows, [*letters, *added], [])

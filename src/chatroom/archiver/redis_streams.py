@@ -16,8 +16,9 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 
 from chatroom import redis_keys
 from chatroom.archiver.batching import Delivery
+from chatroom.domain.events import InvalidEvent, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
-from chatroom.streams.entries import entry_id
+from chatroom.streams.entries import entry_id, parse_entries
 
 GROUP = redis_keys.ARCHIVER_GROUP
 
@@ -148,6 +149,23 @@ class GroupStreams:
         self._trim = redis.register_script(_SAFE_TRIM)
         self._ack_each = redis.register_script(_ACK_EACH)
         self._remove_if_gone = redis.register_script(_REMOVE_IF_GONE)
+
+    async def messages_held(self, wanted: list[tuple[str, StreamId]]) -> set[tuple[str, StreamId]]:
+        """Which of these (room, id) the room streams hold now as messages (not as a
+        change, nor an entry that does not decode)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room, entry_id in wanted:
+                pipe.xrange(redis_keys.room_stream(room), min=str(entry_id), max=str(entry_id))
+            replies = await pipe.execute()
+        held: set[tuple[str, StreamId]] = set()
+        for (room, entry_id), reply in zip(wanted, replies, strict=True):
+            for _, fields in parse_entries(reply or []):
+                try:
+                    if isinstance(decode_event(room, fields), MessageEvent):
+                        held.add((room, entry_id))
+                except InvalidEvent:
+                    pass
+        return held
 
     async def rooms(self) -> set[str]:
         members: Any = await self._redis.smembers(redis_keys.ROOMS_WITH_STREAMS)

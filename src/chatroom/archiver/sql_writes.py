@@ -41,10 +41,11 @@ from chatroom.store.archive_writes import (
     statement_limit,
     write_batch,
 )
+from chatroom.store.change_writes import ArchivedChange, apply_changes
 
 log = logging.getLogger(__name__)
 
-Row = tuple[Delivery, ArchivedMessage]
+Row = tuple[Delivery, ArchivedMessage | ArchivedChange]
 
 # What a failed write can mean (see the module docstring).
 SQL_FAILURES = (SQLAlchemyError, OSError, TimeoutError)
@@ -179,18 +180,26 @@ class BatchWriter:
         self, rows: list[Row], letters: Sequence[DeadLetter]
     ) -> list[DeadLetter]:
         """One transaction: the rows, a dead letter for each row that was a late copy of
-        a stored client_id, and the dead letters. Returns the late copies' letters."""
+        a stored client_id, the dead letters, then the changes (store/change_writes.py).
+        Returns the late copies' letters."""
         if not rows and not letters:
             return []
         if self._max_bytes is None:
             async with self._writes.connect() as conn:
                 self._max_bytes = await statement_limit(conn)
+        message_rows = [row for row in rows if isinstance(row[1], ArchivedMessage)]
+        changes = [change for _, change in rows if isinstance(change, ArchivedChange)]
         async with self._writes.begin() as conn:
             found = await write_batch(
-                conn, [m for _, m in rows], letters, max_bytes=self._max_bytes
+                conn,
+                [m for _, m in message_rows if isinstance(m, ArchivedMessage)],
+                letters,
+                max_bytes=self._max_bytes,
             )
-            late = [dead_letter(rows[d.index][0], late_copy_reason(d)) for d in found]
+            late = [dead_letter(message_rows[d.index][0], late_copy_reason(d)) for d in found]
             await insert_dead_letters(conn, late, max_bytes=self._max_bytes)
+            # After the messages: a change to a message of this very batch applies now.
+            await apply_changes(conn, changes)
             self._failpoints.reach("after_insert_before_commit")
         return late
 

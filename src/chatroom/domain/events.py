@@ -1,8 +1,9 @@
 """The event envelope carried by a room stream, and its strict decoding.
 
 One stream entry holds one field, `event`: a JSON object with a version and a type.
-`message` is the only type today; edits and deletes will be further types travelling
-the same stream, so that every change to a room is ordered by one stream id.
+`message` (optionally replying to an earlier message: `reply_to`) and the changes to a
+message, `edit`, `delete`, `react` and `unreact` (domain/changes.py), travel the same
+stream, so that every change to a room is ordered by one stream id.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from typing import Any
 
 import orjson
 
+from chatroom.domain.changes import CHANGE_TYPES, ChangeEntry, ChangeEvent, change_event
+from chatroom.domain.envelope import (
+    ENVELOPE_VERSION,
+    Author,
+    InvalidEvent,
+    encode_envelope,
+    stream_id_field,
+    text_field,
+)
 from chatroom.domain.rules import (
     CLIENT_ID,
     CLIENT_ID_MAX,
@@ -23,31 +33,34 @@ from chatroom.domain.rules import (
     STORED_BODY_MAX_CHARS,
     USERNAME,
     USERNAME_MAX,
-    has_lone_surrogate,
     is_room_name,
 )
 from chatroom.domain.stream_ids import StreamId, iso_millis
 
-ENVELOPE_VERSION = 1
+__all__ = [
+    "ENVELOPE_VERSION",
+    "EVENT_FIELD",
+    "NESTED_TOO_DEEP",
+    "REPLY_PREVIEW_CHARS",
+    "Author",
+    "ChangeEntry",
+    "ChangeEvent",
+    "InvalidEvent",
+    "Message",
+    "MessageEvent",
+    "MessageState",
+    "Reaction",
+    "ReplyPreview",
+    "RoomItem",
+    "StreamEvent",
+    "decode_event",
+]
+
 # The one field of a stream entry: it holds the envelope.
 EVENT_FIELD = b"event"
 # An envelope nests two levels (the user object). JSON nested far deeper is refused by
 # orjson, and would make the standard library's decoder recurse until RecursionError.
 NESTED_TOO_DEEP = "not JSON: nested too deeply"
-
-
-class InvalidEvent(ValueError):
-    """An entry that cannot become a row; the message is the dead-letter reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class Author:
-    id: int
-    username: str
-    display_name: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "username": self.username, "display_name": self.display_name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,21 +71,21 @@ class MessageEvent:
     author: Author
     body: str
     client_id: str
+    reply_to: StreamId | None = None  # an earlier message of the same room
     type: str = "message"
 
     def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "v": ENVELOPE_VERSION,
-                "type": self.type,
-                "room": self.room,
-                "user": self.author.as_json(),
-                "body": self.body,
-                "client_id": self.client_id,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode("utf-8", "surrogatepass")
+        envelope: dict[str, Any] = {
+            "v": ENVELOPE_VERSION,
+            "type": self.type,
+            "room": self.room,
+            "user": self.author.as_json(),
+            "body": self.body,
+            "client_id": self.client_id,
+        }
+        if self.reply_to is not None:  # absent, not null: a plain message is as before
+            envelope["reply_to"] = str(self.reply_to)
+        return encode_envelope(envelope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +97,66 @@ class Message:
     author: Author
     body: str
     client_id: str
+    reply_to: StreamId | None = None
+    # The current state, as SQL holds it (history pages); a live message has none yet.
+    state: MessageState | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        found = {
             "id": str(self.id),
             "room": self.room,
             "user": self.author.as_json(),
             "body": self.body,
             "created_at": iso_millis(self.id.ms),
             "client_id": self.client_id,
+            "reply_to": None if self.reply_to is None else str(self.reply_to),
+        }
+        if self.state is not None:
+            found.update(self.state.as_json())
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    emoji: str
+    count: int
+    me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPreview:
+    id: StreamId
+    author: Author
+    body: str  # the first REPLY_PREVIEW_CHARS characters; "" when deleted
+    deleted: bool
+
+
+REPLY_PREVIEW_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class MessageState:
+    """What the events applied so far made of a message (history pages show it)."""
+
+    edited_ms: int | None = None
+    deleted: bool = False
+    reactions: tuple[Reaction, ...] = ()
+    reply: ReplyPreview | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        reply = self.reply
+        return {
+            "edited_at": None if self.edited_ms is None else iso_millis(self.edited_ms),
+            "deleted": self.deleted,
+            "reactions": [{"emoji": r.emoji, "count": r.count, "me": r.me} for r in self.reactions],
+            "reply": None
+            if reply is None or self.deleted
+            else {
+                "id": str(reply.id),
+                "user": reply.author.as_json(),
+                "body": "" if reply.deleted else reply.body[:REPLY_PREVIEW_CHARS],
+                "deleted": reply.deleted,
+            },
         }
 
 
@@ -102,18 +166,7 @@ _VALID_AUTHORS_MAX = 4096
 _valid_authors: dict[tuple[int, str, str], Author] = {}
 
 
-def _text(obj: dict[str, Any], key: str, *, max_chars: int, strict: bool) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str):
-        raise InvalidEvent(f"field {key!r} must be a string, got {type(value).__name__}")
-    if len(value) > max_chars:
-        raise InvalidEvent(f"field {key!r} is {len(value)} characters, over {max_chars}")
-    if strict and has_lone_surrogate(value):
-        raise InvalidEvent(f"field {key!r} holds a lone surrogate")
-    return value
-
-
-def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
+def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> StreamEvent:
     """Decode and validate one stream entry's fields, or raise InvalidEvent with the reason.
     Nothing else ever escapes: whatever an entry holds, its readers (the archiver's
     triage, the hub's fan-out) get a reason, never a crash."""
@@ -127,7 +180,7 @@ def decode_event(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
         raise InvalidEvent(f"cannot be decoded: {type(exc).__name__}: {exc}"[:300]) from None
 
 
-def _decode(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
+def _decode(stream_room: str, fields: dict[bytes, bytes]) -> StreamEvent:
     raw = fields.get(EVENT_FIELD)
     if raw is not None:
         # Fast path for the common, valid entry: orjson refuses invalid UTF-8 and lone
@@ -147,7 +200,7 @@ def _decode(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
     return _decode_strictly(stream_room, fields)
 
 
-def _decode_strictly(stream_room: str, fields: dict[bytes, bytes]) -> MessageEvent:
+def _decode_strictly(stream_room: str, fields: dict[bytes, bytes]) -> StreamEvent:
     raw = fields.get(EVENT_FIELD)
     if raw is None:
         names = sorted(k.decode("latin-1") for k in fields)
@@ -165,16 +218,17 @@ def _decode_strictly(stream_room: str, fields: dict[bytes, bytes]) -> MessageEve
     return _event(stream_room, obj, strict=True)
 
 
-def _event(stream_room: str, obj: Any, *, strict: bool) -> MessageEvent:
+def _event(stream_room: str, obj: Any, *, strict: bool) -> StreamEvent:
     """The envelope's rules. `strict`: also look for lone surrogates (a JSON `\\ud800`
     escape decodes to one), which only the standard library's decoder lets through."""
     if not isinstance(obj, dict):
         raise InvalidEvent(f"envelope must be a JSON object, got {type(obj).__name__}")
     if obj.get("v") != ENVELOPE_VERSION:
         raise InvalidEvent(f"unknown envelope version {obj.get('v')!r}")
-    if obj.get("type") != "message":
-        raise InvalidEvent(f"unknown event type {obj.get('type')!r}")
-    room = _text(obj, "room", max_chars=SLUG_MAX, strict=strict)
+    kind = obj.get("type")
+    if kind != "message" and kind not in CHANGE_TYPES:
+        raise InvalidEvent(f"unknown event type {kind!r}"[:200])
+    room = text_field(obj, "room", max_chars=SLUG_MAX, strict=strict)
     if room != stream_room or not is_room_name(room):
         raise InvalidEvent(f"room {room!r} does not match its stream {stream_room!r}")
     user = obj.get("user")
@@ -188,18 +242,28 @@ def _event(stream_room: str, obj: Any, *, strict: bool) -> MessageEvent:
     if type(username) is str and type(display_name) is str:
         author = _valid_authors.get((user_id, username, display_name))
     if author is None:
-        username = _text(user, "username", max_chars=USERNAME_MAX, strict=strict)
+        username = text_field(user, "username", max_chars=USERNAME_MAX, strict=strict)
         if not USERNAME.match(username):
             raise InvalidEvent("field 'user.username' is not a valid username")
-        display_name = _text(user, "display_name", max_chars=DISPLAY_NAME_MAX, strict=strict)
+        display_name = text_field(user, "display_name", max_chars=DISPLAY_NAME_MAX, strict=strict)
         author = Author(user_id, username, display_name)
         if len(_valid_authors) >= _VALID_AUTHORS_MAX:
             _valid_authors.clear()
         _valid_authors[(user_id, username, display_name)] = author
-    body = _text(obj, "body", max_chars=STORED_BODY_MAX_CHARS, strict=strict)
-    if not body.strip():
-        raise InvalidEvent("field 'body' is empty")
-    client_id = _text(obj, "client_id", max_chars=CLIENT_ID_MAX, strict=strict)
+    client_id = text_field(obj, "client_id", max_chars=CLIENT_ID_MAX, strict=strict)
     if not CLIENT_ID.match(client_id):
         raise InvalidEvent(f"field 'client_id' is not {CLIENT_ID_RULE}")
-    return MessageEvent(room=room, author=author, body=body, client_id=client_id)
+    if kind != "message":
+        return change_event(kind, room, author, client_id, obj, strict=strict)
+    body = text_field(obj, "body", max_chars=STORED_BODY_MAX_CHARS, strict=strict)
+    if not body.strip():
+        raise InvalidEvent("field 'body' is empty")
+    reply_to = None
+    if "reply_to" in obj:
+        reply_to = stream_id_field(obj, "reply_to")
+    return MessageEvent(room, author, body, client_id, reply_to)
+
+
+StreamEvent = MessageEvent | ChangeEvent
+# What a replay delivers: messages and the changes to them, by stream id.
+RoomItem = Message | ChangeEntry

@@ -12,74 +12,49 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chatroom.domain.events import Author, Message
-from chatroom.domain.rules import (
-    CLIENT_ID,
-    CLIENT_ID_RULE,
-    RuleError,
-    clean_body,
-    is_room_name,
+from chatroom.domain.change_frames import (
+    Change,
+    body_field,
+    client_id_field,
+    message_id_field,
+    parse_change,
+    room_field,
 )
+from chatroom.domain.changes import CHANGE_TYPES, ChangeEvent
+from chatroom.domain.events import Author, Message, MessageEvent, RoomItem, StreamEvent
+from chatroom.domain.frame_errors import CloseCode, ErrorCode, FrameError, dump_frame, error
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
 
-
-class ErrorCode:
-    """Codes of the `error` frame. Stable: clients and bots switch on them."""
-
-    # The frame itself is malformed.
-    INVALID_JSON = "invalid_json"  # not UTF-8 JSON, not an object, or nested too deep
-    UNKNOWN_TYPE = "unknown_type"  # `type` is missing a known value
-    MISSING_FIELD = "missing_field"  # a required field is absent or of the wrong JSON type
-    # A field is there but its value breaks a rule.
-    EMPTY_BODY = "empty_body"  # nothing left after trimming
-    BODY_TOO_LONG = "body_too_long"  # over the configured characters (4,000 by default)
-    INVALID_BODY = "invalid_body"  # a lone surrogate: not valid Unicode
-    INVALID_CLIENT_ID = "invalid_client_id"  # not 1-64 printable ASCII characters
-    INVALID_SINCE = "invalid_since"  # not a stream id like 1655188547271-0
-    INVALID_ID = "invalid_id"  # a read's id is not a stream id
-    # The room.
-    ROOM_NOT_FOUND = "room_not_found"  # no such room, or a private room you are not in
-    FORBIDDEN = "forbidden"  # the room exists and is visible, but this is not allowed
-    # The server.
-    RATE_LIMITED = "rate_limited"  # too many frames or sends: carries retry_after_ms
-    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # over the socket's subscriptions
-    UNAVAILABLE = "unavailable"  # Redis down or full: the message was not taken
-    # The send may or may not have been stored (a timeout, a connection lost after the
-    # send): resend it with the same client_id, which stores it once either way.
-    UNKNOWN_OUTCOME = "unknown_outcome"
-
-
-class CloseCode:
-    """Close codes of /ws.
-
-    1000-1015 are the standard codes (RFC 6455); the server uses 1001 (the node is
-    shutting down: reconnect), 1009 (a frame over the size limit), 1011 (an unexpected
-    server error) and 1013 (storage unreachable), the last two: reconnect with backoff.
-
-    4000-4499: the server closed this connection, reconnecting (with backoff) is right.
-    4500-4999: reconnecting as is will fail the same way; a person has to act first.
-    """
-
-    GOING_AWAY = 1001  # the node stops; another node (or this one, restarted) takes over
-    MESSAGE_TOO_BIG = 1009  # a frame over frame_max_bytes (64 KiB by default)
-    INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013  # the server cannot reach Redis to admit the connection
-    SLOW_CONSUMER = 4000  # the client read too slowly: its outbound queue filled up
-    TOO_MANY_CONNECTIONS = 4500  # this user already has max_connections_per_user sockets
-    SIGNED_OUT = 4501  # the session was ended (logout, expiry) or the token revoked
-
-
-class FrameError(ValueError):
-    """A bad client frame; the `error` frame sent back is `as_frame()`."""
-
-    def __init__(self, code: str, message: str, *, client_id: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.client_id = client_id
-
-    def as_frame(self) -> str:
-        return error(self.code, self.message, client_id=self.client_id)
+__all__ = [
+    "Change",
+    "ClientFrame",
+    "CloseCode",
+    "ErrorCode",
+    "FrameError",
+    "Ping",
+    "Read",
+    "RoomEvent",
+    "Send",
+    "Subscribe",
+    "Typing",
+    "Unsubscribe",
+    "ack",
+    "change",
+    "entry_frame",
+    "error",
+    "frame_too_big",
+    "item",
+    "message",
+    "parse_client_frame",
+    "pong",
+    "presence",
+    "read",
+    "resync",
+    "room_event",
+    "subscribed",
+    "typing",
+    "unsubscribed",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +73,7 @@ class Send:
     room: str
     body: str  # already trimmed and checked
     client_id: str
+    reply_to: StreamId | None = None  # a message of the same room (checked by the hub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +92,7 @@ class Read:
     id: StreamId  # the last message the user has read (the read mark moves only forward)
 
 
-ClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping | Read
+ClientFrame = Subscribe | Unsubscribe | Send | Change | Typing | Ping | Read
 
 
 def frame_too_big(frame: str | bytes, max_bytes: int) -> bool:
@@ -145,23 +121,8 @@ def _load(frame: str | bytes) -> dict[str, Any]:
     return obj
 
 
-def _room(obj: dict[str, Any], client_id: str | None = None) -> str:
-    room = obj.get("room")
-    if room is None:
-        raise FrameError(ErrorCode.MISSING_FIELD, "the frame needs a room", client_id=client_id)
-    if not isinstance(room, str):
-        raise FrameError(
-            ErrorCode.MISSING_FIELD, "room must be a string (the room's slug)", client_id=client_id
-        )
-    if not is_room_name(room):  # no room can have this name
-        raise FrameError(
-            ErrorCode.ROOM_NOT_FOUND, f"there is no room {room[:40]!r}", client_id=client_id
-        )
-    return room
-
-
 def _subscribe(obj: dict[str, Any]) -> Subscribe:
-    room = _room(obj)
+    room = room_field(obj)
     since = obj.get("since")
     if since is None:
         return Subscribe(room, None)
@@ -177,7 +138,7 @@ def _subscribe(obj: dict[str, Any]) -> Subscribe:
 
 
 def _read(obj: dict[str, Any]) -> Read:
-    room = _room(obj)
+    room = room_field(obj)
     mark = obj.get("id")
     if mark is None:
         raise FrameError(ErrorCode.MISSING_FIELD, "a read needs the id of the last message read")
@@ -192,20 +153,13 @@ def _read(obj: dict[str, Any]) -> Read:
 
 
 def _send(obj: dict[str, Any], body_max_chars: int) -> Send:
-    client_id = obj.get("client_id")
-    if client_id is None:
-        raise FrameError(ErrorCode.MISSING_FIELD, "a send needs a client_id")
-    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
-        raise FrameError(ErrorCode.INVALID_CLIENT_ID, f"client_id must be {CLIENT_ID_RULE}")
-    room = _room(obj, client_id)
-    body = obj.get("body")
-    if body is None:
-        raise FrameError(ErrorCode.MISSING_FIELD, "a send needs a body", client_id=client_id)
-    try:
-        cleaned = clean_body(body, body_max_chars)
-    except RuleError as exc:
-        raise FrameError(exc.code, exc.message, client_id=client_id) from None
-    return Send(room, cleaned, client_id)
+    client_id = client_id_field(obj, "send")
+    room = room_field(obj, client_id)
+    body = body_field(obj, "send", client_id, body_max_chars)
+    reply_to = None
+    if obj.get("reply_to") is not None:
+        reply_to = message_id_field(obj, "reply_to", client_id)
+    return Send(room, body, client_id, reply_to)
 
 
 def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFrame:
@@ -216,12 +170,14 @@ def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFram
         raise FrameError(ErrorCode.MISSING_FIELD, "a frame needs a type")
     if kind == "send":
         return _send(obj, body_max_chars)
+    if kind in CHANGE_TYPES:
+        return parse_change(kind, obj, body_max_chars)
     if kind == "subscribe":
         return _subscribe(obj)
     if kind == "unsubscribe":
-        return Unsubscribe(_room(obj))
+        return Unsubscribe(room_field(obj))
     if kind == "typing":
-        return Typing(_room(obj))
+        return Typing(room_field(obj))
     if kind == "ping":
         return Ping()
     if kind == "read":
@@ -229,41 +185,16 @@ def parse_client_frame(frame: str | bytes, *, body_max_chars: int) -> ClientFram
     shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE,
-        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, typing, ping or read",
+        f"unknown frame type {shown!r}: subscribe, unsubscribe, send, edit, delete, react, "
+        "unreact, typing, ping or read",
     )
 
 
 # Server frames, as JSON text: one encoding per frame, however many sockets it goes to.
 
 
-def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def error(
-    code: str,
-    message: str,
-    *,
-    client_id: str | None = None,
-    retry_after_ms: int | None = None,
-    room: str | None = None,
-) -> str:
-    """An `error` frame; `room` names the room of a refused subscribe, unsubscribe or
-    typing frame (the client retries a `rate_limited` subscribe after `retry_after_ms`)."""
-    obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if room is not None:
-        obj["room"] = room
-    if client_id is not None:
-        obj["client_id"] = client_id
-    if room is not None:
-        obj["room"] = room
-    if retry_after_ms is not None:
-        obj["retry_after_ms"] = retry_after_ms
-    return _dump(obj)
-
-
 def subscribed(room: str, last_id: StreamId, online: list[Author]) -> str:
-    return _dump(
+    return dump_frame(
         {
             "type": "subscribed",
             "room": room,
@@ -274,36 +205,56 @@ def subscribed(room: str, last_id: StreamId, online: list[Author]) -> str:
 
 
 def unsubscribed(room: str) -> str:
-    return _dump({"type": "unsubscribed", "room": room})
+    return dump_frame({"type": "unsubscribed", "room": room})
 
 
 def message(msg: Message) -> str:
-    return _dump({"type": "message", **msg.as_json()})
+    return dump_frame({"type": "message", **msg.as_json()})
+
+
+def entry_frame(event_id: StreamId, event: StreamEvent) -> str:
+    """The frame of a stream entry: a message, or a change to one."""
+    if isinstance(event, MessageEvent):
+        return message(
+            Message(event_id, event.room, event.author, event.body, event.client_id, event.reply_to)
+        )
+    return change(event_id, event)
+
+
+def item(found: RoomItem) -> str:
+    """The frame of a message or a change read from history (a replay)."""
+    if isinstance(found, Message):
+        return message(found)
+    return change(found.id, found.event)
+
+
+def change(event_id: StreamId, event: ChangeEvent) -> str:
+    return dump_frame(event.as_json(event_id))
 
 
 def ack(client_id: str, message_id: StreamId) -> str:
-    return _dump({"type": "ack", "client_id": client_id, "id": str(message_id)})
+    return dump_frame({"type": "ack", "client_id": client_id, "id": str(message_id)})
 
 
 def presence(room: str, user: Author, state: str) -> str:
-    return _dump({"type": "presence", "room": room, "user": user.as_json(), "state": state})
+    return dump_frame({"type": "presence", "room": room, "user": user.as_json(), "state": state})
 
 
 def typing(room: str, user: Author) -> str:
-    return _dump({"type": "typing", "room": room, "user": user.as_json()})
+    return dump_frame({"type": "typing", "room": room, "user": user.as_json()})
 
 
 def pong() -> str:
-    return _dump({"type": "pong"})
+    return dump_frame({"type": "pong"})
 
 
 def resync(room: str) -> str:
-    return _dump({"type": "resync", "room": room})
+    return dump_frame({"type": "resync", "room": room})
 
 
 def read(room: str, mark: StreamId) -> str:
     """The user's read mark in the room moved (to their own sockets, every tab)."""
-    return _dump({"type": "read", "room": room, "id": str(mark)})
+    return dump_frame({"type": "read", "room": room, "id": str(mark)})
 
 
 class RoomEvent:
@@ -318,4 +269,4 @@ class RoomEvent:
 
 def room_event(event: str, room: dict[str, Any]) -> str:
     """A change to the user's rooms; `room` is the Room as GET /api/rooms shows it."""
-    return _dump({"type": "room", "event": event, "room": room})
+    return dump_frame({"type": "room", "event": event, "room": room})

@@ -59,6 +59,31 @@ SUBSCRIBE_FRAME_COST = 2.0
 # Unread messages are counted up to this many per room; past it a client shows "99+".
 UNREAD_COUNT_MAX = 99
 
+# A reaction: one emoji (a sequence of code points, joined ones included), at most this
+# many code points, holding at least one symbol and no spaces, controls or letters.
+EMOJI_MAX = 16
+# The reason a moderator gives for deleting a message (kept for admins).
+DELETE_REASON_MAX = 500
+
+
+def is_emoji(text: object) -> bool:
+    """Whether `text` can be a reaction: one emoji, not arbitrary text."""
+    if not isinstance(text, str) or not 0 < len(text) <= EMOJI_MAX:
+        return False
+    symbol = False
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "So" or char == "\u20e3":  # a symbol, or the keycap of 1️⃣
+            symbol = True
+        elif char in (_ZERO_WIDTH_JOINER, _EMOJI_PRESENTATION):
+            continue  # joiners and the emoji presentation
+        elif category in ("Sk", "Mn", "Me") or "0" <= char <= "9" or char in "#*":
+            continue  # skin tones, combining marks, the digits and signs of keycaps
+        else:
+            return False
+    return symbol
+
+
 # The ceiling of any stored body, whatever the configured limit: the SQL column holds it.
 STORED_BODY_MAX_CHARS = 16_000
 

@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from chatroom import redis_keys
-from chatroom.domain.events import Message
+from chatroom.domain.events import RoomItem
 from chatroom.domain.stream_ids import StreamId
 from chatroom.hub.room_cursor import (
     RoomCursor,
@@ -69,16 +69,17 @@ class RoomFeed(Protocol):
     def entries(self, slug: str, entries: list[Entry]) -> None:
         """New stream entries of the room, in id order."""
 
-    def missed(self, slug: str, messages: list[Message]) -> None:
-        """Messages trimmed from the stream before this node read them, in id order."""
+    def missed(self, slug: str, messages: list[RoomItem]) -> None:
+        """Messages (and changes) trimmed from the stream before this node read them,
+        in id order."""
 
     def lost(self, slug: str) -> None:
         """Continuity could not be kept: the room's subscribers here must reload history."""
 
     async def archived(
         self, slug: str, after: StreamId, before: StreamId, limit: int
-    ) -> list[Message]:
-        """Up to `limit` archived messages of the room with after < id < before."""
+    ) -> list[RoomItem]:
+        """Up to `limit` archived messages and changes of the room, after < id < before."""
 
 
 class StreamBus:

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from chatroom import redis_keys
 from chatroom.domain import frames, moderation
-from chatroom.domain.events import Author, InvalidEvent, Message, decode_event
+from chatroom.domain.events import Author, InvalidEvent, RoomItem, decode_event
 from chatroom.domain.frames import CloseCode
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
@@ -215,18 +215,18 @@ class Hub:
     def entries(self, slug: str, entries: list[Entry]) -> None:
         if not self._subscribers_by_slug.get(slug):
             return
-        messages = []
+        items: list[tuple[StreamId, str]] = []
         for entry_id, fields in entries:
             try:
                 event = decode_event(slug, fields)
             except InvalidEvent:
                 continue  # the archiver puts it in the dead letters, with the reason
-            messages.append(Message(entry_id, slug, event.author, event.body, event.client_id))
-        self._fan_out(slug, messages)
+            items.append((entry_id, frames.entry_frame(entry_id, event)))
+        self._fan_out(slug, items)
         self.stats.fanout_lag_ms = max(0.0, time.time() * 1000 - entries[-1][0].ms)
 
-    def missed(self, slug: str, messages: list[Message]) -> None:
-        self._fan_out(slug, messages)
+    def missed(self, slug: str, messages: list[RoomItem]) -> None:
+        self._fan_out(slug, [(m.id, frames.item(m)) for m in messages])
         self.stats.missed_delivered += len(messages)
 
     def lost(self, slug: str) -> None:
@@ -237,21 +237,22 @@ class Hub:
 
     async def archived(
         self, slug: str, after: StreamId, before: StreamId, limit: int
-    ) -> list[Message]:
+    ) -> list[RoomItem]:
         subscriptions = self._subscribers_by_slug.get(slug)
         if not subscriptions:
             return []  # no one here to give them to
         room_id = next(iter(subscriptions)).room.id
         return await self.history.archived_between(room_id, slug, after, before, limit)
 
-    def _fan_out(self, slug: str, messages: Iterable[Message]) -> None:
+    def _fan_out(self, slug: str, items: Iterable[tuple[StreamId, str]]) -> None:
+        """Each (stream id, frame) to every subscriber of the room, in order."""
         subscriptions = self._subscribers_by_slug.get(slug)
         if not subscriptions:
             return
-        for message in messages:
-            frame = SharedText(frames.message(message))
+        for item_id, text in items:
+            frame = SharedText(text)
             for subscription in subscriptions:
-                subscription.deliver(message.id, frame)
+                subscription.deliver(item_id, frame)
             self.stats.messages_out += len(subscriptions)
 
     def _on_signal(self, slug: str, frame: str, skip_user: int | None) -> None:

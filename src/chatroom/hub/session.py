@@ -18,10 +18,11 @@ import logging
 import time
 
 from chatroom.domain import frames, moderation
-from chatroom.domain.events import Author, MessageEvent
+from chatroom.domain.events import MessageEvent, StreamEvent
 from chatroom.domain.frames import CloseCode, ErrorCode, FrameError
 from chatroom.domain.rules import SUBSCRIBE_FRAME_COST
 from chatroom.domain.stream_ids import ZERO
+from chatroom.hub.change_checks import checked_event
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import frame_bucket, wait_ms
 from chatroom.hub.node import Node, RoomAccess, SignedIn
@@ -110,7 +111,7 @@ class Session:
         if self._over_frame_rate(cost, getattr(frame, "client_id", None), room):
             return
         try:
-            if isinstance(frame, frames.Send):
+            if isinstance(frame, frames.Send | frames.Change):
                 await self._send(frame)
                 return
             # Any other frame waits for the sends before it: its reply never passes their
@@ -131,7 +132,7 @@ class Session:
                 connection.offer(frames.pong())
         except STORE_ERRORS as exc:
             log.warning("a %s frame failed: %s", type(frame).__name__.lower(), exc)
-            client_id = frame.client_id if isinstance(frame, frames.Send) else None
+            client_id = frame.client_id if isinstance(frame, frames.Send | frames.Change) else None
             replies.answer(_unavailable(client_id))
 
     def _over_frame_rate(self, cost: float, client_id: str | None, room: str | None) -> bool:
@@ -151,8 +152,11 @@ class Session:
         )
         return True
 
-    async def _send(self, send: frames.Send) -> None:
-        """Check the send now and start its append; its reply comes in turn (`Replies`)."""
+    async def _send(self, send: frames.Send | frames.Change) -> None:
+        """Check the send (or change) now and start its append; its reply comes in turn
+        (`Replies`). A change or a reply first looks its target up (hub/change_checks.py),
+        in the reader: the frames after it wait, so that a socket's changes reach the stream
+        in the order they came. A plain send reads nothing more."""
         replies = self.replies
         user = self.connection.user
         wait_ms = self._node.sends.retry_after_ms(user.id)
@@ -177,17 +181,24 @@ class Session:
         if refused is not None:  # muted or removed: a dict lookup, no SQL
             replies.answer(refused)
             return
+        event: StreamEvent | str
+        if isinstance(send, frames.Send) and send.reply_to is None:
+            event = MessageEvent(room.slug, user, send.body, send.client_id)
+        else:
+            event = await checked_event(self._node.history, room, user, send)
+            if isinstance(event, str):
+                replies.answer(event)
+                return
         # A task's first step queues the append in the stream writer, and tasks start in
         # the order they are created: a sender's messages reach the stream in the order
         # they arrived, while the reader goes on to the next frame.
-        replies.follow(asyncio.create_task(self._append(room.slug, user, send)))
+        replies.follow(asyncio.create_task(self._append(event)))
 
-    async def _append(self, slug: str, user: Author, send: frames.Send) -> str:
+    async def _append(self, event: StreamEvent) -> str:
         """Append a send to its room's stream; the reply: its ack, or why it failed."""
+        send = event
         try:
-            appended = await self._node.writer.append(
-                MessageEvent(slug, user, send.body, send.client_id), order=self.connection.id
-            )
+            appended = await self._node.writer.append(event, order=self.connection.id)
         except OutcomeUnknown as exc:  # later sends of this socket are held back meanwhile
             log.warning("a send's outcome is unknown: %s", exc)
             return frames.error(
@@ -309,13 +320,17 @@ class Session:
         try:
             while True:
                 page = await node.history.page(
-                    room.id, room.slug, after=subscription.last_sent, limit=REPLAY_PAGE
+                    room.id,
+                    room.slug,
+                    after=subscription.last_sent,
+                    limit=REPLAY_PAGE,
+                    changes=True,
                 )
-                for message in page.messages:
+                for item in page.items():
                     await connection.wait_writable()
                     if connection.closing:
                         return
-                    subscription.replayed(message.id, frames.message(message))
+                    subscription.replayed(item.id, frames.item(item))
                     node.stats.messages_out += 1
                 if not page.has_more and subscription.go_live():
                     return

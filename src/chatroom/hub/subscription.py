@@ -24,6 +24,7 @@ class RoomRef:
     id: int
     slug: str
     private: bool
+    moderator: bool = False  # the user owns the room or is an admin: may delete any message
 
 
 class Subscription:

@@ -54,6 +54,7 @@ MESSAGE_COLUMNS = (
     "client_id",
     "body",
     "created_at",
+    "reply_to",
 )
 
 
@@ -85,12 +86,23 @@ class ArchivedMessage:
     user_id: int
     client_id: str
     body: str
+    reply_to: StreamId | None = None
 
-    def values(self) -> tuple[int, int, int, int, str, str, datetime]:
+    def values(self) -> tuple[int, int, int, int, str, str, datetime, str | None]:
         """The row's values, in the order of MESSAGE_COLUMNS."""
         ms = self.id.ms
         created_at = EPOCH + timedelta(milliseconds=ms)
-        return (self.room_id, ms, self.id.seq, self.user_id, self.client_id, self.body, created_at)
+        reply_to = None if self.reply_to is None else str(self.reply_to)
+        return (
+            self.room_id,
+            ms,
+            self.id.seq,
+            self.user_id,
+            self.client_id,
+            self.body,
+            created_at,
+            reply_to,
+        )
 
     def row(self) -> dict[str, Any]:
         return dict(zip(MESSAGE_COLUMNS, self.values(), strict=True))
@@ -312,6 +324,24 @@ async def find_duplicates(
         Duplicate(i, first.get((batch[i].room_id, batch[i].user_id, batch[i].client_id)))
         for i in sorted(missing)
     ]
+
+
+async def archived_ids(
+    engine: AsyncEngine, wanted: dict[int, list[StreamId]]
+) -> set[tuple[int, StreamId]]:
+    """Which of these (room id, message id) SQL holds."""
+    found: set[tuple[int, StreamId]] = set()
+    async with engine.connect() as conn:
+        for room_id, ids in wanted.items():
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[start : start + LOOKUP_CHUNK]
+                query = sa.select(messages.c.stream_ms, messages.c.stream_seq).where(
+                    messages.c.room_id == room_id,
+                    messages.c.stream_ms.in_(sorted({i.ms for i in chunk})),
+                )
+                stored = {StreamId(ms, seq) for ms, seq in (await conn.execute(query)).all()}
+                found.update((room_id, i) for i in chunk if i in stored)
+    return found
 
 
 async def insert_dead_letters(

@@ -14,11 +14,17 @@ from sqlalchemy.dialects import mysql
 from chatroom.domain.rules import (
     CLIENT_ID_MAX,
     DISPLAY_NAME_MAX,
+    EMOJI_MAX,
     SLUG_MAX,
     TITLE_MAX,
     TOKEN_NAME_MAX,
     USERNAME_MAX,
 )
+
+# A stream id as text (`ms-seq`, each part at most 19 digits), and as a key that sorts as
+# the ids do (store/change_writes.py: `event_key`).
+STREAM_ID_MAX = 41
+EVENT_KEY_LEN = 40
 
 metadata = sa.MetaData(
     naming_convention={
@@ -105,8 +111,60 @@ messages = sa.Table(
     sa.Column("client_id", sa.String(CLIENT_ID_MAX), nullable=False),
     sa.Column("body", Body, nullable=False),
     sa.Column("created_at", Moment, nullable=False),
+    # The message this one replies to (its stream id, `ms-seq`), in the same room.
+    sa.Column("reply_to", sa.String(STREAM_ID_MAX), nullable=True),
+    # Its state after the changes applied (store/change_writes.py): the last edit's time
+    # and stream id (an event key), and the delete (the body is '' then).
+    sa.Column("edited_at", Moment, nullable=True),
+    sa.Column("edit_key", sa.String(EVENT_KEY_LEN), nullable=True),
+    sa.Column("deleted_at", Moment, nullable=True),
+    sa.Column("deleted_by", sa.BigInteger(), nullable=True),
+    sa.Column("delete_reason", sa.Text(), nullable=True),
     sa.UniqueConstraint("room_id", "stream_ms", "stream_seq", name="uq_messages_stream_id"),
     sa.UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
+    **MYSQL_TABLE,
+)
+
+# Every change (edit, delete, react, unreact) archived, by its own stream id: what a
+# `since` replay reads once the stream no longer holds it, and the changes whose message
+# is not archived yet (`applied` false: applied when it is).
+message_events = sa.Table(
+    "message_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("room_id", sa.BigInteger(), sa.ForeignKey("rooms.id"), nullable=False),
+    sa.Column("stream_ms", sa.BigInteger(), nullable=False),
+    sa.Column("stream_seq", sa.BigInteger(), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("target_ms", sa.BigInteger(), nullable=False),
+    sa.Column("target_seq", sa.BigInteger(), nullable=False),
+    sa.Column("user_id", sa.BigInteger(), nullable=False),
+    sa.Column("client_id", sa.String(CLIENT_ID_MAX), nullable=False),
+    sa.Column("body", Body, nullable=True),
+    sa.Column("emoji", sa.String(EMOJI_MAX), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("moderated", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("applied", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.UniqueConstraint("room_id", "stream_ms", "stream_seq", name="uq_message_events_stream_id"),
+    sa.Index("ix_message_events_target", "room_id", "target_ms", "target_seq"),
+    sa.Index("ix_message_events_applied", "applied"),
+    **MYSQL_TABLE,
+)
+
+# Reactions: one row per (message, user, emoji), present or not after the last react or
+# unreact by stream id (`event_key`): a set, whatever order the changes are applied in.
+reactions = sa.Table(
+    "reactions",
+    metadata,
+    sa.Column("room_id", sa.BigInteger(), sa.ForeignKey("rooms.id"), primary_key=True),
+    sa.Column("message_ms", sa.BigInteger(), primary_key=True),
+    sa.Column("message_seq", sa.BigInteger(), primary_key=True),
+    sa.Column("user_id", sa.BigInteger(), primary_key=True),
+    sa.Column("emoji", sa.String(EMOJI_MAX), primary_key=True),
+    sa.Column("present", sa.Boolean(), nullable=False),
+    sa.Column("event_key", sa.String(EVENT_KEY_LEN), nullable=False),
+    sa.Column("first_key", sa.String(EVENT_KEY_LEN), nullable=False),
     **MYSQL_TABLE,
 )
 

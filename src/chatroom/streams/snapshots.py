@@ -104,6 +104,14 @@ async def read_range(
     )
 
 
+async def entry(redis: Redis, room: str, entry_id: StreamId) -> dict[bytes, bytes] | None:
+    """The fields of the room's stream entry with this id, if the stream holds it now."""
+    key = redis_keys.room_stream(room)
+    reply = await redis.xrange(key, min=str(entry_id), max=str(entry_id), count=1)
+    found = parse_entries(reply) if reply else []
+    return found[0][1] if found else None
+
+
 async def holds(redis: Redis, room: str, entry_id: StreamId) -> bool:
     """Whether the room's stream holds an entry with this id now."""
     key = redis_keys.room_stream(room)

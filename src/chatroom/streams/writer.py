@@ -43,7 +43,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatroom import redis_keys
-from chatroom.domain.events import MessageEvent
+from chatroom.domain.events import StreamEvent
 from chatroom.domain.stream_ids import StreamId
 from chatroom.streams.epochs import StreamEpochs
 
@@ -89,7 +89,7 @@ class HeldBack(RedisError):
 
 
 # A queued append: its event, its future, and its order key (or None).
-_Item = tuple[MessageEvent, "asyncio.Future[Appended]", Hashable | None]
+_Item = tuple[StreamEvent, "asyncio.Future[Appended]", Hashable | None]
 
 
 class StreamWriter:
@@ -119,7 +119,7 @@ class StreamWriter:
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
 
-    async def append(self, event: MessageEvent, *, order: Hashable | None = None) -> Appended:
+    async def append(self, event: StreamEvent, *, order: Hashable | None = None) -> Appended:
         """Append and wait for the stream id.
 
         Raises `OutcomeUnknown` (maybe stored: resend), `HeldBack` (not sent: resend the
@@ -221,7 +221,7 @@ class StreamWriter:
             if not future.done():
                 future.set_exception(error)
 
-    def _resolved(self, order: Hashable | None, event: MessageEvent) -> None:
+    def _resolved(self, order: Hashable | None, event: StreamEvent) -> None:
         if order is None:
             return
         unknown = self._unresolved.get(order)
@@ -280,7 +280,7 @@ class StreamWriter:
         return results[1:]
 
 
-def _key(event: MessageEvent) -> tuple[str, int, str]:
+def _key(event: StreamEvent) -> tuple[str, int, str]:
     return (event.room, event.author.id, event.client_id)
 
 

@@ -285,4 +285,5 @@ async def messages(
         after=None if after is None else parse_message_id(after, "after"),
         limit=limit,
     )
-    return {"messages": [m.as_json() for m in page.messages], "has_more": page.has_more}
+    shown = await state.history.current(room.id, room.slug, page.messages, user.id)
+    return {"messages": [m.as_json() for m in shown], "has_more": page.has_more}

@@ -192,6 +192,19 @@ class RoomList(BaseModel):
     )
 
 
+class ReactionOut(BaseModel):
+    emoji: str
+    count: int
+    me: bool = Field(description="You reacted with this emoji.")
+
+
+class ReplyOut(BaseModel):
+    id: str
+    user: Author
+    body: str = Field(description="Its first 200 characters; empty when it was deleted.")
+    deleted: bool
+
+
 class MessageOut(BaseModel):
     id: str = Field(description="The Redis stream id, e.g. 1655188547271-0.")
     room: str
@@ -199,6 +212,15 @@ class MessageOut(BaseModel):
     body: str
     created_at: str = Field(description="UTC with milliseconds: the id's millisecond part.")
     client_id: str
+    reply_to: str | None = Field(default=None, description="The id of the message replied to.")
+    edited_at: str | None = Field(default=None, description="When it was last edited.")
+    deleted: bool = Field(default=False, description='A tombstone: its body is "".')
+    reactions: list[ReactionOut] = Field(
+        default_factory=list, description="Per emoji, ordered by first reaction."
+    )
+    reply: ReplyOut | None = Field(
+        default=None, description="A preview of the message replied to (none when deleted)."
+    )
 
 
 class MessagePage(BaseModel):

@@ -138,7 +138,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
     async def access(_author: Author, slug: str) -> RoomRef | None:
         room = await state.rooms.visible(user, slug)
-        return None if room is None else RoomRef(room.id, room.slug, room.is_private)
+        if room is None:
+            return None
+        moderator = user.is_admin or room.owner_id == user.id
+        return RoomRef(room.id, room.slug, room.is_private, moderator)
 
     async def signed_in() -> bool:
         return await authenticate(state.accounts, websocket) is not None
