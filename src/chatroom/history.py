@@ -42,6 +42,16 @@ class Page:
     has_more: bool  # older (latest or before=) or newer (after=) messages exist
 
 
+@dataclass(frozen=True, slots=True)
+class AroundPage:
+    """The messages around one message (a permalink): it, and those on either side."""
+
+    messages: list[Message]  # oldest first; holds the message asked for, if it exists
+    found: bool  # the message asked for is in the room
+    has_older: bool
+    has_newer: bool
+
+
 # Ids between two exclusive bounds (a lower bound of None: from the very first).
 Span = tuple[StreamId | None, StreamId]
 
@@ -117,6 +127,21 @@ class History:
         if after is not None:
             return await self._newer(room_id, slug, after, limit)
         return await self._older(room_id, slug, before, limit)
+
+    async def around(self, room_id: int, slug: str, target: StreamId, *, limit: int) -> AroundPage:
+        """Up to `limit` messages around `target`: it and the older half before it, then
+        the newer ones after it; two gapless pages that meet at `target`."""
+        older = await self._older(room_id, slug, target.next(), (limit + 1) // 2)
+        found = bool(older.messages) and older.messages[-1].id == target
+        room_left = limit - len(older.messages)
+        newer = await self._newer(room_id, slug, target, max(1, room_left))
+        shown = newer.messages[: max(0, room_left)]
+        return AroundPage(
+            older.messages + shown,
+            found=found,
+            has_older=older.has_more,
+            has_newer=newer.has_more or len(shown) < len(newer.messages),
+        )
 
     async def _older(self, room_id: int, slug: str, before: StreamId | None, limit: int) -> Page:
         found: list[Message] = []  # newest first
