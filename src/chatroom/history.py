@@ -129,18 +129,19 @@ class History:
         return await self._older(room_id, slug, before, limit)
 
     async def around(self, room_id: int, slug: str, target: StreamId, *, limit: int) -> AroundPage:
-        """Up to `limit` messages around `target`: it and the older half before it, then
-        the newer ones after it; two gapless pages that meet at `target`."""
-        older = await self._older(room_id, slug, target.next(), (limit + 1) // 2)
+        """Up to `limit` messages around `target`: it and about half before it, the rest
+        after it (more on one side where the other runs out); two gapless pages that meet
+        at `target`."""
+        older = await self._older(room_id, slug, target.next(), limit)  # up to and with it
+        newer = await self._newer(room_id, slug, target, limit)
         found = bool(older.messages) and older.messages[-1].id == target
-        room_left = limit - len(older.messages)
-        newer = await self._newer(room_id, slug, target, max(1, room_left))
-        shown = newer.messages[: max(0, room_left)]
+        newer_shown = min(len(newer.messages), limit - min(len(older.messages), (limit + 1) // 2))
+        older_shown = min(len(older.messages), limit - newer_shown)
         return AroundPage(
-            older.messages + shown,
+            older.messages[len(older.messages) - older_shown :] + newer.messages[:newer_shown],
             found=found,
-            has_older=older.has_more,
-            has_newer=newer.has_more or len(shown) < len(newer.messages),
+            has_older=older.has_more or older_shown < len(older.messages),
+            has_newer=newer.has_more or newer_shown < len(newer.messages),
         )
 
     async def _older(self, room_id: int, slug: str, before: StreamId | None, limit: int) -> Page:
