@@ -249,6 +249,8 @@ export const useMessagesStore = defineStore('messages', () => {
   function send(room: string, body: string): boolean {
     const sendable = sendableBody(body, session.messageMaxChars)
     if (sendable === null) return false
+    // Written while reading an older window: back to the latest, where it will show.
+    if (timelines[room]?.detached) void backToLatest(room)
     outbox.push({
       clientId: crypto.randomUUID(),
       room,

@@ -210,6 +210,12 @@ describe('messages around a permalink', () => {
     expect(lobby.detached).toBe(false)
     expect(lobby.messages.map((m) => m.id)).toEqual(['900-0'])
 
+    // Writing while reading an old window goes back to the latest, where it will show.
+    await messages.loadAround('lobby', '5-0')
+    expect(lobby.detached).toBe(true)
+    expect(messages.send('lobby', 'back to now')).toBe(true)
+    await vi.waitFor(() => expect(lobby.detached).toBe(false))
+
     vi.mocked(api.messagesAround).mockRejectedValueOnce(new ApiError(404, 'message_not_found', ''))
     expect(await messages.loadAround('lobby', '3-0')).toBe(false)
   })
