@@ -28,6 +28,8 @@ export function createAppRouter(pinia: Pinia) {
         children: [
           { path: '', name: 'home', component: EmptyRoomPane },
           { path: 'r/:slug', name: 'room', component: RoomPane, props: true },
+          // A message's permalink: the room, scrolled to the message (lib/search.ts).
+          { path: 'r/:slug/m/:id', name: 'message', component: RoomPane, props: true },
         ],
       },
       {

@@ -56,6 +56,16 @@ class Page:
         return sorted([*self.messages, *self.changes], key=lambda item: item.id)
 
 
+@dataclass(frozen=True, slots=True)
+class AroundPage:
+    """The messages around one message (a permalink): it, and those on either side."""
+
+    messages: list[Message]  # oldest first; holds the message asked for, if it exists
+    found: bool  # the message asked for is in the room
+    has_older: bool
+    has_newer: bool
+
+
 # Ids between two exclusive bounds (a lower bound of None: from the very first).
 Span = tuple[StreamId | None, StreamId]
 
@@ -144,6 +154,22 @@ class History:
         if after is not None:
             return await self._newer(room_id, slug, after, limit, changes=changes)
         return await self._older(room_id, slug, before, limit)
+
+    async def around(self, room_id: int, slug: str, target: StreamId, *, limit: int) -> AroundPage:
+        """Up to `limit` messages around `target`: it and about half before it, the rest
+        after it (more on one side where the other runs out); two gapless pages that meet
+        at `target`."""
+        older = await self._older(room_id, slug, target.next(), limit)  # up to and with it
+        newer = await self._newer(room_id, slug, target, limit, changes=False)
+        found = bool(older.messages) and older.messages[-1].id == target
+        newer_shown = min(len(newer.messages), limit - min(len(older.messages), (limit + 1) // 2))
+        older_shown = min(len(older.messages), limit - newer_shown)
+        return AroundPage(
+            older.messages[len(older.messages) - older_shown :] + newer.messages[:newer_shown],
+            found=found,
+            has_older=older.has_more or older_shown < len(older.messages),
+            has_newer=newer.has_more or newer_shown < len(newer.messages),
+        )
 
     async def _older(self, room_id: int, slug: str, before: StreamId | None, limit: int) -> Page:
         found: list[Message] = []  # newest first

@@ -242,6 +242,9 @@ class Settings(BaseSettings):
     rooms_per_user_max: int = Field(
         default=50, ge=1, description="Rooms a user may own at once (admins: no limit)."
     )
+    searches_per_minute: int = Field(
+        default=30, ge=1, description="Message searches (GET /api/search) per user per minute."
+    )
     metrics_token: str | None = Field(
         default=None,
         description="When set, the app node's /metrics needs `Authorization: Bearer <it>`.",

@@ -1,5 +1,6 @@
 import type {
   AdminUserPage,
+  AroundPage,
   MemberPage,
   ModerationPage,
   Message,
@@ -9,6 +10,7 @@ import type {
   RoomQuery,
   RoomRestriction,
   ServerLimits,
+  SearchPage,
   ServerStatus,
   User,
 } from '@/api/types'
@@ -110,6 +112,24 @@ export const api = {
       'GET',
       `${room(slug)}/messages?before=${encodeURIComponent(before)}&limit=${limit}`,
     ),
+
+  messagesAfter: (slug: string, after: Message['id'], limit = 200) =>
+    request<MessagePage>(
+      'GET',
+      `${room(slug)}/messages?after=${encodeURIComponent(after)}&limit=${limit}`,
+    ),
+  messagesAround: (slug: string, around: Message['id'], limit = 50) =>
+    request<AroundPage>(
+      'GET',
+      `${room(slug)}/messages?around=${encodeURIComponent(around)}&limit=${limit}`,
+    ),
+  search: (q: string, options: { room?: string; cursor?: string | null; limit?: number } = {}) => {
+    const params = new URLSearchParams({ q })
+    if (options.room) params.set('room', options.room)
+    if (options.cursor) params.set('cursor', options.cursor)
+    if (options.limit !== undefined) params.set('limit', String(options.limit))
+    return request<SearchPage>('GET', `/api/search?${params.toString()}`)
+  },
 
   adminStatus: () => request<ServerStatus>('GET', '/api/admin/status'),
 

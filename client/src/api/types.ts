@@ -119,6 +119,26 @@ export interface MessagePage {
   has_more: boolean
 }
 
+/** The page around one message (GET /api/rooms/{slug}/messages?around=<id>). */
+export interface AroundPage extends MessagePage {
+  /** Newer messages exist (`has_more`: older ones do). */
+  has_newer: boolean
+}
+
+/** One message found by GET /api/search, with its room and matched ranges. */
+export interface SearchHit {
+  message: Message
+  room: { slug: string; title: string; private: boolean; kind: 'room' | 'dm' }
+  /** [start, end) of the matched words in the body, in UTF-16 code units. */
+  highlights: [number, number][]
+}
+
+export interface SearchPage {
+  results: SearchHit[]
+  /** Pass as `cursor` (with the same q) for the next page; null: the last. */
+  next_cursor: string | null
+}
+
 export interface RoomCounters {
   stream_length: number
   backlog: number

@@ -14,6 +14,9 @@ import { useSessionStore } from '@/stores/session'
 
 export { ACK_TIMEOUT_MS } from '@/stores/outbox'
 const PAGE_SIZE = 50
+/** Pages of newer messages fetched to join a permalink's window to the latest (at most). */
+const JOIN_PAGES_MAX = 5
+const JOIN_PAGE_SIZE = 200
 
 export interface RoomTimeline {
   /** Oldest first, unique by id. */
@@ -23,6 +26,11 @@ export interface RoomTimeline {
   loadingOlder: boolean
   /** The room is unknown, or private and we are not a member. */
   missing: boolean
+  /**
+   * Showing an older window of the room (a permalink far back): the newer messages are not
+   * held, and live ones are not added until the user goes back to the latest.
+   */
+  detached: boolean
 }
 
 export type { OutgoingMessage, OutgoingStatus } from '@/lib/outgoing'
@@ -69,6 +77,7 @@ export const useMessagesStore = defineStore('messages', () => {
       hasOlder: false,
       loadingOlder: false,
       missing: false,
+      detached: false,
     }
     return timelines[room]
   }
@@ -136,7 +145,7 @@ export const useMessagesStore = defineStore('messages', () => {
   /** A `message` frame: live, or missed while we were away; in the room's order. */
   function receive(message: Message) {
     advance(message.room, message.id)
-    merge(message.room, [message])
+    if (!timelines[message.room]?.detached) merge(message.room, [message])
     if (message.client_id && session.user && session.isMe(message.user)) settle(message.client_id)
   }
 
@@ -163,7 +172,7 @@ export const useMessagesStore = defineStore('messages', () => {
     const user = session.user
     const kind = kindOf(entry)
     const createdAt = idTime(id).toISOString()
-    if (user !== null && kind === 'send') {
+    if (user !== null && kind === 'send' && !timelines[entry.room]?.detached) {
       const quoted = timeline(entry.room).messages.find((message) => message.id === entry.replyTo)
       merge(entry.room, [
         {
@@ -194,6 +203,8 @@ export const useMessagesStore = defineStore('messages', () => {
   function send(room: string, body: string, replyTo?: string): boolean {
     const sendable = sendableBody(body, session.messageMaxChars)
     if (sendable === null) return false
+    // Written while reading an older window: back to the latest, where it will show.
+    if (timelines[room]?.detached) void backToLatest(room)
     enqueue({ room, body: sendable, ...(replyTo === undefined ? {} : { replyTo }) })
     markRead(room)
     return true
@@ -264,6 +275,66 @@ export const useMessagesStore = defineStore('messages', () => {
     }
   }
 
+  /** Whether the room's timeline holds this message. */
+  function holds(room: string, id: string): boolean {
+    return seen.get(room)?.has(id) === true
+  }
+
+  /**
+   * Loads the messages around `id` (a search result, a permalink) into the room's timeline;
+   * false when the room has no such message. A window near the latest is joined to it with
+   * pages of newer messages, so the timeline stays without a hole; one further back is
+   * shown alone (`detached`) until `backToLatest`.
+   */
+  async function loadAround(room: string, id: string): Promise<boolean> {
+    const state = timeline(room)
+    if (!state.loaded) await loadLatest(room)
+    if (holds(room, id)) return true
+    let page
+    try {
+      page = await api.messagesAround(room, id, PAGE_SIZE)
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return false
+      throw error
+    }
+    const batches = [page.messages]
+    let newest = page.messages.at(-1)?.id ?? id
+    let more = page.has_newer
+    // What the window must reach to join the timeline (a detached one is replaced).
+    const heldOldest = state.detached ? undefined : state.messages[0]?.id
+    const reached = () => heldOldest !== undefined && compareIds(newest, heldOldest) >= 0
+    for (let n = 0; more && !reached() && n < JOIN_PAGES_MAX; n++) {
+      const next = await api.messagesAfter(room, newest, JOIN_PAGE_SIZE)
+      batches.push(next.messages)
+      newest = next.messages.at(-1)?.id ?? newest
+      more = next.has_more
+    }
+    const joined = !more || reached()
+    const pageOldest = page.messages[0]?.id
+    const replacing = state.detached || !joined
+    if (replacing) {
+      state.messages.splice(0)
+      seen.delete(room)
+    }
+    if (replacing || heldOldest === undefined || (pageOldest && compareIds(pageOldest, heldOldest) < 0)) {
+      state.hasOlder = page.has_more
+    }
+    merge(room, batches.flat())
+    state.detached = !joined
+    return true
+  }
+
+  /** Leaves an older window for the room's latest messages. */
+  async function backToLatest(room: string) {
+    const state = timeline(room)
+    if (!state.detached) return
+    state.messages.splice(0)
+    seen.delete(room)
+    state.loaded = false
+    state.detached = false
+    await loadLatest(room)
+  }
+
   /**
    * The server lost the room's stream: what we hold may not match it any more. Start the
    * room afresh: a new subscription without `since` (its `subscribed` sets the resume
@@ -321,6 +392,9 @@ export const useMessagesStore = defineStore('messages', () => {
     restoreOutbox,
     loadLatest,
     loadOlder,
+    loadAround,
+    backToLatest,
+    holds,
     resync,
     markRead,
     unreadCount,

@@ -45,7 +45,10 @@ MYSQL_TABLE: dict[str, Any] = {
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 Moment = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql")
-Body = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+# A message body compares without case or accents on MySQL/MariaDB, so that its FULLTEXT
+# index does (under utf8mb4_bin a full-text search is case-sensitive); no key holds it.
+BODY_COLLATION = "utf8mb4_unicode_520_ci"
+Body = sa.Text().with_variant(mysql.MEDIUMTEXT(collation=BODY_COLLATION), "mysql")
 RawEntry = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")
 
 users = sa.Table(
@@ -122,6 +125,9 @@ messages = sa.Table(
     sa.Column("delete_reason", sa.Text(), nullable=True),
     sa.UniqueConstraint("room_id", "stream_ms", "stream_seq", name="uq_messages_stream_id"),
     sa.UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
+    # Message search (store/search.py): InnoDB's FULLTEXT here; on SQLite the FTS5 table
+    # `messages_fts` and its triggers, which migration 0004 creates (not this metadata).
+    sa.Index("ix_messages_body_fulltext", "body", mysql_prefix="FULLTEXT").ddl_if(dialect="mysql"),
     **MYSQL_TABLE,
 )
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from chatroom.accounts.throttle import Limit
 from chatroom.domain import frames
 from chatroom.domain.frames import RoomEvent
-from chatroom.domain.refusals import Throttled, room_not_found
+from chatroom.domain.refusals import NotFound, Throttled, room_not_found
 from chatroom.domain.rules import LISTING_PAGE_DEFAULT, LISTING_PAGE_MAX, SEARCH_MAX, RuleError
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
 from chatroom.domain.users import User
@@ -25,6 +25,7 @@ from chatroom.web.api_moderation import refuse_if_removed, refuse_removed_member
 from chatroom.web.dependencies import CurrentUser, State
 from chatroom.web.room_views import room_view, room_views
 from chatroom.web.schemas import (
+    AroundPage,
     CreateRoomRequest,
     MemberList,
     MemberRequest,
@@ -255,9 +256,10 @@ async def online(slug: str, user: CurrentUser, state: State) -> dict[str, object
 
 @router.get(
     "/{slug}/messages",
-    response_model=MessagePage,
+    response_model=AroundPage | MessagePage,
     responses=errors(401, 404, 422),
-    summary="A page of the room's history, oldest first",
+    summary="A page of the room's history, oldest first; around= the page around one "
+    "message (a permalink)",
 )
 async def messages(
     slug: str,
@@ -269,6 +271,13 @@ async def messages(
     after: Annotated[
         str | None, Query(description="Messages newer than this id (exclusive).")
     ] = None,
+    around: Annotated[
+        str | None,
+        Query(
+            description="Extension: this message and those on either side of it (about "
+            "half the limit each); 404 `message_not_found` when the room has no such message."
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="How many messages.")] = (
         PAGE_DEFAULT
     ),
@@ -276,8 +285,19 @@ async def messages(
     room = await state.rooms.visible(user, slug)
     if room is None:
         raise room_not_found(slug)
-    if before is not None and after is not None:
-        raise RuleError("invalid_query", "give before or after, not both")
+    if sum(bound is not None for bound in (before, after, around)) > 1:
+        raise RuleError("invalid_query", "give one of before, after and around")
+    if around is not None:
+        target = parse_message_id(around, "around")
+        near = await state.history.around(room.id, room.slug, target, limit=limit)
+        if not near.found:
+            raise NotFound("message_not_found", f"the room has no message {around}")
+        shown = await state.history.current(room.id, room.slug, near.messages, user.id)
+        return {
+            "messages": [m.as_json() for m in shown],
+            "has_more": near.has_older,
+            "has_newer": near.has_newer,
+        }
     page = await state.history.page(
         room.id,
         room.slug,

@@ -25,9 +25,18 @@ from chatroom.rooms.direct import DirectMessages
 from chatroom.rooms.directory import RoomDirectory
 from chatroom.settings import Settings
 from chatroom.store.history_pages import ArchivedPages
+from chatroom.store.search import MessageSearch
 from chatroom.streams.persistence import enforce_persistence
 from chatroom.streams.writer import StreamWriter
-from chatroom.web import api_accounts, api_dms, api_moderation, api_operations, api_rooms, ws
+from chatroom.web import (
+    api_accounts,
+    api_dms,
+    api_moderation,
+    api_operations,
+    api_rooms,
+    api_search,
+    ws,
+)
 from chatroom.web.body_limit import BodyLimitMiddleware
 from chatroom.web.client import DIST, WebClient
 from chatroom.web.errors import install_error_handlers
@@ -110,6 +119,7 @@ def create_app(
     app.include_router(api_rooms.router)
     app.include_router(api_dms.router)
     app.include_router(api_moderation.router)
+    app.include_router(api_search.router)
     app.include_router(api_operations.router)
     app.include_router(ws.router)  # /ws, the realtime endpoint
     client.mount(app)
@@ -150,6 +160,7 @@ async def _open_state(stack: AsyncExitStack, settings: Settings, backends: Backe
         rooms=directory,
         dms=DirectMessages(engine, directory),
         persistence=persistence,
+        search=MessageSearch(engine),
     )
 
 

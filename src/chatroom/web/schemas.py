@@ -230,6 +230,37 @@ class MessagePage(BaseModel):
     )
 
 
+class AroundPage(BaseModel):
+    messages: list[MessageOut] = Field(
+        description="Oldest first: the message asked for, older ones before it, newer after."
+    )
+    has_more: bool = Field(description="Older messages exist (ask with before=).")
+    has_newer: bool = Field(description="Newer messages exist (ask with after=).")
+
+
+class SearchRoom(BaseModel):
+    slug: str
+    title: str
+    private: bool
+    kind: str = Field(description="`room`, or `dm` for a direct conversation.")
+
+
+class SearchHit(BaseModel):
+    message: MessageOut
+    room: SearchRoom
+    highlights: list[tuple[int, int]] = Field(
+        description="The [start, end) ranges of the body's matched words, in UTF-16 code "
+        "units (as JavaScript's String.slice counts)."
+    )
+
+
+class SearchResults(BaseModel):
+    results: list[SearchHit] = Field(description="Best match first, then newest first.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` (with the same q) for the next page."
+    )
+
+
 class OnlineList(BaseModel):
     online: list[Author]
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chatroom.hub.hub import Hub
     from chatroom.rooms.direct import DirectMessages
     from chatroom.rooms.directory import RoomDirectory
+    from chatroom.store.search import MessageSearch
 
 STATE_KEY = "chat"
 
@@ -41,6 +42,7 @@ class AppState:
     rooms: RoomDirectory
     dms: DirectMessages
     persistence: PersistenceReport
+    search: MessageSearch
     # Set when the archiver runs in another process: its figures, read for /metrics.
     archiver_status_metrics: ArchiverStatusMetrics | None = None
     # Set in a worker of `serve --workers N`: /metrics shows every worker's figures.
