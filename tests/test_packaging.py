@@ -60,7 +60,7 @@ async def test_the_sdist_and_its_wheel_installed_in_a_new_venv_serve_the_web_cli
     (sdist,) = (tmp_path / "dist").glob("chatroom-*.tar.gz")
     (wheel,) = (tmp_path / "dist").glob("chatroom-*.whl")
     with tarfile.open(sdist) as archive:
-        in_sdist = archive.getnames()
+        in_sdist = [member.name for member in archive.getmembers() if member.isfile()]
     sdist_prefix = f"{sdist.name.removesuffix('.tar.gz')}/src/chatroom/web/client_dist/"
     assert _client_files(in_sdist, sdist_prefix) == built
     names = zipfile.ZipFile(wheel).namelist()
