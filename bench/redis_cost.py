@@ -18,9 +18,13 @@ timing out, presence, leases): it is subtracted, pro rata, from the load's count
 
 The last line printed is one JSON object: `calls_per_message` (all commands, idle
 subtracted) with the commands behind them, `net_in_bytes_per_message` /
-`net_out_bytes_per_message` (Redis's own network counters), `aof_bytes_per_message`, and
-`stream_bytes_per_message` (used_memory grown per message still held in the streams,
-as before the archiver trims them).
+`net_out_bytes_per_message` (Redis's own network counters), `aof_bytes_per_message`,
+`redis_cpu_us_per_message` (Redis's own CPU, idle subtracted),
+`used_memory_bytes_per_message` (used_memory grown per message sent, everything
+included), and what it is made of: `stream_bytes_per_entry` (MEMORY USAGE of the room
+streams per entry; the archiver keeps `archiver_hot_window` entries per stream) and
+`client_id_key_bytes` (MEMORY USAGE of a send's idempotence key, one per message, kept
+`client_id_ttl_s`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import redis.asyncio as redis_asyncio
 import uvloop
 
 from _servers import Server, ServerSet, free_port
+from chatroom import redis_keys
 
 BODY = "The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. 0123456"
 
@@ -72,6 +77,7 @@ async def _snapshot(client: redis_asyncio.Redis) -> dict[str, Any]:
         "net_out": int(info["total_net_output_bytes"]),
         "aof": int(info.get("aof_current_size", 0)),
         "memory": int(info["used_memory"]),
+        "cpu": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
     }
 
 
@@ -85,8 +91,28 @@ def _diff(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     calls.pop("info", None)
     return {
         "calls": calls,
-        **{k: after[k] - before[k] for k in ("net_in", "net_out", "aof", "memory")},
+        **{k: after[k] - before[k] for k in ("net_in", "net_out", "aof", "memory", "cpu")},
     }
+
+
+async def _sample_memory(client: redis_asyncio.Redis, pattern: str) -> float:
+    """Mean MEMORY USAGE of up to 200 keys matching `pattern`."""
+    sizes: list[int] = []
+    async for key in client.scan_iter(match=pattern, count=1000):
+        sizes.append(int(await client.memory_usage(key, samples=0) or 0))
+        if len(sizes) >= 200:
+            break
+    return round(sum(sizes) / len(sizes), 1) if sizes else 0.0
+
+
+async def _stream_entry_bytes(client: redis_asyncio.Redis, rooms: list[str]) -> float:
+    """MEMORY USAGE of the room streams (all their entries), per entry."""
+    total = entries = 0
+    for room in rooms:
+        key = redis_keys.room_stream(room)
+        total += int(await client.memory_usage(key, samples=0) or 0)
+        entries += int(await client.xlen(key))
+    return round(total / max(entries, 1), 1)
 
 
 async def _sender(port: int, secret: str, room: str, count: int, window: int) -> int:
@@ -193,6 +219,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 status_cost = _diff(await _snapshot(client), status_before)
                 load = _diff(await _snapshot(client), before)
                 seconds = time.monotonic() - started
+                key_bytes = await _sample_memory(client, f"{redis_keys.room_tag(rooms[0])}:sent:*")
+                entry_bytes = await _stream_entry_bytes(client, rooms)
             finally:
                 await client.aclose()
     finally:
@@ -217,7 +245,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "net_in_bytes_per_message": round((load["net_in"] - idle["net_in"] * scale) / total),
             "net_out_bytes_per_message": round((load["net_out"] - idle["net_out"] * scale) / total),
             "aof_bytes_per_message": round(load["aof"] / total),
-            "stream_bytes_per_message": round(load["memory"] / total),
+            "used_memory_bytes_per_message": round(load["memory"] / total),
+            "client_id_key_bytes": key_bytes,
+            "stream_bytes_per_entry": entry_bytes,
+            "redis_cpu_us_per_message": round((load["cpu"] - idle["cpu"] * scale) / total * 1e6, 1),
         }
     )
     return line
