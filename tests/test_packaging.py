@@ -29,9 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILT_CLIENT = ROOT / "src" / "chatroom" / "web" / "client_dist" / "index.html"
 
 
+def _clean_env() -> dict[str, str]:
+    """Nothing of the source tree or the tests' settings: a PYTHONPATH at the checkout's
+    src/ would make pip take its chatroom for installed and skip the package."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CHATROOM_", "PYTHON"))}
+
+
 def _run(*command: str | Path, cwd: Path) -> None:
     done = subprocess.run(
-        [str(part) for part in command], cwd=cwd, capture_output=True, text=True, check=False
+        [str(part) for part in command],
+        cwd=cwd,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
 
@@ -78,8 +89,7 @@ async def test_the_sdist_and_its_wheel_installed_in_a_new_venv_serve_the_web_cli
     _run(venv / "bin" / "pip", "install", "-q", wheel, cwd=tmp_path)
 
     port = free_port()
-    # Nothing of the source tree or the tests' settings: the installed package alone.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATROOM_", "PYTHON"))}
+    env = _clean_env()  # the installed package alone
     env.update({"CHATROOM_PORT": str(port), "CHATROOM_DATA_DIR": str(tmp_path / "data")})
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
