@@ -288,7 +288,12 @@ class Settings(BaseSettings):
         description="cron: drain outside the window when the oldest entry is this old.",
     )
     archiver_claim_idle_ms: int = Field(
-        default=30_000, ge=100, description="Claim a pending entry idle this long (XAUTOCLAIM)."
+        default=30_000,
+        ge=100,
+        description=(
+            "Claim a pending entry idle this long (XAUTOCLAIM): a dead archiver's entries "
+            "are archived by another within 1.5x this plus `archiver_block_ms`."
+        ),
     )
     archiver_max_deliveries: int = Field(
         default=5,
