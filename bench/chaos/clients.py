@@ -305,9 +305,13 @@ class ChatClient:
             base_url=base, cookies={SESSION_COOKIE: self.account.cookie}, timeout=HTTP_TIMEOUT_S
         ) as http:
             for _ in range(1000):
-                answer = await http.get(
-                    f"/api/rooms/{room}/messages", params={"after": after, "limit": 200}
-                )
+                try:
+                    answer = await http.get(
+                        f"/api/rooms/{room}/messages", params={"after": after, "limit": 200}
+                    )
+                except httpx.TransportError:  # a timeout under load: ask again, as a browser would
+                    await asyncio.sleep(1.0)
+                    continue
                 if answer.status_code != 200:
                     await asyncio.sleep(1.0)
                     continue
