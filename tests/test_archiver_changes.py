@@ -4,6 +4,8 @@ archived; dead-lettered (with the reason) when their message does not exist."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
@@ -15,7 +17,7 @@ from chatroom.domain.stream_ids import StreamId
 from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.change_writes import ArchivedChange, apply_changes
 from chatroom.store.counts import room_ids
-from chatroom.store.tables import message_events, messages
+from chatroom.store.tables import message_events, messages, moderation_log, users
 from test_archiver_support import (
     ALICE,
     BOB,
@@ -112,8 +114,23 @@ async def test_a_change_to_no_message_is_a_dead_letter_with_the_reason(
 async def test_a_change_before_its_message_is_held_then_applied(engine: AsyncEngine) -> None:
     """An edit or delete archived before its message (the message pending elsewhere)
     is kept, then applied in the transaction that archives the message; reactions need
-    no message row."""
+    no message row. A moderation delete is logged once, when it is applied."""
     room_id = (await room_ids(engine))["lobby"]
+    async with engine.begin() as conn:  # the moderation log names users of the site
+        await conn.execute(
+            users.insert(),
+            [
+                {
+                    "id": who.id,
+                    "username": who.username,
+                    "username_key": who.username,
+                    "display_name": who.display_name,
+                    "password_hash": "-",
+                    "created_at": datetime.now(UTC),
+                }
+                for who in (ALICE, BOB)
+            ],
+        )
     target, other = StreamId(1_000, 0), StreamId(1_000, 1)
     changes = [
         ArchivedChange(
@@ -179,3 +196,17 @@ async def test_a_change_before_its_message_is_held_then_applied(engine: AsyncEng
         ).all()
     assert row[1][:2] == (BOB.id, "spam")
     assert row[0].edit_key is not None and row[0].edit_key.endswith("1")
+    # The moderation delete is in the moderation log once, however often it was replayed.
+    async with engine.connect() as conn:
+        logged = (
+            await conn.execute(
+                sa.select(
+                    moderation_log.c.action,
+                    moderation_log.c.actor_id,
+                    moderation_log.c.target_id,
+                    moderation_log.c.message_id,
+                    moderation_log.c.reason,
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in logged] == [("delete", BOB.id, ALICE.id, str(other), "spam")]

@@ -29,8 +29,9 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatroom.domain.changes import DELETE, EDIT, REACT, ChangeEvent
+from chatroom.domain.moderation import Action
 from chatroom.domain.stream_ids import StreamId
-from chatroom.store.tables import message_events, messages, reactions
+from chatroom.store.tables import message_events, messages, moderation_log, reactions, users
 
 EPOCH = datetime(1970, 1, 1)  # naive UTC, as the DATETIME columns store it
 HELD_PER_BATCH = 1000  # held changes applied per batch at most (the rest next batch)
@@ -39,6 +40,26 @@ HELD_PER_BATCH = 1000  # held changes applied per batch at most (the rest next b
 def event_key(stream_id: StreamId) -> str:
     """A stream id as text that sorts as the ids do (both parts zero-padded)."""
     return f"{stream_id.ms:020d}-{stream_id.seq:019d}"
+
+
+async def _log_moderation_delete(conn: AsyncConnection, row: Any) -> None:
+    """A moderation delete, applied now (once: its event is marked applied in this
+    transaction), goes into the moderation log with its reason. Who deleted and whose it
+    was are users of this site; an entry whose actor is not (a stream entry written by
+    hand, a user since removed) is not logged rather than fail the batch."""
+    author = sa.select(users.c.id).where(users.c.id == row.author_id).scalar_subquery()
+    entry = sa.select(
+        sa.literal(Action.DELETE),
+        users.c.id,
+        author,
+        sa.literal(row.room_id),
+        sa.literal(f"{row.target_ms}-{row.target_seq}"),
+        sa.literal(row.reason or ""),
+        sa.null(),
+        sa.literal(_moment(row.stream_ms), moderation_log.c.created_at.type),
+    ).where(users.c.id == row.user_id)
+    columns = ["action", "actor_id", "target_id", "room_id", "message_id", "reason", "until"]
+    await conn.execute(moderation_log.insert().from_select([*columns, "created_at"], entry))
 
 
 def _moment(ms: int) -> datetime:
@@ -171,6 +192,8 @@ async def apply_held(conn: AsyncConnection) -> int:
             e.c.user_id,
             e.c.body,
             e.c.reason,
+            e.c.moderated,
+            m.c.user_id.label("author_id"),
         )
         .select_from(
             e.join(
@@ -202,7 +225,7 @@ async def apply_held(conn: AsyncConnection) -> int:
                 .values(body=row.body, edited_at=_moment(row.stream_ms), edit_key=key)
             )
         else:
-            await conn.execute(
+            deleted = await conn.execute(
                 m.update()
                 .where(target)
                 .values(
@@ -212,6 +235,8 @@ async def apply_held(conn: AsyncConnection) -> int:
                     delete_reason=row.reason,
                 )
             )
+            if row.moderated and deleted.rowcount == 1:
+                await _log_moderation_delete(conn, row)
     if rows:
         await conn.execute(
             e.update().where(e.c.id.in_([row.id for row in rows])).values(applied=True)
