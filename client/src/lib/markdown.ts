@@ -370,6 +370,11 @@ export function parseInline(text: string): Inline[] {
   return finish(emphasis(atoms(text, true)))
 }
 
+/** A message's text without its markup, on one line: what a reply's quote shows. */
+export function markdownToText(source: string): string {
+  return plainText(parseMarkdown(source)).replace(/\s+/g, ' ').trim()
+}
+
 /** The plain text of a tree (what a screen reader's summary or a notification shows). */
 export function plainText(blocks: readonly Block[]): string {
   const inline = (nodes: readonly Inline[]): string =>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { type Block, type Inline, MAX_EMPHASIS_DEPTH, MAX_QUOTE_DEPTH, parseInline, parseMarkdown, plainText } from '@/lib/markdown'
+import { type Block, type Inline, MAX_EMPHASIS_DEPTH, MAX_QUOTE_DEPTH, markdownToText, parseInline, parseMarkdown, plainText } from '@/lib/markdown'
 
 const text = (value: string): Inline => ({ type: 'text', text: value })
 
@@ -214,4 +214,12 @@ describe('markdown on hostile input', () => {
       expect(letters(plainText(blocks))).toBe(letters(source))
     })
   }
+})
+
+describe('markdownToText', () => {
+  it('gives a quote the words without their markup, on one line', () => {
+    expect(markdownToText('**ship** it _today_ with `make deploy`')).toBe('ship it today with make deploy')
+    expect(markdownToText('> quoted\n- one\n- two')).toBe('quoted one two')
+    expect(markdownToText('[the docs](https://example.com)')).toBe('the docs')
+  })
 })
