@@ -253,12 +253,15 @@ class BreakingHistory(History):
         before: StreamId | None = None,
         after: StreamId | None = None,
         limit: int = 50,
+        changes: bool = False,
     ) -> Page:
         if after is not None:
             self.replay_pages += 1
             if self.broken and self.replay_pages > 1:
                 raise RedisConnectionError("Redis went away")
-        return await super().page(room_id, slug, before=before, after=after, limit=limit)
+        return await super().page(
+            room_id, slug, before=before, after=after, limit=limit, changes=changes
+        )
 
 
 async def test_a_replay_that_fails_ends_the_subscription_and_says_why(
