@@ -261,6 +261,9 @@ async def _pending(cluster: RedisCluster, slug: str) -> int:
         await client.aclose()
 
 
+# The claim is Redis's (XAUTOCLAIM per group): on the first SQL backend only, like the node
+# tests below; tests/test_archiver_fleet.py kills an archiver process on both backends.
+@pytest.mark.parametrize("cluster_backend", BACKENDS[:1], indirect=True)
 async def test_a_killed_archivers_entries_are_archived_by_the_other(
     cluster: RedisCluster,
     cluster_backend: Backend,
