@@ -10,6 +10,7 @@ several nodes, its log, the CLI) stay with `chat_servers.running_server`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from conftest import Backend
 
 STARTUP_TIMEOUT_S = 30.0
+
+
+log = logging.getLogger(__name__)
+# How long a node of the test's process may take to stop (uvicorn waits 10 s for sockets).
+SHUTDOWN_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -81,5 +87,11 @@ async def running_app(
         yield AppNode(f"http://127.0.0.1:{port}", server)
     finally:
         server.should_exit = True
-        await serving
+        # Bounded: once, after a 500-socket storm, the lifespan's shutdown did not end within
+        # pytest's 120 s (2026-11-30, not reproduced alone; an open issue, see the session's
+        # note). A test about something else must not hang on it.
+        try:
+            await asyncio.wait_for(serving, SHUTDOWN_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("the app node on %s did not stop in %s s", port, SHUTDOWN_TIMEOUT_S)
         listener.close()

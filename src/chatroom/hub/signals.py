@@ -213,11 +213,11 @@ class RoomSignals:
 
     async def publish_restricted(self, restriction: Restriction) -> None:
         payload = json.dumps({"restricted": restriction.as_json()}, ensure_ascii=False)
-        await self._redis.publish(self.channel, payload)
+        await self._publish(payload)
 
     async def publish_banned(self, user_id: int, reason: str) -> None:
         payload = json.dumps({"banned": user_id, "reason": reason}, ensure_ascii=False)
-        await self._redis.publish(self.channel, payload)
+        await self._publish(payload)
 
     async def _subscribe(self) -> PubSub:
         pubsub = await self._sharded_pubsub() if self._sharded else self._blocking.pubsub()
