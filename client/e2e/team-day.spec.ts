@@ -123,7 +123,7 @@ test('membership is live: added, a new room, the member list, removed with a not
   // Removed: Eli is told, the room closes and leaves his sidebar; he cannot write to it.
   await openRoom(dana.page, hideout)
   await dana.page.getByRole('button', { name: 'Members' }).click()
-  await dialog.getByRole('button', { name: `Remove ${eli.username}` }).click()
+  await dialog.getByRole('button', { name: `Remove ${eli.username}`, exact: true }).click()
   await expect(dialog.getByTestId('members').locator(`[data-username="${eli.username}"]`)).toHaveCount(0)
   await expect(eli.page.locator('.toast')).toHaveText(/You were removed from Hideout/)
   await screenshot(eli.page, 'daily-removed-desktop-light')
