@@ -226,41 +226,50 @@ class ChatClient:
 
     async def _read(self, ws: ClientConnection, base: str) -> None:
         async for raw in ws:
-            frame = orjson.loads(raw)
-            kind = frame.get("type")
-            if kind == "message":
-                view = self.log.rooms.get(frame["room"])
-                if view is not None:
-                    view.received.append((frame["id"], self.epoch))
-                    view.advance(frame["id"])
-            elif kind in CHANGE_FRAMES:
-                # A change: the cursor moves over it too (a change's id is a valid `since`).
-                view = self.log.rooms.get(frame["room"])
-                if view is not None:
-                    view.advance(frame["id"])
-            elif kind == "ack":
-                send = self.in_flight.pop(frame["client_id"], None)
-                if send is not None:
-                    send.in_flight = False
-                    send.id = frame["id"]
-                    send.acked_at = time.time()
-                    send.acked_epoch = self.epoch
-                    send.acked_attempt = send.attempts
-                    self.ledger.acks.append(send)
-                    if send.kind == "send":
-                        self.mine.setdefault(send.room, []).append(send.id)
-            elif kind == "error":
-                self._on_error(frame, ws)
-            elif kind == "subscribed":
-                view = self.log.rooms[frame["room"]]
-                if view.cursor is None:
-                    view.cursor = view.start = frame["last_id"]
-                self.subscribed[frame["room"]].set()
-            elif kind == "resync":
-                self._spawn(self._reload(base, frame["room"]))
-            elif kind == "unsubscribed":
-                # The server ended the subscription (a failed replay): subscribe again.
-                self._spawn(self._resubscribe(ws, frame["room"]))
+            self._on_frame(orjson.loads(raw), ws, base)
+
+    def _on_frame(self, frame: dict[str, Any], ws: ClientConnection, base: str) -> None:
+        """One frame from the node, in order. Synchronous: frames already buffered are
+        handled one after the other before any task spawned here runs."""
+        kind = frame.get("type")
+        if kind == "message":
+            view = self.log.rooms.get(frame["room"])
+            if view is not None:
+                view.received.append((frame["id"], self.epoch))
+                view.advance(frame["id"])
+        elif kind in CHANGE_FRAMES:
+            # A change: the cursor moves over it too (a change's id is a valid `since`).
+            view = self.log.rooms.get(frame["room"])
+            if view is not None:
+                view.advance(frame["id"])
+        elif kind == "ack":
+            send = self.in_flight.pop(frame["client_id"], None)
+            if send is not None:
+                send.in_flight = False
+                send.id = frame["id"]
+                send.acked_at = time.time()
+                send.acked_epoch = self.epoch
+                send.acked_attempt = send.attempts
+                self.ledger.acks.append(send)
+                if send.kind == "send":
+                    self.mine.setdefault(send.room, []).append(send.id)
+        elif kind == "error":
+            self._on_error(frame, ws)
+        elif kind == "subscribed":
+            view = self.log.rooms[frame["room"]]
+            if view.cursor is None:
+                view.cursor = view.start = frame["last_id"]
+            self.subscribed[frame["room"]].set()
+        elif kind == "resync":
+            # Where the in-order sequence stood at this frame: later frames (read
+            # before the reload task runs) come after what the node skipped.
+            view = self.log.rooms[frame["room"]]
+            resync = Resync(at=time.time(), cursor=view.cursor)
+            view.resyncs.append(resync)
+            self._spawn(self._reload(base, frame["room"], view, resync))
+        elif kind == "unsubscribed":
+            # The server ended the subscription (a failed replay): subscribe again.
+            self._spawn(self._resubscribe(ws, frame["room"]))
 
     def _on_error(self, frame: dict[str, Any], ws: ClientConnection) -> None:
         send = self.in_flight.pop(frame.get("client_id") or "", None)
@@ -295,12 +304,10 @@ class ChatClient:
         with contextlib.suppress(ConnectionClosed):
             await self._subscribe(ws, room)
 
-    async def _reload(self, base: str, room: str) -> None:
-        """`resync`: reload the room's history after the last id seen, over HTTP."""
-        view = self.log.rooms[room]
-        resync = Resync(at=time.time(), cursor=view.cursor)
-        view.resyncs.append(resync)
-        after = view.cursor or view.start or "0-0"
+    async def _reload(self, base: str, room: str, view: RoomView, resync: Resync) -> None:
+        """`resync`: reload the room's history after the last id seen before it, over
+        HTTP."""
+        after = resync.cursor or view.start or "0-0"
         async with httpx.AsyncClient(
             base_url=base, cookies={SESSION_COOKIE: self.account.cookie}, timeout=HTTP_TIMEOUT_S
         ) as http:
