@@ -44,8 +44,10 @@ def kinds(
     evidence: Evidence,
     poison: dict[tuple[str, str], str] | None = None,
     redis_losses: list[tuple[float, float]] | None = None,
+    sql_outages: list[tuple[float, float]] | None = None,
 ) -> dict[str, int]:
-    return dict(check(ledger, evidence, poison or {}, redis_losses or []).counts)
+    verdict = check(ledger, evidence, poison or {}, redis_losses or [], (), sql_outages or ())
+    return dict(verdict.counts)
 
 
 def test_a_clean_run_has_no_violation() -> None:
@@ -124,7 +126,10 @@ def test_a_message_missed_between_a_clients_first_and_last_id_is_a_gap() -> None
     assert found == {"gaps": 1, "stalled": 1}
 
 
-def test_messages_reloaded_after_a_resync_fill_the_gap_and_the_resync_needs_a_redis_loss() -> None:
+def test_messages_reloaded_after_a_resync_fill_the_gap_and_the_resync_needs_a_cause() -> None:
+    """A resync is justified by a Redis loss (the node delivered what Redis lost) or an
+    SQL outage (the node could not fill from SQL what was trimmed before it read it),
+    within the grace after either; by nothing else."""
     ledger = Ledger()
     for n in (1, 2, 3):
         send(ledger, n)
@@ -133,6 +138,9 @@ def test_messages_reloaded_after_a_resync_fill_the_gap_and_the_resync_needs_a_re
     rows = [row(n) for n in (1, 2, 3)]
     assert kinds(ledger, Evidence(rows=rows)) == {"unjustified_resync": 1}
     assert kinds(ledger, Evidence(rows=rows), redis_losses=[(T0 - 5.0, T0 - 1.0)]) == {}
+    assert kinds(ledger, Evidence(rows=rows), sql_outages=[(T0 - 5.0, T0 - 1.0)]) == {}
+    long_ago = [(T0 - 100.0, T0 - 60.0)]
+    assert kinds(ledger, Evidence(rows=rows), sql_outages=long_ago) == {"unjustified_resync": 1}
 
 
 def test_a_message_received_twice_is_duplicated_and_one_going_back_is_out_of_order() -> None:

@@ -196,7 +196,12 @@ async def _campaign(
         for f in nemesis.timeline.faults
         if acks == "write" and f.kind == "redis_power_loss" and "cut_at" in f.detail
     ]
-    verdict = check(ledger, found, nemesis.timeline.poison, losses, unsynced)
+    sql_outages = [
+        (f.start, f.end)
+        for f in nemesis.timeline.faults
+        if f.kind in ("sql_pause", "sql_unreachable")
+    ]
+    verdict = check(ledger, found, nemesis.timeline.poison, losses, unsynced, sql_outages)
     for exit_ in supervisor.exits:
         verdict.add(
             "process_exited",

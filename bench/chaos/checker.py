@@ -14,7 +14,8 @@ What is proved (PRODUCT.md section 4):
   no id twice (`duplicated` deliveries), and gapless: every SQL message between the
   client's first subscription and the last id it saw was received live, by replay, or by
   the HTTP reload after a `resync` (`gaps`); it caught up by the end (`stalled`);
-- a `resync` only after Redis may have lost a stream's tail (`unjustified_resync`);
+- a `resync` only after Redis may have lost a stream's tail, or while SQL could not give
+  a node what the archiver trimmed before it read it (`unjustified_resync`);
 - nothing pending or undelivered in any stream (`backlog_left`);
 - changes (edits, deletes, reactions): see changes_check.py, down to the final state of
   every message equal to the fold of the changes kept, in stream order;
@@ -78,9 +79,13 @@ def check(
     poison: dict[tuple[str, str], str],
     redis_losses: Sequence[tuple[float, float]] = (),
     unsynced: Sequence[tuple[float, float]] = (),
+    sql_outages: Sequence[tuple[float, float]] = (),
 ) -> Verdict:
     """`redis_losses`: (start, end) of the faults that may lose a stream's tail (Redis
-    killed or its AOF cut): a `resync` is justified only within `RESYNC_GRACE_S` of one.
+    killed or its AOF cut); `sql_outages`: of those that keep SQL from answering (paused,
+    unreachable), when a node that fell behind the trimmer cannot fill the gap from SQL
+    and says `resync` instead (hub/bus.py). A `resync` is justified only within
+    `RESYNC_GRACE_S` of one of either.
     `unsynced`: the moments a power cut could take back under the ack mode in force
     (write acks on `everysec`: the last ~2 s before each cut), see `_allow_unsynced`."""
     verdict = Verdict(outcomes=ledger.outcomes())
@@ -95,7 +100,7 @@ def check(
     _check_rows(ledger, verdict, evidence.rows, poison)
     room_ids = _room_sequences(evidence.rows)
     _check_deliveries(ledger, verdict, room_ids, set(by_id))
-    _check_resyncs(ledger, verdict, list(redis_losses))
+    _check_resyncs(ledger, verdict, [*redis_losses, *sql_outages])
     _check_streams(evidence, verdict)
     _check_dead_letters(
         ledger, verdict, evidence.dead_letters, by_id, by_sender, poison, in_streams
@@ -228,15 +233,11 @@ def _check_deliveries(
     verdict.facts["delivered_not_in_sql"] = len(not_archived)
 
 
-def _check_resyncs(
-    ledger: Ledger, verdict: Verdict, redis_losses: list[tuple[float, float]]
-) -> None:
+def _check_resyncs(ledger: Ledger, verdict: Verdict, causes: list[tuple[float, float]]) -> None:
     for client in ledger.clients.values():
         for room, view in client.rooms.items():
             for resync in view.resyncs:
-                if not any(
-                    start <= resync.at <= end + RESYNC_GRACE_S for start, end in redis_losses
-                ):
+                if not any(start <= resync.at <= end + RESYNC_GRACE_S for start, end in causes):
                     verdict.add(
                         "unjustified_resync",
                         resync.at,
