@@ -3,18 +3,23 @@ stalled while the archiver trimmed past it, and a room whose stream Redis lost."
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
 
+import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.domain.events import Author
 from chatroom.history import History
+from chatroom.hub.subscription import RoomRef
+from chatroom.store.counts import room_ids
 from chatroom.store.database import create_engine
 from chatroom.store.history_pages import ArchivedPages
+from chatroom.store.tables import rooms
 from conftest import Backend, HubFactory
 from fake_transport import FakeTransport, messages, send, subscribe
 from redis_proxy import RedisProxy
@@ -130,3 +135,100 @@ async def test_a_gap_that_sql_cannot_fill_is_a_resync_never_a_silent_skip(
                     assert skipped == 0, f"{skipped} skipped without a resync"
     finally:
         await dead_sql.dispose()
+
+
+class BlackHole:
+    """A TCP server that accepts connections and never answers (SQL behind a partition):
+    a client's connect waits until its own timeout. Counts the connections tried."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._held: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> BlackHole:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._held:
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"mysql+asyncmy://root@127.0.0.1:{port}/nowhere"
+
+    async def _hold(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._held.append(writer)
+
+
+async def test_rooms_that_sql_cannot_fill_resync_without_each_waiting_out_the_outage(
+    make_hub: HubFactory,
+    archivers: Archivers,
+    redis: Redis,
+    engine: AsyncEngine,
+    backend: Backend,
+) -> None:
+    """A node stalled while the archiver trimmed two rooms past it, and SQL hangs (no
+    answer at all). The first room's fill waits out its timeout; the second must not wait
+    again (its fan-out, and every other room's on the node, would stall once per room):
+    both rooms get `resync`, and SQL was tried once."""
+    ids = await room_ids(engine)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(rooms).values(
+                slug="second", title="Second", is_private=False, created_at=sa.func.now()
+            )
+        )
+    refs = {slug: RoomRef(i, slug, False) for slug, i in (await room_ids(engine)).items()}
+    assert "lobby" in ids
+
+    async def both(_user: Author, slug: str) -> RoomRef | None:
+        return refs.get(slug)
+
+    archivers.start(archivers.new(archiver_hot_window=HOT_WINDOW))
+    async with BlackHole() as hole, RedisProxy(backend.redis_url) as proxy:
+        hung_sql = create_engine(hole.url)
+        try:
+            stalled = await make_hub(
+                both,
+                blocking_url=proxy.url,
+                make_history=lambda r, _archive: History(r, ArchivedPages(hung_sql)),
+                **FAST,
+            )
+            other = await make_hub(both, **FAST)
+            alice, bob = stalled.connect(ALICE), other.connect(BOB)
+            for room in ("lobby", "second"):
+                await subscribe(bob, room)
+                await send(bob, f"the first of {room}", f"first-{room}", room)
+                await subscribe(alice, room)
+            proxy.paused = True
+            for room in ("lobby", "second"):
+                for i in range(10):
+                    await send(bob, f"during {i}", f"d-{room}-{i}", room)
+            await wait_until(
+                lambda: _both_trimmed(redis, engine),
+                what="both rooms archived and trimmed to the hot window",
+            )
+            tried_before = hole.accepted
+            proxy.paused = False
+            resynced = set()
+            while resynced != {"lobby", "second"}:
+                resynced.add((await alice.next("resync", timeout=30))["room"])
+            assert hole.accepted - tried_before == 1
+        finally:
+            await hung_sql.dispose()
+
+
+async def _both_trimmed(redis: Redis, engine: AsyncEngine) -> bool:
+    for room in ("lobby", "second"):
+        if len(await archived_rows(engine, room)) != 11:
+            return False
+        if await redis.xlen(redis_keys.room_stream(room)) != HOT_WINDOW:
+            return False
+    return True

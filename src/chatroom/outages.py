@@ -106,6 +106,26 @@ class Outage:
         return line
 
 
+@dataclass(slots=True)
+class Shortcut:
+    """After a dependency failed, calls skip it for `quiet_s` rather than wait it out
+    again: a loop that asks for many items one after the other (the fan-out's rooms) would
+    otherwise wait out the same outage once per item, and stall every other item meanwhile.
+    """
+
+    quiet_s: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    _until: float = 0.0
+
+    @property
+    def open(self) -> bool:
+        """Whether to try the dependency now."""
+        return self.clock() >= self._until
+
+    def failed(self) -> None:
+        self._until = self.clock() + self.quiet_s
+
+
 async def when_reachable(
     name: str,
     attempt: Callable[[], Awaitable[T]],

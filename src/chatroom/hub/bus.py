@@ -47,7 +47,7 @@ from chatroom.hub.room_cursor import (
     seen_after,
     went_back,
 )
-from chatroom.outages import SQL_DOWN, Outage, first_line
+from chatroom.outages import SQL_DOWN, Outage, Shortcut, first_line
 from chatroom.redis_client import READ_HANG_S
 from chatroom.redis_cluster import drop_idle_connections, is_cluster
 from chatroom.streams.entries import Entry, parse_entries
@@ -61,6 +61,9 @@ RETRY_S = 0.5
 WAKEUP_TTL_S = 3600
 FILL_PAGE = 500  # missed messages read from SQL at a time
 FILL_TIMEOUT_S = 5.0  # a missed range SQL cannot give within this long: resync instead
+# After a fill failed, the rooms that need one next resync at once for this long: each
+# room waiting out the same SQL outage in turn would stall every room's fan-out here.
+SQL_QUIET_S = 5.0
 
 
 class RoomFeed(Protocol):
@@ -113,6 +116,7 @@ class StreamBus:
         self._feed = feed
         self._epochs = epochs
         self._cursors: dict[str, RoomCursor] = {}  # by slug
+        self._sql = Shortcut(SQL_QUIET_S)
         self._check_all = False  # every watched room is checked before the next read
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -342,6 +346,8 @@ class StreamBus:
         (exclusive); if SQL cannot, the room's subscribers here get `resync`."""
         after = cursor.last
         try:
+            if not self._sql.open:
+                raise TimeoutError("SQL failed a moment ago")
             async with asyncio.timeout(FILL_TIMEOUT_S):
                 while True:
                     missed = await self._feed.archived(slug, after, upper, FILL_PAGE)
@@ -353,7 +359,13 @@ class StreamBus:
                     if len(missed) < FILL_PAGE:
                         break
         except SQL_DOWN as exc:
-            log.warning("room %s: cannot load what this node missed (%s); resync", slug, exc)
+            if self._sql.open:
+                self._sql.failed()
+            log.warning(
+                "room %s: cannot load what this node missed (%s); resync",
+                slug,
+                first_line(exc) if str(exc) else f"no answer within {FILL_TIMEOUT_S:g} s",
+            )
             self._feed.lost(slug)
         cursor.last = max(cursor.last, upper.previous())
 

@@ -37,7 +37,7 @@ from redis.exceptions import NoScriptError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import ZERO, StreamId
-from chatroom.outages import SQL_DOWN
+from chatroom.outages import SQL_DOWN, Shortcut
 from chatroom.streams.entries import entry_id
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ class StreamEpochs:
     def __init__(self, redis: Redis, newest_archived: NewestArchived | None = None) -> None:
         self._redis = redis
         self._newest_archived = newest_archived
+        self._sql = Shortcut(SQL_WAIT_S)  # a failed wait: the next rooms begin without one
         self._standing = redis.register_script(_LUA_IDS + _STANDING)
         self._begin = redis.register_script(_LUA_IDS + _BEGIN)
         self._raise = redis.register_script(_LUA_IDS + _RAISE)
@@ -254,11 +255,12 @@ class StreamEpochs:
         are not refused for it (new ids come from the clock, which passed the archived
         ones), and the readers that call this are not held up."""
         archived = ZERO
-        if self._newest_archived is not None:
+        if self._newest_archived is not None and self._sql.open:
             try:
                 async with asyncio.timeout(SQL_WAIT_S):
                     archived = await self._newest_archived(slug)
             except SQL_DOWN as exc:
+                self._sql.failed()
                 log.warning("room %s: SQL's newest message unknown (%s)", slug, exc)
         args = [seen.id if seen else "", secrets.token_hex(8), str(archived), str(evidence)]
         reply = await self._begin(keys=_keys(slug), args=args)
