@@ -283,9 +283,13 @@ def _newest_per_room(rows: list[evidence.Row]) -> dict[str, tuple[int, int]]:
 
 
 def _caught_up(ledger: Ledger, newest: dict[str, tuple[int, int]]) -> bool:
+    """Every client saw its rooms' newest messages, and finished reloading after each
+    `resync` (what the reload brings is what it missed: the checker must not look before)."""
     for client in ledger.clients.values():
         for room, view in client.rooms.items():
             if room in newest and (view.cursor is None or id_key(view.cursor) < newest[room]):
+                return False
+            if any(not resync.done for resync in view.resyncs):
                 return False
     return True
 

@@ -230,6 +230,12 @@ def _check_deliveries(
                 if (room, message_id) not in in_sql:
                     not_archived.add((room, message_id))
     verdict.facts["resyncs"] = resyncs
+    verdict.facts["reloads_unfinished"] = sum(
+        not resync.done
+        for client in ledger.clients.values()
+        for view in client.rooms.values()
+        for resync in view.resyncs
+    )
     verdict.facts["delivered_not_in_sql"] = len(not_archived)
 
 

@@ -329,6 +329,7 @@ class ChatClient:
                     resync.reloaded += 1
                     after = message["id"]
                 if not page["has_more"]:
+                    resync.done = True
                     return
 
 

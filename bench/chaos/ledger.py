@@ -61,6 +61,7 @@ class Resync:
     at: float
     cursor: str | None  # the client's last id in the room when the resync came
     reloaded: int = 0  # messages fetched over HTTP
+    done: bool = False  # the reload reached the newest message
 
 
 @dataclass
