@@ -20,6 +20,7 @@ MYSQL_SQL_MODE = (
 # under which a no-op ON DUPLICATE KEY UPDATE counts a duplicate as one row, like an insert.
 CHANGED_ROWS = "chatroom_changed_rows"
 CLIENT_FOUND_ROWS = 2  # the capability flag's value in the MySQL protocol
+CR_SERVER_LOST = 2013  # the client error "Lost connection to MySQL server"
 
 
 def counts_changed_rows(conn: AsyncConnection) -> bool:
@@ -57,7 +58,21 @@ def create_engine(
     if changed_rows:
         sa.event.listen(engine.sync_engine, "do_connect", _without_found_rows)
         engine = engine.execution_options(**{CHANGED_ROWS: True})
+    # Last: it makes the connection, with the parameters the listeners above adjusted.
+    sa.event.listen(engine.sync_engine, "do_connect", connect_or_unreachable)
     return engine
+
+
+def connect_or_unreachable(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    """Connect; a server that drops the socket while asyncmy sets it up makes asyncmy raise
+    RuntimeError ("Transport does not expose socket instance"), which no caller takes for
+    SQL being down: it becomes the driver's "lost connection" error, as any other drop."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except RuntimeError as exc:
+        raise dialect.loaded_dbapi.OperationalError(
+            CR_SERVER_LOST, f"Lost connection to MySQL server while connecting ({exc})"
+        ) from exc
 
 
 def _without_found_rows(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
