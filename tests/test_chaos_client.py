@@ -36,7 +36,7 @@ def message(n: int) -> dict[str, Any]:
     return {"type": "message", "room": ROOM, "id": f"1700000000{n:03d}-0", "body": "x"}
 
 
-async def test_a_resync_reloads_after_the_last_id_before_it_not_after_later_frames() -> None:
+async def test_a_resync_reloads_after_the_last_id_before_it_and_survives_a_dropped_socket() -> None:
     """A node that could not fill a gap sends `resync`, then goes on live after the gap.
     Frames read in one go are handled before the reload task runs: the reload must start
     at the last id received before the `resync`, or it starts after the gap and the
@@ -66,7 +66,13 @@ async def test_a_resync_reloads_after_the_last_id_before_it_not_after_later_fram
         view = log.rooms[ROOM]
         assert [resync.cursor for resync in view.resyncs] == [message(1)["id"]]
         assert view.cursor == message(6)["id"]
+        # The socket drops: the reload, over HTTP, goes on (the next subscription's
+        # `since` is message 6: nothing else would bring 2-4).
+        client._connection_lost("connection lost")
+        await asyncio.sleep(0.05)
+        assert [not task.done() for task in client.reloads] == [True]
     finally:
-        for task in list(client.tasks):
+        tasks = [*client.tasks, *client.reloads]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*client.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -99,7 +99,8 @@ class ChatClient:
         self.unanswered: list[Send] = []  # lost answers, to resend on the next connection
         self.subscribed: dict[str, asyncio.Event] = {}
         self.mine: dict[str, list[str]] = {}  # room -> ids of this client's acked messages
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # cancelled when the socket drops
+        self.reloads: set[asyncio.Task[None]] = set()
         for room in rooms:
             log.rooms.setdefault(room, RoomView())
 
@@ -266,7 +267,11 @@ class ChatClient:
             view = self.log.rooms[frame["room"]]
             resync = Resync(at=time.time(), cursor=view.cursor)
             view.resyncs.append(resync)
-            self._spawn(self._reload(base, frame["room"], view, resync))
+            # Over HTTP: it goes on if the socket drops (the next subscription's `since`
+            # is past what it fetches).
+            reload = asyncio.create_task(self._reload(base, frame["room"], view, resync))
+            self.reloads.add(reload)
+            reload.add_done_callback(self.reloads.discard)
         elif kind == "unsubscribed":
             # The server ended the subscription (a failed replay): subscribe again.
             self._spawn(self._resubscribe(ws, frame["room"]))
