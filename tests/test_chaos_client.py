@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pytest
 from bench.chaos.clients import Account, ChatClient, Pace
 from bench.chaos.ledger import ClientLog, Ledger
 
@@ -36,6 +37,7 @@ def message(n: int) -> dict[str, Any]:
     return {"type": "message", "room": ROOM, "id": f"1700000000{n:03d}-0", "body": "x"}
 
 
+@pytest.mark.processes  # an HTTP server of its own that never answers
 async def test_a_resync_reloads_after_the_last_id_before_it_and_survives_a_dropped_socket() -> None:
     """A node that could not fill a gap sends `resync`, then goes on live after the gap.
     Frames read in one go are handled before the reload task runs: the reload must start
@@ -46,7 +48,7 @@ async def test_a_resync_reloads_after_the_last_id_before_it_and_survives_a_dropp
         log,
         Account("c0", 7, "cookie"),
         [ROOM],
-        ["ws://127.0.0.1:9/ws"],  # never reached: the reload retries until cancelled
+        ["ws://127.0.0.1:9/ws"],  # never reached
         0,
         Ledger(),
         Pace(per_client_per_s=1.0),
@@ -60,7 +62,14 @@ async def test_a_resync_reloads_after_the_last_id_before_it_and_survives_a_dropp
         message(6),
     ]
     client.subscribed[ROOM] = asyncio.Event()
-    await client._read(BufferedFrames(frames), "http://127.0.0.1:9")  # type: ignore[arg-type]
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"
+    await client._read(BufferedFrames(frames), base)  # type: ignore[arg-type]
     try:
         await asyncio.sleep(0.05)  # the reload task has started
         view = log.rooms[ROOM]
@@ -76,3 +85,8 @@ async def test_a_resync_reloads_after_the_last_id_before_it_and_survives_a_dropp
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        silent.close()
+        for writer in held:
+            writer.close()
+            await writer.wait_closed()
+        await silent.wait_closed()
