@@ -295,3 +295,32 @@ async def test_a_replay_that_fails_ends_the_subscription_and_says_why(
     assert [m["id"] for m in rest] == [str(i) for i in ids[REPLAY_PAGE + 1 :]]
     live = await send(bob, "and now live", "b-1")
     assert (await alice.next("message"))["id"] == live
+
+
+async def test_a_subscribe_that_fails_after_its_presence_joined_leaves_again(
+    make_hub: HubFactory, redis: Redis
+) -> None:
+    """A subscribe joins the room's presence, then reads who is online: if that read fails
+    (a storm took every pooled connection, say), the subscribe answers `unavailable` and
+    the subscription is gone, so nothing would keep, or end, the presence it left behind:
+    the user would show online until the entry expired. It must leave again at once."""
+    node = await make_hub()
+    board = node.hub.presence
+    real_online = board.online
+    failures = 1
+
+    async def online_once_failing(slug: str) -> list[Author]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RedisConnectionError("No connection available.")
+        return await real_online(slug)
+
+    board.online = online_once_failing  # type: ignore[method-assign]
+    alice = node.connect(ALICE)
+    alice.push({"type": "subscribe", "room": "lobby"})
+    error = await alice.next("error")
+    assert error["code"] == "unavailable"
+    assert await online_users(redis, "lobby") == []
+    await subscribe(alice)  # again: joins as usual
+    assert await online_users(redis, "lobby") == [ALICE]

@@ -296,8 +296,12 @@ class Session:
                 last_id = await node.history.newest_id(room.id, slug)
             else:
                 last_id = stream_last
-        except BaseException:
+        except BaseException as exc:
             self._drop(subscription)
+            if old is None and isinstance(exc, Exception):
+                # The join may have gone through before the step that failed: nothing
+                # would keep or end that presence now (leaving twice is harmless).
+                await self._leave(slug)
             raise
         connection.offer(frames.subscribed(slug, last_id, online))
         subscription.announced = True
