@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--long", action="store_true", help="long-run fault durations (SQL down a minute, ...)"
     )
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--records",
+        type=Path,
+        help="pickle every client's view, the evidence and the timeline here (to study a "
+        "violation beyond the report's examples)",
+    )
     args = parser.parse_args(argv)
     faults = list(FAULTS) if args.faults == "all" else [f for f in args.faults.split(",") if f]
     unknown = sorted(set(faults) - set(FAULTS))
@@ -68,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         long_run=args.long,
         keep_logs=args.keep_logs,
         report=args.report,
+        records=args.records,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import pickle
 import random
 import shutil
 import tempfile
@@ -61,6 +62,7 @@ class Options:
     long_run: bool = False
     keep_logs: bool = False
     report: Path | None = None
+    records: Path | None = None  # the ledger, evidence and timeline, pickled
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -184,6 +186,8 @@ async def _campaign(
         await asyncio.gather(*running, progress, watching, probing, return_exceptions=True)
         await nemesis.redis.aclose()
     found = await evidence.collect(cluster.redis_url, cluster.database_url, rooms)
+    if options.records is not None:
+        options.records.write_bytes(pickle.dumps((ledger, found, nemesis.timeline)))
     losses = [
         (f.start, f.end)
         for f in nemesis.timeline.faults
