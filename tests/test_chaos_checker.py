@@ -70,17 +70,23 @@ def test_under_write_acks_what_a_power_cut_took_back_is_counted_apart() -> None:
     # Messages 1 and 2 were acked; a power cut took back the last unsynced second (write
     # acks on everysec: the stated loss). 2 was archived before, so SQL has it but the
     # client, whose node read past the cut, never got it live.
+    # A delete of message 3, acked as id 2.5, went with them.
     ledger = Ledger()
     send(ledger, 1)
     send(ledger, 2)
     send(ledger, 3)
+    delete = Send("c0", 7, ROOM, "c0-del", "", first_sent_at=T0 - 5.0, kind="delete")
+    delete.target, delete.attempts, delete.id = mid(3), 1, f"{T0 * 1000 + 2}-1"
+    ledger.sends[("c0", delete.client_id)] = delete
     viewer(ledger, 0, [3])
-    cut = (T0 + 0.0005, T0 + 0.0025)  # ids 1 and 2 lie in it
+    cut = (T0 + 0.0005, T0 + 0.0025)  # ids 1, 2 and 2-1 lie in it
     verdict = check(ledger, Evidence(rows=[row(2), row(3)]), {}, [], [cut])
     assert verdict.clean
     assert verdict.facts["lost_unsynced"] == 1 and verdict.facts["gaps_unsynced"] == 1
+    assert verdict.facts["change_lost_unsynced"] == 1
     # The same outside any cut's window: violations.
-    assert kinds(ledger, Evidence(rows=[row(2), row(3)])) == {"lost": 1, "gaps": 1}
+    found = kinds(ledger, Evidence(rows=[row(2), row(3)]))
+    assert found == {"lost": 1, "gaps": 1, "change_lost": 1}
 
 
 def test_an_acked_message_still_in_its_stream_is_unarchived_not_lost() -> None:

@@ -93,8 +93,9 @@ def check_changes(
             change = by_id.get((send.room, send.id))
             if change is None and stored:
                 verdict.add("ack_id_mismatch", at, acked=send.id, stored=stored[0], **where)
-            elif change is None:
-                verdict.add("change_lost", at, id=send.id, change=send.kind, **where)
+            elif change is None:  # at its id's time: a power cut's window is by id
+                lost_at = id_key(send.id)[0] / 1000
+                verdict.add("change_lost", lost_at, id=send.id, change=send.kind, **where)
             elif (change.type, change.target, change.body if send.kind == "edit" else None) != (
                 send.kind,
                 send.target,

@@ -112,13 +112,14 @@ def check(
 def _allow_unsynced(verdict: Verdict, windows: Sequence[tuple[float, float]]) -> None:
     """Write acks on `appendfsync everysec` are stated as not durable against a power
     cut: up to ~2 s of acked messages may go (persistence.py). A message of such a window
-    lost, or missed live because Redis lost it after the archiver had it, is that stated
-    loss: counted apart (`lost_unsynced`, `gaps_unsynced`), not as a violation."""
+    lost (a change too), or missed live because Redis lost it after the archiver had it,
+    is that stated loss: counted apart (`lost_unsynced`, `change_lost_unsynced`,
+    `gaps_unsynced`), not as a violation."""
     if not windows:
         return
     kept = []
     for violation in verdict.violations:
-        allowed = violation.kind in ("lost", "gaps") and any(
+        allowed = violation.kind in ("lost", "change_lost", "gaps") and any(
             start <= violation.at <= end for start, end in windows
         )
         if allowed:
