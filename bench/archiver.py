@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -283,6 +284,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"messages": args.messages, "rooms": len(ROOMS)}
     result["archivers"] = args.archivers
     result["redis"] = "cluster of 3 masters" if args.redis_cluster else args.redis_url
+    result["sql"] = "fresh MariaDB" if args.fresh_mariadb else args.database_url
 
     say(f"filling {args.messages} messages over {len(ROOMS)} rooms ...")
     started = time.perf_counter()
@@ -365,6 +367,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="a 3-master Redis Cluster started for the run instead of --redis-url",
     )
     parser.add_argument("--archivers", type=int, default=1, help="archivers draining at once")
+    parser.add_argument(
+        "--fresh-mariadb",
+        action="store_true",
+        help="a MariaDB started for the run (its own datadir, a free port in 23300-23399, "
+        "stopped afterwards) instead of --database-url's server",
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.rate < 1 or args.seconds <= 0:
         parser.error("--messages, --rate and --seconds must be positive")
@@ -375,12 +383,15 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)  # notes on constraint names
     arguments = parse_args(sys.argv[1:])
-    if arguments.redis_cluster:
-        from _cluster import local_cluster
+    with contextlib.ExitStack() as servers:
+        if arguments.redis_cluster:
+            from _cluster import local_cluster
 
-        with local_cluster() as cluster:
-            arguments.redis_url = cluster.url
-            figures = asyncio.run(main(arguments))
-    else:
+            arguments.redis_url = servers.enter_context(local_cluster()).url
+        if arguments.fresh_mariadb:
+            from _mariadb import fresh_mariadb
+
+            database = sa.engine.make_url(arguments.database_url).database or "chatroom_bench"
+            arguments.database_url = servers.enter_context(fresh_mariadb(database))
         figures = asyncio.run(main(arguments))
     print(json.dumps(figures))

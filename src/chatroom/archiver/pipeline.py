@@ -42,6 +42,7 @@ from chatroom.archiver.batching import (
     triage,
 )
 from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.partitions import Share, share_by_room
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped
 from chatroom.archiver.sql_writes import BatchWriter, Row, dead_letter
@@ -55,6 +56,18 @@ from chatroom.store.counts import public_rooms, room_ids
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def _room_of_row(row: Row) -> str:
+    return row[0].room
+
+
+def _room_id_of_row(row: Row) -> int:
+    return row[1].room_id
+
+
+def _room_of_letter(letter: DeadLetter) -> str | None:
+    return letter.room_slug
 
 
 class RedisCall(Protocol):
@@ -108,9 +121,11 @@ class WritePipeline:
         totals: Totals,
         progress: Progress,
         on_archived: ArchivedHook | None = None,
+        writers: int = 1,
     ) -> None:
         self._engine = engine  # where room ids are looked up
-        self._writer = BatchWriter(writes, sql, failpoints)
+        # One per parallel SQL writer: a batch is shared among them by room.
+        self._writers = [BatchWriter(writes, sql, failpoints) for _ in range(max(1, writers))]
         self._streams = streams
         self._redis_call = redis_call
         self._sql = sql
@@ -270,9 +285,44 @@ class WritePipeline:
         return total
 
     async def _write(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
-        if not rows and not letters:
+        """The batch's rows and dead letters in SQL, shared by room among the parallel
+        writers (archiver/partitions.py), each its own transaction; returns once every
+        one of them has ended. On a crash between two writers' commits, the batch is
+        acknowledged by none: its entries are delivered again, and what one writer
+        committed is written again as the upsert's no-op (by (room, stream id))."""
+        shares = share_by_room(
+            rows,
+            letters,
+            len(self._writers),
+            room_of_row=_room_of_row,
+            room_of_letter=_room_of_letter,
+            room_id_of_row=_room_id_of_row,
+        )
+        if not shares:
             return []
-        return await self._writer.write(rows, letters)
+        if len(shares) == 1:
+            return await self._writers[0].write(shares[0].rows, shares[0].letters)
+        open_writers = len(shares)
+
+        async def write(writer: BatchWriter, share: Share[Row, DeadLetter]) -> list[DeadLetter]:
+            nonlocal open_writers
+            added = await writer.write(share.rows, share.letters, share.held)
+            open_writers -= 1
+            if open_writers:
+                # Committed, while another writer's transaction of the batch is not.
+                self._failpoints.reach("between_writer_commits")
+            return added
+
+        results = await asyncio.gather(
+            *(write(w, share) for w, share in zip(self._writers, shares, strict=False)),
+            return_exceptions=True,
+        )
+        added: list[DeadLetter] = []
+        for result in results:  # every writer ended: the first error, if any, raises
+            if isinstance(result, BaseException):
+                raise result
+            added += result
+        return added
 
     async def _archive_suspect(self, entry: Delivery) -> int:
         """One suspect, alone: its delivery count raised first (so that, if it kills
