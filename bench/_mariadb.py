@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from _servers import Server, ServerFailed, ServerSet
@@ -45,10 +46,15 @@ def tools_missing() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class FreshMariaDB:
+    url: str  # of the bench's database on it (created by the bench's `ensure_database`)
+    pid: int
+
+
 @contextmanager
-def fresh_mariadb(database: str) -> Iterator[str]:
-    """A MariaDB started now, empty but for its system tables; yields the URL of
-    `database` on it (created by the bench's `ensure_database`)."""
+def fresh_mariadb(database: str) -> Iterator[FreshMariaDB]:
+    """A MariaDB started now, empty but for its system tables."""
     missing = tools_missing()
     if missing is not None:
         raise SystemExit(f"--fresh-mariadb: {missing}")
@@ -87,6 +93,6 @@ def fresh_mariadb(database: str) -> Iterator[str]:
             server = servers.add(Server("mariadbd", argv, log_dir=folder, port=port))
             asyncio.run(server.wait_listening(120))
             print(f"fresh MariaDB (pid {server.pid}) on 127.0.0.1:{port}", flush=True)
-            yield f"mysql+asyncmy://root@127.0.0.1:{port}/{database}"
+            yield FreshMariaDB(f"mysql+asyncmy://root@127.0.0.1:{port}/{database}", server.pid)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -77,7 +78,16 @@ async def reset_database(url: str) -> AsyncEngine:
 
 
 async def truncate_messages(engine: AsyncEngine) -> None:
+    """Empty the archive tables. On MariaDB by TRUNCATE (a new, empty table), not DELETE:
+    every timed phase then starts from the same table, and none runs while the server
+    still purges the rows a DELETE left behind for its predecessor."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "mysql":
+            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in (messages, message_events, reactions):
+                await conn.execute(sa.text(f"TRUNCATE TABLE {table.name}"))
+            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
+            return
         await conn.execute(sa.delete(messages))
         await conn.execute(sa.delete(message_events))
         await conn.execute(sa.delete(reactions))
@@ -274,7 +284,68 @@ async def latency(
     }
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+def sql_process(url: str, fresh_pid: int | None) -> psutil.Process | None:
+    """The MariaDB server process of `url` (the fresh one, or the machine's mariadbd on
+    its port), for its CPU time; None when it cannot be found."""
+    if fresh_pid is not None:
+        return psutil.Process(fresh_pid)
+    port = sa.engine.make_url(url).port or 3306
+    for proc in psutil.process_iter(["name"]):
+        if proc.info.get("name") not in ("mariadbd", "mysqld"):
+            continue
+        with contextlib.suppress(psutil.Error):
+            if any(c.laddr.port == port for c in proc.net_connections("tcp")):
+                return proc
+    return None
+
+
+def sql_cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+async def our_drain(
+    args: argparse.Namespace,
+    settings: Settings,
+    engine: AsyncEngine,
+    message_count: int,
+    writers: int,
+    sql_server: psutil.Process | None,
+) -> dict[str, float]:
+    """`Archiver.drain()` of the whole backlog with `writers` parallel SQL writers (by
+    `--archivers` archivers at once): rows/s, and CPU per row of this process (the
+    archivers) and of the SQL server."""
+    say(f"our archiver draining {args.messages} messages with {writers} SQL writer(s) ...")
+    settings = settings.model_copy(update={"archiver_sql_writers": writers})
+    settle_heap()  # as `chatroom archive` does once it has started
+    cpu, sql_cpu = time.process_time(), sql_cpu_seconds(sql_server)
+    started = time.perf_counter()
+    drains = [
+        Archiver(settings, args.redis_url, engine, consumer=f"bench-{i}").drain()
+        for i in range(args.archivers)
+    ]
+    archived = sum(await asyncio.gather(*drains))  # --archivers share the backlog
+    elapsed = time.perf_counter() - started
+    cpu, sql_cpu = time.process_time() - cpu, sql_cpu_seconds(sql_server) - sql_cpu
+    stored = await count_messages(engine)
+    if archived != args.messages or stored != message_count:
+        raise SystemExit(
+            f"archived {archived} entries, stored {stored} messages, expected "
+            f"{args.messages} and {message_count}"
+        )
+    return {
+        "rows_per_s": round(archived / elapsed, 1),
+        "drain_s": round(elapsed, 2),
+        "cpu_us_per_row": round(cpu / archived * 1e6, 1),
+        "sql_cpu_us_per_row": round(sql_cpu / archived * 1e6, 1),
+    }
+
+
+async def main(args: argparse.Namespace, fresh_pid: int | None = None) -> dict[str, Any]:
     redis = connect(args.redis_url)
     await redis.flushdb()
     engine = await reset_database(args.database_url)
@@ -294,45 +365,59 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     say(f"  filled in {time.perf_counter() - started:.1f} s")
 
     blog_n = min(args.messages, args.blog_messages)
-    say(f"blog algorithm on {blog_n} messages ...")
-    result["blog_rows_per_s"] = round(await blog_algorithm(redis, engine, ids, blog_n), 1)
+    result["blog_rows_per_s"] = None
+    if blog_n:
+        say(f"blog algorithm on {blog_n} messages ...")
+        result["blog_rows_per_s"] = round(await blog_algorithm(redis, engine, ids, blog_n), 1)
+        say(f"  {result['blog_rows_per_s']} rows/s")
+        await redis.flushdb()  # the backlog afresh, as for every drain of ours
+        await fill_backlog(redis, args.messages, args.event_share)
     result["blog_messages"] = blog_n
-    say(f"  {result['blog_rows_per_s']} rows/s")
-    await truncate_messages(engine)
 
-    say(f"our archiver draining {args.messages} messages ...")
-    settle_heap()  # as `chatroom archive` does once it has started
-    started = time.perf_counter()
-    drains = [
-        Archiver(settings, args.redis_url, engine, consumer=f"bench-{i}").drain()
-        for i in range(args.archivers)
-    ]
-    archived = sum(await asyncio.gather(*drains))  # --archivers share the backlog
-    elapsed = time.perf_counter() - started
-    stored = await count_messages(engine)
-    if archived != args.messages or stored != message_count:
-        raise SystemExit(
-            f"archived {archived} entries, stored {stored} messages, expected "
-            f"{args.messages} and {message_count}"
+    sql_server = sql_process(args.database_url, fresh_pid)
+    runs: dict[str, dict[str, float]] = {}
+    raws: list[float] = []
+    for index, writers in enumerate(args.writers):
+        if index:
+            await redis.flushdb()
+            await fill_backlog(redis, args.messages, args.event_share)
+        await truncate_messages(engine)
+        runs[str(writers)] = await our_drain(
+            args, settings, engine, message_count, writers, sql_server
         )
-    result["rows_per_s"] = round(archived / elapsed, 1)
-    result["drain_s"] = round(elapsed, 2)
-    say(f"  {result['rows_per_s']} rows/s ({elapsed:.1f} s)")
-
-    rows = await archived_rows(engine)
-    await truncate_messages(engine)
-    say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
-    result["raw_rows_per_s"] = round(await raw_executemany(args.database_url, rows), 1)
-    del rows
-    say(f"  {result['raw_rows_per_s']} rows/s")
-    result["vs_raw"] = round(result["rows_per_s"] / result["raw_rows_per_s"], 2)
-    result["vs_blog"] = round(result["rows_per_s"] / result["blog_rows_per_s"], 1)
+        say(f"  {writers} writer(s): {runs[str(writers)]}")
+        if index == 0 or index == len(args.writers) - 1:
+            # Raw after the first and after the last of ours: the server's state drifts
+            # (its files grow, it flushes what it took in); ours is compared with both.
+            rows = await archived_rows(engine)
+            await truncate_messages(engine)
+            say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
+            raw_cpu, cpu = sql_cpu_seconds(sql_server), time.process_time()
+            raws.append(round(await raw_executemany(args.database_url, rows), 1))
+            raw_cpu = sql_cpu_seconds(sql_server) - raw_cpu
+            result["raw_cpu_us_per_row"] = round((time.process_time() - cpu) / len(rows) * 1e6, 1)
+            result["raw_sql_cpu_us_per_row"] = round(raw_cpu / len(rows) * 1e6, 1)
+            del rows
+            say(f"  {raws[-1]} rows/s")
+    raw = statistics.mean(raws)
+    result["raw_rows_per_s"] = round(raw, 1)
+    result["raw_runs"] = raws
+    for figures in runs.values():
+        figures["vs_raw"] = round(figures["rows_per_s"] / raw, 2)
+    first = runs[str(args.writers[0])]
+    result["rows_per_s"] = first["rows_per_s"]
+    result["drain_s"] = first["drain_s"]
+    result["vs_raw"] = first["vs_raw"]
+    if result["blog_rows_per_s"]:
+        result["vs_blog"] = round(first["rows_per_s"] / result["blog_rows_per_s"], 1)
+    result["by_writers"] = runs
 
     await truncate_messages(engine)
     await redis.flushdb()
-    say(f"send-to-durable latency at {args.rate} messages/s for {args.seconds} s ...")
-    result.update(await latency(settings, args.redis_url, engine, args.rate, args.seconds))
-    say(f"  p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms")
+    if args.seconds > 0:
+        say(f"send-to-durable latency at {args.rate} messages/s for {args.seconds} s ...")
+        result.update(await latency(settings, args.redis_url, engine, args.rate, args.seconds))
+        say(f"  p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms")
 
     await redis.flushdb()
     await redis.aclose()
@@ -368,14 +453,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--archivers", type=int, default=1, help="archivers draining at once")
     parser.add_argument(
+        "--writers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2, 4],
+        help="archiver_sql_writers of each drain, in order (comma-separated); all in one run",
+    )
+    parser.add_argument(
         "--fresh-mariadb",
         action="store_true",
         help="a MariaDB started for the run (its own datadir, a free port in 23300-23399, "
         "stopped afterwards) instead of --database-url's server",
     )
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.rate < 1 or args.seconds <= 0:
-        parser.error("--messages, --rate and --seconds must be positive")
+    if args.messages < 1 or args.rate < 1 or args.seconds < 0:
+        parser.error("--messages and --rate must be positive (--seconds 0: no latency run)")
+    if not args.writers or min(args.writers) < 1:
+        parser.error("--writers: one or more positive counts, e.g. 1,2,4")
     return args
 
 
@@ -383,6 +476,7 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)  # notes on constraint names
     arguments = parse_args(sys.argv[1:])
+    fresh: int | None = None
     with contextlib.ExitStack() as servers:
         if arguments.redis_cluster:
             from _cluster import local_cluster
@@ -392,6 +486,7 @@ if __name__ == "__main__":
             from _mariadb import fresh_mariadb
 
             database = sa.engine.make_url(arguments.database_url).database or "chatroom_bench"
-            arguments.database_url = servers.enter_context(fresh_mariadb(database))
-        figures = asyncio.run(main(arguments))
+            server = servers.enter_context(fresh_mariadb(database))
+            arguments.database_url, fresh = server.url, server.pid
+        figures = asyncio.run(main(arguments, fresh))
     print(json.dumps(figures))
