@@ -222,8 +222,9 @@ async def latency(
         writer: BatchWriter,
         batch: list[tuple[Delivery, ArchivedMessage]],
         letters: Any,
+        held: Any = None,
     ) -> list[Any]:
-        result = await commit(writer, batch, letters)
+        result = await commit(writer, batch, letters, held)
         now = time.perf_counter()
         for entry, _ in batch:
             durable.setdefault((entry.room, entry.id), now)
