@@ -6,7 +6,10 @@ triaged, written in one SQL transaction, committed, then acknowledged.
     transaction       every row (one multi-row upsert) and every dead letter of the batch;
                       a resend SQL already holds under an earlier stream id becomes a dead
                       letter too, in the same transaction (`late_copy_reason`)
-    commit, then XACK every entry of the batch (one pipeline for all rooms)
+                      (with parallel SQL writers, one such transaction per writer at
+                      once, each holding whole rooms: archiver/partitions.py)
+    commit, then XACK every entry of the batch (one pipeline for all rooms), once every
+                      writer of the batch committed
 
 Overlap: batch k+1 is written while batch k is acknowledged, never before k committed,
 so a room's rows land in stream order. What SQL refuses is isolated and dead-lettered
