@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom.archiver import metrics
 from chatroom.archiver.batching import (
     Delivery,
+    Triage,
     fate,
     missing_target_reason,
     suspects_in_order,
@@ -59,6 +60,9 @@ from chatroom.store.counts import public_rooms, room_ids
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Entries triaged between two turns of the event loop (see `WritePipeline._triage`).
+TRIAGE_SLICE = 100
 
 
 def _room_of_row(row: Row) -> str:
@@ -197,7 +201,7 @@ class WritePipeline:
 
     async def _prepare(self, entries: list[Delivery]) -> _Prepared:
         await self._known_rooms(entries)
-        plan = triage(entries, self._room_ids, self._max_deliveries)
+        plan = await self._triage(entries)
         rows, orphans = await self._rows(plan.rows)
         letters = [dead_letter(entry, reason) for entry, reason in [*plan.dead, *orphans]]
         if plan.suspects:
@@ -205,20 +209,42 @@ class WritePipeline:
             entries = [e for e in entries if (e.room, e.id) not in apart]
         return _Prepared(entries, rows, letters, plan.deleted, plan.suspects, time.perf_counter())
 
+    async def _triage(self, entries: list[Delivery]) -> Triage:
+        """`batching.triage`, a slice at a time, letting the event loop run between
+        slices: this runs while the batch before is in SQL, and that transaction's next
+        statement (or its commit) must not wait for a whole batch's decoding to end."""
+        plan = Triage()
+        for start in range(0, len(entries), TRIAGE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            part = triage(
+                entries[start : start + TRIAGE_SLICE], self._room_ids, self._max_deliveries
+            )
+            plan.rows += part.rows
+            plan.dead += part.dead
+            plan.deleted += part.deleted
+            plan.suspects += part.suspects
+        return plan
+
     async def _rows(
         self, found: list[tuple[Delivery, int, StreamEvent]]
     ) -> tuple[list[Row], list[tuple[Delivery, str]]]:
         """The SQL rows of triaged entries, and the changes to no message at all (with
         their dead-letter reason). A change whose message is in the batch, in SQL or
-        still in the stream is kept: applied now, or once its message is archived."""
+        still in the stream is kept: applied now, or once its message is archived. The
+        rows' SQL values are made here, off the transaction's path (a slice at a time,
+        as in `_triage`)."""
         rows: list[Row] = []
         batch_messages: set[tuple[str, StreamId]] = set()
-        for entry, room_id, event in found:
+        for index, (entry, room_id, event) in enumerate(found):
+            if index and not index % TRIAGE_SLICE:
+                await asyncio.sleep(0)
             if isinstance(event, MessageEvent):
                 batch_messages.add((entry.room, entry.id))
                 message = ArchivedMessage(
                     room_id, entry.id, event.author.id, event.client_id, event.body, event.reply_to
                 )
+                message.values()  # made now and kept: the transaction only sends them
                 rows.append((entry, message))
             else:
                 rows.append((entry, ArchivedChange(room_id, entry.id, event)))
