@@ -392,6 +392,11 @@ async def our_drain(
     }
 
 
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the runs."""
+    return {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
+
+
 def busy_time(intervals: list[tuple[float, float]]) -> float:
     """The time covered by at least one of the intervals."""
     total, reach = 0.0, float("-inf")
@@ -432,38 +437,49 @@ async def main(args: argparse.Namespace, fresh_pid: int | None = None) -> dict[s
     result["blog_messages"] = blog_n
 
     sql_server = sql_process(args.database_url, fresh_pid)
-    runs: dict[str, dict[str, float]] = {}
-    raws: list[float] = []
-    for index, writers in enumerate(args.writers):
-        if index:
-            await redis.flushdb()
-            await fill_backlog(redis, args.messages, args.event_share)
-        await truncate_messages(engine)
-        runs[str(writers)] = await our_drain(
-            args, settings, engine, message_count, writers, sql_server
-        )
-        say(f"  {writers} writer(s): {runs[str(writers)]}")
-        if index == 0 or index == len(args.writers) - 1:
-            # Raw after the first and after the last of ours: the server's state drifts
-            # (its files grow, it flushes what it took in); ours is compared with both.
-            rows = await archived_rows(engine)
+    drains: dict[str, list[dict[str, float]]] = {str(w): [] for w in args.writers}
+    raws: list[dict[str, float]] = []
+    filled = True
+    # Rounds, each: every writer count once, then raw on the rows of the round's first
+    # drain. The server's state drifts (its files grow, it flushes what it took in) and
+    # the machine's neighbours come and go: medians over interleaved rounds, so that
+    # ours and raw meet the same conditions.
+    for round_ in range(args.rounds):
+        for index, writers in enumerate(args.writers):
+            if not filled:
+                await redis.flushdb()
+                await fill_backlog(redis, args.messages, args.event_share)
+            filled = False
             await truncate_messages(engine)
-            say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
-            raw_cpu, cpu = sql_cpu_seconds(sql_server), time.process_time()
-            raw_rate, raw_upsert_ms = await raw_executemany(args.database_url, rows)
-            raws.append(round(raw_rate, 1))
-            result["raw_sql_ms_per_1000_rows"] = round(1e6 / raws[-1], 1)
-            result["raw_upsert_ms_per_1000_rows"] = round(raw_upsert_ms, 1)
-            raw_cpu = sql_cpu_seconds(sql_server) - raw_cpu
-            result["raw_cpu_us_per_row"] = round((time.process_time() - cpu) / len(rows) * 1e6, 1)
-            result["raw_sql_cpu_us_per_row"] = round(raw_cpu / len(rows) * 1e6, 1)
-            del rows
-            say(f"  {raws[-1]} rows/s")
-    raw = statistics.mean(raws)
-    result["raw_rows_per_s"] = round(raw, 1)
-    result["raw_runs"] = raws
-    for figures in runs.values():
-        figures["vs_raw"] = round(figures["rows_per_s"] / raw, 2)
+            figures = await our_drain(args, settings, engine, message_count, writers, sql_server)
+            drains[str(writers)].append(figures)
+            say(f"  round {round_ + 1}, {writers} writer(s): {figures}")
+            if index == 0:
+                rows = await archived_rows(engine)
+        await truncate_messages(engine)
+        say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
+        raw_sql_cpu, cpu = sql_cpu_seconds(sql_server), time.process_time()
+        raw_rate, raw_upsert_ms = await raw_executemany(args.database_url, rows)
+        raw_sql_cpu = sql_cpu_seconds(sql_server) - raw_sql_cpu
+        raws.append(
+            {
+                "rows_per_s": round(raw_rate, 1),
+                "cpu_us_per_row": round((time.process_time() - cpu) / len(rows) * 1e6, 1),
+                "sql_cpu_us_per_row": round(raw_sql_cpu / len(rows) * 1e6, 1),
+                "sql_ms_per_1000_rows": round(1e6 / raw_rate, 1),
+                "upsert_ms_per_1000_rows": round(raw_upsert_ms, 1),
+            }
+        )
+        del rows
+        say(f"  round {round_ + 1}, raw: {raws[-1]}")
+    raw = medians(raws)
+    result["raw"] = raw
+    result["raw_rows_per_s"] = raw["rows_per_s"]
+    result["raw_runs"] = [r["rows_per_s"] for r in raws]
+    runs = {writers: medians(found) for writers, found in drains.items()}
+    for writers, figures in runs.items():
+        figures["vs_raw"] = round(figures["rows_per_s"] / raw["rows_per_s"], 2)
+        figures["runs"] = [f["rows_per_s"] for f in drains[writers]]  # type: ignore[assignment]
     first = runs[str(args.writers[0])]
     result["rows_per_s"] = first["rows_per_s"]
     result["drain_s"] = first["drain_s"]
@@ -517,6 +533,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=lambda text: [int(n) for n in text.split(",")],
         default=[1, 2, 4],
         help="archiver_sql_writers of each drain, in order (comma-separated); all in one run",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of every --writers drain and raw, interleaved; figures are medians",
     )
     parser.add_argument(
         "--fresh-mariadb",
