@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -29,11 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
+from chatroom.archiver import sql_writes
 from chatroom.archiver.batching import Delivery
 from chatroom.archiver.process import settle_heap
 from chatroom.archiver.service import Archiver
@@ -76,7 +79,16 @@ async def reset_database(url: str) -> AsyncEngine:
 
 
 async def truncate_messages(engine: AsyncEngine) -> None:
+    """Empty the archive tables. On MariaDB by TRUNCATE (a new, empty table), not DELETE:
+    every timed phase then starts from the same table, and none runs while the server
+    still purges the rows a DELETE left behind for its predecessor."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "mysql":
+            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in (messages, message_events, reactions):
+                await conn.execute(sa.text(f"TRUNCATE TABLE {table.name}"))
+            await conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
+            return
         await conn.execute(sa.delete(messages))
         await conn.execute(sa.delete(message_events))
         await conn.execute(sa.delete(reactions))
@@ -178,11 +190,13 @@ async def blog_algorithm(
     return done / elapsed
 
 
-async def raw_executemany(url: str, rows: list[tuple[Any, ...]]) -> float:
+async def raw_executemany(url: str, rows: list[tuple[Any, ...]]) -> tuple[float, float]:
     """Plain executemany of 1,000-row batches of ready tuples, one transaction each, on
     a connection set up exactly like the archiver's writers (`create_writes_engine`: on
-    MariaDB a bulk execution per batch), warmed up first. Returns rows/s."""
+    MariaDB a bulk execution per batch), warmed up first. Returns rows/s, and the ms
+    per 1,000 rows spent in the executemany (the rest: begin and commit)."""
     engine = create_writes_engine(url, pool_size=1)
+    upsert_s = 0.0
     insert = sa.insert(messages).compile(dialect=engine.dialect, column_keys=list(MESSAGE_COLUMNS))
     try:
         async with engine.connect() as conn:
@@ -190,8 +204,10 @@ async def raw_executemany(url: str, rows: list[tuple[Any, ...]]) -> float:
         started = time.perf_counter()
         for start in range(0, len(rows), 1000):
             async with engine.begin() as conn:
+                begun = time.perf_counter()
                 await conn.exec_driver_sql(str(insert), rows[start : start + 1000])
-        return len(rows) / (time.perf_counter() - started)
+                upsert_s += time.perf_counter() - begun
+        return len(rows) / (time.perf_counter() - started), upsert_s / len(rows) * 1e6
     finally:
         await engine.dispose()
 
@@ -211,8 +227,9 @@ async def latency(
         writer: BatchWriter,
         batch: list[tuple[Delivery, ArchivedMessage]],
         letters: Any,
+        held: Any = None,
     ) -> list[Any]:
-        result = await commit(writer, batch, letters)
+        result = await commit(writer, batch, letters, held)
         now = time.perf_counter()
         for entry, _ in batch:
             durable.setdefault((entry.room, entry.id), now)
@@ -273,7 +290,124 @@ async def latency(
     }
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+def sql_process(url: str, fresh_pid: int | None) -> psutil.Process | None:
+    """The MariaDB server process of `url` (the fresh one, or the machine's mariadbd on
+    its port), for its CPU time; None when it cannot be found."""
+    if fresh_pid is not None:
+        return psutil.Process(fresh_pid)
+    port = sa.engine.make_url(url).port or 3306
+    for proc in psutil.process_iter(["name"]):
+        if proc.info.get("name") not in ("mariadbd", "mysqld"):
+            continue
+        with contextlib.suppress(psutil.Error):
+            if any(c.laddr.port == port for c in proc.net_connections("tcp")):
+                return proc
+    return None
+
+
+def sql_cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+async def our_drain(
+    args: argparse.Namespace,
+    settings: Settings,
+    engine: AsyncEngine,
+    message_count: int,
+    writers: int,
+    sql_server: psutil.Process | None,
+) -> dict[str, float]:
+    """`Archiver.drain()` of the whole backlog with `writers` parallel SQL writers (by
+    `--archivers` archivers at once): rows/s, and CPU per row of this process (the
+    archivers) and of the SQL server."""
+    say(f"our archiver draining {args.messages} messages with {writers} SQL writer(s) ...")
+    settings = settings.model_copy(update={"archiver_sql_writers": writers})
+    settle_heap()  # as `chatroom archive` does once it has started
+    transactions: list[tuple[float, float]] = []  # (start, end) of each, for the SQL phases
+    transaction = BatchWriter._transaction
+
+    async def timed(writer: BatchWriter, rows: Any, letters: Any, held: Any = None) -> Any:
+        begun = time.perf_counter()
+        try:
+            return await transaction(writer, rows, letters, held)
+        finally:
+            transactions.append((begun, time.perf_counter()))
+
+    # Inside each transaction: the upsert (with the dead letters), then the changes and
+    # the held ones (a query each batch); begin and commit are the rest.
+    statements = {"upsert": 0.0, "changes": 0.0}
+    write_batch, apply_changes = sql_writes.write_batch, sql_writes.apply_changes
+
+    async def timed_upsert(*args: Any, **kwargs: Any) -> Any:
+        begun = time.perf_counter()
+        try:
+            return await write_batch(*args, **kwargs)
+        finally:
+            statements["upsert"] += time.perf_counter() - begun
+
+    async def timed_changes(*args: Any, **kwargs: Any) -> Any:
+        begun = time.perf_counter()
+        try:
+            return await apply_changes(*args, **kwargs)
+        finally:
+            statements["changes"] += time.perf_counter() - begun
+
+    sql_writes.write_batch, sql_writes.apply_changes = timed_upsert, timed_changes
+    BatchWriter._transaction = timed  # type: ignore[method-assign]
+    cpu, sql_cpu = time.process_time(), sql_cpu_seconds(sql_server)
+    started = time.perf_counter()
+    drains = [
+        Archiver(settings, args.redis_url, engine, consumer=f"bench-{i}").drain()
+        for i in range(args.archivers)
+    ]
+    try:
+        archived = sum(await asyncio.gather(*drains))  # --archivers share the backlog
+    finally:
+        BatchWriter._transaction = transaction  # type: ignore[method-assign]
+        sql_writes.write_batch, sql_writes.apply_changes = write_batch, apply_changes
+    elapsed = time.perf_counter() - started
+    cpu, sql_cpu = time.process_time() - cpu, sql_cpu_seconds(sql_server) - sql_cpu
+    stored = await count_messages(engine)
+    if archived != args.messages or stored != message_count:
+        raise SystemExit(
+            f"archived {archived} entries, stored {stored} messages, expected "
+            f"{args.messages} and {message_count}"
+        )
+    return {
+        "rows_per_s": round(archived / elapsed, 1),
+        "drain_s": round(elapsed, 2),
+        "cpu_us_per_row": round(cpu / archived * 1e6, 1),
+        "sql_cpu_us_per_row": round(sql_cpu / archived * 1e6, 1),
+        # The SQL phases: the share of the drain with a transaction open, and the time in
+        # transactions per 1,000 rows (summed over parallel writers), against raw's.
+        "sql_busy_share": round(busy_time(transactions) / elapsed, 2),
+        "sql_ms_per_1000_rows": round(sum(b - a for a, b in transactions) / archived * 1e6, 1),
+        "upsert_ms_per_1000_rows": round(statements["upsert"] / archived * 1e6, 1),
+        "changes_ms_per_1000_rows": round(statements["changes"] / archived * 1e6, 1),
+    }
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the runs."""
+    return {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
+
+
+def busy_time(intervals: list[tuple[float, float]]) -> float:
+    """The time covered by at least one of the intervals."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+async def main(args: argparse.Namespace, fresh_pid: int | None = None) -> dict[str, Any]:
     redis = connect(args.redis_url)
     await redis.flushdb()
     engine = await reset_database(args.database_url)
@@ -283,6 +417,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"messages": args.messages, "rooms": len(ROOMS)}
     result["archivers"] = args.archivers
     result["redis"] = "cluster of 3 masters" if args.redis_cluster else args.redis_url
+    result["sql"] = "fresh MariaDB" if args.fresh_mariadb else args.database_url
 
     say(f"filling {args.messages} messages over {len(ROOMS)} rooms ...")
     started = time.perf_counter()
@@ -292,45 +427,73 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     say(f"  filled in {time.perf_counter() - started:.1f} s")
 
     blog_n = min(args.messages, args.blog_messages)
-    say(f"blog algorithm on {blog_n} messages ...")
-    result["blog_rows_per_s"] = round(await blog_algorithm(redis, engine, ids, blog_n), 1)
+    result["blog_rows_per_s"] = None
+    if blog_n:
+        say(f"blog algorithm on {blog_n} messages ...")
+        result["blog_rows_per_s"] = round(await blog_algorithm(redis, engine, ids, blog_n), 1)
+        say(f"  {result['blog_rows_per_s']} rows/s")
+        await redis.flushdb()  # the backlog afresh, as for every drain of ours
+        await fill_backlog(redis, args.messages, args.event_share)
     result["blog_messages"] = blog_n
-    say(f"  {result['blog_rows_per_s']} rows/s")
-    await truncate_messages(engine)
 
-    say(f"our archiver draining {args.messages} messages ...")
-    settle_heap()  # as `chatroom archive` does once it has started
-    started = time.perf_counter()
-    drains = [
-        Archiver(settings, args.redis_url, engine, consumer=f"bench-{i}").drain()
-        for i in range(args.archivers)
-    ]
-    archived = sum(await asyncio.gather(*drains))  # --archivers share the backlog
-    elapsed = time.perf_counter() - started
-    stored = await count_messages(engine)
-    if archived != args.messages or stored != message_count:
-        raise SystemExit(
-            f"archived {archived} entries, stored {stored} messages, expected "
-            f"{args.messages} and {message_count}"
+    sql_server = sql_process(args.database_url, fresh_pid)
+    drains: dict[str, list[dict[str, float]]] = {str(w): [] for w in args.writers}
+    raws: list[dict[str, float]] = []
+    filled = True
+    # Rounds, each: every writer count once, then raw on the rows of the round's first
+    # drain. The server's state drifts (its files grow, it flushes what it took in) and
+    # the machine's neighbours come and go: medians over interleaved rounds, so that
+    # ours and raw meet the same conditions.
+    for round_ in range(args.rounds):
+        for index, writers in enumerate(args.writers):
+            if not filled:
+                await redis.flushdb()
+                await fill_backlog(redis, args.messages, args.event_share)
+            filled = False
+            await truncate_messages(engine)
+            figures = await our_drain(args, settings, engine, message_count, writers, sql_server)
+            drains[str(writers)].append(figures)
+            say(f"  round {round_ + 1}, {writers} writer(s): {figures}")
+            if index == 0:
+                rows = await archived_rows(engine)
+        await truncate_messages(engine)
+        say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
+        raw_sql_cpu, cpu = sql_cpu_seconds(sql_server), time.process_time()
+        raw_rate, raw_upsert_ms = await raw_executemany(args.database_url, rows)
+        raw_sql_cpu = sql_cpu_seconds(sql_server) - raw_sql_cpu
+        raws.append(
+            {
+                "rows_per_s": round(raw_rate, 1),
+                "cpu_us_per_row": round((time.process_time() - cpu) / len(rows) * 1e6, 1),
+                "sql_cpu_us_per_row": round(raw_sql_cpu / len(rows) * 1e6, 1),
+                "sql_ms_per_1000_rows": round(1e6 / raw_rate, 1),
+                "upsert_ms_per_1000_rows": round(raw_upsert_ms, 1),
+            }
         )
-    result["rows_per_s"] = round(archived / elapsed, 1)
-    result["drain_s"] = round(elapsed, 2)
-    say(f"  {result['rows_per_s']} rows/s ({elapsed:.1f} s)")
-
-    rows = await archived_rows(engine)
-    await truncate_messages(engine)
-    say(f"raw executemany of {len(rows)} rows in 1,000-row batches ...")
-    result["raw_rows_per_s"] = round(await raw_executemany(args.database_url, rows), 1)
-    del rows
-    say(f"  {result['raw_rows_per_s']} rows/s")
-    result["vs_raw"] = round(result["rows_per_s"] / result["raw_rows_per_s"], 2)
-    result["vs_blog"] = round(result["rows_per_s"] / result["blog_rows_per_s"], 1)
+        del rows
+        say(f"  round {round_ + 1}, raw: {raws[-1]}")
+    raw = medians(raws)
+    result["raw"] = raw
+    result["raw_rows_per_s"] = raw["rows_per_s"]
+    result["raw_runs"] = [r["rows_per_s"] for r in raws]
+    runs = {writers: medians(found) for writers, found in drains.items()}
+    for writers, figures in runs.items():
+        figures["vs_raw"] = round(figures["rows_per_s"] / raw["rows_per_s"], 2)
+        figures["runs"] = [f["rows_per_s"] for f in drains[writers]]  # type: ignore[assignment]
+    first = runs[str(args.writers[0])]
+    result["rows_per_s"] = first["rows_per_s"]
+    result["drain_s"] = first["drain_s"]
+    result["vs_raw"] = first["vs_raw"]
+    if result["blog_rows_per_s"]:
+        result["vs_blog"] = round(first["rows_per_s"] / result["blog_rows_per_s"], 1)
+    result["by_writers"] = runs
 
     await truncate_messages(engine)
     await redis.flushdb()
-    say(f"send-to-durable latency at {args.rate} messages/s for {args.seconds} s ...")
-    result.update(await latency(settings, args.redis_url, engine, args.rate, args.seconds))
-    say(f"  p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms")
+    if args.seconds > 0:
+        say(f"send-to-durable latency at {args.rate} messages/s for {args.seconds} s ...")
+        result.update(await latency(settings, args.redis_url, engine, args.rate, args.seconds))
+        say(f"  p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms")
 
     await redis.flushdb()
     await redis.aclose()
@@ -365,9 +528,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="a 3-master Redis Cluster started for the run instead of --redis-url",
     )
     parser.add_argument("--archivers", type=int, default=1, help="archivers draining at once")
+    parser.add_argument(
+        "--writers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2, 4],
+        help="archiver_sql_writers of each drain, in order (comma-separated); all in one run",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of every --writers drain and raw, interleaved; figures are medians",
+    )
+    parser.add_argument(
+        "--fresh-mariadb",
+        action="store_true",
+        help="a MariaDB started for the run (its own datadir, a free port in 23300-23399, "
+        "stopped afterwards) instead of --database-url's server",
+    )
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.rate < 1 or args.seconds <= 0:
-        parser.error("--messages, --rate and --seconds must be positive")
+    if args.messages < 1 or args.rate < 1 or args.seconds < 0:
+        parser.error("--messages and --rate must be positive (--seconds 0: no latency run)")
+    if not args.writers or min(args.writers) < 1:
+        parser.error("--writers: one or more positive counts, e.g. 1,2,4")
     return args
 
 
@@ -375,12 +558,17 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)  # notes on constraint names
     arguments = parse_args(sys.argv[1:])
-    if arguments.redis_cluster:
-        from _cluster import local_cluster
+    fresh: int | None = None
+    with contextlib.ExitStack() as servers:
+        if arguments.redis_cluster:
+            from _cluster import local_cluster
 
-        with local_cluster() as cluster:
-            arguments.redis_url = cluster.url
-            figures = asyncio.run(main(arguments))
-    else:
-        figures = asyncio.run(main(arguments))
+            arguments.redis_url = servers.enter_context(local_cluster()).url
+        if arguments.fresh_mariadb:
+            from _mariadb import fresh_mariadb
+
+            database = sa.engine.make_url(arguments.database_url).database or "chatroom_bench"
+            server = servers.enter_context(fresh_mariadb(database))
+            arguments.database_url, fresh = server.url, server.pid
+        figures = asyncio.run(main(arguments, fresh))
     print(json.dumps(figures))

@@ -303,6 +303,15 @@ class Settings(BaseSettings):
             "its batch (never dead-lettered for its count)."
         ),
     )
+    archiver_sql_writers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description=(
+            "MySQL/MariaDB: connections a batch is written through at once, its rooms "
+            "shared among them (order per room kept); SQLite: always 1."
+        ),
+    )
     archiver_hot_window: int = Field(
         default=1000, ge=0, description="Archived entries kept per stream for fast history."
     )

@@ -1,6 +1,7 @@
 """Deterministic crash points for the fault tests.
 
 CHATROOM_FAILPOINT names one point (`after_read`, `after_insert_before_commit`,
+`between_writer_commits` (one parallel writer of a batch committed, another not yet),
 `after_commit_before_ack`, `after_ack_before_trim`, `after_claim`); when the archiver
 reaches it for the CHATROOM_FAILPOINT_AFTER-th time (default 1), the process kills
 itself with SIGKILL: no cleanup, no finally blocks, exactly like `kill -9`. A test that
@@ -22,6 +23,7 @@ POINTS = frozenset(
     {
         "after_read",
         "after_insert_before_commit",
+        "between_writer_commits",
         "after_commit_before_ack",
         "after_ack_before_trim",
         "after_claim",

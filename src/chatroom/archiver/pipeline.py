@@ -6,7 +6,10 @@ triaged, written in one SQL transaction, committed, then acknowledged.
     transaction       every row (one multi-row upsert) and every dead letter of the batch;
                       a resend SQL already holds under an earlier stream id becomes a dead
                       letter too, in the same transaction (`late_copy_reason`)
-    commit, then XACK every entry of the batch (one pipeline for all rooms)
+                      (with parallel SQL writers, one such transaction per writer at
+                      once, each holding whole rooms: archiver/partitions.py)
+    commit, then XACK every entry of the batch (one pipeline for all rooms), once every
+                      writer of the batch committed
 
 Overlap: batch k+1 is written while batch k is acknowledged, never before k committed,
 so a room's rows land in stream order. What SQL refuses is isolated and dead-lettered
@@ -36,12 +39,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom.archiver import metrics
 from chatroom.archiver.batching import (
     Delivery,
+    Triage,
     fate,
     missing_target_reason,
     suspects_in_order,
     triage,
 )
 from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.partitions import Share, share_by_room
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped
 from chatroom.archiver.sql_writes import BatchWriter, Row, dead_letter
@@ -55,6 +60,21 @@ from chatroom.store.counts import public_rooms, room_ids
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Entries triaged between two turns of the event loop (see `WritePipeline._triage`).
+TRIAGE_SLICE = 100
+
+
+def _room_of_row(row: Row) -> str:
+    return row[0].room
+
+
+def _room_id_of_row(row: Row) -> int:
+    return row[1].room_id
+
+
+def _room_of_letter(letter: DeadLetter) -> str | None:
+    return letter.room_slug
 
 
 class RedisCall(Protocol):
@@ -108,9 +128,11 @@ class WritePipeline:
         totals: Totals,
         progress: Progress,
         on_archived: ArchivedHook | None = None,
+        writers: int = 1,
     ) -> None:
         self._engine = engine  # where room ids are looked up
-        self._writer = BatchWriter(writes, sql, failpoints)
+        # One per parallel SQL writer: a batch is shared among them by room.
+        self._writers = [BatchWriter(writes, sql, failpoints) for _ in range(max(1, writers))]
         self._streams = streams
         self._redis_call = redis_call
         self._sql = sql
@@ -179,7 +201,7 @@ class WritePipeline:
 
     async def _prepare(self, entries: list[Delivery]) -> _Prepared:
         await self._known_rooms(entries)
-        plan = triage(entries, self._room_ids, self._max_deliveries)
+        plan = await self._triage(entries)
         rows, orphans = await self._rows(plan.rows)
         letters = [dead_letter(entry, reason) for entry, reason in [*plan.dead, *orphans]]
         if plan.suspects:
@@ -187,20 +209,42 @@ class WritePipeline:
             entries = [e for e in entries if (e.room, e.id) not in apart]
         return _Prepared(entries, rows, letters, plan.deleted, plan.suspects, time.perf_counter())
 
+    async def _triage(self, entries: list[Delivery]) -> Triage:
+        """`batching.triage`, a slice at a time, letting the event loop run between
+        slices: this runs while the batch before is in SQL, and that transaction's next
+        statement (or its commit) must not wait for a whole batch's decoding to end."""
+        plan = Triage()
+        for start in range(0, len(entries), TRIAGE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            part = triage(
+                entries[start : start + TRIAGE_SLICE], self._room_ids, self._max_deliveries
+            )
+            plan.rows += part.rows
+            plan.dead += part.dead
+            plan.deleted += part.deleted
+            plan.suspects += part.suspects
+        return plan
+
     async def _rows(
         self, found: list[tuple[Delivery, int, StreamEvent]]
     ) -> tuple[list[Row], list[tuple[Delivery, str]]]:
         """The SQL rows of triaged entries, and the changes to no message at all (with
         their dead-letter reason). A change whose message is in the batch, in SQL or
-        still in the stream is kept: applied now, or once its message is archived."""
+        still in the stream is kept: applied now, or once its message is archived. The
+        rows' SQL values are made here, off the transaction's path (a slice at a time,
+        as in `_triage`)."""
         rows: list[Row] = []
         batch_messages: set[tuple[str, StreamId]] = set()
-        for entry, room_id, event in found:
+        for index, (entry, room_id, event) in enumerate(found):
+            if index and not index % TRIAGE_SLICE:
+                await asyncio.sleep(0)
             if isinstance(event, MessageEvent):
                 batch_messages.add((entry.room, entry.id))
                 message = ArchivedMessage(
                     room_id, entry.id, event.author.id, event.client_id, event.body, event.reply_to
                 )
+                message.values()  # made now and kept: the transaction only sends them
                 rows.append((entry, message))
             else:
                 rows.append((entry, ArchivedChange(room_id, entry.id, event)))
@@ -270,9 +314,44 @@ class WritePipeline:
         return total
 
     async def _write(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
-        if not rows and not letters:
+        """The batch's rows and dead letters in SQL, shared by room among the parallel
+        writers (archiver/partitions.py), each its own transaction; returns once every
+        one of them has ended. On a crash between two writers' commits, the batch is
+        acknowledged by none: its entries are delivered again, and what one writer
+        committed is written again as the upsert's no-op (by (room, stream id))."""
+        shares = share_by_room(
+            rows,
+            letters,
+            len(self._writers),
+            room_of_row=_room_of_row,
+            room_of_letter=_room_of_letter,
+            room_id_of_row=_room_id_of_row,
+        )
+        if not shares:
             return []
-        return await self._writer.write(rows, letters)
+        if len(shares) == 1:
+            return await self._writers[0].write(shares[0].rows, shares[0].letters)
+        open_writers = len(shares)
+
+        async def write(writer: BatchWriter, share: Share[Row, DeadLetter]) -> list[DeadLetter]:
+            nonlocal open_writers
+            added = await writer.write(share.rows, share.letters, share.held)
+            open_writers -= 1
+            if open_writers:
+                # Committed, while another writer's transaction of the batch is not.
+                self._failpoints.reach("between_writer_commits")
+            return added
+
+        results = await asyncio.gather(
+            *(write(w, share) for w, share in zip(self._writers, shares, strict=False)),
+            return_exceptions=True,
+        )
+        added: list[DeadLetter] = []
+        for result in results:  # every writer ended: the first error, if any, raises
+            if isinstance(result, BaseException):
+                raise result
+            added += result
+        return added
 
     async def _archive_suspect(self, entry: Delivery) -> int:
         """One suspect, alone: its delivery count raised first (so that, if it kills

@@ -192,11 +192,17 @@ class Archiver:
             name = lease.name
         self._name = name
         streams = GroupStreams(redis, blocking, name)
-        writes = self._engine
+        writes, writers = self._engine, 1
         if self._engine.dialect.name == "mysql":
             # Batches go through a small pool of our own, made for them: exact row counts
-            # and bulk executions (see create_writes_engine).
-            writes = create_writes_engine(self._engine.url.render_as_string(hide_password=False))
+            # and bulk executions (see create_writes_engine), a connection per writer.
+            # SQLite stays at one writer: it takes one write transaction at a time (a
+            # lock on the whole file), so a second would only wait for the first.
+            writers = settings.archiver_sql_writers
+            writes = create_writes_engine(
+                self._engine.url.render_as_string(hide_password=False),
+                pool_size=max(2, writers),
+            )
         reader = GroupReader(
             streams,
             self._redis,
@@ -216,6 +222,7 @@ class Archiver:
             totals=self._totals,
             progress=self._progress,
             on_archived=self._on_archived,
+            writers=writers,
         )
         upkeep = Upkeep(
             redis,

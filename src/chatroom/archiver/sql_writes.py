@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom import redis_keys
 from chatroom.archiver.batching import Delivery, split_for_retry
 from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.partitions import HeldScope
 from chatroom.archiver.retries import Dependency, Stopped, pause
 from chatroom.outages import SQL_REJECTED, Backoff, first_line
 from chatroom.store.archive_writes import (
@@ -115,13 +116,16 @@ class BatchWriter:
         self._max_bytes: int | None = None  # of one statement, read at the first batch
         self._backoff = Backoff()
 
-    async def write(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
+    async def write(
+        self, rows: list[Row], letters: list[DeadLetter], held: HeldScope | None = None
+    ) -> list[DeadLetter]:
         """Write rows and dead letters, isolating what SQL refuses; returns the dead
-        letters this added (refused rows, and late copies of a stored client_id)."""
+        letters this added (refused rows, and late copies of a stored client_id). `held`:
+        which rooms' held changes this transaction applies (None: every room)."""
         attempts = 0
         while True:
             try:
-                added = await self._transaction(rows, letters)
+                added = await self._transaction(rows, letters, held)
             except SQL_FAILURES as exc:
                 failure = classify(exc)
                 if failure is Failure.UNKNOWN:
@@ -136,24 +140,30 @@ class BatchWriter:
                     await self._wait()
                     continue
                 if len(rows) + len(letters) > 1:
-                    return await self._isolate(rows, letters)
+                    return await self._isolate(rows, letters, held)
                 attempts += 1
                 if attempts < LONE_ATTEMPTS and not isinstance(exc, SQL_REJECTED):
                     await self._wait()
                     continue
-                return await self._refused(rows, letters, exc)
+                return await self._refused(rows, letters, exc, held)
             self._sql.recovered()
             self._backoff.reset()
             return added
 
-    async def _isolate(self, rows: list[Row], letters: list[DeadLetter]) -> list[DeadLetter]:
+    async def _isolate(
+        self, rows: list[Row], letters: list[DeadLetter], held: HeldScope | None
+    ) -> list[DeadLetter]:
         added: list[DeadLetter] = []
         for half_rows, half_letters in _halves(rows, letters):
-            added += await self.write(half_rows, half_letters)
+            added += await self.write(half_rows, half_letters, held)
         return added
 
     async def _refused(
-        self, rows: list[Row], letters: list[DeadLetter], exc: BaseException
+        self,
+        rows: list[Row],
+        letters: list[DeadLetter],
+        exc: BaseException,
+        held: HeldScope | None,
     ) -> list[DeadLetter]:
         """The lone item SQL refused: a row becomes a dead letter; a dead letter SQL
         refuses (it should not: its bytes are bounded) is kept without its bytes."""
@@ -161,7 +171,7 @@ class BatchWriter:
         if rows:
             letter = dead_letter(rows[0][0], reason)
             log.warning("SQL refused %s %s alone: %s", letter.room_slug, letter.stream_id, reason)
-            return [letter, *await self.write([], [letter])]
+            return [letter, *await self.write([], [letter], held)]
         [refused] = letters
         if not refused.raw:
             raise exc  # nothing left to cut away: SQL refuses any dead letter
@@ -173,11 +183,11 @@ class BatchWriter:
             f"{refused.reason}; its bytes were refused too ({reason})"[:2000],
             refused.delivery_count,
         )
-        await self.write([], [bare])
+        await self.write([], [bare], held)
         return []
 
     async def _transaction(
-        self, rows: list[Row], letters: Sequence[DeadLetter]
+        self, rows: list[Row], letters: Sequence[DeadLetter], held: HeldScope | None = None
     ) -> list[DeadLetter]:
         """One transaction: the rows, a dead letter for each row that was a late copy of
         a stored client_id, the dead letters, then the changes (store/change_writes.py).
@@ -199,7 +209,12 @@ class BatchWriter:
             late = [dead_letter(message_rows[d.index][0], late_copy_reason(d)) for d in found]
             await insert_dead_letters(conn, late, max_bytes=self._max_bytes)
             # After the messages: a change to a message of this very batch applies now.
-            await apply_changes(conn, changes)
+            if held is None:
+                await apply_changes(conn, changes)
+            elif held.only:
+                await apply_changes(conn, changes, held_in=held.rooms)
+            else:
+                await apply_changes(conn, changes, held_not_in=held.rooms)
             self._failpoints.reach("after_insert_before_commit")
         return late
 

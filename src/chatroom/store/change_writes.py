@@ -19,7 +19,7 @@ Reactions need no message row: they are applied at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,9 +149,17 @@ def _upsert_reaction(dialect: str) -> Any:
     )
 
 
-async def apply_changes(conn: AsyncConnection, changes: Sequence[ArchivedChange]) -> None:
+async def apply_changes(
+    conn: AsyncConnection,
+    changes: Sequence[ArchivedChange],
+    *,
+    held_in: Collection[int] | None = None,
+    held_not_in: Collection[int] = (),
+) -> None:
     """Keep the batch's changes, apply its reactions, then apply every held edit and
-    delete whose message is archived (this batch's included), in stream order."""
+    delete whose message is archived (this batch's included), in stream order: of every
+    room, or only of the rooms `held_in` when given, and never of the rooms `held_not_in`
+    (a batch shared among parallel writers: archiver/partitions.py)."""
     dialect = conn.dialect.name
     if changes:
         await conn.execute(_insert_events(dialect), [c.row() for c in changes])
@@ -173,13 +181,26 @@ async def apply_changes(conn: AsyncConnection, changes: Sequence[ArchivedChange]
                     for c in reacting
                 ],
             )
-    await apply_held(conn)
+    await apply_held(conn, held_in=held_in, held_not_in=held_not_in)
 
 
-async def apply_held(conn: AsyncConnection) -> int:
+async def apply_held(
+    conn: AsyncConnection,
+    *,
+    held_in: Collection[int] | None = None,
+    held_not_in: Collection[int] = (),
+) -> int:
     """Apply the held edits and deletes whose message is archived now, in stream order,
-    and mark them applied; returns how many."""
+    and mark them applied (of the rooms in `held_in` if given, not in `held_not_in`);
+    returns how many."""
     e, m = message_events, messages
+    if held_in is not None and not held_in:
+        return 0
+    where = [e.c.applied == sa.false()]
+    if held_in is not None:
+        where.append(e.c.room_id.in_(sorted(held_in)))
+    if held_not_in:
+        where.append(e.c.room_id.not_in(sorted(held_not_in)))
     held = (
         sa.select(
             e.c.id,
@@ -205,7 +226,7 @@ async def apply_held(conn: AsyncConnection) -> int:
                 ),
             )
         )
-        .where(e.c.applied == sa.false())
+        .where(*where)
         .order_by(e.c.stream_ms, e.c.stream_seq)
         .limit(HELD_PER_BATCH)
     )
