@@ -149,12 +149,20 @@ class StreamWriter:
         Raises `OutcomeUnknown` (maybe stored: resend), `HeldBack` (not sent: resend the
         unknown one of `order` first), or a redis error (not stored).
         """
+        return await self.submit(event, order=order)
+
+    def submit(
+        self, event: StreamEvent, *, order: Hashable | None = None
+    ) -> asyncio.Future[Appended]:
+        """Queue the append now and return its future (what `append` awaits): appends
+        are sent in the order they were submitted. The hub submits without a task of its
+        own per send (hub/session.py), and reads the outcome when the future is done."""
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._queue.append((event, future, order))
         self._wakeup.set()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_batches(), name="stream-writer")
-        return await future
+        return future
 
     def forget(self, order: Hashable) -> None:
         """The order key's connection is gone: hold nothing back for it any more."""
