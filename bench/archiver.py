@@ -38,12 +38,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom import redis_keys
 from chatroom.archiver import sql_writes
 from chatroom.archiver.batching import Delivery
-from chatroom.archiver.process import settle_heap
 from chatroom.archiver.service import Archiver
 from chatroom.archiver.sql_writes import BatchWriter
 from chatroom.domain.changes import ChangeEvent
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
+from chatroom.heap import settle_heap
 from chatroom.redis_client import connect
 from chatroom.settings import Settings
 from chatroom.store import migrate

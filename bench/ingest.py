@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis.asyncio as redis_asyncio
 import uvloop
 
 from _chatroom import (
@@ -110,6 +111,28 @@ class Sender:
             return
         if self.sending:
             self.send_one()
+
+
+async def command_calls(url: str) -> dict[str, int]:
+    """Calls per command since Redis started (INFO commandstats), of the whole server."""
+    client = redis_asyncio.Redis.from_url(url)
+    try:
+        found = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {name.removeprefix("cmdstat_"): int(stats["calls"]) for name, stats in found.items()}
+
+
+def calls_per_message(
+    before: dict[str, int], after: dict[str, int], acked: int
+) -> dict[str, float]:
+    """Redis commands per acked message over the window, the most frequent first."""
+    per = {
+        name: round((calls - before.get(name, 0)) / max(acked, 1), 3)
+        for name, calls in after.items()
+        if calls > before.get(name, 0)
+    }
+    return dict(sorted(per.items(), key=lambda item: -item[1]))
 
 
 async def wait_archived(env: dict[str, str], acked: int, timeout: float) -> tuple[float, dict]:
@@ -221,6 +244,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 histogram[i] = 0
             acked_before = sum(s.acked for s in senders)
             errors_before = sum(s.errors for s in senders)
+            calls_before = await command_calls(REDIS_URL) if args.commandstats else {}
             meter = CpuMeter(metered)
             redis_meter = CpuMeter([redis]) if redis is not None else None
             own_before = own_cpu_seconds()
@@ -228,12 +252,19 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(args.seconds)
             elapsed = time.monotonic() - started
             acked = sum(s.acked for s in senders) - acked_before
+            calls_after = await command_calls(REDIS_URL) if args.commandstats else {}
             errors = sum(s.errors for s in senders) - errors_before
             cpu = meter.percent()
             redis_cpu = redis_meter.percent()[0] if redis_meter is not None else None
             generator = round(100.0 * (own_cpu_seconds() - own_before) / elapsed, 1)
             server_side = sum(cpu) + (redis_cpu or 0.0)  # node, archiver, Redis: % of a core
             cpu_us = round(server_side / 100.0 * elapsed / max(acked, 1) * 1e6, 1)
+            # The app node alone (all its workers): what a core would ingest at 100 %.
+            node_us = round(cpu[0] / 100.0 * elapsed / max(acked, 1) * 1e6, 1)
+            if args.commandstats:
+                per_message = calls_per_message(calls_before, calls_after, acked)
+                line["redis_calls_per_msg"] = round(sum(per_message.values()), 2)
+                line["redis_commands_per_msg"] = dict(list(per_message.items())[:8])
             for sender in senders:
                 sender.sending = False
             if profiler is not None:
@@ -252,6 +283,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     "generator_cpu_percent": generator,
                     "redis_cpu_percent": redis_cpu,
                     "server_cpu_us_per_msg": cpu_us,
+                    "node_cpu_us_per_msg": node_us,
+                    "per_node_core_per_s": round(1e6 / node_us) if node_us else None,
                     "redis": args.redis,
                     "ack_durability": args.ack_durability or "default",
                     "acked_total": acked_total,
@@ -334,6 +367,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ack-durability",
         choices=["write", "fsync"],
         help="what an ack waits for (CHATROOM_ACK_DURABILITY); default: Chatroom's own",
+    )
+    parser.add_argument(
+        "--commandstats",
+        action="store_true",
+        help="Redis commands per acked message (INFO commandstats over the window): of the "
+        "whole Redis server, so only meaningful on a Redis of the bench's own",
     )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(

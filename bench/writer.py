@@ -18,15 +18,18 @@ import time
 from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.redis_client import connect
-from chatroom.streams.writer import _APPEND, StreamWriter
+from chatroom.streams.epochs import StreamEpochs
+from chatroom.streams.writer import _APPEND_ROOM, StreamWriter
 
 
 async def _run(url: str, senders: int, messages: int, *, batched: bool) -> float:
     redis = connect(url, max_connections=senders + 8)
     await redis.flushdb()
     writer = StreamWriter(redis, client_id_ttl_s=600)
-    script = redis.register_script(_APPEND)
+    script = redis.register_script(_APPEND_ROOM)
     per_sender = messages // senders
+    if not batched:  # the writer begins a room's epoch by itself; the direct calls do not
+        await StreamEpochs(redis).begin_missing([f"room-{n}" for n in range(10)])
 
     async def sender(n: int) -> None:
         author = Author(n + 1, f"user{n}", f"User {n}")
@@ -37,9 +40,10 @@ async def _run(url: str, senders: int, messages: int, *, batched: bool) -> float
             else:
                 keys = [
                     redis_keys.room_stream(event.room),
+                    redis_keys.room_epoch(event.room),
                     redis_keys.sent_client_id(event.room, author.id, event.client_id),
                 ]
-                await script(keys=keys, args=[event.encode(), 600])
+                await script(keys=keys, args=[600, event.encode()])
 
     start = time.perf_counter()
     await asyncio.gather(*(sender(n) for n in range(senders)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from chatroom.domain import frames
@@ -116,6 +117,40 @@ def test_body_limit_is_the_configured_one_in_characters() -> None:
 def test_deeply_nested_json_is_invalid_json_not_a_crash(opener: str) -> None:
     deep = opener * 100_000
     assert error_of(deep).code == ErrorCode.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"send","room":"lobby","body":"h\\u00e9 \\\\ \\"x\\"","client_id":"c~1"}',
+        '{"type":"send","room":"lobby","body":"one","client_id":"c1","client_id":"c2"}',
+        '{"type":"send","room":"lobby","body":"x","client_id":"c1","reply_to":null}',
+        '{"type":"subscribe","room":"lobby","since":"1-0"}',
+        '{"type":"send","room":"lobby","body":"\\ud800","client_id":"c1"}',
+        '{"type":"send","room":7,"body":"x","client_id":"c1"}',
+        '{"type":' + "9" * 30 + "}",
+        ' {"type":"ping"} ',
+    ],
+)
+def test_a_frame_reads_as_the_standard_library_reads_it(
+    frame: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson reads the frames of strings; every frame gets what json.loads gave alone."""
+
+    def outcome(raw: str | bytes) -> object:
+        try:
+            return parse_client_frame(raw, body_max_chars=99)
+        except FrameError as exc:
+            return (exc.code, str(exc), exc.client_id)
+
+    forms = (frame, frame.encode("utf-8", "surrogatepass"))
+    got = [outcome(form) for form in forms]
+
+    def refuse(_raw: object) -> object:
+        raise orjson.JSONDecodeError("refused", "", 0)
+
+    monkeypatch.setattr(orjson, "loads", refuse)  # the standard library's reading alone
+    assert got == [outcome(form) for form in forms]
 
 
 def test_huge_numbers_are_invalid_json() -> None:

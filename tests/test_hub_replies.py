@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from chatroom import redis_keys
-from chatroom.domain.events import Author, MessageEvent, decode_event
+from chatroom.domain.events import Author, StreamEvent, decode_event
 from chatroom.domain.frames import CloseCode
 from chatroom.hub.connection import Connection
 from chatroom.hub.hub import Hub
@@ -117,13 +117,17 @@ class CountingWriter(StreamWriter):
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def append(self, event: MessageEvent, *, order: Hashable | None = None) -> Appended:
+    def submit(
+        self, event: StreamEvent, *, order: Hashable | None = None
+    ) -> asyncio.Future[Appended]:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            return await super().append(event, order=order)
-        finally:
-            self.in_flight -= 1
+        appended = super().submit(event, order=order)
+        appended.add_done_callback(self._done)
+        return appended
+
+    def _done(self, _appended: asyncio.Future[Appended]) -> None:
+        self.in_flight -= 1
 
 
 @dataclass

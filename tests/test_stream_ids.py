@@ -35,6 +35,13 @@ def test_ids_order_numerically() -> None:
 def test_malformed_ids_are_refused(text: str) -> None:
     with pytest.raises(InvalidStreamId):
         StreamId.parse(text)
+    with pytest.raises(InvalidStreamId):  # as Redis would reply it: the bytes' fast path
+        StreamId.parse(text.encode())
+
+
+def test_an_id_in_bytes_is_the_same_id_as_in_text() -> None:
+    for text in ("0-0", "1655188547271-10", "01-02", "9223372036854775807-9223372036854775807"):
+        assert StreamId.parse(text.encode()) == StreamId.parse(text)
 
 
 def test_neighbours_and_time() -> None:

@@ -96,3 +96,36 @@ async def test_appends_go_on_after_the_script_cache_is_flushed(
     assert again.id == first.id and again.duplicate
     assert sorted(a.id for a in burst) == [a.id for a in burst]
     assert await redis.xlen(redis_keys.room_stream("lobby")) == 21
+
+
+async def test_a_batch_over_several_rooms_gives_each_append_its_own_result(
+    redis: Redis, stream_writer: MakeWriter
+) -> None:
+    writer = stream_writer()
+    first = await writer.append(MessageEvent("lobby", ALICE, "first", "dup"))
+    # One batch: three rooms (two without an epoch yet), and a resend in the middle.
+    events = [
+        MessageEvent(room, author, f"{room} {i}", f"{room}-{i}")
+        for i in range(5)
+        for room in ("lobby", "general", "random")
+        for author in (ALICE, BOB)
+    ]
+    events.insert(7, MessageEvent("lobby", ALICE, "first", "dup"))
+    results = await asyncio.gather(*(writer.append(event) for event in events))
+    for event, appended in zip(events, results, strict=True):
+        [(_, fields)] = await redis.xrange(
+            redis_keys.room_stream(event.room), str(appended.id), str(appended.id)
+        )
+        stored = decode_event(event.room, fields)
+        assert (stored.client_id, stored.author, stored.body) == (
+            event.client_id,
+            event.author,
+            event.body,
+        )
+    assert results[7].id == first.id and results[7].duplicate
+    assert sum(a.duplicate for a in results) == 1
+    for room in ("lobby", "general", "random"):  # each room in the order submitted
+        new = [
+            a.id for e, a in zip(events, results, strict=True) if e.room == room and not a.duplicate
+        ]
+        assert new == sorted(new) and len(new) == 10

@@ -140,8 +140,17 @@ class Settings(BaseSettings):
         description="A node's heartbeat keeps its users online this long: a dead node's "
         "users leave within this plus a quarter of it.",
     )
+    # The idempotency window (docs/architecture.md, "Never duplicated"; docs/scaling.md,
+    # ceiling 1). A resend inside it gets the first id; one after it is appended again,
+    # delivered live a second time and dead-lettered by the archiver (SQL keeps one copy).
+    # Resends come at a reconnect (seconds), a reload, or when a device that slept with
+    # the tab's outbox comes back: a day covers a night offline. Each key costs about
+    # 136 bytes of Redis per message for this long: an hour at scale.
     client_id_ttl_s: int = Field(
-        default=7 * 24 * 3600, ge=60, description="How long Redis remembers a send's client_id."
+        default=24 * 3600,
+        ge=60,
+        description="How long Redis remembers a send's client_id: a resend within it is "
+        "stored once in Redis too (after it, only SQL keeps it once).",
     )
     login_attempts_per_minute: int = Field(
         default=10,

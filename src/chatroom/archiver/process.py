@@ -10,7 +10,6 @@ a wrong setup (schema out of date, persistence required and off) exits at once.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom.archiver.failpoints import Failpoints, UnknownFailpoint
 from chatroom.archiver.service import Archiver
 from chatroom.backends import Backends, open_database
+from chatroom.heap import settle_heap
 from chatroom.outages import REDIS_DOWN, SQL_DOWN, when_reachable
 from chatroom.redis_client import connect
 from chatroom.settings import Settings
@@ -77,22 +77,6 @@ async def _archive(
     finally:
         await engine.dispose()
     return 0
-
-
-# Allocations between two young-generation collections (Python's default is 700).
-YOUNG_COLLECTION_EVERY = 50_000
-
-
-def settle_heap() -> None:
-    """Take what the process built at its start (modules, tables, settings: about 100,000
-    objects) out of the garbage collector's walks, and collect the young generation less
-    often. The archiver makes about fifteen objects per entry that live as long as their
-    batch: with the defaults, collections walked the startup heap again and again, about a
-    fifth of the archiver's CPU. Memory is not at stake: cycles are still collected."""
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, old)
 
 
 def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from chatroom.domain.rules import has_lone_surrogate
 from chatroom.domain.stream_ids import InvalidStreamId, StreamId
 
@@ -28,9 +30,15 @@ class Author:
 
 
 def encode_envelope(envelope: dict[str, Any]) -> bytes:
-    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass"
-    )
+    """The envelope as compact UTF-8 JSON: by orjson (one per message appended, five
+    times faster), or by the standard library for what orjson refuses (a lone
+    surrogate, kept with surrogatepass for the archiver to dead-letter with its reason)."""
+    try:
+        return orjson.dumps(envelope)
+    except orjson.JSONEncodeError:
+        return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogatepass"
+        )
 
 
 def text_field(obj: dict[str, Any], key: str, *, max_chars: int, strict: bool) -> str:

@@ -6,10 +6,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 
 def dump_frame(obj: dict[str, Any]) -> str:
-    """A server frame as JSON text: one encoding per frame, however many sockets."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """A server frame as JSON text: one encoding per frame, however many sockets.
+
+    orjson writes the same compact JSON as `json.dumps(ensure_ascii=False)` for what
+    frames hold (strings, integers, lists, objects), about five times faster: an ack is
+    one of these per message. What orjson refuses (a lone surrogate, an integer past 64
+    bits, a key that is not a string) goes through the standard library as before."""
+    try:
+        return orjson.dumps(obj).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 class ErrorCode:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from chatroom.domain.change_frames import (
     Change,
@@ -105,6 +107,17 @@ def frame_too_big(frame: str | bytes, max_bytes: int) -> bool:
 
 
 def _load(frame: str | bytes) -> dict[str, Any]:
+    # Fast path for the common frame, an object of strings (a send, a subscribe, a
+    # ping): orjson reads it as the standard library does, about three times faster.
+    # Anything else (a number, a null, a nested value, a lone surrogate, invalid JSON) is
+    # read again below, so that its value and its error are the standard library's.
+    try:
+        fast = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if type(fast) is dict and all(type(value) is str for value in fast.values()):
+            return cast(dict[str, Any], fast)
     if isinstance(frame, bytes):
         try:
             frame = frame.decode("utf-8")

@@ -23,6 +23,14 @@ class StreamId:
     @classmethod
     def parse(cls, text: str | bytes) -> StreamId:
         if isinstance(text, bytes):
+            # Fast path for what Redis replies (every append's id): ASCII digits, a dash,
+            # ASCII digits, as the pattern below takes them, without the regex.
+            ms_part, dash, seq_part = text.partition(b"-")
+            digits = ms_part.isdigit() and seq_part.isdigit()
+            if dash and digits and len(ms_part) <= 19 and len(seq_part) <= 19:
+                ms, seq = int(ms_part), int(seq_part)
+                if ms <= SQL_ID_MAX and seq <= SQL_ID_MAX:
+                    return cls(ms, seq)
             text = text.decode("ascii", "replace")
         match = _ID.fullmatch(text)
         if match is None:

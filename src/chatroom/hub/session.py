@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 from chatroom.domain import frames, moderation
 from chatroom.domain.events import MessageEvent, StreamEvent
@@ -31,7 +32,7 @@ from chatroom.hub.replies import SEND_WINDOW, Replies
 from chatroom.hub.restrictions import refusal
 from chatroom.hub.subscription import RoomRef, Subscription
 from chatroom.outages import STORE_ERRORS
-from chatroom.streams.writer import HeldBack, OutcomeUnknown
+from chatroom.streams.writer import Appended, HeldBack, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -189,30 +190,31 @@ class Session:
             if isinstance(event, str):
                 replies.answer(event)
                 return
-        # A task's first step queues the append in the stream writer, and tasks start in
-        # the order they are created: a sender's messages reach the stream in the order
-        # they arrived, while the reader goes on to the next frame.
-        replies.follow(asyncio.create_task(self._append(event)))
+        # Queued in the stream writer now, in the order the frames arrived (the writer
+        # sends its queue in that order), while the reader goes on to the next frame; the
+        # reply is made when the append is done, and offered in turn. No task per send.
+        appended = self._node.writer.submit(event, order=self.connection.id)
+        replies.follow(appended, partial(self._reply, event))
 
-    async def _append(self, event: StreamEvent) -> str:
-        """Append a send to its room's stream; the reply: its ack, or why it failed."""
-        send = event
-        try:
-            appended = await self._node.writer.append(event, order=self.connection.id)
-        except OutcomeUnknown as exc:  # later sends of this socket are held back meanwhile
-            log.warning("a send's outcome is unknown: %s", exc)
+    def _reply(self, event: StreamEvent, appended: asyncio.Future[Appended]) -> str:
+        """A done append's reply: its ack, or why it failed."""
+        failure = appended.exception()
+        if failure is None:
+            self._node.stats.messages_in += 1
+            return frames.ack(event.client_id, appended.result().id)
+        if isinstance(failure, OutcomeUnknown):  # later sends of this socket are held back
+            log.warning("a send's outcome is unknown: %s", failure)
             return frames.error(
                 ErrorCode.UNKNOWN_OUTCOME,
                 "the message may or may not have been stored; resend it with the same client_id",
-                client_id=send.client_id,
+                client_id=event.client_id,
             )
-        except HeldBack as exc:  # not sent: an earlier send of this socket is unknown
-            return _unavailable(send.client_id, str(exc))
-        except STORE_ERRORS as exc:  # not stored
-            log.warning("a send failed: %s", exc)
-            return _unavailable(send.client_id)
-        self._node.stats.messages_in += 1
-        return frames.ack(send.client_id, appended.id)
+        if isinstance(failure, HeldBack):  # not sent: an earlier send of this socket is unknown
+            return _unavailable(event.client_id, str(failure))
+        if isinstance(failure, STORE_ERRORS):  # not stored
+            log.warning("a send failed: %s", failure)
+            return _unavailable(event.client_id)
+        raise failure
 
     async def _typing(self, typing: frames.Typing) -> None:
         now = time.monotonic()

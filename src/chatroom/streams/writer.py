@@ -47,22 +47,46 @@ from chatroom.domain.events import StreamEvent
 from chatroom.domain.stream_ids import StreamId
 from chatroom.streams.epochs import StreamEpochs
 
-# KEYS: stream, sent-client-id key, the room's epoch. ARGV: the envelope, ttl seconds. The
-# entry's one field is 'event' (domain.events.EVENT_FIELD).
-# Returns {1, id} for a new entry, {0, id} for a resend of a known client_id; an error
-# starting with NOEPOCH when the room has no epoch (nothing was added).
-_APPEND = """
-local known = redis.call('GET', KEYS[2])
-if known then
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  return {0, known}
+# One call appends a batch's events of one room, in order (every key of a call is in the
+# room's slot: a cluster takes it). KEYS: the room's stream, its epoch, then one
+# sent-client-id key per event. ARGV: the ttl in seconds, then the events' envelopes in
+# the order of their keys. The entry's one field is 'event' (domain.events.EVENT_FIELD).
+# Returns two items per event, in order: 1 and the new id; 0 and the id an earlier append
+# of the same client_id got (a resend: nothing added); or -1 and why nothing was added
+# (NOEPOCH when the room has no epoch; an error of Redis, e.g. OOM or WRONGTYPE, as its
+# text). Each call that can fail runs under pcall: one refused append is that append's
+# error, and never hides what the others of the call did.
+_APPEND_ROOM = """
+local out = {}
+local epoch = nil
+for i = 3, #KEYS do
+  local id = redis.pcall('GET', KEYS[i])
+  local created = 0
+  if id and type(id) ~= 'table' then
+    redis.pcall('EXPIRE', KEYS[i], ARGV[1])
+  elseif not id then
+    if epoch == nil then
+      epoch = redis.call('EXISTS', KEYS[2]) == 1
+    end
+    if epoch then
+      id = redis.pcall('XADD', KEYS[1], '*', 'event', ARGV[i - 1])
+      created = 1
+    else
+      id = {err = 'NOEPOCH the room has no stream epoch'}
+    end
+  end
+  if type(id) == 'table' then
+    out[#out + 1] = -1
+    out[#out + 1] = id.err
+  else
+    if created == 1 then
+      redis.pcall('SET', KEYS[i], id, 'EX', ARGV[1])
+    end
+    out[#out + 1] = created
+    out[#out + 1] = id
+  end
 end
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  return redis.error_reply('NOEPOCH the room has no stream epoch')
-end
-local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
-redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
-return {1, id}
+return out
 """
 
 
@@ -125,12 +149,20 @@ class StreamWriter:
         Raises `OutcomeUnknown` (maybe stored: resend), `HeldBack` (not sent: resend the
         unknown one of `order` first), or a redis error (not stored).
         """
+        return await self.submit(event, order=order)
+
+    def submit(
+        self, event: StreamEvent, *, order: Hashable | None = None
+    ) -> asyncio.Future[Appended]:
+        """Queue the append now and return its future (what `append` awaits): appends
+        are sent in the order they were submitted. The hub submits without a task of its
+        own per send (hub/session.py), and reads the outcome when the future is done."""
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._queue.append((event, future, order))
         self._wakeup.set()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_batches(), name="stream-writer")
-        return await future
+        return future
 
     def forget(self, order: Hashable) -> None:
         """The order key's connection is gone: hold nothing back for it any more."""
@@ -233,12 +265,12 @@ class StreamWriter:
     async def _attempt(self, batch: list[_Item]) -> list[Any]:
         """One try at the whole batch; raises when its outcome is not known."""
         if self._sha is None:
-            self._sha = await self._redis.script_load(_APPEND)
+            self._sha = await self._redis.script_load(_APPEND_ROOM)
         results = await self._pipeline(batch)
         if any(isinstance(r, NoScriptError) for r in results):
             # Redis restarted (or SCRIPT FLUSH) since we loaded the script. No append
             # of this batch ran, and each is idempotent anyway: load it and go again.
-            self._sha = await self._redis.script_load(_APPEND)
+            self._sha = await self._redis.script_load(_APPEND_ROOM)
             results = await self._pipeline(batch)
         return await self._append_after_new_epochs(batch, results)
 
@@ -255,29 +287,46 @@ class StreamWriter:
         return results
 
     async def _pipeline(self, batch: list[_Item]) -> list[Any]:
-        """One round trip: the room registrations, then one EVALSHA per append, in order.
+        """One round trip: the room registrations, then one EVALSHA per room of the batch
+        with that room's appends in order; each append's result, in batch order.
 
-        EVALSHA directly rather than redis-py's Script object, which asks SCRIPT EXISTS
-        before every pipeline: a second round trip per batch.
+        One script call per room rather than per append: redis-py packs and parses a
+        command in Python, and Redis runs a script call's set-up once, so the node's and
+        Redis's CPU per message fall with the batch (docs/performance.md, "Ingest at
+        20,000/s"). EVALSHA directly rather than redis-py's Script object, which asks
+        SCRIPT EXISTS before every pipeline: a second round trip per batch.
         """
         assert self._sha is not None
+        by_room: dict[str, list[int]] = {}
+        for i, (event, _, _) in enumerate(batch):
+            by_room.setdefault(event.room, []).append(i)
         # Registered on every batch, not once per process: after Redis lost its data the
         # archivers must find the room again. One SADD per round trip costs nothing.
-        rooms = sorted({event.room for event, _, _ in batch})
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *rooms)
-            for event, _, _ in batch:
-                pipe.evalsha(
-                    self._sha,
-                    3,
-                    redis_keys.room_stream(event.room),
-                    redis_keys.sent_client_id(event.room, event.author.id, event.client_id),
-                    redis_keys.room_epoch(event.room),
-                    event.encode(),
-                    self._ttl,
-                )
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results[1:]
+            pipe.sadd(redis_keys.ROOMS_WITH_STREAMS, *by_room)
+            for room, indexes in by_room.items():
+                keys = [redis_keys.room_stream(room), redis_keys.room_epoch(room)]
+                args: list[Any] = [self._ttl]
+                for i in indexes:
+                    event = batch[i][0]
+                    keys.append(redis_keys.sent_client_id(room, event.author.id, event.client_id))
+                    args.append(event.encode())
+                pipe.evalsha(self._sha, len(keys), *keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        results: list[Any] = [None] * len(batch)
+        for indexes, reply in zip(by_room.values(), replies[1:], strict=True):
+            if isinstance(reply, Exception):  # the whole call failed: every append of it
+                for i in indexes:
+                    results[i] = reply
+                continue
+            for n, i in enumerate(indexes):
+                code, value = reply[2 * n], reply[2 * n + 1]
+                if code < 0:
+                    text = value.decode() if isinstance(value, bytes) else str(value)
+                    results[i] = ResponseError(text)
+                else:
+                    results[i] = (code, value)
+        return results
 
 
 def _key(event: StreamEvent) -> tuple[str, int, str]:

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from chatroom import __version__
 from chatroom.accounts.service import Accounts
 from chatroom.backends import Backends, open_database
+from chatroom.heap import settle_heap
 from chatroom.history import History
 from chatroom.redis_client import connect
 from chatroom.rooms.direct import DirectMessages
@@ -69,11 +70,18 @@ Every error answer is `{"error": {"code": "...", "message": "..."}}`.
 
 
 def create_app(
-    settings: Settings, backends: Backends, *, with_archiver: bool, workers_dir: Path | None = None
+    settings: Settings,
+    backends: Backends,
+    *,
+    with_archiver: bool,
+    workers_dir: Path | None = None,
+    settle: bool = False,
 ) -> FastAPI:
     """`workers_dir`: this app is one worker of a `chatroom serve --workers N`, and that
     is the folder their supervisor made for them (web/workers.py): the archiver's
-    election lock and the metrics files are there."""
+    election lock and the metrics files are there. `settle`: the app is its process's
+    own (`chatroom serve`), which then settles its heap once started (heap.py); tests
+    that build many apps in one process leave the collector alone."""
     client = WebClient(DIST)
 
     @asynccontextmanager
@@ -95,6 +103,8 @@ def create_app(
             else:
                 lock = workers_dir / ARCHIVER_LOCK
                 await stack.enter_async_context(elected_archiver(state, lock))
+            if settle:
+                settle_heap()
             yield {STATE_KEY: state}
 
     app = FastAPI(

@@ -56,9 +56,11 @@ async def _preflight(settings: Settings, backends: Backends) -> None:
 
 
 def uvicorn_config(
-    settings: Settings, backends: Backends, *, with_archiver: bool
+    settings: Settings, backends: Backends, *, with_archiver: bool, settle: bool = False
 ) -> uvicorn.Config:
-    return node_config(settings, create_app(settings, backends, with_archiver=with_archiver))
+    """`settle`: the node is its process's own (heap.py); not in tests' shared processes."""
+    app = create_app(settings, backends, with_archiver=with_archiver, settle=settle)
+    return node_config(settings, app)
 
 
 def node_config(settings: Settings, app: Any, **options: Any) -> NodeConfig:
@@ -114,7 +116,8 @@ def run_server(settings: Settings, backends: Backends, *, with_archiver: bool) -
         )
         run_workers(config)
         return
-    server = uvicorn.Server(uvicorn_config(settings, backends, with_archiver=with_archiver))
+    node = uvicorn_config(settings, backends, with_archiver=with_archiver, settle=True)
+    server = uvicorn.Server(node)
     server.run()
     if not server.started:
         raise SystemExit(1)

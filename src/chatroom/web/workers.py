@@ -71,6 +71,7 @@ class WorkerApp:
             backends,
             with_archiver=self.with_archiver,
             workers_dir=self.workers_dir,
+            settle=True,  # a worker is a process of its own (heap.py)
         )
 
 
