@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 NODE_HEADER = b"x-chatroom-node"
+WS_PATH = "/ws"
 
 
 class WebSocketTransport:
@@ -150,8 +151,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 # A plain Starlette route, not FastAPI's `@router.websocket`: the endpoint needs no
-# dependency injection, and FastAPI's keeps several kilobytes per open socket.
-router.add_websocket_route("/ws", websocket_endpoint)
+# dependency injection, and FastAPI's keeps several kilobytes per open socket. The node's
+# app (`ws_route.ChatroomApp`) serves /ws before any route is looked at, past the
+# middleware: the route stays for an app that mounts this router without it.
+router.add_websocket_route(WS_PATH, websocket_endpoint)
 
 
 @asynccontextmanager
