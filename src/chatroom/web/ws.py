@@ -89,7 +89,12 @@ class WebSocketTransport:
     def send_now(self, frame: str) -> bool:
         """Send at once if the socket takes it without waiting; False: use `send`."""
         send_wire_now = self._send_wire_now
-        return send_wire_now is not None and send_wire_now(_wire(frame))
+        if send_wire_now is None:
+            return False
+        # A room's live message, already framed by its first subscriber: the fan-out's
+        # case, once per subscriber, so without a call to `_wire`.
+        wire = frame.wire if type(frame) is SharedText else None
+        return send_wire_now(wire if wire is not None else _wire(frame))
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):

@@ -169,9 +169,18 @@ class ChatroomWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_wire_now(self, frame: bytes) -> bool:
         """Write one ready-made frame if the socket takes it now; False: it did not (its
         buffer is full, or the WebSocket is not open), and the caller queues it."""
-        if not self.writable.is_set() or not self._open():
+        # `_open()` spelled out: this runs once per subscriber per message.
+        transport = self.transport
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.conn.state is not State.OPEN
+            or transport.is_closing()
+        ):
             return False
-        self.transport.write(frame)
+        transport.write(frame)
         return True
 
     def _open(self) -> bool:
