@@ -15,6 +15,12 @@ process: every connection on one uvloop event loop (see _load.py for why it is c
 
     python bench/fanout.py --clients 1000
     python bench/fanout.py --clients 200 --targets chatroom,raw
+    python bench/fanout.py --clients 1000 --targets chatroom --nodes 2 [--redis-cluster]
+
+With `--nodes N` Chatroom runs N `chatroom serve` processes on the same Redis and SQL,
+and members and senders are spread over them (member i on node i mod N): a message sent
+on one node reaches the other's subscribers through the room stream, as behind a proxy.
+Memory per idle connection and CPU per delivery then count all the nodes.
 
 The last line printed is one JSON object: Chatroom's figures unprefixed (`deliveries_per_s`,
 `lost`, `p99_ms`, `kib_per_idle_connection`, ...), the peers' prefixed (`raw_...`,
