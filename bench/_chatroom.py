@@ -112,15 +112,8 @@ def start_chatroom(
 ) -> tuple[Server, Server | None]:
     """The app node (`workers` processes on its port), and the archiver: `separate` (own
     process) or `inprocess` (in one of the workers)."""
-    port = free_port()
-    argv = [sys.executable, "-m", "chatroom", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", str(workers)]
-    if archiver == "separate":
-        argv.append("--no-archiver")
     clean = {**_base_env(), **env}
-    app = Server("chatroom", argv, env=clean, log_dir=log_dir, port=port)
-    app.env = clean
-    servers.add(app)
+    app = start_node(servers, log_dir, env, archiver=archiver == "inprocess", workers=workers)
     archive = None
     if archiver == "separate":
         archive = Server(
@@ -132,6 +125,29 @@ def start_chatroom(
         archive.env = clean
         servers.add(archive)
     return app, archive
+
+
+def start_node(
+    servers: ServerSet,
+    log_dir: Path,
+    env: dict[str, str],
+    *,
+    archiver: bool = False,
+    workers: int = 1,
+    name: str = "chatroom",
+) -> Server:
+    """One more app node (`chatroom serve`, `workers` processes) on a port of its own:
+    several share the Redis and the SQL database of `env`, as nodes behind a proxy do."""
+    port = free_port()
+    argv = [sys.executable, "-m", "chatroom", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(workers)]
+    if not archiver:
+        argv.append("--no-archiver")
+    clean = {**_base_env(), **env}
+    app = Server(name, argv, env=clean, log_dir=log_dir, port=port)
+    app.env = clean
+    servers.add(app)
+    return app
 
 
 async def wait_healthy(app: Server, timeout: float = 120.0) -> None:

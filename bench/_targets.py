@@ -26,6 +26,7 @@ from _chatroom import (
     chatroom_env,
     fresh_backends,
     start_chatroom,
+    start_node,
     wait_healthy,
 )
 from _load import (
@@ -85,6 +86,25 @@ class Target(ABC):
         assert self.server is not None and self.server.port is not None
         return self.server.port
 
+    @property
+    def nodes(self) -> list[Server]:
+        """The serving processes clients connect to (the first `len(nodes)` of `metered`)."""
+        return [self.server] if self.server is not None else []
+
+    def port_of(self, index: int) -> int:
+        """The port member `index` connects to: members are spread over the nodes."""
+        nodes = self.nodes
+        port = nodes[index % len(nodes)].port
+        assert port is not None
+        return port
+
+    def rss_bytes(self) -> int:
+        return sum(node.rss_bytes() for node in self.nodes)
+
+    def check_alive(self) -> None:
+        for node in self.nodes:
+            node.check_alive()
+
     @abstractmethod
     async def start(self, servers: ServerSet, clients: int, senders: int) -> None:
         """Start the server(s) and wait until they listen; set up accounts if any."""
@@ -112,7 +132,7 @@ class Target(ABC):
 
         sock = await open_socket(
             "127.0.0.1",
-            self.port,
+            self.port_of(index),
             self.path(),
             self.headers(index, sender=sender),
             tally,
@@ -280,6 +300,12 @@ class ChatroomTarget(Target):
         self.run = secrets.token_hex(3)
         self.ack_histogram = [0] * BUCKETS
         self.workers = 1  # `chatroom serve --workers`
+        self.node_count = 1  # `chatroom serve` processes on the same Redis and SQL
+        self._nodes: list[Server] = []
+
+    @property
+    def nodes(self) -> list[Server]:
+        return self._nodes
 
     async def start(self, servers: ServerSet, clients: int, senders: int) -> None:
         import asyncio
@@ -291,9 +317,17 @@ class ChatroomTarget(Target):
         self.server, archiver = start_chatroom(
             servers, self.log_dir, env, archiver="separate", workers=self.workers
         )
-        self.metered = [self.server] + ([archiver] if archiver else [])
-        await self.server.wait_listening()
-        await wait_healthy(self.server)
+        self._nodes = [self.server]
+        for number in range(2, self.node_count + 1):
+            self._nodes.append(
+                start_node(
+                    servers, self.log_dir, env, workers=self.workers, name=f"chatroom-{number}"
+                )
+            )
+        self.metered = [*self._nodes] + ([archiver] if archiver else [])
+        for node in self._nodes:
+            await node.wait_listening()
+            await wait_healthy(node)
         base = f"http://127.0.0.1:{self.port}"
         # One reader account holds every receiving connection: registering 1,000 accounts
         # would cost minutes of argon2id; the fan-out path does not depend on who reads.

@@ -15,6 +15,12 @@ process: every connection on one uvloop event loop (see _load.py for why it is c
 
     python bench/fanout.py --clients 1000
     python bench/fanout.py --clients 200 --targets chatroom,raw
+    python bench/fanout.py --clients 1000 --targets chatroom --nodes 2 [--redis-cluster]
+
+With `--nodes N` Chatroom runs N `chatroom serve` processes on the same Redis and SQL,
+and members and senders are spread over them (member i on node i mod N): a message sent
+on one node reaches the other's subscribers through the room stream, as behind a proxy.
+Memory per idle connection and CPU per delivery then count all the nodes.
 
 The last line printed is one JSON object: Chatroom's figures unprefixed (`deliveries_per_s`,
 `lost`, `p99_ms`, `kib_per_idle_connection`, ...), the peers' prefixed (`raw_...`,
@@ -152,7 +158,7 @@ async def run_step(
     step.generator_cpu = round(100.0 * (own_cpu_seconds() - own_before) / elapsed, 1)
     step.delivered = tally.delivered
     if step.delivered:
-        node_cpu_s = step.server_cpu[0] / 100.0 * elapsed
+        node_cpu_s = sum(step.server_cpu[: len(target.nodes)]) / 100.0 * elapsed
         step.server_us_per_delivery = round(node_cpu_s / step.delivered * 1e6, 1)
     step.lost = sum(max(0, sent - sock.received) for sock in receivers)
     step.p50_ms = percentile_ms(tally.histogram, 0.50)
@@ -208,23 +214,27 @@ async def measure(
     print(f"{target.name}: starting", flush=True)
     await target.start(servers, args.clients, args.senders)
     assert target.server is not None
-    print(f"  server pid {target.server.pid}, port {target.port}", flush=True)
+    for node in target.nodes:
+        print(f"  server pid {node.pid}, port {node.port}", flush=True)
     tally = Tally()
     receivers: list[BenchSocket] = []
     senders: list[BenchSocket] = []
     profiler: Server | None = None
     try:
-        # The first member sets up the room's shared state; the rest are what we weigh.
-        receivers.append(await target.open_member(0, tally, sender=False))
+        # The first member on each node sets up the room's shared state there; the rest
+        # are what we weigh.
+        first = min(len(target.nodes), args.clients - 1)
+        for index in range(first):
+            receivers.append(await target.open_member(index, tally, sender=False))
         await asyncio.sleep(1.0)
-        rss_before = target.server.rss_bytes()
+        rss_before = target.rss_bytes()
         receivers += await open_many(
-            args.clients - 1,
-            lambda i: target.open_member(i + 1, tally, sender=False),
+            args.clients - first,
+            lambda i: target.open_member(i + first, tally, sender=False),
         )
         await asyncio.sleep(2.0)
-        rss_after = target.server.rss_bytes()
-        idle = max(args.clients - 1, 1)
+        rss_after = target.rss_bytes()
+        idle = max(args.clients - first, 1)
         outcome.kib_per_idle_connection = round((rss_after - rss_before) / idle / 1024, 1)
         print(
             f"  {args.clients} members joined; {outcome.kib_per_idle_connection} KiB of server "
@@ -250,7 +260,7 @@ async def measure(
         budget_end = time.monotonic() + args.budget_seconds
         number = 0
         while number < args.max_steps and time.monotonic() < budget_end:
-            target.server.check_alive()
+            target.check_alive()
             step = await run_step(target, receivers, senders, tally, number, rate, args, redis)
             outcome.steps.append(step)
             print(step_line(target, step), flush=True)
@@ -413,6 +423,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 target = TARGETS[key](log_dir, room)
                 if isinstance(target, ChatroomTarget):
                     target.workers = args.workers
+                    target.node_count = args.nodes
                 try:
                     outcomes[key] = await measure(target, servers, args, redis)
                 except (ServerFailed, SetupFailed, HandshakeError, OSError, TimeoutError) as exc:
@@ -432,7 +443,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         else:
             shutil.rmtree(log_dir, ignore_errors=True)
     print_table(outcomes)
-    return {"workers": args.workers, **summary(outcomes, args.clients)}
+    return {"workers": args.workers, "nodes": args.nodes, **summary(outcomes, args.clients)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -472,6 +483,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="Chatroom's app-node processes (serve --workers)"
     )
     parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="Chatroom's app nodes (`chatroom serve` processes on the same Redis and SQL); "
+        "members and senders are spread over them, so most deliveries cross between nodes",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="py-spy samples the --profile-target server during its ramp: collapsed stacks "
@@ -487,6 +505,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)}")
     if args.clients < 2 or args.senders < 1:
         parser.error("--clients must be at least 2 and --senders at least 1")
+    if args.nodes < 1 or args.clients <= args.nodes:
+        parser.error("--nodes must be at least 1 and below --clients")
     return args
 
 

@@ -103,3 +103,26 @@ async def test_replays_wait_for_room_in_the_queue() -> None:
     await asyncio.wait_for(waiting, 5)
     transport.leave()
     await asyncio.wait_for(running, 5)
+
+
+async def test_an_idle_connection_runs_no_task_besides_the_sockets_own() -> None:
+    transport = FakeTransport()
+    connection = Connection(transport, ALICE, queue_max=10)
+    before = asyncio.all_tasks()
+    running = asyncio.create_task(connection.run(lambda f: _echo(connection, f)))
+    assert connection.offer('{"type":"hello"}')  # a writer while a frame waits ...
+    assert (await transport.next())["type"] == "hello"
+    await asyncio.sleep(0.01)
+    assert asyncio.all_tasks() - before == {running}  # ... and none once it is out
+    transport.leave()
+    await asyncio.wait_for(running, 5)
+
+
+async def test_a_close_decided_elsewhere_interrupts_the_wait_for_the_next_frame() -> None:
+    transport = FakeTransport()
+    connection = Connection(transport, ALICE, queue_max=10)
+    running = asyncio.create_task(connection.run(lambda f: _echo(connection, f)))
+    await asyncio.sleep(0.01)  # the reader waits for a frame that never comes
+    connection.close(CloseCode.SIGNED_OUT, "the session has ended")
+    await asyncio.wait_for(running, 5)
+    assert transport.closed == (CloseCode.SIGNED_OUT, "the session has ended")

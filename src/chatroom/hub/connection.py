@@ -1,15 +1,18 @@
-"""One client connection: a bounded outbound queue, a reader task and a writer task.
+"""One client connection: a bounded outbound queue, its reader and its writer.
 
 Every frame for the client goes through `offer()`, which never waits: when the queue is
 full the client is not keeping up, and it is disconnected with CloseCode.SLOW_CONSUMER
-rather than buffered without bound. The reader runs as its own task; the writer runs in
-the socket's own task (the one serving the WebSocket), which saves a task per idle
-connection. Whichever ends first stops the other: the reader's end wakes the writer, and
-a close decided while the writer is stuck sending to a client that reads nothing cancels
-that send.
+rather than buffered without bound. A frame the socket takes at once (nothing queued,
+the socket's buffer not full) is written inside `offer()`; only frames that must wait are
+queued, and a writer task exists only while some are. The reader runs in the socket's own
+task (the one serving the WebSocket), so an idle connection costs no task of its own.
+Whichever ends first stops the other: a close decided elsewhere interrupts the reader's
+wait for the next frame, and cancels the writer when it is stuck sending to a client
+that reads nothing.
 
 Idle connections are the many: nothing here is allocated before it is needed (no
-`asyncio.Event`s or deques, which cost most of a kilobyte each).
+`asyncio.Event`s, deques or tasks, which cost from a few hundred bytes to a kilobyte
+each).
 """
 
 from __future__ import annotations
@@ -40,18 +43,19 @@ class Connection:
     __slots__ = (
         "_background",
         "_close",
+        "_in_receive",
         "_low_water",
         "_queue",
         "_queue_max",
         "_queued",
-        "_reader_done",
+        "_read_cancelled",
         "_room_waiter",
-        "_send_cancelled",
+        "_running",
         "_send_now",
         "_sending",
         "_task",
         "_transport",
-        "_wakeup",
+        "_writer",
         "id",
         "user",
     )
@@ -73,13 +77,14 @@ class Connection:
         self._queued = 0
         self._queue_max = queue_max
         self._low_water = queue_max // 2
-        self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
         self._room_waiter: asyncio.Future[None] | None = None  # replays wait on it
         self._close: tuple[int, str] | None = None
-        self._task: asyncio.Task[Any] | None = None
+        self._task: asyncio.Task[Any] | None = None  # the socket's task: `run`, the reader
+        self._running = False
+        self._in_receive = False  # the reader waits for the client's next frame
+        self._read_cancelled = False  # ... and a close interrupted that wait
+        self._writer: asyncio.Task[None] | None = None  # only while frames are queued
         self._sending = False
-        self._send_cancelled = False
-        self._reader_done = False
         self._background: set[asyncio.Task[None]] | None = None
 
     def __repr__(self) -> str:
@@ -112,13 +117,14 @@ class Connection:
             )
             return False
         # Nothing queued, nothing being sent: a frame the socket takes at once goes out
-        # now, in order, without waking the writer.
+        # now, in order, without a task.
         send_now = self._send_now
         if not self._queued and not self._sending and send_now is not None and send_now(frame):
             return True
         self._queue.append(frame)
         self._queued += 1
-        _resolve(self._wakeup)
+        if self._writer is None and self._running:
+            self._start_writer()
         return True
 
     async def wait_writable(self) -> None:
@@ -135,11 +141,16 @@ class Connection:
         self._close = (code, reason[:120])  # a close reason is at most 123 bytes
         self._queue = []
         self._queued = 0
-        _resolve(self._wakeup)
         _resolve(self._room_waiter)  # a replay waiting for room sees `closing`
-        if self._sending and self._task is not None:
-            # The writer is stuck in a send to a client that reads nothing.
-            self._send_cancelled = True
+        if self._sending and self._writer is not None:
+            self._writer.cancel()  # stuck in a send to a client that reads nothing
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """Interrupt the reader's wait for the next frame (a frame being handled is
+        handled to its end; the reader then sees the close and stops)."""
+        if self._in_receive and self._task is not None:
+            self._read_cancelled = True
             self._task.cancel()
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
@@ -154,18 +165,14 @@ class Connection:
     async def run(self, on_frame: Callable[[str | bytes], Awaitable[None]]) -> None:
         """Serve the connection until the peer leaves or a close is decided."""
         self._task = asyncio.current_task()
-        reader = asyncio.create_task(self._read(on_frame), name=f"reader {self.id}")
-        reader.add_done_callback(self._on_reader_done)
+        self._running = True
+        if self._queue:
+            self._start_writer()
         try:
-            await self._write()
-        except asyncio.CancelledError:
-            if not self._send_cancelled or self._task is None:
-                raise
-            self._task.uncancel()  # our own cancel of a stuck send: not a shutdown
-        except TransportClosed:
-            pass
+            await self._read(on_frame)
         finally:
-            tasks = [reader, *(self._background or ())]
+            self._running = False
+            tasks = [*(() if self._writer is None else (self._writer,)), *(self._background or ())]
             for task in tasks:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -176,37 +183,52 @@ class Connection:
             if self._close is not None:
                 await self._close_transport(*self._close)
 
-    def _on_reader_done(self, _task: asyncio.Task[None]) -> None:
-        self._reader_done = True
-        _resolve(self._wakeup)
-
     async def _read(self, on_frame: Callable[[str | bytes], Awaitable[None]]) -> None:
-        with contextlib.suppress(TransportClosed):
+        transport = self._transport
+        try:
             while self._close is None:
-                frame = await self._transport.receive()
+                self._in_receive = True
+                try:
+                    frame = await transport.receive()
+                except asyncio.CancelledError:
+                    if not self._read_cancelled or self._task is None:
+                        raise
+                    self._task.uncancel()  # our own interruption (`close`): not a shutdown
+                    return
+                finally:
+                    self._in_receive = False
                 await on_frame(frame)
+        except TransportClosed:
+            pass
+        except Exception:
+            log.exception("reader of %r failed", self)
+            self.close(CloseCode.INTERNAL_ERROR, "server error")
+
+    def _start_writer(self) -> None:
+        self._writer = asyncio.create_task(self._write(), name=f"writer {self.id}")
 
     async def _write(self) -> None:
+        """Send the queued frames in order; the task ends when the queue is empty."""
         transport = self._transport
-        loop = asyncio.get_running_loop()
-        while self._close is None and not self._reader_done:
-            if not self._queue:
-                self._wakeup = loop.create_future()
-                await self._wakeup
-                self._wakeup = None
-                continue
-            batch, self._queue = self._queue, []
-            for frame in batch:
-                self._sending = True
-                try:
-                    await transport.send(frame)
-                finally:
-                    self._sending = False
-                if self._close is not None:
-                    return
-                self._queued -= 1
-                if self._queued <= self._low_water:
-                    _resolve(self._room_waiter)
+        try:
+            while self._queue and self._close is None:
+                batch, self._queue = self._queue, []
+                for frame in batch:
+                    self._sending = True
+                    try:
+                        await transport.send(frame)
+                    finally:
+                        self._sending = False
+                    if self._close is not None:
+                        return
+                    self._queued -= 1
+                    if self._queued <= self._low_water:
+                        _resolve(self._room_waiter)
+        except TransportClosed:
+            self._stop_reading()  # the peer is gone: the reader need not wait for it
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def _close_transport(self, code: int, reason: str) -> None:
         with contextlib.suppress(TransportClosed, TimeoutError):

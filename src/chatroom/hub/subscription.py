@@ -60,7 +60,10 @@ class Subscription:
             else:
                 self._buffer.append((message_id, frame))
             return
-        if message_id > self.last_sent:
+        # `message_id > self.last_sent`, spelled out: this runs once per subscriber per
+        # message, and the dataclass's generated comparison builds two tuples per call.
+        last = self.last_sent
+        if message_id.ms > last.ms or (message_id.ms == last.ms and message_id.seq > last.seq):
             self.last_sent = message_id
             self.connection.offer(frame)
 

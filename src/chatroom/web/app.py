@@ -52,6 +52,7 @@ from chatroom.web.node_archiver import elected_archiver, running_archiver
 from chatroom.web.security_headers import SecurityHeadersMiddleware
 from chatroom.web.state import STATE_KEY, AppState
 from chatroom.web.worker_metrics import HubMirror, WorkerMetrics, mirrored
+from chatroom.web.ws_route import ChatroomApp
 
 # In the folder a `serve --workers N` supervisor makes for its workers.
 ARCHIVER_LOCK = "archiver.lock"
@@ -107,7 +108,7 @@ def create_app(
                 settle_heap()
             yield {STATE_KEY: state}
 
-    app = FastAPI(
+    app = ChatroomApp(  # FastAPI; /ws goes straight to its endpoint (web/ws_route.py)
         title="Chatroom",
         version=__version__,
         description=DESCRIPTION,

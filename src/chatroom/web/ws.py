@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 NODE_HEADER = b"x-chatroom-node"
+WS_PATH = "/ws"
 
 
 class WebSocketTransport:
@@ -88,7 +89,12 @@ class WebSocketTransport:
     def send_now(self, frame: str) -> bool:
         """Send at once if the socket takes it without waiting; False: use `send`."""
         send_wire_now = self._send_wire_now
-        return send_wire_now is not None and send_wire_now(_wire(frame))
+        if send_wire_now is None:
+            return False
+        # A room's live message, already framed by its first subscriber: the fan-out's
+        # case, once per subscriber, so without a call to `_wire`.
+        wire = frame.wire if type(frame) is SharedText else None
+        return send_wire_now(wire if wire is not None else _wire(frame))
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
@@ -150,8 +156,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 # A plain Starlette route, not FastAPI's `@router.websocket`: the endpoint needs no
-# dependency injection, and FastAPI's keeps several kilobytes per open socket.
-router.add_websocket_route("/ws", websocket_endpoint)
+# dependency injection, and FastAPI's keeps several kilobytes per open socket. The node's
+# app (`ws_route.ChatroomApp`) serves /ws before any route is looked at, past the
+# middleware: the route stays for an app that mounts this router without it.
+router.add_websocket_route(WS_PATH, websocket_endpoint)
 
 
 @asynccontextmanager

@@ -13,11 +13,20 @@ written while the socket's buffer is over its high-water mark) and send only whi
 WebSocket is open.
 Frames are whole (never fragmented) and uncompressed: permessage-deflate is off by
 default, and even with it on an uncompressed message (RSV1 clear) is valid (RFC 7692).
+
+Memory per idle socket: uvicorn's protocol keeps an `asyncio.Queue` of received events
+and an `asyncio.Event` for its flow control, which allocate four deques and an Event of
+their own up front (about 2 KiB); the node's protocol replaces them with `Inbox` and
+`Flag`, which allocate nothing until a reader or a writer has to wait. It also lets go of
+the upgrade's request and response (their headers) once the handshake is done: the
+scope keeps the headers the app reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from typing import Any
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
@@ -42,9 +51,92 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", _FIN_TEXT, 127, size) + payload
 
 
+class Inbox:
+    """The part of `asyncio.Queue` uvicorn's protocol uses (`put_nowait`, `get`, `empty`),
+    unbounded as uvicorn's is (it pauses reading instead), allocating nothing while idle."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiters = self._waiters
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+        return self._items.pop(0)
+
+
+class Flag:
+    """The part of `asyncio.Event` uvicorn's protocol uses (`is_set`, `set`, `clear`,
+    `wait`), allocating nothing while nobody waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self, *, value: bool) -> None:
+        self._set = value
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
 class ChatroomWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag(value=True)  # type: ignore[assignment]
+
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn reads them only before the handshake completes.
+            del self.request, self.response
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             # The app refused the upgrade with an HTTP answer, now sent: the handshake is
             # over. Otherwise uvicorn logs an ERROR ("returned without completing
@@ -77,9 +169,18 @@ class ChatroomWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_wire_now(self, frame: bytes) -> bool:
         """Write one ready-made frame if the socket takes it now; False: it did not (its
         buffer is full, or the WebSocket is not open), and the caller queues it."""
-        if not self.writable.is_set() or not self._open():
+        # `_open()` spelled out: this runs once per subscriber per message.
+        transport = self.transport
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.conn.state is not State.OPEN
+            or transport.is_closing()
+        ):
             return False
-        self.transport.write(frame)
+        transport.write(frame)
         return True
 
     def _open(self) -> bool:
