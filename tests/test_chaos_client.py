@@ -43,12 +43,18 @@ async def test_a_resync_reloads_after_the_last_id_before_it_and_survives_a_dropp
     Frames read in one go are handled before the reload task runs: the reload must start
     at the last id received before the `resync`, or it starts after the gap and the
     skipped messages are never fetched."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)  # a node that never answers
     log = ClientLog("c0", 7)
     client = ChatClient(
         log,
         Account("c0", 7, "cookie"),
         [ROOM],
-        ["ws://127.0.0.1:9/ws"],  # never reached
+        [f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"],
         0,
         Ledger(),
         Pace(per_client_per_s=1.0),
@@ -62,14 +68,7 @@ async def test_a_resync_reloads_after_the_last_id_before_it_and_survives_a_dropp
         message(6),
     ]
     client.subscribed[ROOM] = asyncio.Event()
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
-    base = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"
-    await client._read(BufferedFrames(frames), base)  # type: ignore[arg-type]
+    await client._read(BufferedFrames(frames))  # type: ignore[arg-type]
     try:
         await asyncio.sleep(0.05)  # the reload task has started
         view = log.rooms[ROOM]

@@ -233,12 +233,14 @@ def _check_deliveries(
                 if (room, message_id) not in in_sql:
                     not_archived.add((room, message_id))
     verdict.facts["resyncs"] = resyncs
-    verdict.facts["reloads_unfinished"] = sum(
-        not resync.done
+    unfinished = Counter(
+        resync.last_error or "no answer yet"
         for client in ledger.clients.values()
         for view in client.rooms.values()
         for resync in view.resyncs
+        if not resync.done
     )
+    verdict.facts["reloads_unfinished"] = dict(unfinished)  # by the last attempt's error
     verdict.facts["delivered_not_in_sql"] = len(not_archived)
 
 

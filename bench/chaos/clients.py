@@ -160,7 +160,7 @@ class ChatClient:
             self.subscribed = {room: asyncio.Event() for room in self.rooms}
             for room in self.rooms:
                 await self._subscribe(ws, room)
-            reader = asyncio.create_task(self._read(ws, base))
+            reader = asyncio.create_task(self._read(ws))
             sender = asyncio.create_task(self._send_loop(ws))
             try:
                 done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
@@ -225,11 +225,11 @@ class ChatClient:
             frame["emoji"] = send.emoji
         await ws.send(orjson.dumps(frame).decode())
 
-    async def _read(self, ws: ClientConnection, base: str) -> None:
+    async def _read(self, ws: ClientConnection) -> None:
         async for raw in ws:
-            self._on_frame(orjson.loads(raw), ws, base)
+            self._on_frame(orjson.loads(raw), ws)
 
-    def _on_frame(self, frame: dict[str, Any], ws: ClientConnection, base: str) -> None:
+    def _on_frame(self, frame: dict[str, Any], ws: ClientConnection) -> None:
         """One frame from the node, in order. Synchronous: frames already buffered are
         handled one after the other before any task spawned here runs."""
         kind = frame.get("type")
@@ -269,7 +269,7 @@ class ChatClient:
             view.resyncs.append(resync)
             # Over HTTP: it goes on if the socket drops (the next subscription's `since`
             # is past what it fetches).
-            reload = asyncio.create_task(self._reload(base, frame["room"], view, resync))
+            reload = asyncio.create_task(self._reload(frame["room"], view, resync))
             self.reloads.add(reload)
             reload.add_done_callback(self.reloads.discard)
         elif kind == "unsubscribed":
@@ -309,33 +309,38 @@ class ChatClient:
         with contextlib.suppress(ConnectionClosed):
             await self._subscribe(ws, room)
 
-    async def _reload(self, base: str, room: str, view: RoomView, resync: Resync) -> None:
+    async def _reload(self, room: str, view: RoomView, resync: Resync) -> None:
         """`resync`: reload the room's history after the last id seen before it, over
-        HTTP."""
+        HTTP, from whichever node the client uses now (a browser's request goes through
+        the load balancer: a node that died meanwhile does not hold it up)."""
         after = resync.cursor or view.start or "0-0"
-        async with httpx.AsyncClient(
-            base_url=base, cookies={SESSION_COOKIE: self.account.cookie}, timeout=HTTP_TIMEOUT_S
-        ) as http:
-            for _ in range(1000):
-                try:
+        cookies = {SESSION_COOKIE: self.account.cookie}
+        while True:
+            base = self.node_urls[self.node]  # moves when the socket moves
+            try:
+                async with httpx.AsyncClient(
+                    base_url=base, cookies=cookies, timeout=HTTP_TIMEOUT_S
+                ) as http:
                     answer = await http.get(
                         f"/api/rooms/{room}/messages", params={"after": after, "limit": 200}
                     )
-                except httpx.TransportError:  # a timeout under load: ask again, as a browser would
-                    await asyncio.sleep(1.0)
-                    continue
-                if answer.status_code != 200:
-                    await asyncio.sleep(1.0)
-                    continue
-                page = answer.json()
-                for message in page["messages"]:
-                    view.reloaded.add(message["id"])
-                    view.advance(message["id"])
-                    resync.reloaded += 1
-                    after = message["id"]
-                if not page["has_more"]:
-                    resync.done = True
-                    return
+            except httpx.TransportError as exc:  # as a browser would: ask again
+                resync.last_error = type(exc).__name__
+                await asyncio.sleep(1.0)
+                continue
+            if answer.status_code != 200:
+                resync.last_error = str(answer.status_code)
+                await asyncio.sleep(1.0)
+                continue
+            page = answer.json()
+            for message in page["messages"]:
+                view.reloaded.add(message["id"])
+                view.advance(message["id"])
+                resync.reloaded += 1
+                after = message["id"]
+            if not page["has_more"]:
+                resync.done = True
+                return
 
 
 @dataclass

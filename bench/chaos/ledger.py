@@ -62,6 +62,7 @@ class Resync:
     cursor: str | None  # the client's last id in the room when the resync came
     reloaded: int = 0  # messages fetched over HTTP
     done: bool = False  # the reload reached the newest message
+    last_error: str | None = None  # why its latest attempt failed (a status, an error)
 
 
 @dataclass
