@@ -313,7 +313,7 @@ class Settings(BaseSettings):
         ),
     )
     archiver_sql_writers: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=16,
         description=(
