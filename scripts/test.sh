@@ -13,11 +13,15 @@ echo "== ruff"
 .venv/bin/ruff format --check src tests bench
 echo "== mypy"
 .venv/bin/mypy
-echo "== pytest (backends: ${CHATROOM_TEST_BACKENDS:-embedded,mariadb})"
-# With the coverage of src/chatroom (the tests' own process, where the in-process app
-# nodes run); under [tool.coverage.report] fail_under the run fails, and
-# `.venv/bin/coverage report` then shows it by file.
-.venv/bin/pytest --cov --cov-report=
+# PYTEST_WORKERS=N runs the tests on N pytest-xdist workers, each with a Redis database,
+# a MariaDB database and an embedded Valkey of its own (tests/conftest.py); 0, the
+# default, runs them in this one process.
+workers=${PYTEST_WORKERS:-0}
+echo "== pytest (backends: ${CHATROOM_TEST_BACKENDS:-embedded,mariadb}; workers: $workers)"
+# With the coverage of src/chatroom (the tests' own processes, where the in-process app
+# nodes run; pytest-cov combines the workers'); under [tool.coverage.report] fail_under
+# the run fails, and `.venv/bin/coverage report` then shows it by file.
+.venv/bin/pytest -n "$workers" --cov --cov-report=
 
 echo "== chaos campaign, short and seeded (docs/reliability.md): exits 1 on any violation"
 # Its own Redis and MariaDB on free loopback ports; the last line is the JSON counts.

@@ -5,6 +5,9 @@
 default, flushed per test) and CHATROOM_TEST_MARIADB_URL (database `chatroom_test` by
 default, emptied per test). Every data-path test that takes the `backend`
 fixture runs once per backend named in CHATROOM_TEST_BACKENDS (default: both).
+Under pytest-xdist (`pytest -n N`, as `make test` runs it) worker n takes the Redis
+database n above that URL's and the MariaDB database suffixed `_gw<n>`, and an embedded
+Valkey of its own: no two workers share a database.
 
 The factory fixtures (`chat_server`, `chat_app`, `signed_up`, `chat_socket`,
 `stream_writer`) build app nodes, logged-in clients, sockets and stream writers for a
@@ -27,11 +30,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom.domain.events import Author
@@ -57,10 +62,49 @@ if TYPE_CHECKING:
     from chat_servers import ChatNode, ChatServer
     from ws_clients import ChatSocket
 
-MARIADB_URL = os.environ.get(
-    "CHATROOM_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/chatroom_test"
+
+def _worker_number() -> int | None:
+    """Which pytest-xdist worker runs this process (`make test` runs `pytest -n`): 0, 1, ...;
+    None when pytest runs alone."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...
+    return int(worker.removeprefix("gw")) if worker else None
+
+
+def _worker_redis(url: str, worker: int | None) -> str:
+    """The Redis database of this worker: worker n takes the one n above the URL's."""
+    if worker is None:
+        return url
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or "0") + worker
+    if database > 15:
+        raise pytest.UsageError(
+            f"pytest worker {worker} would use Redis database {database} (over 15): "
+            "give CHATROOM_TEST_REDIS_URL a lower database, or run fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _worker_mariadb(url: str, worker: int | None) -> str:
+    """The MariaDB database of this worker: the URL's, suffixed `_gw<n>`."""
+    if worker is None:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_gw{worker}").render_as_string(
+        hide_password=False
+    )
+
+
+# Under pytest-xdist every worker has a Redis database and a MariaDB database of its own
+# (and its own embedded Valkey, a session fixture): the workers' tests never meet.
+MARIADB_URL = _worker_mariadb(
+    os.environ.get(
+        "CHATROOM_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/chatroom_test"
+    ),
+    _worker_number(),
 )
-REDIS_URL = os.environ.get("CHATROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+REDIS_URL = _worker_redis(
+    os.environ.get("CHATROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"), _worker_number()
+)
 BACKENDS = [
     b.strip() for b in os.environ.get("CHATROOM_TEST_BACKENDS", "embedded,mariadb").split(",")
 ]
