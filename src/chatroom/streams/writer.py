@@ -37,6 +37,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -322,8 +323,10 @@ class StreamWriter:
             for n, i in enumerate(indexes):
                 code, value = reply[2 * n], reply[2 * n + 1]
                 if code < 0:
+                    # Redis's error text as redis-py would raise it for a plain command
+                    # (OOM -> OutOfMemoryError, ...): callers tell outcomes by its class.
                     text = value.decode() if isinstance(value, bytes) else str(value)
-                    results[i] = ResponseError(text)
+                    results[i] = BaseParser.parse_error(text)  # type: ignore[no-untyped-call]
                 else:
                     results[i] = (code, value)
         return results
