@@ -14,9 +14,10 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 # PYTEST_WORKERS=N runs the tests on N pytest-xdist workers, each with a Redis database,
-# a MariaDB database and an embedded Valkey of its own (tests/conftest.py); 0, the
-# default, runs them in this one process.
-workers=${PYTEST_WORKERS:-0}
+# a MariaDB database and an embedded Valkey of its own (tests/conftest.py); 0 runs them
+# in this one process. 2 by default: the tests wait on processes and sockets more than
+# they compute, and two workers take 7 minutes on a quiet 2-core machine against 19.
+workers=${PYTEST_WORKERS:-2}
 echo "== pytest (backends: ${CHATROOM_TEST_BACKENDS:-embedded,mariadb}; workers: $workers)"
 # With the coverage of src/chatroom (the tests' own processes, where the in-process app
 # nodes run; pytest-cov combines the workers'); under [tool.coverage.report] fail_under
