@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _servers import Server, ServerFailed, ServerSet
+from mariadb_server import MARIADB_INSTALL_DB, MARIADBD, install_datadir, mariadbd_argv
 
-MARIADBD = "/usr/sbin/mariadbd"
-MARIADB_INSTALL_DB = "/usr/bin/mariadb-install-db"
 PORTS = range(23300, 23400)
 
 
@@ -61,34 +59,11 @@ def fresh_mariadb(database: str) -> Iterator[FreshMariaDB]:
     folder = Path(tempfile.mkdtemp(prefix="chatroom-bench-mariadb-"))
     data = folder / "data"
     try:
-        done = subprocess.run(
-            [
-                shutil.which("mariadb-install-db") or MARIADB_INSTALL_DB,
-                "--no-defaults",
-                f"--datadir={data}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--user=root",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"mariadb-install-db failed: {done.stdout[-500:]}{done.stderr[-500:]}")
+        failed = install_datadir(data)
+        if failed is not None:
+            raise SystemExit(failed)
         port = free_port_in(PORTS)
-        argv = [
-            shutil.which("mariadbd") or MARIADBD,
-            "--no-defaults",
-            f"--datadir={data}",
-            f"--port={port}",
-            "--bind-address=127.0.0.1",
-            f"--socket={folder / 'mariadb.sock'}",
-            f"--pid-file={folder / 'mariadb.pid'}",
-            "--user=root",
-            "--skip-name-resolve",
-            f"--log-error={folder / 'mariadbd.err'}",
-        ]
+        argv = mariadbd_argv(data, folder, port, folder / "mariadbd.err")
         with ServerSet().running() as servers:
             server = servers.add(Server("mariadbd", argv, log_dir=folder, port=port))
             asyncio.run(server.wait_listening(120))

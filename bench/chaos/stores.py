@@ -13,17 +13,15 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.chaos import fsync_records
 from bench.chaos.processes import Process, ProcessFailed, free_port
+from bench.mariadb_server import install_datadir, mariadbd_argv
 
 REDIS_SERVER = "/usr/bin/redis-server"
-MARIADBD = "/usr/sbin/mariadbd"
-MARIADB_INSTALL_DB = "/usr/bin/mariadb-install-db"
 DATABASE = "chatroom_chaos"
 
 
@@ -120,35 +118,13 @@ def own_mariadb(folder: Path, log_dir: Path) -> Process:
     """A fresh mariadbd datadir (system tables only), root without a password."""
     data = folder / "data"
     if not data.exists():
-        done = subprocess.run(
-            [
-                shutil.which("mariadb-install-db") or MARIADB_INSTALL_DB,
-                "--no-defaults",
-                f"--datadir={data}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--user=root",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise ProcessFailed(f"mariadb-install-db failed: {done.stdout[-500:]}")
+        failed = install_datadir(data)
+        if failed is not None:
+            raise ProcessFailed(failed)
     port = free_port()
-    argv = [
-        shutil.which("mariadbd") or MARIADBD,
-        "--no-defaults",
-        f"--datadir={data}",
-        f"--port={port}",
-        "--bind-address=127.0.0.1",
-        f"--socket={folder / 'mariadb.sock'}",
-        f"--pid-file={folder / 'mariadb.pid'}",
-        "--user=root",
-        "--skip-name-resolve",
-        "--innodb-buffer-pool-size=64M",
-        f"--log-error={log_dir / 'mariadbd.log'}",
-    ]
+    argv = mariadbd_argv(
+        data, folder, port, log_dir / "mariadbd.log", "--innodb-buffer-pool-size=64M"
+    )
     return Process("mariadb", argv, env=dict(os.environ), cwd=folder, log_dir=log_dir, port=port)
 
 
