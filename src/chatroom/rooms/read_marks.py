@@ -179,7 +179,10 @@ class ReadMarks:
         found = {int(row.room_id): StreamId(row.stream_ms, row.stream_seq) for row in rows}
         self._remember(((user_id, room_id), mark) for room_id, mark in found.items())
         for room_id in wanted:
-            pending = self._pending.get((user_id, room_id))
-            if pending is not None and (room_id not in found or found[room_id] < pending):
-                found[room_id] = pending
+            # What this node wrote or will write: a flush that committed while the query
+            # above read is no longer pending, but known (a mark only moves forward).
+            key = (user_id, room_id)
+            for newer in (self._pending.get(key), self._known.get(key)):
+                if newer is not None and (room_id not in found or found[room_id] < newer):
+                    found[room_id] = newer
         return found
