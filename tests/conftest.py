@@ -21,6 +21,7 @@ opens a network connection fails at once, saying so.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -258,6 +259,7 @@ class HubNode:
 HubFactory = Callable[..., Awaitable[HubNode]]
 # How long the sockets a test left open may take to end once their clients leave.
 LEAVE_TIMEOUT_S = 10.0
+STOP_BOUND_S = 30.0
 
 
 def _stream_writer(redis: Redis) -> StreamWriter:
@@ -313,13 +315,13 @@ async def make_hub(backend: Backend, engine: AsyncEngine) -> AsyncIterator[HubFa
                 for transport in node.sockets:
                     transport.leave()
                 await asyncio.wait_for(asyncio.gather(*node.serving), LEAVE_TIMEOUT_S)
-                await hub.stop()
+                await _bounded(hub.stop(), "the hub's stop")
             finally:
                 for task in node.serving:
                     task.cancel()
-                await writer.close()
+                await _bounded(writer.close(), "the stream writer's close")
                 for client in {redis, blocking, writer_redis}:
-                    await client.aclose()
+                    await _bounded(client.aclose(), "a Redis client's close")
 
         closers.append(close)
         await hub.start()
@@ -330,6 +332,24 @@ async def make_hub(backend: Backend, engine: AsyncEngine) -> AsyncIterator[HubFa
     finally:
         for close in reversed(closers):
             await close()
+
+
+async def _bounded(step: Awaitable[None], what: str) -> None:
+    """A teardown step that must not hang the test: once, under a parallel `make test`
+    beside a chaos campaign, a hub's teardown did not end within pytest's 120 s
+    (2026-11-30, test_hub.py's slow subscriber; not reproduced alone). Past the bound it
+    logs where every task is waiting, for whoever looks into it next."""
+    try:
+        await asyncio.wait_for(step, STOP_BOUND_S)
+    except TimeoutError:
+        stacks = [
+            f"{task.get_name()}: {task.get_stack(limit=3)}"
+            for task in asyncio.all_tasks()
+            if task is not asyncio.current_task()
+        ]
+        logging.getLogger(__name__).warning(
+            "%s did not end in %s s; tasks: %s", what, STOP_BOUND_S, stacks
+        )
 
 
 @pytest.fixture
