@@ -51,69 +51,16 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", _FIN_TEXT, 127, size) + payload
 
 
-class Inbox:
-    """The part of `asyncio.Queue` uvicorn's protocol uses (`put_nowait`, `get`, `empty`),
-    unbounded as uvicorn's is (it pauses reading instead), allocating nothing while idle."""
+class _Waiters:
+    """Futures of coroutines waiting for something, allocated only while one waits."""
 
-    __slots__ = ("_items", "_waiters")
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._items: list[Any] = []
         self._waiters: list[asyncio.Future[None]] | None = None
 
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        waiters = self._waiters
-        if waiters:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-                    break
-
-    def empty(self) -> bool:
-        return not self._items
-
-    async def get(self) -> Any:
-        while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
-                if not self._waiters:
-                    self._waiters = None
-        return self._items.pop(0)
-
-
-class Flag:
-    """The part of `asyncio.Event` uvicorn's protocol uses (`is_set`, `set`, `clear`,
-    `wait`), allocating nothing while nobody waits."""
-
-    __slots__ = ("_set", "_waiters")
-
-    def __init__(self, *, value: bool) -> None:
-        self._set = value
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        self._set = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._set = False
-
-    async def wait(self) -> bool:
-        if self._set:
-            return True
+    async def _wait(self) -> None:
+        """Until `_wake` (or `_wake_all`) resolves this waiter."""
         waiter = asyncio.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = []
@@ -123,6 +70,68 @@ class Flag:
         finally:
             if self._waiters is not None and waiter in self._waiters:
                 self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+
+    def _wake(self) -> None:
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class Inbox(_Waiters):
+    """The part of `asyncio.Queue` uvicorn's protocol uses (`put_nowait`, `get`, `empty`),
+    unbounded as uvicorn's is (it pauses reading instead), allocating nothing while idle."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: list[Any] = []
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        self._wake()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            await self._wait()
+        return self._items.pop(0)
+
+
+class Flag(_Waiters):
+    """The part of `asyncio.Event` uvicorn's protocol uses (`is_set`, `set`, `clear`,
+    `wait`), allocating nothing while nobody waits."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self, *, value: bool) -> None:
+        super().__init__()
+        self._set = value
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        self._wake_all()
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if not self._set:
+            await self._wait()
         return True
 
 
