@@ -56,9 +56,11 @@ async def _count(engine: AsyncEngine, room_id: int) -> int:
         return int((await conn.execute(query.where(messages.c.room_id == room_id))).scalar_one())
 
 
-async def test_two_writers_both_write_one_batch_each_committing_apart(
-    backend: Backend, redis: Redis, engine: AsyncEngine, archivers: Archivers
-) -> None:
+async def _lobby_and_dev_sent_to(
+    backend: Backend, redis: Redis, engine: AsyncEngine
+) -> tuple[int, int, Traffic]:
+    """MariaDB only (skips otherwise): the lobby's and a new room dev's ids, and the
+    traffic that sent 60 messages to the lobby and 40 to dev."""
     if backend.name != "mariadb":
         pytest.skip("parallel writers are MySQL/MariaDB's (SQLite runs one)")
     dev = await create_room(engine, "dev")
@@ -66,6 +68,13 @@ async def test_two_writers_both_write_one_batch_each_committing_apart(
     traffic = Traffic(redis)
     await traffic.send("lobby", 60)
     await traffic.send("dev", 40)
+    return lobby, dev, traffic
+
+
+async def test_two_writers_both_write_one_batch_each_committing_apart(
+    backend: Backend, redis: Redis, engine: AsyncEngine, archivers: Archivers
+) -> None:
+    lobby, dev, traffic = await _lobby_and_dev_sent_to(backend, redis, engine)
     archiver = archivers.new(consumer="a1", archiver_sql_writers=2, archiver_batch_size=1000)
     async with _room_locked(engine, "dev"):
         drain = archivers.start(archiver, once=True)
@@ -84,13 +93,7 @@ async def test_two_writers_both_write_one_batch_each_committing_apart(
 async def test_kill_9_between_two_writers_commits_loses_and_duplicates_nothing(
     backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path, python: str
 ) -> None:
-    if backend.name != "mariadb":
-        pytest.skip("parallel writers are MySQL/MariaDB's (SQLite runs one)")
-    dev = await create_room(engine, "dev")
-    lobby = (await _room_ids(engine))["lobby"]
-    traffic = Traffic(redis)
-    await traffic.send("lobby", 60)
-    await traffic.send("dev", 40)
+    lobby, dev, traffic = await _lobby_and_dev_sent_to(backend, redis, engine)
     await traffic.change("lobby", 20, seed=3)
     await traffic.change("dev", 10, seed=4)
     env = _archive_env(
