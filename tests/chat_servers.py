@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ports import free_port
 from waiting import WaitTimeout, wait_until
+
+__all__ = ["free_port"]  # the tests that start nodes take ports from here too
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -36,12 +38,6 @@ TEST_LIMITS = {
     "login_attempts_per_minute": "1000",
     "room_creations_per_hour": "10000",
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

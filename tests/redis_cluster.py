@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ports import free_port
 
 MASTERS = 3
 START_TIMEOUT_S = 30.0
@@ -33,22 +34,11 @@ def tools_missing() -> str | None:
     return None
 
 
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_ports(count: int) -> list[int]:
     found: list[int] = []
     while len(found) < count:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port + 10000 < 65536 and _free(port + 10000) and port not in found:
+        port = free_port(with_bus=True)
+        if port not in found:
             found.append(port)
     return found
 

@@ -41,24 +41,13 @@ from chatroom.streams.persistence import (
     enforce_persistence,
 )
 from chatroom.streams.writer import StreamWriter
+from ports import free_port
 from waiting import wait_until_sync
 
 pytestmark = pytest.mark.processes
 
-PORTS = range(21100, 21200)
 SENDERS = 40
 ROOMS = 4
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 21100-21199")
 
 
 def _listening(port: int) -> bool:
@@ -85,7 +74,7 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         self.process = subprocess.Popen(
             [
                 self.binary,

@@ -30,6 +30,7 @@ from chatroom.redis_client import connect
 from chatroom.status import collect_status
 from chatroom.store.database import create_engine
 from conftest import Backend
+from ports import free_port
 from test_archiver_support import (
     Archivers,
     Traffic,
@@ -214,19 +215,13 @@ async def _more_than(engine: AsyncEngine, count: int) -> bool:
     return await archived_total(engine) > count
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class TcpProxy:
     """A TCP relay to MariaDB that the test can cut (connections dropped, new ones
     refused) and restore: SQL unreachable, as a network or server outage looks."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = _free_port()
+        self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -329,7 +324,7 @@ class AofRedis:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -400,7 +395,7 @@ async def test_redis_with_aof_killed_and_restarted(
 async def test_process_serves_metrics_and_exits_0_on_sigterm(
     backend: Backend, redis: Redis, engine: AsyncEngine, tmp_path: Path, python: str
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = _archive_env(backend, tmp_path, CHATROOM_METRICS_PORT=str(port))
     process = await _start(python, env)
     traffic = Traffic(redis)

@@ -29,6 +29,7 @@ from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.embedded import _binary as valkey_binary
 from chatroom.redis_client import connect
 from conftest import Backend
+from ports import free_port
 from test_archiver_support import (
     Archivers,
     Traffic,
@@ -42,18 +43,12 @@ BODY = "m" * 2000  # a few thousand of these fill the margin below maxmemory
 MARGIN_BYTES = 3 * 1024 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def own_redis(backend: Backend, tmp_path: Path) -> Iterator[str]:
     """A Redis-compatible server of this test's own, without persistence: Redis 7 (the
     machine's) beside MariaDB, the packaged Valkey beside SQLite."""
     binary = "/usr/bin/redis-server" if backend.name == "mariadb" else str(valkey_binary())
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(tmp_path), "--maxmemory-policy", "noeviction"],

@@ -15,6 +15,7 @@ from chatroom.streams.persistence import (
     check_persistence,
     enforce_persistence,
 )
+from ports import free_port
 from waiting import wait_until_sync
 
 # Both tests talk to a Redis server process: the embedded one, or one of their own.
@@ -32,9 +33,7 @@ def _listening(port: int) -> bool:
 @pytest.fixture
 def evicting_redis(tmp_path: Path) -> Iterator[str]:
     """A private redis-server without AOF and with an evicting memory policy."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [
             "redis-server",
