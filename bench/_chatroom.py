@@ -23,7 +23,8 @@ import redis.asyncio as redis_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from _servers import REPO_DIR, Server, ServerSet, free_port
+from _servers import REPO_DIR, Server, ServerSet
+from chatroom.loopback_ports import free_port
 from chatroom.settings import Settings
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")

@@ -39,7 +39,8 @@ from _load import (
     body_mark,
     open_socket,
 )
-from _servers import BENCH_DIR, Server, ServerSet, free_port
+from _servers import BENCH_DIR, Server, ServerSet
+from chatroom.loopback_ports import free_port
 
 PADDING = "The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. "
 BODY_CHARS = 120

@@ -46,8 +46,9 @@ from typing import Any
 import redis.asyncio as redis_asyncio
 import uvloop
 
-from _servers import Server, ServerSet, free_port
+from _servers import Server, ServerSet
 from chatroom import redis_keys
+from chatroom.loopback_ports import free_port
 
 BODY = "The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. 0123456"
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ports import free_port
+from chatroom.loopback_ports import free_port
 from waiting import WaitTimeout, wait_until
 
 __all__ = ["free_port"]  # the tests that start nodes take ports from here too

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ports import free_port
+from chatroom.loopback_ports import free_port
 
 MASTERS = 3
 START_TIMEOUT_S = 30.0

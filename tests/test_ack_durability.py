@@ -34,6 +34,7 @@ from redis.retry import Retry
 from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent
 from chatroom.embedded import _binary as valkey_binary
+from chatroom.loopback_ports import free_port
 from chatroom.settings import AckDurability
 from chatroom.streams.persistence import (
     DurabilityUnavailable,
@@ -41,7 +42,6 @@ from chatroom.streams.persistence import (
     enforce_persistence,
 )
 from chatroom.streams.writer import StreamWriter
-from ports import free_port
 from waiting import wait_until_sync
 
 pytestmark = pytest.mark.processes

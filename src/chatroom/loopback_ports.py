@@ -1,11 +1,11 @@
-"""Free loopback ports for the servers the tests start.
+"""Free loopback ports for servers started as child processes (embedded Valkey, tests, bench).
 
 A port from bind(("127.0.0.1", 0)) comes from the kernel's ephemeral range, the range
 outgoing connections take their local ports from: between the probe and the server's own
-bind, one of the hundreds of client connections of a test run (or of the other xdist
-worker) can take it, and the server then exits with "address already in use" (a CI run
-failed so). These ports come from below that range, at random so that two workers rarely
-try the same one; the cluster's bus port (port + 10000) stays below it too.
+bind, one of the many client connections on the host can take it, and the server then
+exits with "address already in use" (a CI run failed so). These ports come from below that
+range, at random so that two callers rarely try the same one; a Redis Cluster's bus port
+(port + 10000) stays below it too.
 """
 
 from __future__ import annotations
