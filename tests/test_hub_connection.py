@@ -7,6 +7,7 @@ import asyncio
 from chatroom.domain.events import Author
 from chatroom.domain.frames import CloseCode
 from chatroom.hub.connection import Connection
+from chatroom.hub.transport import SharedRun, SharedText
 from fake_transport import FakeTransport
 
 ALICE = Author(7, "alice", "Alice")
@@ -126,3 +127,64 @@ async def test_a_close_decided_elsewhere_interrupts_the_wait_for_the_next_frame(
     connection.close(CloseCode.SIGNED_OUT, "the session has ended")
     await asyncio.wait_for(running, 5)
     assert transport.closed == (CloseCode.SIGNED_OUT, "the session has ended")
+
+
+class WritingTransport(FakeTransport):
+    """A socket that takes what it is given at once while `writable`, as the node's does:
+    each write is kept whole in `writes`, and its frames also in `sent`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writable = True
+        self.writes: list[list[str]] = []
+
+    def send_now(self, frame: str) -> bool:
+        return self._write([frame])
+
+    def send_run_now(self, run: SharedRun) -> bool:
+        return self._write(list(run.frames))
+
+    def _write(self, frames: list[str]) -> bool:
+        if not self.writable or self.closed is not None:
+            return False
+        self.writes.append(frames)
+        self.sent.extend(frames)
+        return True
+
+
+def _shared_run(*numbers: int) -> SharedRun:
+    return SharedRun([SharedText(f'{{"type":"n","i":{i}}}') for i in numbers])
+
+
+async def test_a_run_of_frames_is_one_write_when_the_socket_takes_it_else_frame_by_frame() -> None:
+    transport = WritingTransport()
+    connection = Connection(transport, ALICE, queue_max=100)
+    running = asyncio.create_task(connection.run(lambda f: _echo(connection, f)))
+    connection.offer_run(_shared_run(0, 1, 2))
+    assert transport.writes == [['{"type":"n","i":0}', '{"type":"n","i":1}', '{"type":"n","i":2}']]
+    transport.writable = False  # its buffer is full: the run waits in the queue, in order
+    connection.offer_run(_shared_run(3, 4))
+    assert connection.queued == 2
+    transport.writable = True
+    connection.offer_run(_shared_run(5, 6))  # behind what is queued, never before it
+    assert [(await transport.next())["i"] for _ in range(7)] == list(range(7))
+    assert len(transport.writes) == 1  # the rest went out frame by frame, by the writer
+    transport.leave()
+    await asyncio.wait_for(running, 5)
+
+
+async def test_a_run_for_a_closing_connection_is_dropped() -> None:
+    transport = WritingTransport()
+    connection = Connection(transport, ALICE, queue_max=100)
+    connection.close(CloseCode.SIGNED_OUT, "the session has ended")
+    connection.offer_run(_shared_run(0, 1))
+    assert transport.writes == [] and connection.queued == 0
+
+
+async def test_a_run_longer_than_the_queue_allows_closes_a_client_that_reads_nothing() -> None:
+    transport = WritingTransport()
+    transport.writable = False
+    connection = Connection(transport, ALICE, queue_max=10)
+    connection.offer_run(_shared_run(*range(20)))
+    assert connection.close_code == CloseCode.SLOW_CONSUMER
+    assert connection.queued == 0

@@ -6,6 +6,7 @@ from chatroom.domain.events import Author
 from chatroom.domain.stream_ids import StreamId
 from chatroom.hub.connection import Connection
 from chatroom.hub.subscription import RoomRef, Subscription
+from chatroom.hub.transport import SharedRun, SharedText
 from fake_transport import FakeTransport
 
 LOBBY = RoomRef(1, "lobby", False)
@@ -44,3 +45,25 @@ def test_an_overflowing_buffer_makes_the_replay_read_on() -> None:
     subscription.replayed(StreamId(4, 0), "page-4")
     assert subscription.go_live()
     assert _queued(connection) == ["page-4"]
+
+
+def _run(*ids: int) -> tuple[list[tuple[StreamId, SharedText]], SharedRun]:
+    run = [(StreamId(ms, 0), SharedText(f"live-{ms}")) for ms in ids]
+    return run, SharedRun([frame for _, frame in run])
+
+
+def test_a_run_of_live_messages_goes_out_whole_or_from_the_first_new_one() -> None:
+    subscription, connection = _subscription()
+    run, shared = _run(2, 3)
+    subscription.deliver_run(run, shared)  # not live yet: buffered one by one
+    assert _queued(connection) == []
+    assert subscription.go_live()
+    assert _queued(connection) == ["live-2", "live-3"]
+    run, shared = _run(3, 4, 5)  # overlaps what was sent: only the new ones, in order
+    subscription.deliver_run(run, shared)
+    assert _queued(connection) == ["live-2", "live-3", "live-4", "live-5"]
+    assert subscription.last_sent == StreamId(5, 0)
+    run, shared = _run(6, 7)  # all new: the run as it is (this transport takes it whole
+    subscription.deliver_run(run, shared)  # only as single frames)
+    assert _queued(connection)[-2:] == ["live-6", "live-7"]
+    assert subscription.last_sent == StreamId(7, 0)

@@ -26,7 +26,7 @@ from typing import Any
 
 from chatroom.domain.events import Author
 from chatroom.domain.frames import CloseCode
-from chatroom.hub.transport import Transport, TransportClosed
+from chatroom.hub.transport import SharedRun, Transport, TransportClosed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Connection:
         "_room_waiter",
         "_running",
         "_send_now",
+        "_send_run_now",
         "_sending",
         "_task",
         "_transport",
@@ -72,6 +73,9 @@ class Connection:
         self.user = user
         self._transport = transport
         self._send_now: Callable[[str], bool] | None = getattr(transport, "send_now", None)
+        self._send_run_now: Callable[[SharedRun], bool] | None = getattr(
+            transport, "send_run_now", None
+        )
         # Frames not yet handed to the writer; `_queued` also counts the batch it sends.
         self._queue: list[str] = []
         self._queued = 0
@@ -126,6 +130,19 @@ class Connection:
         if self._writer is None and self._running:
             self._start_writer()
         return True
+
+    def offer_run(self, run: SharedRun) -> None:
+        """Queue a room's consecutive live messages, never waiting: as `offer` for each,
+        in one socket write when the socket takes them all at once."""
+        if self._close is not None:
+            return
+        send_run_now = self._send_run_now
+        idle = not self._queued and not self._sending
+        if idle and send_run_now is not None and send_run_now(run):
+            return
+        for frame in run.frames:
+            if not self.offer(frame):
+                return
 
     async def wait_writable(self) -> None:
         """Wait until the queue is at most half full (for replays, which can wait)."""

@@ -39,7 +39,7 @@ from chatroom.hub.restrictions import now_ms as restricted_now_ms
 from chatroom.hub.session import Session
 from chatroom.hub.signals import RoomSignals
 from chatroom.hub.subscription import RoomRef, Subscription
-from chatroom.hub.transport import SharedText, Transport
+from chatroom.hub.transport import SharedRun, Transport, shared_runs
 from chatroom.hub.typing import TypingGate
 from chatroom.outages import STORE_ERRORS
 from chatroom.rooms.read_marks import ReadMarks
@@ -249,11 +249,16 @@ class Hub:
         subscriptions = self._subscribers_by_slug.get(slug)
         if not subscriptions:
             return
-        for item_id, text in items:
-            frame = SharedText(text)
-            for subscription in subscriptions:
-                subscription.deliver(item_id, frame)
-            self.stats.messages_out += len(subscriptions)
+        for run in shared_runs(items):
+            if len(run) == 1:
+                item_id, frame = run[0]
+                for subscription in subscriptions:
+                    subscription.deliver(item_id, frame)
+            else:
+                shared = SharedRun([frame for _, frame in run])
+                for subscription in subscriptions:
+                    subscription.deliver_run(run, shared)
+            self.stats.messages_out += len(subscriptions) * len(run)
 
     def _on_signal(self, slug: str, frame: str, skip_user: int | None) -> None:
         for subscription in self._subscribers_by_slug.get(slug, ()):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.hub.connection import Connection
+from chatroom.hub.transport import SharedRun, SharedText
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,17 @@ class Subscription:
         if message_id.ms > last.ms or (message_id.ms == last.ms and message_id.seq > last.seq):
             self.last_sent = message_id
             self.connection.offer(frame)
+
+    def deliver_run(self, run: list[tuple[StreamId, SharedText]], shared: SharedRun) -> None:
+        """Consecutive messages from the live fan-out, in stream order: all in one socket
+        write when all are new to this subscription (the usual case), else one by one."""
+        first, last = run[0][0], self.last_sent
+        if self.live and (first.ms > last.ms or (first.ms == last.ms and first.seq > last.seq)):
+            self.last_sent = run[-1][0]
+            self.connection.offer_run(shared)
+            return
+        for message_id, frame in run:
+            self.deliver(message_id, frame)
 
     def replayed(self, message_id: StreamId, frame: str) -> None:
         """A message from a history page, in stream order."""

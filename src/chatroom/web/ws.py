@@ -30,7 +30,7 @@ from chatroom.accounts.authentication import authenticate, bearer_secret
 from chatroom.domain.events import Author
 from chatroom.hub.hub import Hub
 from chatroom.hub.subscription import RoomRef
-from chatroom.hub.transport import SharedText, TransportClosed
+from chatroom.hub.transport import SharedRun, SharedText, TransportClosed
 from chatroom.outages import STORE_ERRORS
 from chatroom.redis_client import connect
 from chatroom.rooms.read_marks import ReadMarks
@@ -95,6 +95,17 @@ class WebSocketTransport:
         # case, once per subscriber, so without a call to `_wire`.
         wire = frame.wire if type(frame) is SharedText else None
         return send_wire_now(wire if wire is not None else _wire(frame))
+
+    def send_run_now(self, run: SharedRun) -> bool:
+        """Send a run of shared frames at once, in one write, if the socket takes it
+        without waiting; False: offer them one by one."""
+        send_wire_now = self._send_wire_now
+        if send_wire_now is None:
+            return False
+        wire = run.wire
+        if wire is None:
+            wire = run.wire = b"".join([_wire(frame) for frame in run.frames])
+        return send_wire_now(wire)
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
