@@ -6,19 +6,26 @@ protocol and frame limit): bad frames, refused upgrades, private rooms and a log
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from httpx import AsyncClient
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat_servers import PASSWORD, ChatNode, login
+from chatroom import redis_keys
+from chatroom.accounts import sessions as sessions_module
+from chatroom.accounts import tokens as tokens_module
 from chatroom.domain.stream_ids import StreamId
+from chatroom.store.tables import api_tokens
 from conftest import Backend, OpenSocket, SignUp, StartApp, StartServer
 from ws_clients import SESSION_COOKIE as SESSION
 from ws_clients import ChatSocket
@@ -442,3 +449,43 @@ async def test_refused_upgrades_are_403s_counted_and_not_logged_as_errors(
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert loud == [], [r.getMessage() for r in loud]
     await (await chat_socket(node, http)).subscribe()  # the site's own page still gets in
+
+
+async def test_the_heartbeat_closes_the_sockets_whose_session_or_token_ended_and_no_other(
+    chat_app: StartApp,
+    signed_up: SignUp,
+    chat_socket: OpenSocket,
+    redis: Redis,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One credential per bulk lookup: the heartbeat's chunks are walked, not just one.
+    monkeypatch.setattr(sessions_module, "BULK_CHUNK", 1)
+    monkeypatch.setattr(tokens_module, "BULK_CHUNK", 1)
+    node = await chat_app(settings={"presence_expiry_s": "2"})  # a heartbeat every 0.5 s
+    alice, bob, carol = [await signed_up(node, name) for name in ("alice", "bob", "carol")]
+    made = [await carol.post("/api/tokens", json={"name": f"bot {n}"}) for n in (1, 2)]
+    secrets = [answer.json()["token"]["secret"] for answer in made]
+    browsers = [await chat_socket(node, client) for client in (alice, bob)]
+    bots = [
+        await chat_socket(node, origin=None, headers={"authorization": f"Bearer {secret}"})
+        for secret in secrets
+    ]
+    for socket in [*browsers, *bots]:
+        await socket.subscribe()
+    # Ended behind the node's back, with no signal: only the heartbeat can find out.
+    bob_session = hashlib.sha256(bob.cookies[SESSION].encode()).hexdigest()
+    await redis.delete(redis_keys.session(bob_session))
+    revoked = hashlib.sha256(secrets[0].encode()).hexdigest()
+    async with engine.begin() as conn:
+        await conn.execute(api_tokens.delete().where(api_tokens.c.secret_hash == revoked))
+
+    assert await _close_code(browsers[1], timeout=5) == 4501
+    assert await _close_code(bots[0], timeout=5) == 4501
+    await asyncio.sleep(1.5)  # three more heartbeats: the others are still served
+    for socket in (browsers[0], bots[1]):
+        await socket.send({"type": "ping"})
+        await socket.next("pong")
+    async with engine.connect() as conn:
+        used = (await conn.execute(sa.select(api_tokens.c.last_used_at))).scalars().all()
+    assert len(used) == 1 and used[0] is not None

@@ -13,7 +13,7 @@ import hashlib
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from redis.asyncio import Redis
 
@@ -46,6 +46,9 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+
+
+BULK_CHUNK = 500  # sessions per round trip of a bulk check (`live`)
 
 
 def _digest(session_id: str) -> str:
@@ -120,6 +123,25 @@ class SessionStore:
             )
         except (KeyError, ValueError):
             return None
+
+    async def live(self, session_ids: Collection[str]) -> set[str]:
+        """Those of the sessions still live, each idle expiry extended as by `user`: one
+        round trip per chunk (a node's heartbeat checks all its sockets' sessions)."""
+        ids = [session_id for session_id in session_ids if _plausible(session_id)]
+        now_ms = int(self._clock() * 1000)
+        args = [now_ms, self._idle_ms, self._absolute_ms]
+        found: set[str] = set()
+        for start in range(0, len(ids), BULK_CHUNK):
+            chunk = ids[start : start + BULK_CHUNK]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in chunk:
+                    key = redis_keys.session(_digest(session_id))
+                    await self._touch(keys=[key], args=args, client=pipe)
+                replies = await pipe.execute()
+            found.update(
+                session_id for session_id, reply in zip(chunk, replies, strict=True) if reply
+            )
+        return found
 
     async def rename(self, user_id: int, display_name: str) -> None:
         """The user's new display name, in every live session of theirs (each is one key:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -32,7 +32,7 @@ from chatroom.hub.bus import StreamBus
 from chatroom.hub.bus_groups import GroupedStreamBus
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
-from chatroom.hub.node import RoomAccess, SignedIn
+from chatroom.hub.node import RoomAccess, SignInCheck
 from chatroom.hub.presence import PresenceBoard
 from chatroom.hub.restrictions import LoadRestrictions, RestrictionBoard
 from chatroom.hub.restrictions import now_ms as restricted_now_ms
@@ -79,8 +79,10 @@ class Hub:
         history: History,
         read_marks: ReadMarks,
         restrictions: LoadRestrictions | None = None,
+        sign_in_check: SignInCheck | None = None,
     ) -> None:
         self.settings = settings
+        self._sign_in_check = sign_in_check
         self.read_marks = read_marks
         self.stats = HubStats()
         self.writer = writer
@@ -150,10 +152,10 @@ class Hub:
         transport: Transport,
         user: Author,
         access: RoomAccess,
-        signed_in: SignedIn | None = None,
+        sign_in: Hashable | None = None,
     ) -> None:
-        """Serve an accepted WebSocket until it ends; `signed_in` is asked at every
-        heartbeat, and a socket whose session ended is closed (SIGNED_OUT)."""
+        """Serve an accepted WebSocket until it ends; its `sign_in` (session or token) is
+        checked at every heartbeat, and a socket whose sign-in ended is closed (SIGNED_OUT)."""
         connection = Connection(transport, user, queue_max=self.settings.outbound_queue_max)
         try:
             admitted = await self._limit.admit(user.id, connection.id)
@@ -165,7 +167,7 @@ class Hub:
             limit = self.settings.max_connections_per_user
             await transport.close(CloseCode.TOO_MANY_CONNECTIONS, f"over {limit} connections")
             return
-        session = Session(self, connection, access, signed_in)
+        session = Session(self, connection, access, sign_in)
         self._sessions[connection.id] = session
         self._all_gone.clear()
         self.stats.connections += 1
@@ -320,6 +322,10 @@ class Hub:
             if session.connection.user.id == user_id:
                 session.connection.spawn(self._recheck_sign_in(session), name="sign-in check")
 
+    async def valid_sign_ins(self, sign_ins: Collection[Hashable]) -> Collection[Hashable]:
+        check = self._sign_in_check
+        return sign_ins if check is None else await check(sign_ins)
+
     async def _recheck_sign_in(self, session: Session) -> None:
         try:
             await session.recheck_sign_in()
@@ -391,5 +397,7 @@ class Hub:
         for slug in list(self._subscribers_by_slug):
             for user in await self.presence.sweep(slug):
                 await self.signals.publish(slug, frames.presence(slug, user, "leave"))
+        sign_ins = {s.sign_in for s in sessions if s.sign_in is not None}
+        valid = set(await self.valid_sign_ins(sign_ins)) if sign_ins else set()
         for session in sessions:
-            await session.recheck()
+            await session.recheck(valid)

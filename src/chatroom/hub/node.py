@@ -3,8 +3,8 @@ so that the session's protocol knows the node's parts by what they do."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection, Hashable
+from typing import Any, Protocol
 
 from chatroom.domain.events import Author
 from chatroom.domain.stream_ids import StreamId
@@ -21,8 +21,9 @@ from chatroom.streams.writer import StreamWriter
 
 # Says whether `user` may use room `slug` now: the room, or None (unknown or not allowed).
 RoomAccess = Callable[[Author, str], Awaitable[RoomRef | None]]
-# Says whether the session (or token) the socket was opened with is still valid.
-SignedIn = Callable[[], Awaitable[bool]]
+# Which of the sign-ins given (the session or token each socket was opened with, opaque
+# and hashable here) are still valid: one call for all of a node's sockets per heartbeat.
+SignInCheck = Callable[[Collection[Any]], Awaitable[Collection[Any]]]
 
 
 class Counters(Protocol):
@@ -53,6 +54,10 @@ class Node(Protocol):
     def typing(self) -> TypingGate: ...
     @property
     def restrictions(self) -> RestrictionBoard: ...
+
+    async def valid_sign_ins(self, sign_ins: Collection[Hashable]) -> Collection[Hashable]:
+        """Those of the sign-ins still valid (all of them when the node checks none)."""
+        ...
 
     def add_subscriber(self, subscription: Subscription) -> None:
         """Deliver the room's live messages to this subscription from now on."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection, Hashable
 from functools import partial
 
 from chatroom.domain import frames, moderation
@@ -26,7 +27,7 @@ from chatroom.domain.stream_ids import ZERO
 from chatroom.hub.change_checks import checked_event
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import frame_bucket, wait_ms
-from chatroom.hub.node import Node, RoomAccess, SignedIn
+from chatroom.hub.node import Node, RoomAccess
 from chatroom.hub.presence import Presence
 from chatroom.hub.replies import SEND_WINDOW, Replies
 from chatroom.hub.restrictions import refusal
@@ -51,20 +52,20 @@ class Session:
         "_allowed",
         "_frames",
         "_node",
-        "_signed_in",
         "_subscriptions",
         "_typed_at",
         "connection",
         "replies",
+        "sign_in",
     )
 
     def __init__(
-        self, node: Node, connection: Connection, access: RoomAccess, signed_in: SignedIn | None
+        self, node: Node, connection: Connection, access: RoomAccess, sign_in: Hashable | None
     ) -> None:
         self._node = node
         self.connection = connection
         self._access = access
-        self._signed_in = signed_in
+        self.sign_in = sign_in  # the session or token the socket was opened with
         # The replies of a full window fit in the outbound queue with room to spare.
         self.replies = Replies(connection, window=min(SEND_WINDOW, connection.queue_max // 2))
         self._subscriptions: dict[str, Subscription] = {}
@@ -379,19 +380,25 @@ class Session:
         if subscription is not None:
             self._end_subscription(subscription, moderation.REMOVED, "", told=told)
 
-    async def recheck(self) -> None:
+    async def recheck(self, valid_sign_ins: Collection[Hashable]) -> None:
         """The heartbeat's check: a socket whose session ended closes (SIGNED_OUT), and a
         private room the user may no longer use ends its subscription."""
-        if not await self.recheck_sign_in():
+        if not await self.recheck_sign_in(valid_sign_ins):
             return
         for subscription in list(self._subscriptions.values()):
             room = subscription.room
             if room.private and await self._allowed_room(room.slug, fresh=True) is None:
                 self._end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(room.slug))
 
-    async def recheck_sign_in(self) -> bool:
-        """Close the socket (SIGNED_OUT) if its session or token has ended; False then."""
-        if self._signed_in is not None and not await self._signed_in():
+    async def recheck_sign_in(self, valid_sign_ins: Collection[Hashable] | None = None) -> bool:
+        """Close the socket (SIGNED_OUT) if its session or token has ended; False then.
+        `valid_sign_ins`: what the heartbeat found valid for all sockets (None: ask now)."""
+        sign_in = self.sign_in
+        if sign_in is None:
+            return True
+        if valid_sign_ins is None:
+            valid_sign_ins = await self._node.valid_sign_ins([sign_in])
+        if sign_in not in valid_sign_ins:
             self.connection.close(CloseCode.SIGNED_OUT, "the session has ended")
             return False
         return True

@@ -21,12 +21,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import APIRouter
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from chatroom.accounts.authentication import authenticate, bearer_secret
+from chatroom.accounts.authentication import (
+    authenticate,
+    bearer_secret,
+    credential_of,
+    still_signed_in,
+)
 from chatroom.domain.events import Author
 from chatroom.hub.hub import Hub
 from chatroom.hub.subscription import RoomRef
@@ -160,10 +166,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         moderator = user.is_admin or room.owner_id == user.id
         return RoomRef(room.id, room.slug, room.is_private, moderator)
 
-    async def signed_in() -> bool:
-        return await authenticate(state.accounts, websocket) is not None
-
-    await state.hub.serve(WebSocketTransport(websocket), user.author, access, signed_in)
+    sign_in = credential_of(websocket)
+    await state.hub.serve(WebSocketTransport(websocket), user.author, access, sign_in)
 
 
 # A plain Starlette route, not FastAPI's `@router.websocket`: the endpoint needs no
@@ -185,6 +189,7 @@ async def running_hub(state: AppState) -> AsyncIterator[Hub]:
         history=state.history,
         read_marks=ReadMarks(state.engine, flush_s=state.settings.read_mark_flush_s),
         restrictions=RoomRestrictions(state.engine).in_force,
+        sign_in_check=partial(still_signed_in, state.accounts),
     )
     try:
         await hub.start()
