@@ -11,7 +11,7 @@ python="${E2E_PYTHON:-$repo/.venv/bin/python}"
 cd "$client"
 npm run build
 
-port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+port="$("$python" -c 'from chatroom.loopback_ports import free_port; print(free_port())')"
 data_dir="$(mktemp -d)"
 log="$data_dir/server.log"
 
