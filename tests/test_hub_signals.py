@@ -138,3 +138,31 @@ def test_user_frames_decode_apart_from_room_frames() -> None:
         "lobby", "{}", None
     )
     assert decode_signal('{"to_user": "x", "frame": "{}"}') is None
+
+
+async def test_a_node_starts_while_redis_does_not_answer_and_hears_signals_once_it_does(
+    backend: Backend, redis: Redis
+) -> None:
+    # A node started while Redis restarts: it did exit (3) when its first subscribe
+    # timed out; now it starts, and subscribes as soon as Redis answers.
+    heard: asyncio.Queue[tuple[str, str, int | None]] = asyncio.Queue()
+    async with RedisProxy(backend.redis_url) as proxy:
+        blocking = connect(proxy.url, blocking=True)
+        node = RoomSignals(
+            redis, blocking, lambda *signal: heard.put_nowait(signal), ping_every_s=0.2, hang_s=0.3
+        )
+        proxy.black_hole = True
+        try:
+            async with asyncio.timeout(5):
+                await node.start()
+            await node.publish("lost", "{}")  # while the node cannot hear
+            proxy.black_hole = False
+            async with asyncio.timeout(5):
+                while True:
+                    await node.publish("music", "{}")
+                    with contextlib.suppress(TimeoutError):
+                        if (await asyncio.wait_for(heard.get(), 0.2))[0] == "music":
+                            break
+        finally:
+            await node.stop()
+            await blocking.aclose()

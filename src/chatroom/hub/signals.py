@@ -179,8 +179,14 @@ class RoomSignals:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe (confirmed by Redis: a signal published after this is heard)."""
-        self._pubsub = await self._subscribe()
+        """Subscribe (confirmed by Redis: a signal published after this is heard). If
+        Redis does not answer (it is restarting), the node starts all the same and keeps
+        trying, as after any later failure: what a missed signal would have told its
+        sockets, the heartbeat's checks tell them within a beat."""
+        try:
+            self._pubsub = await self._subscribe()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._link.failed(first_line(exc))
         self._task = asyncio.create_task(self._run(), name="room-signals")
 
     async def stop(self) -> None:
