@@ -21,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat_servers import PASSWORD, ChatNode, login
-from chatroom import redis_keys
-from chatroom.accounts import sessions as sessions_module
+from chatroom import redis_client, redis_keys
 from chatroom.accounts import tokens as tokens_module
 from chatroom.domain.stream_ids import StreamId
 from chatroom.store.tables import api_tokens
@@ -460,7 +459,7 @@ async def test_the_heartbeat_closes_the_sockets_whose_session_or_token_ended_and
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # One credential per bulk lookup: the heartbeat's chunks are walked, not just one.
-    monkeypatch.setattr(sessions_module, "BULK_CHUNK", 1)
+    monkeypatch.setattr(redis_client, "SCRIPT_CALLS_PER_PIPELINE", 1)
     monkeypatch.setattr(tokens_module, "BULK_CHUNK", 1)
     node = await chat_app(settings={"presence_expiry_s": "2"})  # a heartbeat every 0.5 s
     alice, bob, carol = [await signed_up(node, name) for name in ("alice", "bob", "carol")]

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from chatroom import redis_keys
 from chatroom.domain.users import User
+from chatroom.redis_client import script_calls
 
 SESSION_COOKIE = "chatroom_session"
 
@@ -46,9 +47,6 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
-
-
-BULK_CHUNK = 500  # sessions per round trip of a bulk check (`live`)
 
 
 def _digest(session_id: str) -> str:
@@ -126,22 +124,13 @@ class SessionStore:
 
     async def live(self, session_ids: Collection[str]) -> set[str]:
         """Those of the sessions still live, each idle expiry extended as by `user`: one
-        round trip per chunk (a node's heartbeat checks all its sockets' sessions)."""
+        round trip per few hundred (a node's heartbeat checks all its sockets' sessions)."""
         ids = [session_id for session_id in session_ids if _plausible(session_id)]
         now_ms = int(self._clock() * 1000)
         args = [now_ms, self._idle_ms, self._absolute_ms]
-        found: set[str] = set()
-        for start in range(0, len(ids), BULK_CHUNK):
-            chunk = ids[start : start + BULK_CHUNK]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for session_id in chunk:
-                    key = redis_keys.session(_digest(session_id))
-                    await self._touch(keys=[key], args=args, client=pipe)
-                replies = await pipe.execute()
-            found.update(
-                session_id for session_id, reply in zip(chunk, replies, strict=True) if reply
-            )
-        return found
+        calls = [(self._touch, [redis_keys.session(_digest(s))], args) for s in ids]
+        replies = await script_calls(self._redis, calls)
+        return {s for s, reply in zip(ids, replies, strict=True) if reply}
 
     async def rename(self, user_id: int, display_name: str) -> None:
         """The user's new display name, in every live session of theirs (each is one key:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from chatroom import redis_keys
+from chatroom.redis_client import script_calls
 
 
 @dataclass(slots=True)
@@ -141,12 +142,17 @@ class ConnectionLimit:
         if not connections:
             return
         now = int(time.time() * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user_id, connection_id in connections:
-                keys = [redis_keys.user_connections(user_id)]
-                args: list[str | int] = [connection_id, now + self._expiry_ms, now]
-                await self._refresh(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+        await script_calls(
+            self._redis,
+            [
+                (
+                    self._refresh,
+                    [redis_keys.user_connections(user_id)],
+                    [connection_id, now + self._expiry_ms, now],
+                )
+                for user_id, connection_id in connections
+            ],
+        )
 
     async def release(self, user_id: int, connection_id: str) -> None:
         await self._redis.zrem(redis_keys.user_connections(user_id), connection_id)

@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 
 from chatroom import redis_keys
 from chatroom.domain.events import Author
+from chatroom.redis_client import script_calls
 
 # KEYS: room users, the user's connections, profiles. ARGV: user id, connection id,
 # expiry ms, now ms, profile JSON. Returns 1 when the user was not online before.
@@ -189,12 +190,17 @@ class PresenceBoard:
         if not entries:
             return
         expiry = _now_ms() + self.expiry_ms
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                keys = _keys(entry.slug, entry.user.id)[:2]
-                args: list[str | int] = [entry.user.id, entry.connection_id, expiry]
-                await self._refresh(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+        await script_calls(
+            self._redis,
+            [
+                (
+                    self._refresh,
+                    _keys(entry.slug, entry.user.id)[:2],
+                    [entry.user.id, entry.connection_id, expiry],
+                )
+                for entry in entries
+            ],
+        )
 
     async def sweep(self, slug: str) -> list[Author]:
         """Users of the room whose every connection expired (a dead node's): they left."""
