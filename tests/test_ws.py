@@ -24,7 +24,8 @@ from chat_servers import PASSWORD, ChatNode, login
 from chatroom import redis_client, redis_keys
 from chatroom.accounts import tokens as tokens_module
 from chatroom.domain.stream_ids import StreamId
-from chatroom.store.tables import api_tokens
+from chatroom.rooms import directory as directory_module
+from chatroom.store.tables import api_tokens, room_members, rooms
 from conftest import Backend, OpenSocket, SignUp, StartApp, StartServer
 from ws_clients import SESSION_COOKIE as SESSION
 from ws_clients import ChatSocket
@@ -488,3 +489,58 @@ async def test_the_heartbeat_closes_the_sockets_whose_session_or_token_ended_and
     async with engine.connect() as conn:
         used = (await conn.execute(sa.select(api_tokens.c.last_used_at))).scalars().all()
     assert len(used) == 1 and used[0] is not None
+
+
+async def test_the_heartbeat_ends_subscriptions_to_private_rooms_and_dms_left_behind_its_back(
+    chat_app: StartApp,
+    signed_up: SignUp,
+    chat_socket: OpenSocket,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(directory_module, "_MEMBERSHIPS_PER_QUERY", 1)  # walk the chunks
+    node = await chat_app(settings={"presence_expiry_s": "2"})  # a heartbeat every 0.5 s
+    owner, bob, cat = [await signed_up(node, name) for name in ("owner", "bob", "cat")]
+    made = await owner.post("/api/rooms", json={"slug": "den", "title": "Den", "private": True})
+    assert made.status_code == 201, made.text
+    for name in ("bob", "cat"):
+        added = await owner.post("/api/rooms/den/members", json={"username": name})
+        assert added.status_code == 204, added.text
+    dm = (await bob.post("/api/dms", json={"usernames": ["cat"]})).json()["room"]
+    people = {"o": owner, "b": bob, "c": cat}
+    sockets = {name: await chat_socket(node, http) for name, http in people.items()}
+    for name, socket in sockets.items():
+        await socket.subscribe("den")
+        if name != "o":
+            await socket.subscribe(dm["slug"])
+    # Memberships gone with no signal (SQL edited by hand): only the heartbeat can see.
+    bob_id, cat_id = [(await http.get("/api/me")).json()["user"]["id"] for http in (bob, cat)]
+    async with engine.begin() as conn:
+        query = sa.select(rooms.c.slug, rooms.c.id).where(rooms.c.slug.in_(["den", dm["slug"]]))
+        room_id = {slug: id_ for slug, id_ in await conn.execute(query)}
+        gone = [(room_id["den"], bob_id), (room_id[dm["slug"]], cat_id)]
+        await conn.execute(
+            room_members.delete().where(
+                sa.tuple_(room_members.c.room_id, room_members.c.user_id).in_(gone)
+            )
+        )
+    ended = {}
+    for name, slug in (("b", "den"), ("c", dm["slug"])):
+        error = await sockets[name].next("error", timeout=5)
+        assert (error["code"], error["room"]) == ("forbidden", slug), error
+        ended[name] = (await sockets[name].next("unsubscribed", timeout=5))["room"]
+    assert ended == {"b": "den", "c": dm["slug"]}
+    await asyncio.sleep(1.5)  # three more heartbeats: every other subscription stays
+    await sockets["o"].send({"type": "send", "room": "den", "body": "still here", "client_id": "o"})
+    await sockets["b"].send(
+        {"type": "send", "room": dm["slug"], "body": "and me", "client_id": "b"}
+    )
+    await sockets["c"].send({"type": "send", "room": "den", "body": "me too", "client_id": "c"})
+    for name in "obc":
+        assert (await sockets[name].next("ack"))["client_id"] == name
+    assert (await sockets["o"].next("message"))["body"] in {"still here", "me too"}
+    assert (await sockets["b"].next("message"))["body"] == "and me"
+    assert {(await sockets["c"].next("message"))["body"] for _ in range(2)} == {
+        "still here",
+        "me too",
+    }

@@ -32,7 +32,7 @@ from chatroom.hub.bus import StreamBus
 from chatroom.hub.bus_groups import GroupedStreamBus
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
-from chatroom.hub.node import RoomAccess, SignInCheck
+from chatroom.hub.node import MembershipCheck, RoomAccess, SignInCheck
 from chatroom.hub.presence import PresenceBoard
 from chatroom.hub.restrictions import LoadRestrictions, RestrictionBoard
 from chatroom.hub.restrictions import now_ms as restricted_now_ms
@@ -80,9 +80,11 @@ class Hub:
         read_marks: ReadMarks,
         restrictions: LoadRestrictions | None = None,
         sign_in_check: SignInCheck | None = None,
+        membership_check: MembershipCheck | None = None,
     ) -> None:
         self.settings = settings
         self._sign_in_check = sign_in_check
+        self._membership_check = membership_check
         self.read_marks = read_marks
         self.stats = HubStats()
         self.writer = writer
@@ -399,5 +401,9 @@ class Hub:
                 await self.signals.publish(slug, frames.presence(slug, user, "leave"))
         sign_ins = {s.sign_in for s in sessions if s.sign_in is not None}
         valid = set(await self.valid_sign_ins(sign_ins)) if sign_ins else set()
+        members: set[tuple[int, int]] | None = None
+        if self._membership_check is not None:
+            pairs = {pair for s in sessions for pair in s.private_memberships()}
+            members = set(await self._membership_check(pairs)) if pairs else set()
         for session in sessions:
-            await session.recheck(valid)
+            await session.recheck(valid, members)

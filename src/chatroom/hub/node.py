@@ -24,6 +24,9 @@ RoomAccess = Callable[[Author, str], Awaitable[RoomRef | None]]
 # Which of the sign-ins given (the session or token each socket was opened with, opaque
 # and hashable here) are still valid: one call for all of a node's sockets per heartbeat.
 SignInCheck = Callable[[Collection[Any]], Awaitable[Collection[Any]]]
+# Which of the (room id, user id) pairs given are memberships: one call for every private
+# room subscription of a node's sockets per heartbeat.
+MembershipCheck = Callable[[Collection[tuple[int, int]]], Awaitable[Collection[tuple[int, int]]]]
 
 
 class Counters(Protocol):

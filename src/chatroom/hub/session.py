@@ -380,15 +380,33 @@ class Session:
         if subscription is not None:
             self._end_subscription(subscription, moderation.REMOVED, "", told=told)
 
-    async def recheck(self, valid_sign_ins: Collection[Hashable]) -> None:
+    async def recheck(
+        self,
+        valid_sign_ins: Collection[Hashable],
+        members: Collection[tuple[int, int]] | None = None,
+    ) -> None:
         """The heartbeat's check: a socket whose session ended closes (SIGNED_OUT), and a
-        private room the user may no longer use ends its subscription."""
+        private room the user may no longer use ends its subscription. `members`: the
+        memberships the heartbeat found for all sockets' private rooms (None: ask the
+        room access for each)."""
         if not await self.recheck_sign_in(valid_sign_ins):
             return
+        user_id = self.connection.user.id
         for subscription in list(self._subscriptions.values()):
             room = subscription.room
-            if room.private and await self._allowed_room(room.slug, fresh=True) is None:
+            if not room.private:
+                continue
+            if members is not None:
+                allowed = (room.id, user_id) in members
+            else:
+                allowed = await self._allowed_room(room.slug, fresh=True) is not None
+            if not allowed:
                 self._end_subscription(subscription, ErrorCode.FORBIDDEN, _not_a_member(room.slug))
+
+    def private_memberships(self) -> list[tuple[int, int]]:
+        """(room id, user id) of each private room subscribed to (for the heartbeat)."""
+        user_id = self.connection.user.id
+        return [(s.room.id, user_id) for s in self._subscriptions.values() if s.room.private]
 
     async def recheck_sign_in(self, valid_sign_ins: Collection[Hashable] | None = None) -> bool:
         """Close the socket (SIGNED_OUT) if its session or token has ended; False then.

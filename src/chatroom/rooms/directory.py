@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,6 +52,7 @@ _ROOMS_CACHED_MAX = 10_000
 _MISSING_CACHED_MAX = 10_000
 # A random slug collides once in about 2 billion: three tries are plenty.
 _RANDOM_SLUG_TRIES = 3
+_MEMBERSHIPS_PER_QUERY = 500
 
 
 def _random_slug() -> str:
@@ -145,6 +146,21 @@ class RoomDirectory:
             if len(self._missing) >= _MISSING_CACHED_MAX:
                 return
         self._missing[slug] = self._clock() + self._unknown_ttl_s
+
+    async def memberships(self, pairs: Collection[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Those of the (room id, user id) pairs that are memberships: one query per
+        _MEMBERSHIPS_PER_QUERY pairs (a node's heartbeat checks every private room its
+        sockets are subscribed to, DMs included)."""
+        wanted = list(pairs)
+        found: set[tuple[int, int]] = set()
+        for start in range(0, len(wanted), _MEMBERSHIPS_PER_QUERY):
+            chunk = wanted[start : start + _MEMBERSHIPS_PER_QUERY]
+            query = sa.select(room_members.c.room_id, room_members.c.user_id).where(
+                sa.tuple_(room_members.c.room_id, room_members.c.user_id).in_(chunk)
+            )
+            async with self._engine.connect() as conn:
+                found.update((int(r.room_id), int(r.user_id)) for r in await conn.execute(query))
+        return found
 
     async def is_member(self, room: Room, user: User) -> bool:
         async with self._engine.connect() as conn:

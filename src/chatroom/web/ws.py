@@ -190,6 +190,7 @@ async def running_hub(state: AppState) -> AsyncIterator[Hub]:
         read_marks=ReadMarks(state.engine, flush_s=state.settings.read_mark_flush_s),
         restrictions=RoomRestrictions(state.engine).in_force,
         sign_in_check=partial(still_signed_in, state.accounts),
+        membership_check=state.rooms.memberships,
     )
     try:
         await hub.start()
