@@ -9,8 +9,11 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
+import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +21,12 @@ from httpx import AsyncClient
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import State
+from websockets.typing import Origin
+from websockets.uri import parse_uri
 
 from chat_servers import PASSWORD, ChatNode, login
 from chatroom import redis_client, redis_keys
@@ -28,7 +36,7 @@ from chatroom.rooms import directory as directory_module
 from chatroom.store.tables import api_tokens, room_members, rooms
 from conftest import Backend, OpenSocket, SignUp, StartApp, StartServer
 from ws_clients import SESSION_COOKIE as SESSION
-from ws_clients import ChatSocket
+from ws_clients import ChatSocket, cookie_header, ws_url
 
 FAST = {
     "send_rate_per_s": "100000",
@@ -544,3 +552,89 @@ async def test_the_heartbeat_ends_subscriptions_to_private_rooms_and_dms_left_be
         "still here",
         "me too",
     }
+
+
+class RawSocket:
+    """A WebSocket client that answers the node's pings only when the test says so."""
+
+    def __init__(
+        self, client: ClientProtocol, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.client, self.reader, self.writer = client, reader, writer
+
+    @classmethod
+    async def open(cls, server: ChatNode, http: AsyncClient) -> RawSocket:
+        url = ws_url(server)
+        client = ClientProtocol(parse_uri(url), origin=Origin(server.url))
+        request = client.connect()
+        request.headers.update(cookie_header(http))
+        client.send_request(request)
+        host, port = url.removeprefix("ws://").split("/")[0].split(":")
+        socket = cls(client, *await asyncio.open_connection(host, int(port)))
+        socket.flush()
+        while client.state is not State.OPEN:
+            await socket.frames()
+        return socket
+
+    async def frames(self) -> list[Frame]:
+        """The frames that came next; nothing is sent (pongs wait for `flush`)."""
+        data = await asyncio.wait_for(self.reader.read(65536), 10)
+        assert data, "the node closed the connection"
+        self.client.receive_data(data)
+        return [e for e in self.client.events_received() if isinstance(e, Frame)]
+
+    def flush(self) -> None:
+        self.writer.write(b"".join(self.client.data_to_send()))
+
+
+FAST_PINGS = {"ws_ping_interval_s": "0.5", "ws_ping_timeout_s": "1"}
+
+
+async def test_a_client_whose_pong_came_while_the_node_stood_still_is_not_dropped(
+    chat_server: StartServer, signed_up: SignUp
+) -> None:
+    # libuv runs due timers before it reads sockets: a node paused between its ping and
+    # the client's pong saw the pong's deadline pass first and closed a live client with
+    # 1011 (36 sockets so in a chaos campaign's node pauses).
+    server = await chat_server(settings=FAST_PINGS)
+    socket = await RawSocket.open(server, await signed_up(server, "alice"))
+    # The node's next ping: the node is paused before our pong (queued by the protocol)
+    # goes out, and stays paused past the pong's deadline.
+    while not any(frame.opcode is Opcode.PING for frame in await socket.frames()):
+        pass
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        socket.flush()
+        await asyncio.sleep(3.0)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    socket.client.send_text(b'{"type":"ping"}')
+    socket.flush()
+    texts: list[dict[str, Any]] = []
+    async with asyncio.timeout(10):
+        while {"type": "pong"} not in texts:
+            for frame in await socket.frames():
+                assert frame.opcode is not Opcode.CLOSE, Close.parse(frame.data)
+                if frame.opcode is Opcode.TEXT:
+                    texts.append(json.loads(frame.data))
+            socket.flush()  # our pongs to later pings
+    socket.writer.close()
+
+
+async def test_a_client_that_answers_no_ping_is_closed_with_1011_when_its_pong_is_late(
+    chat_server: StartServer, signed_up: SignUp
+) -> None:
+    server = await chat_server(settings=FAST_PINGS)
+    socket = await RawSocket.open(server, await signed_up(server, "alice"))
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(10):
+        while not any(frame.opcode is Opcode.CLOSE for frame in await socket.frames()):
+            pass  # never flushed: no pong goes out
+    # One ping interval and one timeout, with no grace: the node was not the late one.
+    assert socket.client.close_rcvd is not None
+    assert (socket.client.close_rcvd.code, socket.client.close_rcvd.reason) == (
+        1011,
+        "keepalive ping timeout",
+    )
+    assert asyncio.get_running_loop().time() - started < 5
+    socket.writer.close()

@@ -207,6 +207,17 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: int = Field(
         default=5, ge=1, description="An idle keep-alive connection is closed after this long."
     )
+    ws_ping_interval_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="The node pings each WebSocket this often (keeps proxies and NATs from "
+        "dropping an idle one) ...",
+    )
+    ws_ping_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="... and closes it (1011) when the pong is this late: the client is gone.",
+    )
     max_connections: int = Field(
         default=10_000,
         ge=1,

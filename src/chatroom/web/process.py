@@ -85,6 +85,8 @@ def node_config(settings: Settings, app: Any, **options: Any) -> NodeConfig:
         http=GuardedHttpToolsProtocol,
         ws=ChatroomWebSocketProtocol,  # uvicorn's websockets-sansio, plus `send_wire`
         ws_max_size=settings.frame_max_bytes,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
         ws_per_message_deflate=False,
         lifespan="on",
         # X-Forwarded-For/-Proto only from configured proxies: otherwise any client could

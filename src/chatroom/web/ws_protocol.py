@@ -31,6 +31,7 @@ from typing import Any
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
@@ -39,6 +40,11 @@ from chatroom.web.http_protocol import guard_of
 SEND_WIRE = "chatroom.send_wire"
 
 _FIN_TEXT = 0x81  # FIN bit and opcode 1 (text)
+
+# A keepalive timeout this late means the node's loop stood still, not the client; the
+# pong is then looked for once more, this long after (one read of the sockets).
+STALL_S = 1.0
+PONG_GRACE_S = 0.1
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -136,10 +142,32 @@ class Flag(_Waiters):
 
 
 class ChatroomWebSocketProtocol(WebSocketsSansIOProtocol):
+    pong_grace_given = False  # on the instance only once given: idle sockets are the many
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag(value=True)  # type: ignore[assignment]
+
+    def keepalive_timeout(self) -> None:
+        """The pong is late: the client is gone (1011), unless the node was the late one.
+
+        libuv runs the timers that are due before it reads the sockets: when the node's
+        loop stood still past the timeout (the process paused, a stall), the pong that came
+        in time still waits unread, and uvicorn would close a live client with 1011. A
+        timeout that fires well after it was due looks once more after the next read."""
+        timeout = self.ping_timeout or 0.0
+        overdue = self.loop.time() - self.ping_sent_at - timeout
+        if overdue > STALL_S and not self.pong_grace_given:
+            self.pong_grace_given = True
+            self.pong_timer = self.loop.call_later(PONG_GRACE_S, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
+
+    def handle_pong(self, event: Frame) -> None:
+        super().handle_pong(event)
+        if self.pong_grace_given:
+            self.pong_grace_given = False
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
