@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
@@ -49,36 +51,54 @@ async def test_the_channel_is_scoped_to_the_redis_database() -> None:
             await client.aclose()
 
 
-async def test_a_silent_subscription_is_found_by_ping_and_subscribed_anew(
-    backend: Backend, redis: Redis, caplog: pytest.LogCaptureFixture
-) -> None:
-    heard: asyncio.Queue[tuple[str, str, int | None]] = asyncio.Queue()
+Heard = asyncio.Queue[tuple[str, str, int | None]]
+
+
+@asynccontextmanager
+async def _behind_a_proxy(
+    backend: Backend, redis: Redis
+) -> AsyncIterator[tuple[RedisProxy, RoomSignals, Heard]]:
+    """A node (not started) whose subscription goes through a proxy the test can cut, with
+    fast pings; what it hears; stopped at the end."""
+    heard: Heard = asyncio.Queue()
     async with RedisProxy(backend.redis_url) as proxy:
         blocking = connect(proxy.url, blocking=True)
         node = RoomSignals(
             redis, blocking, lambda *signal: heard.put_nowait(signal), ping_every_s=0.2, hang_s=0.3
         )
-        await node.start()
         try:
-            await node.publish("lobby", "{}")
-            assert (await asyncio.wait_for(heard.get(), 5))[0] == "lobby"
-            # Half-open: the subscription hears nothing, and its PINGs get no answer.
-            proxy.black_hole = True
-            await node.publish("lost", "{}")  # published while nobody can hear it
-            await asyncio.sleep(2.0)  # several dead connections, each found and dropped
-            assert proxy.connections >= 3
-            assert heard.empty()
-            proxy.black_hole = False
-            # Subscribed again on a fresh connection within a PING period or so.
-            async with asyncio.timeout(5):
-                while True:
-                    await node.publish("music", "{}")
-                    with contextlib.suppress(TimeoutError):
-                        if (await asyncio.wait_for(heard.get(), 0.2))[0] == "music":
-                            break
+            yield proxy, node, heard
         finally:
             await node.stop()
             await blocking.aclose()
+
+
+async def _publish_until_heard(node: RoomSignals, heard: Heard, slug: str) -> None:
+    """Publish to `slug` until the node hears it: it is subscribed (again)."""
+    async with asyncio.timeout(5):
+        while True:
+            await node.publish(slug, "{}")
+            with contextlib.suppress(TimeoutError):
+                if (await asyncio.wait_for(heard.get(), 0.2))[0] == slug:
+                    return
+
+
+async def test_a_silent_subscription_is_found_by_ping_and_subscribed_anew(
+    backend: Backend, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _behind_a_proxy(backend, redis) as (proxy, node, heard):
+        await node.start()
+        await node.publish("lobby", "{}")
+        assert (await asyncio.wait_for(heard.get(), 5))[0] == "lobby"
+        # Half-open: the subscription hears nothing, and its PINGs get no answer.
+        proxy.black_hole = True
+        await node.publish("lost", "{}")  # published while nobody can hear it
+        await asyncio.sleep(2.0)  # several dead connections, each found and dropped
+        assert proxy.connections >= 3
+        assert heard.empty()
+        proxy.black_hole = False
+        # Subscribed again on a fresh connection within a PING period or so.
+        await _publish_until_heard(node, heard, "music")
     lines = [r.getMessage() for r in caplog.records if r.name == "chatroom.hub.signals"]
     assert len(lines) == 2, lines  # once when it stopped, once when it works again
     assert "is unreachable" in lines[0] and "is back after" in lines[1]
@@ -145,24 +165,10 @@ async def test_a_node_starts_while_redis_does_not_answer_and_hears_signals_once_
 ) -> None:
     # A node started while Redis restarts: it did exit (3) when its first subscribe
     # timed out; now it starts, and subscribes as soon as Redis answers.
-    heard: asyncio.Queue[tuple[str, str, int | None]] = asyncio.Queue()
-    async with RedisProxy(backend.redis_url) as proxy:
-        blocking = connect(proxy.url, blocking=True)
-        node = RoomSignals(
-            redis, blocking, lambda *signal: heard.put_nowait(signal), ping_every_s=0.2, hang_s=0.3
-        )
+    async with _behind_a_proxy(backend, redis) as (proxy, node, heard):
         proxy.black_hole = True
-        try:
-            async with asyncio.timeout(5):
-                await node.start()
-            await node.publish("lost", "{}")  # while the node cannot hear
-            proxy.black_hole = False
-            async with asyncio.timeout(5):
-                while True:
-                    await node.publish("music", "{}")
-                    with contextlib.suppress(TimeoutError):
-                        if (await asyncio.wait_for(heard.get(), 0.2))[0] == "music":
-                            break
-        finally:
-            await node.stop()
-            await blocking.aclose()
+        async with asyncio.timeout(5):
+            await node.start()
+        await node.publish("lost", "{}")  # while the node cannot hear
+        proxy.black_hole = False
+        await _publish_until_heard(node, heard, "music")
