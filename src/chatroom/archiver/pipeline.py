@@ -175,6 +175,11 @@ class WritePipeline:
         if acking is not None:
             await acking
 
+    async def close(self) -> None:
+        """Give the writers' kept SQL connections back (the run ends; `finish` first)."""
+        for writer in self._writers:
+            await writer.close()
+
     async def _writer_free(self) -> None:
         """Wait until the batch in SQL has committed (its XACK may still be under way: it
         overlaps the next write) and the batch before it is acknowledged. A batch whose
