@@ -186,10 +186,11 @@ class WritePipeline:
     async def sweep_held(self, *, finishing: bool = False) -> None:
         """Look for held changes to apply in a transaction of its own, if one may be
         waiting (archiver/held_sweeps.py): when idle, at most every second; `finishing`
-        (a drain's end, the batches all written), now."""
+        (a drain's or a run's end, the batches all written), now. Not while SQL is down:
+        the next look applies them."""
         now = time.monotonic()
         due = self._sweeps.pending(now) if finishing else self._sweeps.sweep_due(now)
-        if due and self.writer_idle:
+        if due and self.writer_idle and not self._sql.down:
             await self._writers[0].sweep()
 
     async def close(self) -> None:

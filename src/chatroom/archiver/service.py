@@ -240,6 +240,7 @@ class Archiver:
     async def _close(self, run: _Run) -> None:
         with contextlib.suppress(Stopped):
             await run.pipeline.finish()
+        await run.pipeline.sweep_held(finishing=True)  # what the last batches may have left
         await run.pipeline.close()
         if not self._redis.down and not run.name_lost:
             with contextlib.suppress(*REDIS_DOWN, ResponseError):
