@@ -27,6 +27,7 @@ from test_archiver_support import (
     assert_exactly_once,
     create_room,
     dead_letter_rows,
+    wait_for,
 )
 
 
@@ -210,3 +211,59 @@ async def test_a_change_before_its_message_is_held_then_applied(engine: AsyncEng
             )
         ).all()
     assert [tuple(r) for r in logged] == [("delete", BOB.id, ALICE.id, str(other), "spam")]
+
+
+async def _hold_an_edit(engine: AsyncEngine, target: StreamId) -> None:
+    """An edit of `target` kept in SQL before its message: held, as when another
+    archiver archived the edit while the message was pending elsewhere."""
+    room_id = (await room_ids(engine))["lobby"]
+    edit = ChangeEvent("edit", "lobby", ALICE, target, "held-1", body="edited elsewhere")
+    async with engine.begin() as conn:
+        await apply_changes(conn, [ArchivedChange(room_id, target.next(), edit)])
+
+
+@pytest.mark.parametrize("schedule", ["drain", "continuous"])
+async def test_an_edit_held_by_another_archiver_is_applied_once_its_message_is_archived(
+    redis: Redis, engine: AsyncEngine, archivers: Archivers, schedule: str
+) -> None:
+    """A transaction of messages alone does not look for held changes each time: a look
+    of its own sweeps them up after it (when idle, at a drain's end)."""
+    traffic = Traffic(redis)
+    [message] = await traffic.send("lobby", 1)
+    await _hold_an_edit(engine, message)
+    archiver = archivers.new(consumer="c1")
+    if schedule == "drain":
+        await archiver.drain()
+    else:
+        archivers.start(archiver)
+
+    async def edited() -> bool:
+        state = await archived_state(engine, "lobby")
+        return state.get(message, ("",))[0] == "edited elsewhere"
+
+    await wait_for(edited, what="the held edit applied")
+    await traffic.close()
+
+
+async def test_batches_of_messages_alone_do_not_each_look_for_held_changes(
+    redis: Redis, engine: AsyncEngine, archivers: Archivers
+) -> None:
+    """The look is a query, and a round trip, of its transaction: batches of messages
+    alone look at most every other batch (every second), and a drain once at its end."""
+    looks: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "message_events" in statement and statement.lstrip().upper().startswith("SELECT"):
+            looks.append(statement)
+
+    traffic = Traffic(redis)
+    await traffic.send("lobby", 100)
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        await archivers.new(consumer="c1", archiver_batch_size=10).drain()
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+    await assert_exactly_once(redis, engine, traffic)
+    # 10 batches: at most every other one looks, and the drain's end once.
+    assert 1 <= len(looks) <= 6
+    await traffic.close()

@@ -46,11 +46,13 @@ from chatroom.archiver.batching import (
     triage,
 )
 from chatroom.archiver.failpoints import Failpoints
+from chatroom.archiver.held_sweeps import HeldSweeps
 from chatroom.archiver.partitions import Share, share_by_room
 from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped
 from chatroom.archiver.sql_writes import BatchWriter, Row, dead_letter
 from chatroom.archiver.upkeep import Progress
+from chatroom.domain.changes import DELETE, EDIT
 from chatroom.domain.events import MessageEvent, StreamEvent
 from chatroom.domain.stream_ids import StreamId
 from chatroom.store.archive_writes import ArchivedMessage, DeadLetter, archived_ids
@@ -63,6 +65,8 @@ T = TypeVar("T")
 
 # Entries triaged between two turns of the event loop (see `WritePipeline._triage`).
 TRIAGE_SLICE = 100
+# Turns of the event loop a committed batch leaves to the next one before its XACK.
+NEXT_FIRST_TURNS = 2
 
 
 def _room_of_row(row: Row) -> str:
@@ -131,8 +135,12 @@ class WritePipeline:
         writers: int = 1,
     ) -> None:
         self._engine = engine  # where room ids are looked up
-        # One per parallel SQL writer: a batch is shared among them by room.
-        self._writers = [BatchWriter(writes, sql, failpoints) for _ in range(max(1, writers))]
+        # One per parallel SQL writer: a batch is shared among them by room. When their
+        # transactions look for held changes is decided per batch, for all of them.
+        self._sweeps = HeldSweeps()
+        self._writers = [
+            BatchWriter(writes, sql, failpoints, self._sweeps) for _ in range(max(1, writers))
+        ]
         self._streams = streams
         self._redis_call = redis_call
         self._sql = sql
@@ -174,6 +182,21 @@ class WritePipeline:
         acking, self._acking = self._acking, None
         if acking is not None:
             await acking
+
+    async def sweep_held(self, *, finishing: bool = False) -> None:
+        """Look for held changes to apply in a transaction of its own, if one may be
+        waiting (archiver/held_sweeps.py): when idle, at most every second; `finishing`
+        (a drain's or a run's end, the batches all written), now. Not while SQL is down:
+        the next look applies them."""
+        now = time.monotonic()
+        due = self._sweeps.pending(now) if finishing else self._sweeps.sweep_due(now)
+        if due and self.writer_idle and not self._sql.down:
+            await self._writers[0].sweep()
+
+    async def close(self) -> None:
+        """Give the writers' kept SQL connections back (the run ends; `finish` first)."""
+        for writer in self._writers:
+            await writer.close()
 
     async def _writer_free(self) -> None:
         """Wait until the batch in SQL has committed (its XACK may still be under way: it
@@ -303,6 +326,12 @@ class WritePipeline:
             written.set()  # the next batch may be written while this one is acknowledged
         if prepared.entries:
             self._failpoints.reach("after_commit_before_ack")
+        if not prepared.suspects:
+            # The next batch's transaction first: two turns of the loop (the `submit`
+            # waiting for `written`, then the task it starts) send its first statement
+            # before this XACK is built, so that SQL does not wait for that CPU.
+            for _ in range(NEXT_FIRST_TURNS):
+                await asyncio.sleep(0)
         # On Stopped here the batch is committed but not acknowledged: the next run
         # archives it again, as a no-op.
         total = await self._acknowledge(
@@ -329,13 +358,17 @@ class WritePipeline:
         )
         if not shares:
             return []
+        holds_changes = any(
+            isinstance(row, ArchivedChange) and row.event.type in (EDIT, DELETE) for _, row in rows
+        )
+        look = self._sweeps.due(holds_changes=holds_changes, now=time.monotonic())
         if len(shares) == 1:
-            return await self._writers[0].write(shares[0].rows, shares[0].letters)
+            return await self._writers[0].write(shares[0].rows, shares[0].letters, None, look)
         open_writers = len(shares)
 
         async def write(writer: BatchWriter, share: Share[Row, DeadLetter]) -> list[DeadLetter]:
             nonlocal open_writers
-            added = await writer.write(share.rows, share.letters, share.held)
+            added = await writer.write(share.rows, share.letters, share.held, look)
             open_writers -= 1
             if open_writers:
                 # Committed, while another writer's transaction of the batch is not.

@@ -112,12 +112,15 @@ return 0
 # Acknowledge entries one by one and return the positions (1-based) of those that were
 # no longer pending: another consumer claimed and acknowledged them first. An entry counts
 # as archived by exactly one archiver, the one that acknowledged it; the reply is almost
-# always empty, so it costs nothing to read.
+# always empty, so it costs nothing to read. The ids come as one argument, separated by
+# spaces: packed by the client as a thousand arguments, they cost the archiver 2 us each
+# (a sixth of its CPU per row), as one, a fifth of that.
 # KEYS: stream. ARGV: group, ids. XACK is allowed at maxmemory.
 _ACK_EACH = """
-local taken = {}
-for i = 2, #ARGV do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 0 then taken[#taken + 1] = i - 1 end
+local taken, position = {}, 0
+for id in string.gmatch(ARGV[2], '%S+') do
+  position = position + 1
+  if redis.call('XACK', KEYS[1], ARGV[1], id) == 0 then taken[#taken + 1] = position end
 end
 return taken
 """
@@ -287,7 +290,7 @@ class GroupStreams:
         async with self._redis.pipeline(transaction=False) as pipe:
             for room, ids in rooms:
                 keys = [redis_keys.room_stream(room)]
-                await self._ack_each(keys=keys, args=[GROUP, *map(str, ids)], client=pipe)
+                await self._ack_each(keys=keys, args=[GROUP, " ".join(map(str, ids))], client=pipe)
             replies = await pipe.execute()
         return {
             (room, ids[int(position) - 1])

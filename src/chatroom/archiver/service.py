@@ -240,6 +240,8 @@ class Archiver:
     async def _close(self, run: _Run) -> None:
         with contextlib.suppress(Stopped):
             await run.pipeline.finish()
+        await run.pipeline.sweep_held(finishing=True)  # what the last batches may have left
+        await run.pipeline.close()
         if not self._redis.down and not run.name_lost:
             with contextlib.suppress(*REDIS_DOWN, ResponseError):
                 await run.upkeep.leave()
@@ -343,6 +345,7 @@ class Archiver:
                 if min(entry.id.ms for entry in got) > started_ms:
                     break
             await pipeline.finish()
+            await pipeline.sweep_held(finishing=True)  # the held changes it may have left
             with contextlib.suppress(*REDIS_DOWN, ResponseError):
                 await run.upkeep.trim_and_report()
         except Stopped:
@@ -353,10 +356,12 @@ class Archiver:
 
     async def _between_batches(self, run: _Run) -> None:
         """On the read path, when no batch is being gathered: new rooms (cheap), stale
-        claims (every half claim time)."""
+        claims (every half claim time), held changes to apply (at most every second, and
+        only if some may wait: archiver/held_sweeps.py)."""
         await run.reader.refresh_rooms()
         if self._claims.due():
             await self._claim_stale(run)
+        await run.pipeline.sweep_held()
 
     async def _submit_own_pending(self, run: _Run) -> None:
         await run.pipeline.finish()  # its entries are pending too: let it ack them first

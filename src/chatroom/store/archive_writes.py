@@ -82,6 +82,14 @@ def create_writes_engine(url: str, *, pool_size: int = 2) -> AsyncEngine:
 MessageValues = tuple[int, int, int, int, str, str, datetime, str | None]
 
 
+@lru_cache(maxsize=1024)
+def _moment(ms: int) -> datetime:
+    """A stream id's time as the DATETIME column stores it. Cached: a busy room's
+    messages share their millisecond by the dozen, and making one costs the archiver
+    about 1 us a row (a fifth of that from the cache)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
 @dataclass(slots=True)  # not frozen: a frozen init costs more, and archivers make many
 class ArchivedMessage:
     """A message row to archive. Never changed once made: its values are kept once
@@ -100,7 +108,7 @@ class ArchivedMessage:
         if self._values is not None:
             return self._values
         ms = self.id.ms
-        created_at = EPOCH + timedelta(milliseconds=ms)
+        created_at = _moment(ms)
         reply_to = None if self.reply_to is None else str(self.reply_to)
         self._values = (
             self.room_id,

@@ -13,7 +13,8 @@ changes nothing:
 
 An edit or delete whose message is not archived yet (it is pending in the stream, held
 by another archiver, or a suspect tried alone later) stays in `message_events` with
-`applied` false; every batch then applies the held changes whose message has arrived.
+`applied` false; a later look (`apply_held`, when archiver/held_sweeps.py says) applies
+the held changes whose message has arrived.
 Reactions need no message row: they are applied at once.
 """
 
@@ -155,11 +156,13 @@ async def apply_changes(
     *,
     held_in: Collection[int] | None = None,
     held_not_in: Collection[int] = (),
-) -> None:
-    """Keep the batch's changes, apply its reactions, then apply every held edit and
-    delete whose message is archived (this batch's included), in stream order: of every
-    room, or only of the rooms `held_in` when given, and never of the rooms `held_not_in`
-    (a batch shared among parallel writers: archiver/partitions.py)."""
+    look: bool = True,
+) -> list[tuple[int, StreamId]]:
+    """Keep the batch's changes, apply its reactions, then (with `look`) apply every held
+    edit and delete whose message is archived (this batch's included), in stream order:
+    of every room, or only of the rooms `held_in` when given, and never of the rooms
+    `held_not_in` (a batch shared among parallel writers: archiver/partitions.py).
+    Returns the held changes applied, by room id and stream id (see `apply_held`)."""
     dialect = conn.dialect.name
     if changes:
         await conn.execute(_insert_events(dialect), [c.row() for c in changes])
@@ -181,7 +184,9 @@ async def apply_changes(
                     for c in reacting
                 ],
             )
-    await apply_held(conn, held_in=held_in, held_not_in=held_not_in)
+    if not look:
+        return []
+    return await apply_held(conn, held_in=held_in, held_not_in=held_not_in)
 
 
 async def apply_held(
@@ -189,13 +194,14 @@ async def apply_held(
     *,
     held_in: Collection[int] | None = None,
     held_not_in: Collection[int] = (),
-) -> int:
+) -> list[tuple[int, StreamId]]:
     """Apply the held edits and deletes whose message is archived now, in stream order,
     and mark them applied (of the rooms in `held_in` if given, not in `held_not_in`);
-    returns how many."""
+    returns them by room id and stream id, at most HELD_PER_BATCH (then more may be
+    ready)."""
     e, m = message_events, messages
     if held_in is not None and not held_in:
-        return 0
+        return []
     where = [e.c.applied == sa.false()]
     if held_in is not None:
         where.append(e.c.room_id.in_(sorted(held_in)))
@@ -262,4 +268,4 @@ async def apply_held(
         await conn.execute(
             e.update().where(e.c.id.in_([row.id for row in rows])).values(applied=True)
         )
-    return len(rows)
+    return [(row.room_id, StreamId(row.stream_ms, row.stream_seq)) for row in rows]
