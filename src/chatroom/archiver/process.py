@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import Callable
 
+import uvloop
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,7 +37,9 @@ def run_archiver(settings: Settings, backends: Backends, *, once: bool) -> int:
     except UnknownFailpoint as exc:
         log.error("%s", exc)
         return 2
-    return asyncio.run(_archive(settings, backends, failpoints, once=once))
+    # On uvloop, as the app nodes (uvicorn's loop="uvloop"): the stdlib loop's selector,
+    # transports and timers in Python were a tenth of the archiver's CPU per row.
+    return uvloop.run(_archive(settings, backends, failpoints, once=once))
 
 
 async def _archive(
