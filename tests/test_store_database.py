@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
 
 from chatroom.outages import SQL_DOWN
+from chatroom.store.archive_writes import answers_on_a_fresh_connection
 from chatroom.store.database import create_engine
 
 
@@ -32,5 +34,23 @@ async def test_a_server_dropping_the_socket_while_asyncmy_sets_it_up_is_sql_down
                 await conn.execute(sa.text("SELECT 1"))
         assert isinstance(caught.value, sa.exc.OperationalError)
         assert "Lost connection" in str(caught.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_drop_while_connecting_makes_the_archivers_probe_say_sql_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The archiver's outage probe (a fresh connection of its own) met the same drop on
+    uvloop: the RuntimeError escaped it and the archiver exited (a chaos campaign, SQL
+    unreachable). It must answer "not reachable", like any other failed connect."""
+
+    def dropped(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("Transport does not expose socket instance")
+
+    monkeypatch.setattr(MySQLDialect_asyncmy, "connect", dropped)
+    engine = create_engine("mysql+asyncmy://root@127.0.0.1:1/nowhere")
+    try:
+        assert await answers_on_a_fresh_connection(engine, timeout_s=5) is False
     finally:
         await engine.dispose()

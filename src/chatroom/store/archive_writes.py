@@ -30,11 +30,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatroom.domain.stream_ids import StreamId
-from chatroom.store.database import counts_changed_rows, create_engine
+from chatroom.store.database import counts_changed_rows, create_engine, create_probe_engine
 from chatroom.store.tables import dead_letters, messages
 
 EPOCH = datetime(1970, 1, 1)  # naive UTC, as the DATETIME columns store it
@@ -216,7 +215,7 @@ def chunk_bounds(sizes: Sequence[int], *, max_rows: int, max_bytes: int) -> list
 async def answers_on_a_fresh_connection(engine: AsyncEngine, timeout_s: float = 10.0) -> bool:
     """Whether SQL answers a trivial query on a new connection (none of the pool's, which
     may be the broken one): tells a refused statement from an outage."""
-    probe = create_async_engine(engine.url, poolclass=NullPool)
+    probe = create_probe_engine(engine.url)
     try:
         async with asyncio.timeout(timeout_s), probe.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))

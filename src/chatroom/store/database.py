@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 # Strict mode: a value that does not fit is an error, never a silent truncation.
 MYSQL_SQL_MODE = (
@@ -59,6 +60,14 @@ def create_engine(
         sa.event.listen(engine.sync_engine, "do_connect", _without_found_rows)
         engine = engine.execution_options(**{CHANGED_ROWS: True})
     # Last: it makes the connection, with the parameters the listeners above adjusted.
+    sa.event.listen(engine.sync_engine, "do_connect", connect_or_unreachable)
+    return engine
+
+
+def create_probe_engine(url: URL) -> AsyncEngine:
+    """An engine of fresh connections only (no pool), to ask whether SQL answers at all;
+    a drop while connecting is SQL down there too (`connect_or_unreachable`)."""
+    engine = create_async_engine(url, poolclass=NullPool)
     sa.event.listen(engine.sync_engine, "do_connect", connect_or_unreachable)
     return engine
 
