@@ -638,3 +638,38 @@ async def test_a_client_that_answers_no_ping_is_closed_with_1011_when_its_pong_i
     )
     assert asyncio.get_running_loop().time() - started < 5
     socket.writer.close()
+
+
+async def test_a_private_room_subscribed_while_the_heartbeat_asks_sql_is_not_ended_by_it(
+    chat_app: StartApp,
+    signed_up: SignUp,
+    chat_socket: OpenSocket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The heartbeat asked SQL about the subscriptions it saw, then judged every one the
+    # socket had by then: one made meanwhile was ended as "no longer a member" (CI, once).
+    asked, answer = asyncio.Event(), asyncio.Event()
+    memberships = directory_module.RoomDirectory.memberships
+
+    async def slow(self: Any, pairs: Any) -> set[tuple[int, int]]:
+        found = await memberships(self, pairs)
+        asked.set()
+        await answer.wait()
+        return found
+
+    monkeypatch.setattr(directory_module.RoomDirectory, "memberships", slow)
+    node = await chat_app(settings={"presence_expiry_s": "2"})  # a heartbeat every 0.5 s
+    owner = await signed_up(node, "owner")
+    for slug in ("den", "attic"):
+        made = await owner.post("/api/rooms", json={"slug": slug, "title": slug, "private": True})
+        assert made.status_code == 201, made.text
+    socket = await chat_socket(node, owner)
+    await socket.subscribe("den")
+    await asyncio.wait_for(asked.wait(), 5)  # the heartbeat's query is under way ...
+    await socket.subscribe("attic")  # ... when this subscription is made
+    answer.set()
+    await asyncio.sleep(1.5)  # that beat ends, and two more
+    for slug in ("den", "attic"):
+        await socket.send({"type": "send", "room": slug, "body": slug, "client_id": slug})
+        assert (await socket.next("ack"))["client_id"] == slug
+    assert not [f for f in socket.pending if f["type"] in ("error", "unsubscribed")]

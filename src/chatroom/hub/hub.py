@@ -401,9 +401,11 @@ class Hub:
                 await self.signals.publish(slug, frames.presence(slug, user, "leave"))
         sign_ins = {s.sign_in for s in sessions if s.sign_in is not None}
         valid = set(await self.valid_sign_ins(sign_ins)) if sign_ins else set()
-        members: set[tuple[int, int]] | None = None
+        lost: set[tuple[int, int]] | None = None
         if self._membership_check is not None:
-            pairs = {pair for s in sessions for pair in s.private_memberships()}
-            members = set(await self._membership_check(pairs)) if pairs else set()
+            # What was asked minus what is there: a subscription made while the query ran
+            # was not asked about (its subscribe checked it), and is not judged by it.
+            asked = {pair for s in sessions for pair in s.private_memberships()}
+            lost = asked - set(await self._membership_check(asked)) if asked else set()
         for session in sessions:
-            await session.recheck(valid, members)
+            await session.recheck(valid, lost)

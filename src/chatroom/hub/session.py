@@ -383,12 +383,12 @@ class Session:
     async def recheck(
         self,
         valid_sign_ins: Collection[Hashable],
-        members: Collection[tuple[int, int]] | None = None,
+        lost_memberships: Collection[tuple[int, int]] | None = None,
     ) -> None:
         """The heartbeat's check: a socket whose session ended closes (SIGNED_OUT), and a
-        private room the user may no longer use ends its subscription. `members`: the
-        memberships the heartbeat found for all sockets' private rooms (None: ask the
-        room access for each)."""
+        private room the user may no longer use ends its subscription. `lost_memberships`:
+        the (room id, user id) pairs of private-room subscriptions the heartbeat asked
+        about and found gone (None: ask the room access for each subscription)."""
         if not await self.recheck_sign_in(valid_sign_ins):
             return
         user_id = self.connection.user.id
@@ -396,8 +396,8 @@ class Session:
             room = subscription.room
             if not room.private:
                 continue
-            if members is not None:
-                allowed = (room.id, user_id) in members
+            if lost_memberships is not None:
+                allowed = (room.id, user_id) not in lost_memberships
             else:
                 allowed = await self._allowed_room(room.slug, fresh=True) is not None
             if not allowed:
