@@ -39,6 +39,11 @@ def _plausible(secret: str) -> bool:
     return secret.startswith(SECRET_PREFIX) and len(secret) <= 100
 
 
+def _stale(last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether a token's last_used_at is to be written again (`_LAST_USED_RESOLUTION`)."""
+    return last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION
+
+
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
@@ -138,7 +143,7 @@ class ApiTokens:
                 rows = (await conn.execute(query)).all()
             for row in rows:
                 found.add(by_digest[row.secret_hash])
-                if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
+                if _stale(row.last_used_at, now):
                     stale.append(int(row.id))
         for start in range(0, len(stale), BULK_CHUNK):
             async with self._engine.begin() as conn:
@@ -170,7 +175,7 @@ class ApiTokens:
         if row is None:
             return None
         now = now_utc()
-        if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
+        if _stale(row.last_used_at, now):
             async with self._engine.begin() as conn:
                 await conn.execute(
                     api_tokens.update()

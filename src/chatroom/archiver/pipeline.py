@@ -52,7 +52,6 @@ from chatroom.archiver.redis_streams import GroupStreams
 from chatroom.archiver.retries import Dependency, Stopped
 from chatroom.archiver.sql_writes import BatchWriter, Row, dead_letter
 from chatroom.archiver.upkeep import Progress
-from chatroom.domain.changes import DELETE, EDIT
 from chatroom.domain.events import MessageEvent, StreamEvent
 from chatroom.domain.stream_ids import StreamId
 from chatroom.store.archive_writes import ArchivedMessage, DeadLetter, archived_ids
@@ -359,7 +358,7 @@ class WritePipeline:
         if not shares:
             return []
         holds_changes = any(
-            isinstance(row, ArchivedChange) and row.event.type in (EDIT, DELETE) for _, row in rows
+            isinstance(row, ArchivedChange) and row.waits_for_its_message for _, row in rows
         )
         look = self._sweeps.due(holds_changes=holds_changes, now=time.monotonic())
         if len(shares) == 1:

@@ -42,7 +42,6 @@ from chatroom.archiver.failpoints import Failpoints
 from chatroom.archiver.held_sweeps import ChangeKey, HeldSweeps
 from chatroom.archiver.partitions import HeldScope
 from chatroom.archiver.retries import Dependency, Stopped, pause
-from chatroom.domain.changes import DELETE, EDIT
 from chatroom.outages import SQL_REJECTED, Backoff, first_line
 from chatroom.store.archive_writes import (
     ArchivedMessage,
@@ -306,7 +305,7 @@ class BatchWriter:
                 applied = await apply_changes(conn, changes, held_not_in=held.rooms, look=look)
             self._failpoints.reach("after_insert_before_commit")
         if look:
-            holdable = [(c.room_id, c.id) for c in changes if c.event.type in (EDIT, DELETE)]
+            holdable = [(c.room_id, c.id) for c in changes if c.waits_for_its_message]
             self._looked(holdable, applied)
         else:
             self._sweeps.skipped(messages=bool(message_rows))

@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -34,9 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatroom.domain.stream_ids import StreamId
 from chatroom.store.database import counts_changed_rows, create_engine, create_probe_engine
-from chatroom.store.tables import dead_letters, messages
+from chatroom.store.tables import dead_letters, messages, stored_moment
 
-EPOCH = datetime(1970, 1, 1)  # naive UTC, as the DATETIME columns store it
 # Per-row bytes of a statement besides the body and client id: numbers, quotes, commas.
 ROW_OVERHEAD_BYTES = 160
 # SQLite has no packet limit; this only keeps its statements reasonable.
@@ -81,14 +80,6 @@ def create_writes_engine(url: str, *, pool_size: int = 2) -> AsyncEngine:
 MessageValues = tuple[int, int, int, int, str, str, datetime, str | None]
 
 
-@lru_cache(maxsize=1024)
-def _moment(ms: int) -> datetime:
-    """A stream id's time as the DATETIME column stores it. Cached: a busy room's
-    messages share their millisecond by the dozen, and making one costs the archiver
-    about 1 us a row (a fifth of that from the cache)."""
-    return EPOCH + timedelta(milliseconds=ms)
-
-
 @dataclass(slots=True)  # not frozen: a frozen init costs more, and archivers make many
 class ArchivedMessage:
     """A message row to archive. Never changed once made: its values are kept once
@@ -107,7 +98,7 @@ class ArchivedMessage:
         if self._values is not None:
             return self._values
         ms = self.id.ms
-        created_at = _moment(ms)
+        created_at = stored_moment(ms)
         reply_to = None if self.reply_to is None else str(self.reply_to)
         self._values = (
             self.room_id,

