@@ -87,13 +87,23 @@ def test_body_rules() -> None:
 
 
 def test_names_refuse_a_trailing_newline() -> None:
-    from chatroom.domain.rules import CLIENT_ID, check_slug, check_username
+    from chatroom.domain.rules import check_slug, check_username, is_client_id
 
     for check, good in [(check_username, "alice"), (check_slug, "lobby")]:
         assert check(good) == good
         with pytest.raises(RuleError):
             check(good + "\n")
-    assert CLIENT_ID.match("c1") and not CLIENT_ID.match("c1\n")
+    assert is_client_id("c1") and not is_client_id("c1\n")
+
+
+def test_a_client_id_is_1_to_64_characters_from_bang_to_tilde() -> None:
+    from chatroom.domain.rules import CLIENT_ID_MAX, is_client_id
+
+    assert is_client_id("!") and is_client_id("~" * CLIENT_ID_MAX)
+    for bad in ["", "a" * (CLIENT_ID_MAX + 1), "a b", "a\tb", "a\x7f", "é", "a\u00a0"]:
+        assert not is_client_id(bad), repr(bad)
+    every = [chr(c) for c in range(0x200)]
+    assert [c for c in every if is_client_id(c)] == [chr(c) for c in range(0x21, 0x7F)]
 
 
 DEEP = 100_000

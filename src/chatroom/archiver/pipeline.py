@@ -215,7 +215,8 @@ class WritePipeline:
 
     async def _known_rooms(self, entries: Iterable[Delivery]) -> None:
         """Reload room ids when an entry names a room not known yet."""
-        if any(e.room not in self._room_ids for e in entries if not e.deleted):
+        named = {e.room for e in entries if e.fields}  # `deleted` entries name no room
+        if not named.issubset(self._room_ids.keys()):
             found = await self._sql.call(partial(room_ids, self._engine))
             self._labels.public = await self._sql.call(partial(public_rooms, self._engine))
             self._room_ids.clear()
@@ -257,19 +258,24 @@ class WritePipeline:
         rows' SQL values are made here, off the transaction's path (a slice at a time,
         as in `_triage`)."""
         rows: list[Row] = []
-        batch_messages: set[tuple[str, StreamId]] = set()
+        holds_changes = False
         for index, (entry, room_id, event) in enumerate(found):
             if index and not index % TRIAGE_SLICE:
                 await asyncio.sleep(0)
             if isinstance(event, MessageEvent):
-                batch_messages.add((entry.room, entry.id))
                 message = ArchivedMessage(
                     room_id, entry.id, event.author.id, event.client_id, event.body, event.reply_to
                 )
                 message.values()  # made now and kept: the transaction only sends them
                 rows.append((entry, message))
             else:
+                holds_changes = True
                 rows.append((entry, ArchivedChange(room_id, entry.id, event)))
+        if not holds_changes:
+            return rows, []
+        batch_messages = {
+            (entry.room, entry.id) for entry, row in rows if isinstance(row, ArchivedMessage)
+        }
         wanted = {
             (entry.room, change.event.target)
             for entry, change in rows

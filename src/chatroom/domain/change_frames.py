@@ -10,11 +10,11 @@ from typing import Any
 from chatroom.domain.changes import DELETE, EDIT
 from chatroom.domain.frame_errors import ErrorCode, FrameError
 from chatroom.domain.rules import (
-    CLIENT_ID,
     CLIENT_ID_RULE,
     DELETE_REASON_MAX,
     RuleError,
     clean_body,
+    is_client_id,
     is_emoji,
     is_room_name,
 )
@@ -57,7 +57,7 @@ def client_id_field(obj: dict[str, Any], kind: str) -> str:
     client_id = obj.get("client_id")
     if client_id is None:
         raise FrameError(ErrorCode.MISSING_FIELD, f"{_A[kind]} needs a client_id")
-    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+    if not isinstance(client_id, str) or not is_client_id(client_id):
         raise FrameError(ErrorCode.INVALID_CLIENT_ID, f"client_id must be {CLIENT_ID_RULE}")
     return client_id
 
