@@ -6,7 +6,7 @@ shared one: its maxmemory is set just above what it uses, then filled.
 Under maxmemory, Redis 7.0 and Valkey 9 refuse (OOM) XGROUP CREATE (even of a group that
 exists), XGROUP CREATECONSUMER, SET, HINCRBY, INCRBY and XADD; they allow XREADGROUP (a
 new consumer included), XPENDING, XAUTOCLAIM, XCLAIM, XACK, XTRIM, XGROUP DELCONSUMER,
-PEXPIRE, DEL, HDEL, TIME, and scripts calling only those.
+PEXPIRE, DEL, HDEL, TIME, and scripts calling only those; nothing queued in a MULTI.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatroom import redis_keys
 from chatroom.archiver.redis_streams import GroupStreams
+from chatroom.domain.stream_ids import ZERO
 from chatroom.embedded import _binary as valkey_binary
 from chatroom.loopback_ports import free_port
 from chatroom.redis_client import connect
+from chatroom.streams.snapshots import StreamSnapshots
 from conftest import Backend
 from test_archiver_support import (
     Archivers,
@@ -159,3 +161,25 @@ async def test_heartbeats_and_groups_under_maxmemory(own_redis: str, full_redis:
     await asyncio.sleep(0.05)
     assert await streams.remove_gone_consumers("lobby", idle_ms=1) == []
     await traffic.close()
+
+
+async def test_history_snapshots_are_read_while_redis_is_full(full_redis: Redis) -> None:
+    redis = full_redis
+    traffic = Traffic(redis)
+    first_two = await traffic.send("lobby", 2)
+    taken = await _fill(redis, traffic, "lobby")
+    snapshots = StreamSnapshots(redis)
+    # Before: one MULTI/EXEC, and Redis at maxmemory refuses every command queued in a
+    # MULTI, reads included: history pages answered 503 while sends were refused.
+    newest = await snapshots.read_range("lobby", after=None, before=None, count=5)
+    ids = [entry_id for entry_id, _ in newest.entries]
+    assert len(ids) == 5 and ids == sorted(ids, reverse=True)
+    assert newest.horizon == ids[0] and not newest.exhausted
+    oldest = await snapshots.read_range("lobby", after=ZERO, before=None, count=2)
+    assert [entry_id for entry_id, _ in oldest.entries] == first_two
+    assert newest.first_id == first_two[0]
+    assert oldest.entries[0][1][b"event"].startswith(b"{")
+    older = await snapshots.read_range("lobby", after=None, before=ids[-1], count=taken + 10)
+    assert len(older.entries) == taken + 2 - 5 and older.exhausted
+    missing = await snapshots.read_range("nowhere", after=None, before=None, count=5)
+    assert missing.entries == [] and missing.first_id is None and missing.exhausted

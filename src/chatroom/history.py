@@ -33,7 +33,7 @@ from chatroom.domain.stream_ids import ZERO, StreamId
 from chatroom.store.history_pages import ArchivedPages
 from chatroom.streams.entries import Entry
 from chatroom.streams.epochs import Standing, StreamEpochs
-from chatroom.streams.snapshots import StreamSnapshot, entry, holds, read_range
+from chatroom.streams.snapshots import StreamSnapshot, StreamSnapshots, entry, holds
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ def _archived_before(snap: StreamSnapshot, bound: StreamId | None) -> list[Span]
 class History:
     def __init__(self, redis: Redis, archive: ArchivedPages) -> None:
         self._redis = redis
+        self._snapshots = StreamSnapshots(redis)
         self._archive = archive
         self.epochs = StreamEpochs(redis, archive.newest_id)
 
@@ -235,14 +236,14 @@ class History:
     ) -> StreamSnapshot:
         """A snapshot of the stream, in an epoch: a room without one (new, or its keys
         lost with Redis) begins one first, so that the snapshot says what SQL alone holds."""
-        snap = await read_range(self._redis, slug, after=after, before=before, count=count)
+        snap = await self._snapshots.read_range(slug, after=after, before=before, count=count)
         if snap.epoch is None:
             try:
                 await self.epochs.begin(slug, seen=None)
             except ResponseError as exc:  # Redis full (OOM): read as the stream stands
                 log.warning("room %s: cannot begin its epoch (%s)", slug, exc)
                 return snap
-            snap = await read_range(self._redis, slug, after=after, before=before, count=count)
+            snap = await self._snapshots.read_range(slug, after=after, before=before, count=count)
         return snap
 
     async def position(self, slug: str) -> Standing:

@@ -1,6 +1,6 @@
 """Reads of a room stream for the history merge.
 
-One MULTI/EXEC returns a range of entries together with the stream's first entry, last
+One script returns a range of entries together with the stream's first entry, last
 generated id and epoch at that same instant: what the merge needs to know which part of
 the history the stream held, and so which part only SQL can hold (below the first entry,
 and what an earlier epoch archived before Redis lost it: streams/epochs.py). One single
@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
-from chatroom.redis_cluster import is_cluster, master_of
-from chatroom.streams.entries import Entry, parse_entries
+from chatroom.streams.entries import Entry, entry_id, fields_of, parse_entries
 from chatroom.streams.epochs import Epoch
 
 
@@ -50,58 +48,75 @@ def _time_ms(reply: Any) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def read_range(
-    redis: Redis, room: str, *, after: StreamId | None, before: StreamId | None, count: int
-) -> StreamSnapshot:
-    """Entries after `after` ascending, or (with `after=None`) before `before` descending."""
-    key = redis_keys.room_stream(room)
-    cluster = is_cluster(redis)
-    # A cluster's MULTI takes keyed commands of one slot only: the room's master's clock
-    # is read just before it instead (earlier, so still a lower bound for new ids).
-    clock = None
-    if cluster:
-        clock = await redis.execute_command(  # type: ignore[no-untyped-call]
-            "TIME", target_nodes=await master_of(redis, key)
-        )
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.xinfo_stream(key)
+# KEYS: stream, epoch. ARGV: 'after' or 'before', the bound ('': the stream's end), count.
+# Returns {0, time, epoch} when the stream does not exist, else {1, time, epoch, last
+# generated id, first entry's id (nil: empty), entries}. A script, not MULTI/EXEC: as
+# atomic, on a cluster too (TIME runs on the room's master), and Redis at maxmemory
+# refuses every command queued in a MULTI, reads included, but runs a script's reads:
+# history must be readable while sends are refused for want of memory.
+_SNAPSHOT = """
+local epoch = redis.call('HMGET', KEYS[2], 'id', 'kept', 'archived', 'floor')
+local now = redis.call('TIME')
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, now, epoch} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local last, first = nil, false
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+  if info[i] == 'first-entry' and info[i + 1] then first = info[i + 1][1] end
+end
+local entries
+if ARGV[1] == 'after' then
+  entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
+elseif ARGV[2] == '' then
+  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
+else
+  entries = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[2], '-', 'COUNT', ARGV[3])
+end
+return {1, now, epoch, last, first, entries}
+"""
+
+
+class StreamSnapshots:
+    """Snapshots of the room streams for the history merge (see the module docstring)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._snapshot = redis.register_script(_SNAPSHOT)
+
+    async def read_range(
+        self, room: str, *, after: StreamId | None, before: StreamId | None, count: int
+    ) -> StreamSnapshot:
+        """Entries after `after` ascending, or (with `after=None`) before `before`
+        descending."""
+        key = redis_keys.room_stream(room)
+        args: list[str | int]
         if after is not None:
-            pipe.xrange(key, min=f"({after}", max="+", count=count)
+            args = ["after", str(after), count]
         else:
-            pipe.xrevrange(key, max=f"({before}" if before else "+", min="-", count=count)
-        if not cluster:
-            pipe.time()
-        pipe.hmget(redis_keys.room_epoch(room), ["id", "kept", "archived", "floor"])
-        replies = await pipe.execute(raise_on_error=False)
-    if cluster:
-        replies.insert(2, clock)
-    info, entries, now, epoch_reply = replies
-    for reply in (entries, now, epoch_reply):
-        if isinstance(reply, Exception):
-            raise reply
-    epoch = Epoch.from_reply(epoch_reply)
-    if isinstance(info, ResponseError):  # no such key: the stream never existed (or was lost)
-        # Any entry appended later gets an id at or after this moment.
-        horizon = StreamId(_time_ms(now), 0).previous()
-        return StreamSnapshot([], True, None, horizon, epoch)
-    if isinstance(info, Exception):
-        raise info
-    first = info.get("first-entry")
-    parsed = parse_entries(entries)
-    first_new = None
-    if epoch is not None and epoch.archived_only() is not None:
-        # Not in the MULTI (it needs the epoch): an entry trimmed meanwhile makes the
-        # range only wider, and the merge reads each id once.
-        above = await redis.xrange(key, min=f"({epoch.kept}", max="+", count=1)
-        first_new = parse_entries(above)[0][0] if above else None
-    return StreamSnapshot(
-        entries=parsed,
-        exhausted=len(parsed) < count,
-        first_id=StreamId.parse(first[0]) if first else None,
-        horizon=StreamId.parse(info["last-generated-id"]),
-        epoch=epoch,
-        first_new=first_new,
-    )
+            args = ["before", "" if before is None else str(before), count]
+        reply: Any = await self._snapshot(keys=[key, redis_keys.room_epoch(room)], args=args)
+        exists, now, epoch_reply = reply[:3]
+        epoch = Epoch.from_reply(epoch_reply)
+        if not exists:  # the stream never existed (or was lost)
+            # Any entry appended later gets an id at or after this moment.
+            horizon = StreamId(_time_ms(now), 0).previous()
+            return StreamSnapshot([], True, None, horizon, epoch)
+        last, first, raw = reply[3:6]
+        parsed = [(entry_id(raw_id), fields_of(flat)) for raw_id, flat in raw]
+        first_new = None
+        if epoch is not None and epoch.archived_only() is not None:
+            # Not in the script (it needs the epoch): an entry trimmed meanwhile makes
+            # the range only wider, and the merge reads each id once.
+            above = await self._redis.xrange(key, min=f"({epoch.kept}", max="+", count=1)
+            first_new = parse_entries(above)[0][0] if above else None
+        return StreamSnapshot(
+            entries=parsed,
+            exhausted=len(parsed) < count,
+            first_id=None if first is None else entry_id(first),
+            horizon=entry_id(last),
+            epoch=epoch,
+            first_new=first_new,
+        )
 
 
 async def entry(redis: Redis, room: str, entry_id: StreamId) -> dict[bytes, bytes] | None:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLPoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -126,4 +127,7 @@ def install_error_handlers(app: FastAPI, client_page: ClientPage) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RedisError, unavailable)
     app.add_exception_handler(DBAPIError, unavailable)
+    # Every pooled SQL connection busy past the pool's wait (a reload storm): an answer
+    # to try again, not a 500 with a stack trace.
+    app.add_exception_handler(SQLPoolTimeout, unavailable)
     app.add_exception_handler(Exception, unexpected)
