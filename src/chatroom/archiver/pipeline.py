@@ -215,7 +215,7 @@ class WritePipeline:
 
     async def _known_rooms(self, entries: Iterable[Delivery]) -> None:
         """Reload room ids when an entry names a room not known yet."""
-        named = {e.room for e in entries if e.fields}  # `deleted` entries name no room
+        named = {e.room for e in entries if not e.deleted}
         if not named.issubset(self._room_ids.keys()):
             found = await self._sql.call(partial(room_ids, self._engine))
             self._labels.public = await self._sql.call(partial(public_rooms, self._engine))

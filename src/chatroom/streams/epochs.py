@@ -45,9 +45,21 @@ log = logging.getLogger(__name__)
 # The newest archived message id of a room, by slug (SQL); 0-0 when there is none.
 NewestArchived = Callable[[str], Awaitable[StreamId]]
 
+# XINFO STREAM in Lua, as a table by field name (streams/snapshots.py uses it too).
+LUA_STREAM_INFO = """
+local function stream_info(key)
+  local info = redis.call('XINFO', 'STREAM', key)
+  local found = {}
+  for i = 1, #info, 2 do found[info[i]] = info[i + 1] end
+  return found
+end
+"""
+
 # Ids compared in Lua: the ms part as a number (below 2^53), the seq part as text by
 # length then bytes (seq parts reach 2^63, past a double's precision).
-_LUA_IDS = """
+_LUA_IDS = (
+    LUA_STREAM_INFO
+    + """
 local function split(id)
   local dash = string.find(id, '-', 1, true)
   return tonumber(string.sub(id, 1, dash - 1)), string.sub(id, dash + 1)
@@ -63,12 +75,6 @@ local function newest(a, b)
   if less(a, b) then return b end
   return a
 end
-local function stream_info(key)
-  local info = redis.call('XINFO', 'STREAM', key)
-  local found = {}
-  for i = 1, #info, 2 do found[info[i]] = info[i + 1] end
-  return found
-end
 -- Raise the stream's last id to `floor`, creating the stream (empty) if it is missing.
 local function raise(key, floor, exists, last, tag)
   if not less(last, floor) then return end
@@ -79,6 +85,7 @@ local function raise(key, floor, exists, last, tag)
   end
 end
 """
+)
 
 # KEYS: stream, epoch. ARGV: an id to count the stream's entries after ('': no count), the
 # count's cap. Returns {exists, last generated id, entries added, length, first entry id,

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from chatroom import redis_keys
 from chatroom.domain.stream_ids import StreamId
 from chatroom.streams.entries import Entry, entry_id, fields_of, parse_entries
-from chatroom.streams.epochs import Epoch
+from chatroom.streams.epochs import LUA_STREAM_INFO, Epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +54,14 @@ def _time_ms(reply: Any) -> int:
 # atomic, on a cluster too (TIME runs on the room's master), and Redis at maxmemory
 # refuses every command queued in a MULTI, reads included, but runs a script's reads:
 # history must be readable while sends are refused for want of memory.
-_SNAPSHOT = """
+_SNAPSHOT = (
+    LUA_STREAM_INFO
+    + """
 local epoch = redis.call('HMGET', KEYS[2], 'id', 'kept', 'archived', 'floor')
 local now = redis.call('TIME')
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, now, epoch} end
-local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local last, first = nil, false
-for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then last = info[i + 1] end
-  if info[i] == 'first-entry' and info[i + 1] then first = info[i + 1][1] end
-end
+local info = stream_info(KEYS[1])
+local first = info['first-entry'] and info['first-entry'][1]
 local entries
 if ARGV[1] == 'after' then
   entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
@@ -72,8 +70,9 @@ elseif ARGV[2] == '' then
 else
   entries = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[2], '-', 'COUNT', ARGV[3])
 end
-return {1, now, epoch, last, first, entries}
+return {1, now, epoch, info['last-generated-id'], first, entries}
 """
+)
 
 
 class StreamSnapshots:
