@@ -43,9 +43,10 @@ async def _den(
 
 async def _send(socket: ChatSocket, client_id: str, room: str = "den") -> dict[str, Any]:
     await socket.send({"type": "send", "room": room, "body": "hello", "client_id": client_id})
+    # The reply is the ack or an error; the sender's own message may come before it.
     while True:
         frame = await socket.next()
-        if frame.get("client_id") == client_id:
+        if frame.get("client_id") == client_id and frame["type"] in ("ack", "error"):
             return frame
 
 
