@@ -59,7 +59,8 @@ async def test_register_login_me_logout(chat_server: StartServer) -> None:
         assert {"httponly", "samesite=lax", "path=/"} <= flags
         assert "secure" not in flags
         me = await client.get("/api/me")
-        limits = {"message_max_chars": 4000}  # extension: what the client checks before a send
+        # Extension: what the client checks before a send, and how late it may resend.
+        limits = {"message_max_chars": 4000, "resend_window_s": 86400}
         assert me.status_code == 200 and me.json() == {"user": first, "limits": limits}
 
         # A login ends the session the browser had and gives a new session id.
@@ -76,6 +77,15 @@ async def test_register_login_me_logout(chat_server: StartServer) -> None:
         # The session is revoked on the server, not only forgotten by the browser.
         replay = await client.get("/api/me", headers=_session(new_session))
         assert replay.status_code == 401
+
+
+async def test_me_tells_how_long_a_resend_is_stored_once(
+    chat_app: StartApp, signed_up: SignUp
+) -> None:
+    """The web client does not resend on its own past the server's client_id window."""
+    node = await chat_app(settings={"client_id_ttl_s": "3600"})
+    alice = await signed_up(node, "alice")
+    assert (await alice.get("/api/me")).json()["limits"]["resend_window_s"] == 3600
 
 
 async def test_two_nodes_share_sessions(chat_server: StartServer, signed_up: SignUp) -> None:

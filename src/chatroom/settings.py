@@ -144,8 +144,9 @@ class Settings(BaseSettings):
     # ceiling 1). A resend inside it gets the first id; one after it is appended again,
     # delivered live a second time and dead-lettered by the archiver (SQL keeps one copy).
     # Resends come at a reconnect (seconds), a reload, or when a device that slept with
-    # the tab's outbox comes back: a day covers a night offline. Each key costs about
-    # 136 bytes of Redis per message for this long: an hour at scale.
+    # the tab's outbox comes back; GET /api/me tells clients the window, and the web
+    # client asks its user before resending past it. Each key costs about 136 bytes of
+    # Redis per message for this long: an hour at scale.
     client_id_ttl_s: int = Field(
         default=24 * 3600,
         ge=60,

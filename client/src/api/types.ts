@@ -57,6 +57,8 @@ export type RoomEventKind = 'created' | 'joined' | 'added' | 'left' | 'removed'
 /** Extension of the Python server, in GET /api/me: the rules it checks input against. */
 export interface ServerLimits {
   message_max_chars: number
+  /** How long the server stores a resend of a message once (its client_id window). */
+  resend_window_s?: number
 }
 
 /** A reaction on a message: one emoji, how many people gave it, and whether we did. */

@@ -75,6 +75,7 @@ export const en = {
     pending: 'Sending…',
     queued: 'Queued · sends when you are back online',
     failed: 'Not sent',
+    unconfirmed: 'Not confirmed',
     overLimit: 'The message is over the length limit',
     mentionSuggestions: 'People to mention',
     mentionRoom: 'Everyone in this room',
@@ -179,6 +180,8 @@ export const en = {
     invalid_usernames: 'Give 1 to 7 usernames besides yours',
     removed_from_room: 'You were removed from {message}',
     timeout: 'No answer from the server',
+    resend_window_passed:
+      'No answer for longer than the server remembers a message: it may have arrived. Retry sends it again, and it may then show twice',
     muted: 'You are muted in this room',
     removed: 'You were removed from this room',
     message_not_found: 'That message is not in this room any more',

@@ -33,7 +33,8 @@ function isStored(value: unknown): value is StoredOutgoing {
     optionalString(entry.target) &&
     optionalString(entry.emoji) &&
     optionalString(entry.reason) &&
-    optionalString(entry.replyTo)
+    optionalString(entry.replyTo) &&
+    (entry.firstSentAt === undefined || typeof entry.firstSentAt === 'number')
   )
 }
 

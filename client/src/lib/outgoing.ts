@@ -34,6 +34,8 @@ export interface OutgoingAction {
   reason?: string
   /** send: the message it replies to. */
   replyTo?: string
+  /** send: when it first went out on a socket (epoch ms; a Retry starts it again). */
+  firstSentAt?: number
 }
 
 /** An action of ours the server has not acknowledged yet. */
@@ -46,13 +48,14 @@ export interface OutgoingMessage extends OutgoingAction {
 
 /** What is kept of an entry across a reload (not its status: it goes again, queued). */
 export function storedAction(entry: OutgoingAction): OutgoingAction {
-  const { clientId, room, kind, body, createdAt, target, emoji, reason, replyTo } = entry
+  const { clientId, room, kind, body, createdAt, target, emoji, reason, replyTo, firstSentAt } = entry
   const stored: OutgoingAction = { clientId, room, body, createdAt }
   if (kind !== undefined && kind !== 'send') stored.kind = kind
   if (target !== undefined) stored.target = target
   if (emoji !== undefined) stored.emoji = emoji
   if (reason !== undefined) stored.reason = reason
   if (replyTo !== undefined) stored.replyTo = replyTo
+  if (firstSentAt !== undefined) stored.firstSentAt = firstSentAt
   return stored
 }
 
@@ -75,6 +78,22 @@ export function outgoingFrame(entry: OutgoingAction): ClientFrame {
     case 'unreact':
       return { type: 'unreact', room, client_id, target, emoji: entry.emoji ?? '' }
   }
+}
+
+/** Leeway for the network and the clock, at most a tenth of the window. */
+const RESEND_WINDOW_MARGIN_MS = 60_000
+
+/**
+ * Whether a resend of this message might be stored a second time. The server remembers a
+ * message's client_id for `windowMs` from when it stored it, which was no earlier than
+ * when we first sent it: past that (less a margin), a first copy may be stored and
+ * forgotten, and a resend would add another. So only the user sends it again, knowing.
+ * A change (edit, delete, react, unreact) applied twice does no harm: never past.
+ */
+export function resendWindowPassed(entry: OutgoingAction, now: number, windowMs: number): boolean {
+  if (kindOf(entry) !== 'send' || entry.firstSentAt === undefined) return false
+  const margin = Math.min(RESEND_WINDOW_MARGIN_MS, windowMs / 10)
+  return now - entry.firstSentAt > windowMs - margin
 }
 
 /**

@@ -6,6 +6,8 @@ export const PASSWORD_MIN = 8
 export const DISPLAY_NAME_MAX = 64
 /** The longest message body until the server tells its own (GET /api/me, `limits`). */
 export const MESSAGE_MAX_CHARS_FALLBACK = 4000
+/** The server's client_id window until it tells its own (its default: a day). */
+export const RESEND_WINDOW_S_FALLBACK = 86_400
 
 /** Length in characters (code points), as the server counts it. */
 export const characterCount = (text: string) => [...text].length

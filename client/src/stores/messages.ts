@@ -121,6 +121,7 @@ export const useMessagesStore = defineStore('messages', () => {
    * we hold is newer.
    */
   function merge(room: string, incoming: Message[]) {
+    settleOurs(incoming)
     const ids = seenIn(room)
     const { messages } = timeline(room)
     const fresh = incoming.filter((message) => {
@@ -142,11 +143,22 @@ export const useMessagesStore = defineStore('messages', () => {
   }
 
 
+  /**
+   * Our messages that reached the room are no longer on their way, however we learn it: a
+   * live copy before the ack, or a history page after a reload that lost the ack.
+   */
+  function settleOurs(incoming: Message[]) {
+    if (outbox.length === 0 || session.user === null) return
+    for (const message of incoming) {
+      if (message.client_id && session.isMe(message.user)) settle(message.client_id)
+    }
+  }
+
   /** A `message` frame: live, or missed while we were away; in the room's order. */
   function receive(message: Message) {
     advance(message.room, message.id)
-    if (!timelines[message.room]?.detached) merge(message.room, [message])
-    if (message.client_id && session.user && session.isMe(message.user)) settle(message.client_id)
+    if (timelines[message.room]?.detached) settleOurs([message])
+    else merge(message.room, [message])
   }
 
   /** Applies a change once (by its id) to the room's messages that it concerns. */

@@ -1,9 +1,17 @@
 import { computed, reactive, watch } from 'vue'
 
-import { type OutgoingAction, type OutgoingMessage, kindOf, outgoingFrame, storedAction } from '@/lib/outgoing'
+import {
+  type OutgoingAction,
+  type OutgoingMessage,
+  kindOf,
+  outgoingFrame,
+  resendWindowPassed,
+  storedAction,
+} from '@/lib/outgoing'
 import { loadOutbox, saveOutbox } from '@/lib/outboxStorage'
 import { Resends } from '@/lib/resends'
 import { useConnectionStore } from '@/stores/connection'
+import { useSessionStore } from '@/stores/session'
 
 /** A send without an ack after this long is shown as failed, with a Retry button. */
 export const ACK_TIMEOUT_MS = 10_000
@@ -18,6 +26,7 @@ export function createOutbox() {
   const outbox = reactive<OutgoingMessage[]>([])
   const ackTimers = new Map<string, ReturnType<typeof setTimeout>>()
   const connection = useConnectionStore()
+  const session = useSessionStore()
 
   /** Sends of unknown outcome (and those held back behind them) go again, in order. */
   const resends = new Resends((due) => {
@@ -81,12 +90,23 @@ export function createOutbox() {
     connection.reconnect()
   }
 
-  /** Sends an entry over the live socket (pending, with an ack timer), or queues it. */
+  /**
+   * Sends an entry over the live socket (pending, with an ack timer), or queues it. A
+   * message first sent longer ago than the server remembers its client_id is not sent
+   * again on our own: it shows failed (`resend_window_passed`), and Retry sends it.
+   */
   function transmit(entry: OutgoingMessage) {
-    entry.error = null
-    entry.retryAfterMs = null
     clearTimeout(ackTimers.get(entry.clientId))
     ackTimers.delete(entry.clientId)
+    if (resendWindowPassed(entry, Date.now(), session.resendWindowMs)) {
+      resends.settle(entry.clientId)
+      entry.status = 'failed'
+      entry.error = 'resend_window_passed'
+      entry.retryAfterMs = null
+      return
+    }
+    entry.error = null
+    entry.retryAfterMs = null
     const sent =
       connection.state === 'live' &&
       connection.transmit(outgoingFrame(entry))
@@ -94,6 +114,7 @@ export function createOutbox() {
       entry.status = 'queued'
       return
     }
+    entry.firstSentAt ??= Date.now()
     entry.status = 'pending'
     ackTimers.set(
       entry.clientId,
@@ -118,7 +139,10 @@ export function createOutbox() {
   /** Sends a failed message again, with the same client_id: the server stores it once. */
   function retry(clientId: string) {
     const entry = outbox.find((candidate) => candidate.clientId === clientId)
-    if (entry !== undefined) transmit(entry)
+    if (entry === undefined) return
+    // Sent again knowing it may be there already: its window starts now.
+    if (entry.error === 'resend_window_passed') delete entry.firstSentAt
+    transmit(entry)
   }
 
   /**

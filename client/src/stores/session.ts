@@ -3,7 +3,7 @@ import { computed, ref } from 'vue'
 
 import { ApiError, api } from '@/api/http'
 import type { ServerLimits, User } from '@/api/types'
-import { MESSAGE_MAX_CHARS_FALLBACK } from '@/lib/rules'
+import { MESSAGE_MAX_CHARS_FALLBACK, RESEND_WINDOW_S_FALLBACK } from '@/lib/rules'
 import { useConnectionStore } from '@/stores/connection'
 
 /** Who is signed in, and the limits the server checks their input against. */
@@ -12,13 +12,17 @@ export const useSessionStore = defineStore('session', () => {
   const checked = ref(false)
   /** The longest message body the server takes (the fallback until GET /api/me says). */
   const messageMaxChars = ref(MESSAGE_MAX_CHARS_FALLBACK)
+  /** How long after a send the server still stores a resend of it once, in ms. */
+  const resendWindowMs = ref(RESEND_WINDOW_S_FALLBACK * 1000)
 
   const isAdmin = computed(() => user.value?.is_admin === true)
   /** This tab is signing out: the socket's close that follows is no news to show. */
   let signingOut = false
 
   function applyLimits(limits: ServerLimits | undefined) {
-    if (limits !== undefined) messageMaxChars.value = limits.message_max_chars
+    if (limits === undefined) return
+    messageMaxChars.value = limits.message_max_chars
+    if (limits.resend_window_s !== undefined) resendWindowMs.value = limits.resend_window_s * 1000
   }
 
   /** Asks the server once whether the session cookie is still good. */
@@ -107,6 +111,7 @@ export const useSessionStore = defineStore('session', () => {
     user,
     checked,
     messageMaxChars,
+    resendWindowMs,
     isAdmin,
     restore,
     signIn,

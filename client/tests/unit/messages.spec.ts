@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { nextTick } from 'vue'
 
 import { ApiError, api } from '@/api/http'
 import { useConnectionStore } from '@/stores/connection'
@@ -202,5 +203,137 @@ describe('sends of unknown outcome', () => {
     messages.send('lobby', 'hello')
     messages.fail(messages.outbox[0]!.clientId, 'unavailable')
     expect(messages.outbox[0]!.status).toBe('failed')
+  })
+})
+
+describe('a message unanswered for longer than the server remembers its client_id', () => {
+  const HOUR_MS = 3_600_000
+  let sent: string[]
+
+  /** A fresh page of a signed-in user whose server remembers client_ids for an hour. */
+  function livePage() {
+    signedIn(alice).resendWindowMs = HOUR_MS
+    const connection = useConnectionStore()
+    connection.bindTransport((frame) => {
+      if (frame.type === 'send') sent.push(frame.client_id)
+      return true
+    })
+    connection.setState('live')
+    return useMessagesStore()
+  }
+
+  beforeEach(() => {
+    vi.useFakeTimers()
+    sessionStorage.clear()
+    sent = []
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  /** Sent on a live socket that then dropped before the ack: the outcome is unknown. */
+  function sentThenDropped(body: string): string {
+    const messages = useMessagesStore()
+    messages.send('lobby', body)
+    const clientId = messages.outbox.at(-1)!.clientId
+    useConnectionStore().setState('connecting')
+    messages.connectionLost()
+    return clientId
+  }
+
+  function reconnect() {
+    useConnectionStore().setState('live')
+    sent.length = 0
+    useMessagesStore().resendPending()
+  }
+
+  it('goes again by itself after a reconnect within the window', () => {
+    const messages = livePage()
+    const clientId = sentThenDropped('hello')
+    vi.advanceTimersByTime(HOUR_MS - 61_000) // offline for most of the window
+    reconnect()
+    expect(sent).toEqual([clientId])
+    expect(messages.outbox[0]).toMatchObject({ status: 'pending', error: null })
+  })
+
+  it('is not resent on its own past the window: it asks, and Retry sends it', () => {
+    const messages = livePage()
+    const clientId = sentThenDropped('hello')
+    messages.send('lobby', 'written offline') // never sent: it goes whenever we are back
+    const offline = messages.outbox[1]!.clientId
+    vi.advanceTimersByTime(HOUR_MS) // a first copy may be stored, and forgotten by now
+    reconnect()
+
+    expect(sent).toEqual([offline])
+    expect(messages.outbox[0]).toMatchObject({
+      clientId,
+      status: 'failed',
+      error: 'resend_window_passed',
+    })
+    messages.retry(clientId) // the user chose to
+    expect(sent).toEqual([offline, clientId])
+    expect(messages.outbox[0]).toMatchObject({ status: 'pending', error: null })
+  })
+
+  it('keeps its first send time across a reload: a reload does not restart the window', async () => {
+    livePage().restoreOutbox(alice.id)
+    const clientId = sentThenDropped('hello')
+    await nextTick() // the outbox is saved to sessionStorage
+    vi.advanceTimersByTime(HOUR_MS)
+
+    const reloaded = livePage()
+    reloaded.restoreOutbox(alice.id)
+    expect(reloaded.outbox.map((entry) => entry.clientId)).toEqual([clientId])
+    reconnect()
+    expect(sent).toEqual([])
+    expect(reloaded.outbox[0]).toMatchObject({ status: 'failed', error: 'resend_window_passed' })
+  })
+
+  it('is settled by a history page that holds it: it reached the room after all', async () => {
+    livePage().restoreOutbox(alice.id)
+    const clientId = sentThenDropped('hello')
+    await nextTick()
+    vi.advanceTimersByTime(HOUR_MS)
+
+    const reloaded = livePage()
+    reloaded.restoreOutbox(alice.id)
+    reconnect()
+    expect(reloaded.outbox[0]).toMatchObject({ status: 'failed', error: 'resend_window_passed' })
+    vi.mocked(api.latestMessages).mockResolvedValue({
+      messages: [{ ...message('5-0', alice, 'lobby', 'hello'), client_id: clientId }],
+      has_more: false,
+    })
+    await reloaded.loadLatest('lobby')
+    expect(reloaded.outbox).toEqual([])
+    expect(reloaded.timeline('lobby').messages.map((m) => m.id)).toEqual(['5-0'])
+  })
+
+  it('stops the automatic resends of an unknown outcome at the window', () => {
+    const messages = livePage()
+    messages.send('lobby', 'hello')
+    const clientId = messages.outbox[0]!.clientId
+    vi.advanceTimersByTime(HOUR_MS)
+    sent.length = 0
+    messages.fail(clientId, 'unknown_outcome')
+    vi.advanceTimersByTime(30_000)
+    expect(sent).toEqual([])
+    expect(messages.outbox[0]).toMatchObject({ status: 'failed', error: 'resend_window_passed' })
+  })
+
+  it('does not hold back changes: an edit or a reaction applied twice does no harm', () => {
+    const messages = livePage()
+    messages.toggleReaction(message('5-0', bob), '👍')
+    const clientId = messages.outbox[0]!.clientId
+    useConnectionStore().setState('connecting')
+    messages.connectionLost()
+    vi.advanceTimersByTime(2 * HOUR_MS)
+    useConnectionStore().setState('live')
+    const frames: string[] = []
+    useConnectionStore().bindTransport((frame) => {
+      if ('client_id' in frame) frames.push(frame.client_id)
+      return true
+    })
+    messages.resendPending()
+    expect(frames).toEqual([clientId])
   })
 })

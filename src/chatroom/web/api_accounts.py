@@ -154,7 +154,11 @@ async def change_password(
 
 @router.get("/me", response_model=MeEnvelope, responses=errors(401), summary="Who am I")
 async def me(user: CurrentUser, state: State) -> dict[str, object]:
-    limits = {"message_max_chars": state.settings.message_max_chars}
+    settings = state.settings
+    limits = {
+        "message_max_chars": settings.message_max_chars,
+        "resend_window_s": settings.client_id_ttl_s,
+    }
     return {"user": user.as_json(), "limits": limits}
 
 

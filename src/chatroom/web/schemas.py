@@ -136,6 +136,11 @@ class UserEnvelope(BaseModel):
 
 class Limits(BaseModel):
     message_max_chars: int = Field(description="The longest message body, in characters.")
+    resend_window_s: int = Field(
+        description="How long after a send a resend with its client_id is still stored "
+        "once (the server remembers client_ids this long): a client should not resend "
+        "on its own a message first sent longer ago than this."
+    )
 
 
 class MeEnvelope(UserEnvelope):
