@@ -34,7 +34,7 @@ export interface OutgoingAction {
   reason?: string
   /** send: the message it replies to. */
   replyTo?: string
-  /** send: when it first went out on a socket (epoch ms; a Retry starts it again). */
+  /** send: when it first went out on a socket (epoch ms); a Retry past the window restarts it. */
   firstSentAt?: number
 }
 
