@@ -52,6 +52,11 @@ class ProxyProcess:
     def state(self) -> ProxyState:
         return self._state
 
+    @property
+    def exited(self) -> int | None:
+        """Its exit code if its process ended before `stop`, else None."""
+        return None if self._child is None else self._child.returncode
+
     async def start(self) -> None:
         with self._log_path.open("ab") as log:
             self._child = await asyncio.create_subprocess_exec(
