@@ -224,3 +224,30 @@ async def test_a_resync_after_the_reload_finished_starts_the_next_and_failed_pag
     assert view.resyncs[1].last_error == "503"
     assert [r.reloaded for r in view.resyncs] == [2, 3]
     assert gaps(log, range(1, 7)) == []
+
+
+async def test_a_reload_that_died_is_taken_up_from_its_cursor_by_the_next_resync() -> None:
+    """A reload task that died on a surprise (a page of an unexpected shape) leaves its
+    resync not done; the next resync's reload must start from the earlier cursor, or it
+    marks that resync done without fetching what it missed."""
+    history = History(range(1, 7))
+    history.gate.set()
+    broken = True
+
+    async def fetch(room: str, after: str) -> dict[str, Any]:
+        nonlocal broken
+        if broken:
+            broken = False
+            raise KeyError("messages")
+        return await history.fetch(room, after)
+
+    log = ClientLog("c0", 7)
+    client = chat_client(["http://127.0.0.1:9"], log, fetch)
+    view = log.rooms[ROOM]
+    await client._read(BufferedFrames([subscribed(0), message(1), resync(), message(4)]))  # type: ignore[arg-type]
+    await until(lambda: not client.reloads[ROOM].running, "the first reload dead")
+    assert not view.resyncs[0].done
+    await client._read(BufferedFrames([resync(), message(6)]))  # type: ignore[arg-type]
+    await until(lambda: all(r.done for r in view.resyncs), "both resyncs reloaded")
+    assert gaps(log, range(1, 7)) == []
+    assert history.asked[0] == mid(1)

@@ -55,12 +55,18 @@ class RoomReload:
     def resync(self, resync: Resync) -> None:
         """Answer `resync` (its cursor: the last id seen before the frame): join the
         reload that runs, or start one."""
-        after = resync.cursor or self.view.start or "0-0"
+        after = self._after(resync)
         self._serving.append(resync)
         if self.running:
             self._again_from = _earliest(self._again_from, after)
             return
+        # From the earliest resync not yet done (one left by a reload that died, too).
+        for waiting in self._serving:
+            after = _earliest(after, self._after(waiting))
         self.task = asyncio.create_task(self._run(after), name=f"reload {self.room}")
+
+    def _after(self, resync: Resync) -> str:
+        return resync.cursor or self.view.start or "0-0"
 
     async def _run(self, after: str) -> None:
         while True:
