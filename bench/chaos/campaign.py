@@ -215,6 +215,7 @@ async def _campaign(
             last_line=exit_.last_line,
         )
     _check_storms(verdict, nemesis.storms, cluster)
+    _check_proxies(verdict, cluster)
     verdict.facts.update(
         settled=settled,
         drained=drained,
@@ -345,3 +346,11 @@ def _check_storms(verdict: Verdict, storms: list[FaultRecord], cluster: Cluster)
                 lines=len(exhausted),
                 first=exhausted[0][:200],
             )
+
+
+def _check_proxies(verdict: Verdict, cluster: Cluster) -> None:
+    """A fault proxy whose process died cut its store off for the rest of the run: a fault
+    of the harness, not the product's, but the run measured it all the same."""
+    for proxy in [*cluster.node_proxies, *([cluster.sql_proxy] if cluster.sql_proxy else [])]:
+        if proxy.exited is not None:
+            verdict.add("proxy_exited", time.time(), proxy=proxy.name, code=proxy.exited)

@@ -5,7 +5,8 @@ node, sending with unique client_ids. When its connection is lost it reconnects 
 other node, subscribes with `since` (the last id it saw, or the `subscribed.last_id` of
 its first subscription) and resends the sends whose answer it never got, with the same
 client_id, as the web client does. A `resync` is answered as the web client does too:
-the room's history after the last id seen is reloaded over HTTP (and counted).
+the room's history after the last id seen is reloaded over HTTP (and counted), one
+reload per room at a time (reloads.py).
 
 Everything is recorded in the `Ledger` (see there); nothing here judges.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import orjson
 from bench.chaos.ledger import ClientLog, Ledger, Resync, RoomView, Send
+from bench.chaos.reloads import ReloadFailed, RoomReload
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin
@@ -100,9 +102,11 @@ class ChatClient:
         self.subscribed: dict[str, asyncio.Event] = {}
         self.mine: dict[str, list[str]] = {}  # room -> ids of this client's acked messages
         self.tasks: set[asyncio.Task[None]] = set()  # cancelled when the socket drops
-        self.reloads: set[asyncio.Task[None]] = set()
         for room in rooms:
             log.rooms.setdefault(room, RoomView())
+        # Over HTTP: a reload goes on if the socket drops (the next subscription's `since`
+        # is past what it fetches).
+        self.reloads = {room: RoomReload(room, log.rooms[room], self._fetch_page) for room in rooms}
 
     @property
     def settled(self) -> bool:
@@ -267,11 +271,7 @@ class ChatClient:
             view = self.log.rooms[frame["room"]]
             resync = Resync(at=time.time(), cursor=view.cursor)
             view.resyncs.append(resync)
-            # Over HTTP: it goes on if the socket drops (the next subscription's `since`
-            # is past what it fetches).
-            reload = asyncio.create_task(self._reload(frame["room"], view, resync))
-            self.reloads.add(reload)
-            reload.add_done_callback(self.reloads.discard)
+            self.reloads[frame["room"]].resync(resync)
         elif kind == "unsubscribed":
             # The server ended the subscription (a failed replay): subscribe again.
             self._spawn(self._resubscribe(ws, frame["room"]))
@@ -309,38 +309,25 @@ class ChatClient:
         with contextlib.suppress(ConnectionClosed):
             await self._subscribe(ws, room)
 
-    async def _reload(self, room: str, view: RoomView, resync: Resync) -> None:
-        """`resync`: reload the room's history after the last id seen before it, over
-        HTTP, from whichever node the client uses now (a browser's request goes through
-        the load balancer: a node that died meanwhile does not hold it up)."""
-        after = resync.cursor or view.start or "0-0"
+    async def _fetch_page(self, room: str, after: str) -> dict[str, Any]:
+        """One page of a reload, from whichever node the client uses now (a browser's
+        request goes through the load balancer: a node that died meanwhile does not
+        hold it up)."""
+        base = self.node_urls[self.node]  # moves when the socket moves
         cookies = {SESSION_COOKIE: self.account.cookie}
-        while True:
-            base = self.node_urls[self.node]  # moves when the socket moves
-            try:
-                async with httpx.AsyncClient(
-                    base_url=base, cookies=cookies, timeout=HTTP_TIMEOUT_S
-                ) as http:
-                    answer = await http.get(
-                        f"/api/rooms/{room}/messages", params={"after": after, "limit": 200}
-                    )
-            except httpx.TransportError as exc:  # as a browser would: ask again
-                resync.last_error = type(exc).__name__
-                await asyncio.sleep(1.0)
-                continue
-            if answer.status_code != 200:
-                resync.last_error = str(answer.status_code)
-                await asyncio.sleep(1.0)
-                continue
-            page = answer.json()
-            for message in page["messages"]:
-                view.reloaded.add(message["id"])
-                view.advance(message["id"])
-                resync.reloaded += 1
-                after = message["id"]
-            if not page["has_more"]:
-                resync.done = True
-                return
+        try:
+            async with httpx.AsyncClient(
+                base_url=base, cookies=cookies, timeout=HTTP_TIMEOUT_S
+            ) as http:
+                answer = await http.get(
+                    f"/api/rooms/{room}/messages", params={"after": after, "limit": 200}
+                )
+        except httpx.TransportError as exc:
+            raise ReloadFailed(type(exc).__name__) from exc
+        if answer.status_code != 200:
+            raise ReloadFailed(str(answer.status_code))
+        page: dict[str, Any] = answer.json()
+        return page
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Engine `mariadb`: the campaign's own redis-server (AOF) and mariadbd; every process
 reaches MariaDB through one SQL proxy (so SQL can be made unreachable), and each app node
-reaches Redis through a proxy of its own (so one node's Redis link can be stalled).
+reaches Redis through a proxy of its own (so one node's Redis link can be stalled); each
+proxy runs in a process of its own (proxy_process.py), away from the campaign's load.
 Engine `embedded`: the packaged Valkey (owned by bench.chaos.valkey_holder) and one
 SQLite file, shared by every process through one data folder, as `chatroom serve`'s
 embedded mode does; no proxies (there is no TCP to cut).
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from bench.chaos import fsync_records
 from bench.chaos.processes import Process, Processes, ProcessFailed
-from bench.chaos.proxy import ProxyState, StoreProxy
+from bench.chaos.proxy import ProxyState
+from bench.chaos.proxy_process import ProxyProcess
 from bench.chaos.stores import (
     DATABASE,
     embedded_state,
@@ -95,8 +97,8 @@ class Cluster:
     redis: Process | None = None  # own redis-server (mariadb engine)
     valkey: Process | None = None  # the embedded Valkey's holder (embedded engine)
     mariadb: Process | None = None
-    sql_proxy: StoreProxy | None = None
-    node_proxies: list[StoreProxy] = field(default_factory=list)
+    sql_proxy: ProxyProcess | None = None
+    node_proxies: list[ProxyProcess] = field(default_factory=list)
     nodes: list[Process] = field(default_factory=list)
     archivers: list[Process] = field(default_factory=list)
     # Where Redis's fsyncs are recorded (bench/chaos/fsync_records.py); None: no compiler.
@@ -126,7 +128,9 @@ class Cluster:
             await self._start_production_stores()
             assert self.redis is not None
             for index in range(nodes):
-                proxy = StoreProxy(f"node{index}-redis", port=self.redis.port or 0)
+                proxy = ProxyProcess(
+                    f"node{index}-redis", upstream_port=self.redis.port or 0, log_dir=self.log_dir
+                )
                 await proxy.start()
                 self.node_proxies.append(proxy)
         else:
@@ -155,7 +159,9 @@ class Cluster:
         await asyncio.to_thread(self.mariadb.wait_listening, START_TIMEOUT_S)
         self.redis_url = f"redis://127.0.0.1:{self.redis.port}/0"
         self.database_url = f"mysql+asyncmy://root@127.0.0.1:{self.mariadb.port}/{DATABASE}"
-        self.sql_proxy = StoreProxy("sql", port=self.mariadb.port or 0)
+        self.sql_proxy = ProxyProcess(
+            "sql", upstream_port=self.mariadb.port or 0, log_dir=self.log_dir
+        )
         await self.sql_proxy.start()
         await self._upgrade(self._env(0, proxied_redis=False))
 
@@ -253,7 +259,7 @@ class Cluster:
     async def heal(self) -> None:
         """Everything back: proxies open, paused processes resumed, dead ones started."""
         for proxy in [*self.node_proxies, *([self.sql_proxy] if self.sql_proxy else [])]:
-            proxy.set_state(ProxyState.open)
+            await proxy.set_state(ProxyState.open)
         for process in self.processes.all:
             if process.paused:
                 process.resume()

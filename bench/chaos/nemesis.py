@@ -241,14 +241,14 @@ class Nemesis:
         record.detail.update(node=index, held_s=held)
         proxy = self.cluster.node_proxies[index] if self.cluster.node_proxies else None
         if proxy is not None:
-            proxy.set_state(ProxyState.paused)
+            await proxy.set_state(ProxyState.paused)
         node.pause()
         try:
             await asyncio.sleep(held)
         finally:
             node.resume()
             if proxy is not None:
-                proxy.set_state(ProxyState.open)
+                await proxy.set_state(ProxyState.open)
 
     # SQL.
 
@@ -269,11 +269,11 @@ class Nemesis:
         held = self._hold((15, 30), (60, 90))
         record.detail["held_s"] = held
         assert self.cluster.sql_proxy is not None
-        self.cluster.sql_proxy.set_state(ProxyState.refusing)
+        await self.cluster.sql_proxy.set_state(ProxyState.refusing)
         try:
             await asyncio.sleep(held)
         finally:
-            self.cluster.sql_proxy.set_state(ProxyState.open)
+            await self.cluster.sql_proxy.set_state(ProxyState.open)
 
     # Redis.
 
