@@ -18,6 +18,8 @@ from chatroom import redis_keys
 from chatroom.domain.events import Author, MessageEvent, decode_event
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
+from chatroom.hub.bus import StreamBus
+from chatroom.hub.bus_groups import read_group
 from chatroom.store.archive_writes import ArchivedMessage, upsert_messages
 from chatroom.store.counts import room_ids
 from chatroom.store.history_pages import ArchivedPages
@@ -167,8 +169,8 @@ class _ReplyLost:
     """Makes a node's stream reader lose the reply of its next read, as when Redis dies
     with the answer on the wire: the reader waits until `resume` is set, then fails."""
 
-    def __init__(self, node_hub: Any) -> None:
-        self.bus = node_hub._bus
+    def __init__(self, bus: StreamBus) -> None:
+        self.bus = bus
         self.real = self.bus._read
         self.armed = False
         self.resume = asyncio.Event()
@@ -190,7 +192,8 @@ async def _lagging_node_loses(
     reached her node; m0..m(archived) are archived; Redis then came back with the stream as
     it was at m(kept)."""
     node, other = await make_hub(**FAST), await make_hub(**FAST)
-    lag = _ReplyLost(node.hub)  # before alice's node reads: every read goes through it
+    # Before alice's node reads: every read of the room goes through it.
+    lag = _ReplyLost(await node.hub._bus.reader(read_group("lobby")))
     alice, bob = node.connect(ALICE), other.connect(BOB)  # bob's node reads no stream
     await send(bob, "the room's first message", "first")
     await subscribe(alice)

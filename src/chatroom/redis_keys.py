@@ -129,7 +129,8 @@ def room_signals(database: int) -> str:
 
 def node_wakeup(node_id: str, group: int | None = None) -> str:
     """A tiny stream an app node adds to, to wake its own blocked XREAD of the room streams:
-    on a cluster one per slot group, in the group's slot (part of that group's XREAD)."""
+    one per read group (hub/bus_groups.py), in the group's slot on a cluster (part of
+    that group's XREAD)."""
     if group is None:
         return f"{PREFIX}:node:{node_id}:wakeup"
     return f"{PREFIX}:node:{{{group_tags()[group]}}}:{node_id}:wakeup"

@@ -66,6 +66,15 @@ FILL_TIMEOUT_S = 5.0  # a missed range SQL cannot give within this long: resync 
 SQL_QUIET_S = 5.0
 
 
+class SqlFills:
+    """A node's fills from SQL, one at a time whichever stream reader asks: after one
+    failed, the next skip SQL for `SQL_QUIET_S` rather than each wait out the outage."""
+
+    def __init__(self) -> None:
+        self.shortcut = Shortcut(SQL_QUIET_S)
+        self.turn = asyncio.Lock()
+
+
 class RoomFeed(Protocol):
     """Where the bus hands a room's messages (the hub)."""
 
@@ -99,6 +108,7 @@ class StreamBus:
         block_ms: int = BLOCK_MS,
         hang_s: float = READ_HANG_S,
         group: int | None = None,
+        fills: SqlFills | None = None,
     ):
         self._redis = redis
         self._blocking = blocking_redis  # XREAD BLOCK holds its connection: a client of its own
@@ -109,14 +119,14 @@ class StreamBus:
             "reading again on a fresh connection; nothing is skipped",
             log,
         )
-        # On a cluster, this reader reads the rooms of one slot group (redis_keys.py).
+        # The reader of one group of rooms (hub/bus_groups.py), or of all.
         self._wakeup_key = redis_keys.node_wakeup(node_id, group)
         self._name = "stream-bus" if group is None else f"stream-bus-{group}"
         self._wakeup_id = StreamId(0, 0)
         self._feed = feed
         self._epochs = epochs
         self._cursors: dict[str, RoomCursor] = {}  # by slug
-        self._sql = Shortcut(SQL_QUIET_S)
+        self._fills = fills or SqlFills()
         self._check_all = False  # every watched room is checked before the next read
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -345,22 +355,24 @@ class StreamBus:
         """Deliver from SQL what the stream no longer holds between the cursor and `upper`
         (exclusive); if SQL cannot, the room's subscribers here get `resync`."""
         after = cursor.last
+        sql = self._fills.shortcut
         try:
-            if not self._sql.open:
-                raise TimeoutError("SQL failed a moment ago")
-            async with asyncio.timeout(FILL_TIMEOUT_S):
-                while True:
-                    missed = await self._feed.archived(slug, after, upper, FILL_PAGE)
-                    if self._cursors.get(slug) is not cursor:
-                        return
-                    if missed:
-                        self._feed.missed(slug, missed)
-                        after = missed[-1].id
-                    if len(missed) < FILL_PAGE:
-                        break
+            async with self._fills.turn:
+                if not sql.open:
+                    raise TimeoutError("SQL failed a moment ago")
+                async with asyncio.timeout(FILL_TIMEOUT_S):
+                    while True:
+                        missed = await self._feed.archived(slug, after, upper, FILL_PAGE)
+                        if self._cursors.get(slug) is not cursor:
+                            return
+                        if missed:
+                            self._feed.missed(slug, missed)
+                            after = missed[-1].id
+                        if len(missed) < FILL_PAGE:
+                            break
         except SQL_DOWN as exc:
-            if self._sql.open:
-                self._sql.failed()
+            if sql.open:
+                sql.failed()
             log.warning(
                 "room %s: cannot load what this node missed (%s); resync",
                 slug,

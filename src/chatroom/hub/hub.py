@@ -1,9 +1,10 @@
 """The hub of one app node: its connections, who is subscribed to which room, and the
 fan-out of the rooms' messages and signals to them.
 
-Messages reach subscribers only through the room streams (`StreamBus`), on every node
-alike (and what the stream lost before this node read it, from SQL, or a `resync`);
-presence and typing travel by pub/sub (`RoomSignals`). Each connection's frames
+Messages reach subscribers only through the room streams (`StreamBus`, one reader per
+group of rooms: `GroupedStreamBus`), on every node alike (and what the stream lost
+before this node read it, from SQL, or a `resync`); presence and typing travel by
+pub/sub (`RoomSignals`). Each connection's frames
 are served by its `Session` (hub/session.py); the hub keeps what the node shares: the
 sessions by connection, the subscriptions by room, the heartbeat, start and stop. The hub
 knows nothing of HTTP: the web layer gives it a `Transport`, the authenticated user and a
@@ -22,13 +23,11 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from chatroom import redis_keys
 from chatroom.domain import frames, moderation
 from chatroom.domain.events import Author, InvalidEvent, RoomItem, decode_event
 from chatroom.domain.frames import CloseCode
 from chatroom.domain.stream_ids import StreamId
 from chatroom.history import History
-from chatroom.hub.bus import StreamBus
 from chatroom.hub.bus_groups import GroupedStreamBus
 from chatroom.hub.connection import Connection
 from chatroom.hub.limits import ConnectionLimit, SendLimiter
@@ -108,11 +107,8 @@ class Hub:
         self._limit = ConnectionLimit(redis, settings.max_connections_per_user, expiry_ms)
         # Names this node's wake-up stream; a socket's upgrade answer shows it (X-Chatroom-Node).
         self.node_id = secrets.token_hex(6)
-        # A cluster: one reader per slot group (hub/bus_groups.py); else one for all.
-        bus = GroupedStreamBus if redis_keys.cluster_layout() else StreamBus
-        self._bus: StreamBus | GroupedStreamBus = bus(
-            redis, blocking_redis, self.node_id, self, history.epochs
-        )
+        # One stream reader per group of rooms (hub/bus_groups.py).
+        self._bus = GroupedStreamBus(redis, blocking_redis, self.node_id, self, history.epochs)
         self._sessions: dict[str, Session] = {}  # by connection id
         self._subscribers_by_slug: dict[str, set[Subscription]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
