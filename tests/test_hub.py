@@ -134,7 +134,8 @@ async def test_presence_and_messages_cross_nodes_in_the_same_order(
 
 
 async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: HubFactory) -> None:
-    node = await make_node(send_rate_per_s=0.5, send_burst=3)
+    # One token every 20 s: the test's own steps, however slow the machine, earn none.
+    node = await make_node(send_rate_per_s=0.05, send_burst=3)
     alice = node.connect(ALICE)
     for i in range(3):
         await send(alice, "ok", f"ok-{i}")
@@ -144,7 +145,7 @@ async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: HubFactory
     again.push({"type": "send", "room": "lobby", "body": "a fresh burst?", "client_id": "late"})
     refused = await again.next("error")
     assert refused["code"] == "rate_limited" and refused["client_id"] == "late"
-    assert 1000 < refused["retry_after_ms"] <= 2000
+    assert 10_000 < refused["retry_after_ms"] <= 20_000
 
 
 async def test_a_user_over_the_connection_limit_is_closed(make_node: HubFactory) -> None:
@@ -158,7 +159,8 @@ async def test_a_user_over_the_connection_limit_is_closed(make_node: HubFactory)
     code, _ = await third.wait_closed()
     assert code == CloseCode.TOO_MANY_CONNECTIONS
     first.leave()
-    await asyncio.sleep(0.2)
+    # Its slot is free once the hub is done with it, not after some fixed time.
+    await asyncio.wait_for(node.serving[0], 10)
     fourth = node.connect(ALICE)
     fourth.push({"type": "ping"})
     assert await fourth.next("pong") == {"type": "pong"}
