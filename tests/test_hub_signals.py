@@ -15,6 +15,7 @@ from chatroom.hub.signals import RoomSignals
 from chatroom.redis_client import connect
 from conftest import Backend
 from redis_proxy import RedisProxy
+from waiting import wait_until
 
 
 async def test_a_signal_reaches_every_node_with_its_skip_user(
@@ -93,8 +94,8 @@ async def test_a_silent_subscription_is_found_by_ping_and_subscribed_anew(
         # Half-open: the subscription hears nothing, and its PINGs get no answer.
         proxy.black_hole = True
         await node.publish("lost", "{}")  # published while nobody can hear it
-        await asyncio.sleep(2.0)  # several dead connections, each found and dropped
-        assert proxy.connections >= 3
+        # Several dead connections, each found and dropped (counted, not slept for).
+        await wait_until(lambda: proxy.connections >= 3, 20, what="three dead connections")
         assert heard.empty()
         proxy.black_hole = False
         # Subscribed again on a fresh connection within a PING period or so.
