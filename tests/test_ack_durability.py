@@ -42,7 +42,7 @@ from chatroom.streams.persistence import (
     enforce_persistence,
 )
 from chatroom.streams.writer import StreamWriter
-from waiting import wait_until_sync
+from waiting import WaitTimeout, wait_until, wait_until_sync
 
 pytestmark = pytest.mark.processes
 
@@ -166,8 +166,12 @@ async def send_and_kill(server: OwnRedis, *, power_cut: bool = False) -> dict[st
             acked[client_id] = (room, str(appended.id))
 
     senders = [asyncio.create_task(sender(n)) for n in range(SENDERS)]
-    await asyncio.sleep(1.0)
-    in_flight = len(acked)
+    # Under way (many acks), however slow the machine, before the kill.
+    try:
+        await wait_until(lambda: len(acked) > 50, 30)
+        under_way = True
+    except WaitTimeout:
+        under_way = False
     # While appends are in flight: the senders never pause.
     (server.power_cut if power_cut else server.kill)()
     await asyncio.sleep(0.5)
@@ -175,7 +179,7 @@ async def send_and_kill(server: OwnRedis, *, power_cut: bool = False) -> dict[st
     await asyncio.gather(*senders)
     await writer.close()
     await client.aclose()
-    assert in_flight > 50, "the senders were not under way when Redis went down"
+    assert under_way, "the senders were not under way when Redis went down"
     return acked
 
 

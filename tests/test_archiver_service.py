@@ -370,7 +370,7 @@ async def test_interval_and_cron_schedules(
     interval = archivers.new(archiver_schedule="interval", archiver_interval_s=0.2)
     running = archivers.start(interval)
     await traffic.send("lobby", 30)
-    await wait_for(lambda: _has(engine, 30), timeout=5, what="the interval run")
+    await wait_for(lambda: _has(engine, 30), what="the interval run")
     await running.stop()
 
     # Cron: the window is never now; the valve opens at a backlog of 50.
@@ -387,7 +387,7 @@ async def test_interval_and_cron_schedules(
     await asyncio.sleep(0.6)
     assert await archived_total(engine) == 30  # outside the window, under the valve
     await traffic.send("lobby", 30)
-    await wait_for(lambda: _has(engine, 90), timeout=5, what="the valve")
+    await wait_for(lambda: _has(engine, 90), what="the valve")
     await running.stop()
     await assert_exactly_once(redis, engine, traffic)
     await traffic.close()

@@ -110,7 +110,8 @@ async def test_a_dead_nodes_users_leave_after_their_heartbeat_expires(
     await subscribe(carol)
     # A node that joined bob, then died: no heartbeat, no leave.
     assert await node.hub.presence.join(Presence("lobby", BOB, "dead-node-connection"))
-    online = await asyncio.wait_for(carol.next("presence"), 5)
+    # Expected after about 2.5 s (the expiry, then a sweep); the bound is for a slow machine.
+    online = await carol.next("presence", timeout=10)
     assert online["state"] == "leave" and online["user"]["username"] == "bob"
 
 
@@ -134,7 +135,8 @@ async def test_presence_and_messages_cross_nodes_in_the_same_order(
 
 
 async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: HubFactory) -> None:
-    node = await make_node(send_rate_per_s=0.5, send_burst=3)
+    # One token every 20 s: the test's own steps, however slow the machine, earn none.
+    node = await make_node(send_rate_per_s=0.05, send_burst=3)
     alice = node.connect(ALICE)
     for i in range(3):
         await send(alice, "ok", f"ok-{i}")
@@ -144,7 +146,7 @@ async def test_a_reconnect_does_not_refill_the_send_bucket(make_node: HubFactory
     again.push({"type": "send", "room": "lobby", "body": "a fresh burst?", "client_id": "late"})
     refused = await again.next("error")
     assert refused["code"] == "rate_limited" and refused["client_id"] == "late"
-    assert 1000 < refused["retry_after_ms"] <= 2000
+    assert 10_000 < refused["retry_after_ms"] <= 20_000
 
 
 async def test_a_user_over_the_connection_limit_is_closed(make_node: HubFactory) -> None:
@@ -158,7 +160,8 @@ async def test_a_user_over_the_connection_limit_is_closed(make_node: HubFactory)
     code, _ = await third.wait_closed()
     assert code == CloseCode.TOO_MANY_CONNECTIONS
     first.leave()
-    await asyncio.sleep(0.2)
+    # Its slot is free once the hub is done with it, not after some fixed time.
+    await asyncio.wait_for(node.serving[0], 10)
     fourth = node.connect(ALICE)
     fourth.push({"type": "ping"})
     assert await fourth.next("pong") == {"type": "pong"}
@@ -226,7 +229,8 @@ async def test_a_member_removed_from_a_private_room_loses_the_subscription(
 async def test_a_removed_member_loses_the_room_on_every_node_at_once(
     make_node: HubFactory, redis: Redis
 ) -> None:
-    # A heartbeat every 15 s: what ends the subscription here is the signal, not the recheck.
+    # A heartbeat every 15 s, the first 15 s after the start: what ends the subscription
+    # within the 10 s bounds here is the signal, not the recheck.
     one, two = await make_node(presence_expiry_s=60), await make_node(presence_expiry_s=60)
     alice, alice_tab, bob = two.connect(ALICE), one.connect(ALICE), two.connect(BOB)
     SECRET_MEMBERS.add(BOB.id)
@@ -236,7 +240,7 @@ async def test_a_removed_member_loses_the_room_on_every_node_at_once(
         await send(alice_tab, "still in", "t-1", room="secret")  # that tab has a cached yes
         SECRET_MEMBERS.discard(ALICE.id)  # what the owner's DELETE did in SQL
         await one.hub.access_lost("secret", ALICE.id)
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(10):
             refused = await alice.next("error")
             assert refused["code"] == "forbidden"
             assert await alice.next("unsubscribed") == {"type": "unsubscribed", "room": "secret"}
@@ -244,7 +248,7 @@ async def test_a_removed_member_loses_the_room_on_every_node_at_once(
         assert (leave["user"]["username"], leave["state"]) == ("alice", "leave")
         # The other tab's cached yes is gone: its next send asks again and is refused.
         alice_tab.push({"type": "send", "room": "secret", "body": "x", "client_id": "t-2"})
-        assert (await alice_tab.next("error", timeout=2))["code"] == "room_not_found"
+        assert (await alice_tab.next("error", timeout=10))["code"] == "room_not_found"
         # Live messages of the room no longer reach alice.
         after = await send(bob, "alice is out", "b-1", room="secret")
         assert [m["id"] for m in await messages(bob, 2)][-1] == after

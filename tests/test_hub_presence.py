@@ -31,10 +31,12 @@ async def test_a_user_joins_with_the_first_connection_and_leaves_with_the_last(
 async def test_heartbeats_keep_users_online_and_the_sweep_reports_each_leave_once(
     redis: Redis,
 ) -> None:
-    board = PresenceBoard(redis, 300)
+    # Alice's node beats every 0.15 s against an expiry of 1 s: a late beat on a loaded
+    # machine is no lapse (against 0.3 s, one 0.15 s late was). Bob's expires in 0.3 s.
+    board = PresenceBoard(redis, 1000)
     await board.join(Presence("lobby", ALICE, "alive"))
-    await board.join(Presence("lobby", BOB, "on-a-dead-node"))
-    for _ in range(4):
+    await PresenceBoard(redis, 300).join(Presence("lobby", BOB, "on-a-dead-node"))
+    for _ in range(8):  # 1.2 s: longer than alice's expiry, so the beats kept her
         await asyncio.sleep(0.15)
         await board.refresh([Presence("lobby", ALICE, "alive")])
     assert await online_users(redis, "lobby") == [ALICE]  # bob expired...
