@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -13,6 +14,7 @@ from chatroom import redis_keys
 from chatroom.domain.events import Message
 from chatroom.domain.stream_ids import StreamId
 from chatroom.hub.bus import BLOCK_MS, StreamBus
+from chatroom.hub.bus_groups import READ_GROUPS, GroupedStreamBus, read_group
 from chatroom.hub.room_cursor import RoomCursor, missing_range, went_back
 from chatroom.redis_client import connect
 from chatroom.streams.entries import Entry
@@ -127,6 +129,52 @@ async def test_a_hung_read_is_dropped_and_resumes_from_the_last_id_delivered(
     lines = [r.getMessage() for r in caplog.records if r.name == "chatroom.hub.bus"]
     assert len(lines) == 2, lines  # once when it stopped, once when it works again
     assert "is unreachable" in lines[0] and "is back after" in lines[1]
+
+
+async def test_each_group_of_rooms_has_its_reader_and_a_held_one_holds_up_no_other(
+    backend: Backend, redis: Redis
+) -> None:
+    """A message wakes the reader of its room's group only (a read names a sixteenth of
+    the rooms, not every watched one): a reader held in its read delays its own rooms,
+    never another group's, and its rooms then go on in order, with no gap."""
+    rooms = [f"room-{n}" for n in range(64)]
+    groups = {read_group(room) for room in rooms}
+    assert len(groups) == READ_GROUPS  # 64 rooms land in every group
+    held_room = rooms[0]
+    free_room = next(room for room in rooms if read_group(room) != read_group(held_room))
+    blocking = connect(backend.redis_url, blocking=True)
+    received = Received()
+    epochs = StreamEpochs(redis)
+    bus = GroupedStreamBus(redis, blocking, "test-node", received, epochs)
+    await bus.start()
+    held = await bus.reader(read_group(held_room))
+    real_read, release = held._read, asyncio.Event()
+
+    async def read_when_released() -> Any:
+        reply = await real_read()
+        await release.wait()
+        return reply
+
+    held._read = read_when_released  # type: ignore[method-assign]  # before its first read
+    try:
+        for room in rooms:
+            await bus.watch(room, await epochs.standing(room))
+        waiting = await _add(redis, held_room, 3)  # its reader has it, and holds it
+        for _ in range(3):
+            free = await _add(redis, free_room, 1)
+            assert (await received.wait_for(free_room, len(received.ids(free_room)) + 1))[
+                -1:
+            ] == free
+        assert received.ids(held_room) == []
+        release.set()
+        more = await _add(redis, held_room, 2)
+        assert await received.wait_for(held_room, 5) == waiting + more
+        assert received.resyncs == []
+    finally:
+        await bus.stop()
+        await blocking.aclose()
+    for group in groups:
+        assert not await redis.exists(redis_keys.node_wakeup("test-node", group))
 
 
 # What a node decides from where a stream stands (pure).
