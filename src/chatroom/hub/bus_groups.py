@@ -2,11 +2,11 @@
 
 An XREAD names every stream it reads, and both the node (building and sending it) and
 Redis (checking each stream) pay for each one on every call, new entries or not: over
-4,000 rooms about 5.7 ms of node CPU a call (docs/performance.md, "Hub reads over many
-rooms"). One XREAD of every watched room (hub/bus.py) would pay that for each message of
-a busy node. So the rooms are split into `READ_GROUPS` groups, each read by its own
-`StreamBus` with its own wake-up stream: a message wakes the reader of its group only,
-and that call names a sixteenth of the rooms.
+4,000 rooms about 4.5 ms of node CPU and 1 ms of Redis's a call (docs/performance.md,
+"Hub reads over many rooms"). One XREAD of every watched room would pay that for each
+message of a node watching that many. So the rooms are split into `READ_GROUPS`
+groups, each read by its own `StreamBus` with its own wake-up stream: a message wakes
+the reader of its group only, and that call names a sixteenth of the rooms.
 
 On a Redis Cluster the groups are the slot groups (redis_keys.py), as they must be: a
 cluster refuses a command whose keys lie in different slots, and the rooms of a slot
