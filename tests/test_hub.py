@@ -167,6 +167,36 @@ async def test_a_user_over_the_connection_limit_is_closed(make_node: HubFactory)
     assert await fourth.next("pong") == {"type": "pong"}
 
 
+async def test_a_frame_for_the_user_reaches_a_socket_whose_count_is_being_taken(
+    make_node: HubFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade is answered before the node counts the socket in Redis (a round trip):
+    a frame for the user sent meanwhile (a room event, a read mark, a mute, a sign-out)
+    reaches the new socket too, as it reaches the user's others."""
+    node = await make_node()
+    served = node.connect(ALICE)
+    served.push({"type": "ping"})
+    await served.next("pong")
+    counting, counted = asyncio.Event(), asyncio.Event()
+    admit = node.hub._limit.admit
+
+    async def slow_admit(user_id: int, connection_id: str) -> bool:
+        counting.set()
+        await counted.wait()
+        return await admit(user_id, connection_id)
+
+    monkeypatch.setattr(node.hub._limit, "admit", slow_admit)
+    new = node.connect(ALICE)
+    await counting.wait()
+    room_event = {"type": "room", "event": "joined", "room": {"slug": "lobby"}}
+    await node.hub.tell_user(ALICE.id, json.dumps(room_event))
+    assert await served.next("room") == room_event  # over pub/sub: it has been handed out
+    counted.set()
+    assert await new.next("room") == room_event
+    new.push({"type": "ping"})
+    assert await new.next("pong") == {"type": "pong"}
+
+
 async def test_private_rooms_are_closed_to_non_members(make_node: HubFactory) -> None:
     node = await make_node()
     alice, bob = node.connect(ALICE), node.connect(BOB)

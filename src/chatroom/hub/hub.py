@@ -155,19 +155,22 @@ class Hub:
         """Serve an accepted WebSocket until it ends; its `sign_in` (session or token) is
         checked at every heartbeat, and a socket whose sign-in ended is closed (SIGNED_OUT)."""
         connection = Connection(transport, user, queue_max=self.settings.outbound_queue_max)
+        session = Session(self, connection, access, sign_in)
+        # Known before the count's round trip: what is sent to this user once the upgrade
+        # was answered (a room event, a read mark, a mute, a sign-out) reaches it too.
+        self._register(session)
         try:
             admitted = await self._limit.admit(user.id, connection.id)
         except STORE_ERRORS as exc:
             log.warning("cannot count connections (Redis): %s", exc)
+            self._unregister(session)
             await transport.close(CloseCode.TRY_AGAIN_LATER, "the server is unavailable")
             return
         if not admitted:
+            self._unregister(session)
             limit = self.settings.max_connections_per_user
             await transport.close(CloseCode.TOO_MANY_CONNECTIONS, f"over {limit} connections")
             return
-        session = Session(self, connection, access, sign_in)
-        self._sessions[connection.id] = session
-        self._all_gone.clear()
         self.stats.connections += 1
         try:
             await connection.run(session.on_frame)
@@ -186,12 +189,19 @@ class Hub:
             with contextlib.suppress(*STORE_ERRORS):
                 await self._limit.release(connection.user.id, connection.id)
         finally:
-            del self._sessions[connection.id]
+            self._unregister(session)
             self.writer.forget(connection.id)  # nothing of it is held back any more
             self.stats.connections -= 1
             # The send bucket stays: a reconnect must not buy a fresh burst.
-            if not self._sessions:
-                self._all_gone.set()
+
+    def _register(self, session: Session) -> None:
+        self._sessions[session.connection.id] = session
+        self._all_gone.clear()
+
+    def _unregister(self, session: Session) -> None:
+        del self._sessions[session.connection.id]
+        if not self._sessions:
+            self._all_gone.set()
 
     # The room subscriptions of every session (the `Node` side of a session).
 
