@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             sockets = most // SUBSCRIPTIONS_PER_SOCKET + 4
             env = chatroom_env(data_dir, connections_per_user=sockets)
             await fresh_backends(env)
-            node, archiver = start_chatroom(servers, log_dir, env, archiver="separate")
+            node, _archiver = start_chatroom(servers, log_dir, env, archiver="separate")
             await node.wait_listening()
             await wait_healthy(node)
             base = f"http://127.0.0.1:{node.port}"
@@ -221,7 +221,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             acks.cancel()
             await sender.close()
             await reader.close()
-            del archiver
     finally:
         with contextlib.suppress(Exception):
             await flush_bench_redis()

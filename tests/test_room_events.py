@@ -29,8 +29,6 @@ async def test_room_events_reach_the_users_sockets_on_every_node(
     olga_http, pete_http = await signed_up(one, "olga"), await signed_up(one, "pete")
     pete = await chat_socket(two, pete_http)  # Pete is on the other node
     pete_laptop = await chat_socket(one, pete_http)
-    for socket in (pete, pete_laptop):
-        await socket.served()  # else a room frame may come before its node has it
 
     made = await olga_http.post(
         "/api/rooms", json={"slug": "hideout", "title": "Hideout", "private": True}
@@ -79,7 +77,6 @@ async def test_direct_conversations_are_private_found_again_and_apart_from_rooms
     ann_http, ben_http = await signed_up(one, "ann"), await signed_up(two, "ben")
     cat_http = await signed_up(one, "cat")
     ben = await chat_socket(two, ben_http)
-    await ben.served()  # else the room frame may come before node two has him
 
     started = await _start(ann_http, "Ben")
     assert started.status_code == 201, started.text

@@ -47,13 +47,6 @@ class ChatSocket:
         await self.send(frame)
         return await self.next("subscribed")
 
-    async def served(self) -> None:
-        """Wait until the node serves this socket. The upgrade is answered before the
-        node registers the socket (it counts it in Redis first): a frame for the user
-        (`read`, `room`, `muted`) sent in between does not reach it. A pong does."""
-        await self.send({"type": "ping"})
-        await self.next("pong")
-
     async def messages(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         return [await self.next("message", timeout) for _ in range(count)]
 

@@ -351,6 +351,6 @@ def _check_storms(verdict: Verdict, storms: list[FaultRecord], cluster: Cluster)
 def _check_proxies(verdict: Verdict, cluster: Cluster) -> None:
     """A fault proxy whose process died cut its store off for the rest of the run: a fault
     of the harness, not the product's, but the run measured it all the same."""
-    for proxy in [*cluster.node_proxies, *([cluster.sql_proxy] if cluster.sql_proxy else [])]:
+    for proxy in cluster.proxies:
         if proxy.exited is not None:
             verdict.add("proxy_exited", time.time(), proxy=proxy.name, code=proxy.exited)

@@ -256,9 +256,14 @@ class Cluster:
         pid = embedded_state(self.data_dir).get("pid")
         return pid if isinstance(pid, int) else None
 
+    @property
+    def proxies(self) -> list[ProxyProcess]:
+        """Every fault proxy: the nodes' Redis links and the SQL one."""
+        return [*self.node_proxies, *([self.sql_proxy] if self.sql_proxy else [])]
+
     async def heal(self) -> None:
         """Everything back: proxies open, paused processes resumed, dead ones started."""
-        for proxy in [*self.node_proxies, *([self.sql_proxy] if self.sql_proxy else [])]:
+        for proxy in self.proxies:
             await proxy.set_state(ProxyState.open)
         for process in self.processes.all:
             if process.paused:
@@ -281,5 +286,5 @@ class Cluster:
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.processes.stop_all)
-        for proxy in [*self.node_proxies, *([self.sql_proxy] if self.sql_proxy else [])]:
+        for proxy in self.proxies:
             await proxy.stop()

@@ -99,10 +99,7 @@ export function createOutbox() {
     clearTimeout(ackTimers.get(entry.clientId))
     ackTimers.delete(entry.clientId)
     if (resendWindowPassed(entry, Date.now(), session.resendWindowMs)) {
-      resends.settle(entry.clientId)
-      entry.status = 'failed'
-      entry.error = 'resend_window_passed'
-      entry.retryAfterMs = null
+      fail(entry.clientId, 'resend_window_passed')
       return
     }
     entry.error = null
